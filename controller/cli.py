@@ -1,0 +1,161 @@
+"""The ``neuroreflex`` command line.
+
+Exit codes: 0 success, 1 runtime failure (message on stderr), 2 invalid input
+(protocol errors one per line as FILE:LINE:COL: message), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from controller.protocol import ProtocolError, load_protocol
+
+    try:
+        p = load_protocol(args.protocol)
+    except ProtocolError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{args.protocol}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    minutes = p.duration_s / 60
+    print(f"{args.protocol}: valid protocol {p.name!r}: {len(p.inputs)} input(s), {len(p.features)} feature(s), "
+          f"{len(p.thresholds)} threshold(s), {len(p.rules)} rule(s), {len(p.timeline)} blocks, {minutes:.1f} min")
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from controller.protocol import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from sim.cli import main as sim_main
+
+    return sim_main(args.sim_args)
+
+
+def _sim_options(args: argparse.Namespace):
+    from controller.runner import SimOptions
+
+    return SimOptions(channels=args.channels, rate=args.rate, chunk=args.chunk, seed=args.seed,
+                      learning_rate=args.learning_rate, replay=args.replay)
+
+
+def _run(protocol: Path, args: argparse.Namespace, sim) -> int:
+    from controller.protocol import ProtocolError
+    from controller.runner import RunOptions, SessionError, run_session
+
+    opts = RunOptions(protocol_path=protocol, session_root=Path(args.session_dir), duration_s=args.duration, sim=sim,
+                      build_report=not args.no_report)
+    try:
+        result = run_session(opts)
+    except ProtocolError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except SessionError as exc:
+        print(f"neuroreflex: session failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"session {result.status}: {result.session_dir}")
+    for b in result.block_stats:
+        if b.get("reward_rate") is not None:
+            print(f"  block {b['index'] + 1:2d} {b['label']:<9} reward rate {100 * b['reward_rate']:5.1f}%")
+    if result.report is not None:
+        print(f"report: {result.report}")
+    return 0 if result.status in ("completed", "stopped") else 1
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    return _run(Path(args.protocol), args, _sim_options(args) if args.sim else None)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import protocols
+
+    print("neuroreflex demo: a simulated theta/beta neurofeedback session (ADHD protocol, shortened to ~2.5 min).\n"
+          "A simulated participant streams 64-channel EEG over LSL; the controller rewards a low theta/beta ratio\n"
+          "at Cz and the participant learns from the rewards.\n")
+    return _run(protocols.find("tbr_demo"), args, _sim_options(args))
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from controller.report import build_report
+
+    session = Path(args.session_dir)
+    if not (session / "journal.jsonl").is_file():
+        print(f"{session}: not a session folder (no journal.jsonl)", file=sys.stderr)
+        return 2
+    print(f"report: {build_report(session)}")
+    return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--session-dir", default="sessions", metavar="DIR", help="where session folders go")
+    p.add_argument("--no-report", action="store_true", help="do not build the report at the end")
+    g = p.add_argument_group("simulated participant" + ("" if demo else " (with --sim)"))
+    g.add_argument("--channels", type=int, default=64)
+    g.add_argument("--rate", type=float, default=500.0, metavar="HZ")
+    g.add_argument("--chunk", type=int, default=10, metavar="SAMPLES")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--learning-rate", type=float, default=None, help="participant model learning rate")
+    g.add_argument("--replay", default=None, metavar="FILE", help="stream a real recording instead")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuroreflex", description=__doc__.split("\n")[0])
+    from controller import __version__
+
+    parser.add_argument("--version", action="version", version=f"neuroreflex {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check a protocol file; errors as FILE:LINE:COL: message")
+    p.add_argument("protocol")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("schema", help="print the protocol JSON Schema (for editor completion)")
+    p.set_defaults(func=_cmd_schema)
+
+    p = sub.add_parser("sim", help="simulators: `neuroreflex sim eeg --help`", add_help=False)
+    p.add_argument("sim_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_sim)
+
+    p = sub.add_parser("run", help="run a session from a protocol")
+    p.add_argument("protocol")
+    p.add_argument("--sim", action="store_true", help="start a simulated participant as the input")
+    _add_run_options(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("demo", help="a ~2.5 min simulated theta/beta session, then the report")
+    _add_run_options(p, demo=True)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("report", help="(re)build the report of a session folder")
+    p.add_argument("session_dir")
+    p.set_defaults(func=_cmd_report)
+    return parser
+
+
+def _sigterm_to_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

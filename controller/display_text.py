@@ -1,0 +1,103 @@
+"""The headless display: progress in the terminal, fed from the engine's snapshot and events.
+
+Runs in its own thread and reads the event bus; a slow terminal can never slow the loop.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any, Callable, TextIO
+
+from controller import events as ev
+from controller.events import EventBus
+
+_ANNOUNCE = {ev.BLOCK_START, ev.THRESHOLD, ev.STATE, ev.INPUT, ev.FAULT}
+
+
+def _mmss(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
+def status_line(snap: dict[str, Any], feature: str | None, threshold: str | None) -> str:
+    """One line: block, time left, feature vs threshold, reward rate, state."""
+    parts = []
+    if snap["block"] is not None:
+        parts.append(f"[{snap['block']} {snap['block_index'] + 1}/{snap['n_blocks']}] "
+                     f"{_mmss(snap['time_left_s'])} left (session {_mmss(snap['total_left_s'])})")
+    if feature:
+        value = snap["features"].get(feature)
+        text = f"{feature} {value:.3g}" if value is not None else f"{feature} --"
+        th = snap["thresholds"].get(threshold) if threshold else None
+        if th is not None:
+            text += f" (goal {th:.3g})"
+        parts.append(text)
+    if snap["frames"]:
+        parts.append(f"reward {100.0 * snap['rewarded'] / snap['frames']:.0f}%")
+    state = snap["state"]
+    if snap["inhibitions"]:
+        state += ": " + "; ".join(snap["inhibitions"].values())
+    parts.append(state)
+    return " | ".join(parts)
+
+
+def describe_event(e: ev.Event) -> str | None:
+    d = e.data
+    if e.kind == ev.BLOCK_START:
+        cycle = f" (cycle {d['cycle'] + 1})" if d.get("cycle") is not None else ""
+        return f"block {d['index'] + 1}: {d['label']}{cycle}, {d['duration_s']:g} s"
+    if e.kind == ev.THRESHOLD:
+        rate = f", reward rate was {100 * d['reward_rate']:.0f}%" if d.get("reward_rate") is not None else ""
+        return f"threshold {d['name']} = {d['value']:.4g} ({d['reason']}{rate})"
+    if e.kind == ev.STATE:
+        return f"state: {d['state']}" + (f" ({d['reason']})" if d.get("reason") else "")
+    if e.kind == ev.INPUT:
+        return f"input {d['input']}: {d['status']} {d.get('detail', '')}".rstrip()
+    if e.kind == ev.FAULT:
+        return f"FAULT {d.get('source', '')}: {d.get('reason', '')}"
+    return None
+
+
+class TextDisplay(threading.Thread):
+    def __init__(
+        self,
+        bus: EventBus,
+        snapshot: Callable[[], dict[str, Any]],
+        feature: str | None,
+        threshold: str | None,
+        stream: TextIO = sys.stdout,
+        period_s: float = 1.0,
+    ) -> None:
+        super().__init__(name="display:text", daemon=True)
+        self._sub = bus.subscribe(_ANNOUNCE, maxsize=1000)
+        self._bus = bus
+        self._snapshot = snapshot
+        self._feature, self._threshold = feature, threshold
+        self._out = stream
+        self._tty = hasattr(stream, "isatty") and stream.isatty()
+        self._period = period_s if self._tty else max(period_s, 5.0)
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=2)
+        self._bus.unsubscribe(self._sub)
+
+    def run(self) -> None:
+        while not self._halt.wait(self._period):
+            self._emit()
+        self._emit()
+
+    def _emit(self) -> None:
+        lines = [t for t in (describe_event(e) for e in self._sub.drain()) if t]
+        line = status_line(self._snapshot(), self._feature, self._threshold)
+        if self._tty:
+            for text in lines:
+                self._out.write("\r\x1b[K" + text + "\n")
+            self._out.write("\r\x1b[K" + line)
+        else:
+            for text in lines:
+                self._out.write(text + "\n")
+            self._out.write(line + "\n")
+        self._out.flush()

@@ -1,0 +1,273 @@
+"""The protocol engine: timeline, thresholds and rules, driven by feature values.
+
+``on_features`` is the hot path: it runs in the input thread that produced the values
+and, before returning, has sent every decision and feedback value to the outputs. All
+other parties (journal, display, telemetry) learn what happened from the event bus.
+
+States: idle -> running <-> paused -> stopped; "inhibited" is running with at least one
+active inhibition (input stalled, output fault ...): time goes on, no rule fires and no
+feedback is sent, and the reasons are published.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from controller import events as ev
+from controller.clock import now
+from controller.engine.conditions import build, names_in
+from controller.engine.thresholds import ThresholdBank, ThresholdChange
+from controller.engine.timeline import Timeline, Transition
+from controller.events import Event, EventBus
+from controller.protocol.compiled import Protocol
+from drivers.base import Command, Output, OutputError
+
+IDLE, RUNNING, PAUSED, INHIBITED, STOPPED = "idle", "running", "paused", "inhibited", "stopped"
+
+
+class Engine:
+    def __init__(
+        self,
+        protocol: Protocol,
+        bus: EventBus,
+        outputs: Sequence[Output] = (),
+        clock: Callable[[], float] = now,
+    ) -> None:
+        self.protocol = protocol
+        self.bus = bus
+        self.clock = clock
+        self.timeline = Timeline(protocol.timeline)
+        self.thresholds = ThresholdBank(
+            dict(protocol.thresholds), {n: f.every_s for n, f in protocol.features.items()}
+        )
+        self.rules = [(rule, build(rule.when)) for rule in protocol.rules]
+        self.latest: dict[str, float] = {}
+        self.inhibitions: dict[str, str] = {}
+        self.done = threading.Event()
+        self._state = IDLE
+        self._lock = threading.RLock()
+        self._history: dict[str, list[float]] = defaultdict(list)  # feature values in the current block
+        self._frames = 0  # rule evaluations in the current block
+        self._rewarded = 0  # of which at least one rule fired
+        self.block_stats: list[dict[str, Any]] = []
+        self._routes = {
+            kind: [o for o in outputs if kind in o.accepts] for kind in ("marker", "feedback", "features")
+        }
+        self._live_labels = self._adaptive_live_labels()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def state(self) -> str:
+        if self._state == RUNNING and self.inhibitions:
+            return INHIBITED
+        return self._state
+
+    def _publish(self, kind: str, t_source: float | None = None, **data: Any) -> None:
+        self.bus.publish(Event(kind, self.clock(), t_source, data))
+
+    def _publish_state(self) -> None:
+        reason = "; ".join(self.inhibitions.values()) if self.inhibitions else None
+        self._publish(ev.STATE, state=self.state, reason=reason)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a display needs, consistent at one instant."""
+        with self._lock:
+            t = self.clock()
+            block = self.timeline.current
+            return {
+                "state": self.state,
+                "inhibitions": dict(self.inhibitions),
+                "block": block.label if block else None,
+                "block_index": block.index if block else None,
+                "n_blocks": len(self.timeline.blocks),
+                "time_left_s": self.timeline.time_left(t),
+                "total_left_s": self.timeline.total_left(t),
+                "features": dict(self.latest),
+                "thresholds": dict(self.thresholds.values),
+                "frames": self._frames,
+                "rewarded": self._rewarded,
+            }
+
+    # ------------------------------------------------------------------ operator acts
+    def start(self) -> None:
+        with self._lock:
+            if self._state != IDLE:
+                raise RuntimeError(f"cannot start from state {self._state!r}")
+            t = self.clock()
+            self._state = RUNNING
+            for change in self.thresholds.initial():
+                self._threshold_changed(change, None)
+            self._publish_state()
+            self._apply(self.timeline.start(t))
+
+    def pause(self) -> None:
+        with self._lock:
+            if self._state == RUNNING:
+                self.timeline.pause(self.clock())
+                self._state = PAUSED
+                self._reset_conditions()
+                self._publish_state()
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._state == PAUSED:
+                self.timeline.resume(self.clock())
+                self._state = RUNNING
+                self._publish_state()
+
+    def skip_block(self) -> None:
+        with self._lock:
+            if self._state in (RUNNING, PAUSED):
+                transition = self.timeline.skip(self.clock())
+                if transition:
+                    self._apply([transition])
+
+    def stop(self, reason: str = "operator stop") -> None:
+        with self._lock:
+            if self._state == STOPPED:
+                return
+            transition = self.timeline.stop(self.clock())
+            if transition:
+                self._apply([transition])
+            self._finish(reason)
+
+    def set_inhibit(self, source: str, reason: str) -> None:
+        with self._lock:
+            if self.inhibitions.get(source) == reason:
+                return
+            self.inhibitions[source] = reason
+            self._reset_conditions()
+            self._publish_state()
+
+    def clear_inhibit(self, source: str) -> None:
+        with self._lock:
+            if self.inhibitions.pop(source, None) is not None:
+                self._publish_state()
+
+    def tick(self) -> None:
+        """Advance the timeline on the clock (called by the session's control loop)."""
+        with self._lock:
+            if self._state in (RUNNING,):
+                self._apply(self.timeline.advance(self.clock()))
+
+    # ------------------------------------------------------------------ hot path
+    def on_features(self, values: Sequence[Any]) -> None:
+        """Feature values (``.name .value .source_time .sample_index``) in sample order."""
+        if not values:
+            return
+        with self._lock:
+            if self._state == RUNNING:
+                self._apply(self.timeline.advance(self.clock()))
+            if self._state != RUNNING:
+                for v in values:
+                    self.latest[v.name] = v.value
+                return
+            start = 0
+            for i in range(1, len(values) + 1):
+                if i == len(values) or values[i].sample_index != values[start].sample_index:
+                    self._frame(values[start:i])
+                    start = i
+
+    def _frame(self, group: Sequence[Any]) -> None:
+        t_src = group[-1].source_time
+        block = self.timeline.current
+        label = block.label if block else None
+        updated = {}
+        for v in group:
+            self.latest[v.name] = v.value
+            self._history[v.name].append(v.value)
+            updated[v.name] = v.value
+            self._publish(ev.FEATURE, t_src, name=v.name, value=v.value, sample_index=v.sample_index)
+            for th in self.thresholds.adaptive_for(v.name):
+                if label in self._live_labels[th] or not self._live_labels[th]:
+                    change = self.thresholds.observe(th, v.value)
+                    if change:
+                        self._threshold_changed(change, t_src)
+        self._send(Command("features", t_src, {"values": updated}))
+        if self.inhibitions:
+            return
+        fb = self.protocol.feedback
+        if fb is not None and fb.value in updated and (not fb.during or label in fb.during):
+            raw = updated[fb.value]
+            scaled = min(1.0, max(0.0, (raw - fb.low) / (fb.high - fb.low)))
+            t_sent = self._send(Command("feedback", t_src, {"value": scaled, "raw": raw}))
+            self._publish(ev.FEEDBACK, t_src, value=scaled, raw=raw, latency_s=t_sent - t_src)
+        fired = False
+        live = [(r, e) for r, e in self.rules if not r.during or label in r.during]
+        if not live:
+            return
+        self._frames += 1
+        for rule, evaluate in live:
+            if evaluate(self.latest, self.thresholds.values, t_src):
+                fired = True
+                action = rule.do.feedback or rule.do.marker or "rule"
+                t_sent = self._send(Command("marker", t_src, {"text": action}))
+                self._publish(ev.DECISION, t_src, rule=rule.index, action=action, block=label,
+                              latency_s=t_sent - t_src, condition=rule.source)
+        self._rewarded += fired
+
+    # ------------------------------------------------------------------ internals
+    def _send(self, command: Command) -> float:
+        t_sent = self.clock()
+        for output in self._routes.get(command.kind, ()):
+            try:
+                t_sent = output.send(command)
+            except OutputError as exc:
+                self._publish(ev.FAULT, command.t_source, source=output.name, reason=str(exc))
+                self.set_inhibit(f"output:{output.name}", f"output fault: {exc}")
+        return t_sent
+
+    def _apply(self, transitions: list[Transition]) -> None:
+        for tr in transitions:
+            if tr.ended is not None:
+                self._end_block(tr)
+            if tr.started is not None:
+                b = tr.started
+                self._reset_conditions()
+                self._send(Command("marker", tr.t, {"text": f"block_start:{b.label}"}))
+                self._publish(ev.BLOCK_START, tr.t, index=b.index, label=b.label, cycle=b.cycle,
+                              duration_s=b.duration_s)
+        if self.timeline.finished and self._state != STOPPED:
+            self._finish("timeline complete")
+
+    def _end_block(self, tr: Transition) -> None:
+        b = tr.ended
+        stats = {"index": b.index, "label": b.label, "cycle": b.cycle, "frames": self._frames,
+                 "rewarded": self._rewarded,
+                 "reward_rate": (self._rewarded / self._frames) if self._frames else None}
+        self.block_stats.append(stats)
+        self._send(Command("marker", tr.t, {"text": f"block_end:{b.label}"}))
+        self._publish(ev.BLOCK_END, tr.t, **stats)
+        changes, problems = self.thresholds.block_ended(b.label, self._history)
+        for change in changes:
+            self._threshold_changed(change, tr.t)
+        for problem in problems:
+            self._publish(ev.FAULT, tr.t, source="thresholds", reason=problem)
+        self._history = defaultdict(list)
+        self._frames = self._rewarded = 0
+
+    def _threshold_changed(self, change: ThresholdChange, t_source: float | None) -> None:
+        self._publish(ev.THRESHOLD, t_source, name=change.name, value=change.value, reason=change.reason,
+                      reward_rate=change.reward_rate, n_values=change.n_values)
+
+    def _finish(self, reason: str) -> None:
+        self._state = STOPPED
+        self._publish(ev.STATE, state=STOPPED, reason=reason)
+        self.done.set()
+
+    def _reset_conditions(self) -> None:
+        for _, evaluate in self.rules:
+            evaluate.reset()
+
+    def _adaptive_live_labels(self) -> dict[str, set[str]]:
+        """For each threshold: the block labels of the rules that read it (empty = always)."""
+        live: dict[str, set[str]] = {name: set() for name in self.protocol.thresholds}
+        for rule in self.protocol.rules:
+            _, ths = names_in(rule.when)
+            for th in ths:
+                if th in live:
+                    live[th].update(rule.during)
+        return live

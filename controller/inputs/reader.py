@@ -1,0 +1,113 @@
+"""One thread per input: a blocking pull, then the whole hot path runs in this thread.
+
+No polling interval and no queue hop: ``pull_chunk(min_samples=1)`` wakes as soon as a
+sample arrives and drains what else is already there, and ``on_chunk`` runs the DSP,
+the engine and the outputs before the next pull.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import pylsl
+
+from controller.clock import now
+
+ChunkHandler = Callable[[np.ndarray, np.ndarray], None]
+StatusHandler = Callable[[str, str], None]  # (status, detail): connected|stalled|resumed|clock_jump|lost
+
+
+class InputReader(threading.Thread):
+    """Pulls one LSL stream and reports its health.
+
+    Health rules: no sample for ``stall_timeout_s`` -> "stalled" (once), the first sample
+    after -> "resumed". A timestamp going backwards, or jumping forward by more than
+    ``clock_jump_s`` beyond what the nominal rate explains while samples keep flowing,
+    -> "clock_jump". liblsl's inlet recovers a stream that comes back with the same
+    source_id by itself; we only have to keep pulling.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        info: pylsl.StreamInfo,
+        on_chunk: ChunkHandler,
+        on_status: StatusHandler,
+        stall_timeout_s: float = 1.0,
+        clock_jump_s: float = 0.5,
+        max_chunk: int = 4096,
+    ) -> None:
+        super().__init__(name=f"input:{name}", daemon=True)
+        self.input_name = name
+        self.info = info
+        self.on_chunk = on_chunk
+        self.on_status = on_status
+        self.stall_timeout_s = stall_timeout_s
+        self.clock_jump_s = clock_jump_s
+        self.max_chunk = max_chunk
+        self.srate = info.nominal_srate()
+        self.samples_received = 0
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+        self._inlet = pylsl.StreamInlet(info, max_buflen=60, recover=True, processing_flags=pylsl.proc_clocksync)
+        self._opened = threading.Event()
+        self.full_info: pylsl.StreamInfo = info
+
+    def open(self, timeout_s: float = 10.0) -> None:
+        """Open the inlet before the thread starts, so a dead stream fails the session early."""
+        try:
+            self.full_info = self._inlet.info(timeout=timeout_s)  # with desc (labels, units)
+            self._inlet.open_stream(timeout=timeout_s)
+        except pylsl.util.TimeoutError as exc:  # pragma: no cover - depends on network
+            raise RuntimeError(f"input {self.input_name!r}: stream did not open within {timeout_s:g} s") from exc
+        self._opened.set()
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def run(self) -> None:
+        try:
+            self._pull_loop()
+        except BaseException as exc:  # surfaced to the session, never swallowed
+            self.error = exc
+            self.on_status("lost", f"{type(exc).__name__}: {exc}")
+
+    def _pull_loop(self) -> None:
+        if not self._opened.is_set():
+            self.open()
+        inlet = self._inlet
+        n_ch = self.info.channel_count()
+        dtype = inlet.np_dtype or np.float64
+        buffer = np.empty((self.max_chunk, n_ch), dtype=dtype)
+        wait_s = min(0.1, self.stall_timeout_s / 4)
+        last_arrival = now()
+        last_ts: float | None = None
+        stalled = False
+        expected_gap = 1.0 / self.srate if self.srate > 0 else 0.0
+        self.on_status("connected", f"{self.info.name()} ({n_ch} ch, {self.srate:g} Hz)")
+        while not self._halt.is_set():
+            data, ts = inlet.pull_chunk(
+                timeout=wait_s, max_samples=self.max_chunk, dest_obj=buffer, min_samples=1, as_numpy=True
+            )
+            t = now()
+            n = len(ts)
+            if n == 0:
+                if not stalled and t - last_arrival > self.stall_timeout_s:
+                    stalled = True
+                    self.on_status("stalled", f"no samples for {t - last_arrival:.2f} s")
+                continue
+            last_arrival = t
+            if stalled:
+                stalled = False
+                self.on_status("resumed", f"{n} samples")
+                last_ts = None  # a gap across a stall is expected, not a clock jump
+            if last_ts is not None:
+                gap = ts[0] - last_ts
+                if gap < -expected_gap or gap > expected_gap + self.clock_jump_s:
+                    self.on_status("clock_jump", f"timestamp moved {gap * 1000:+.1f} ms between samples")
+            last_ts = ts[-1]
+            self.samples_received += n
+            self.on_chunk(data, ts)
+        self._inlet.close_stream()

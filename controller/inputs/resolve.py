@@ -1,0 +1,93 @@
+"""Finding LSL streams, with errors that tell the operator what *is* on the network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pylsl
+
+from controller.protocol.compiled import StreamSelector
+
+
+class StreamNotFound(RuntimeError):
+    """No stream matched; the message lists the streams that were visible."""
+
+
+@dataclass(frozen=True)
+class StreamDescription:
+    name: str
+    type: str
+    source_id: str
+    channel_count: int
+    nominal_srate: float
+    hostname: str
+
+    def __str__(self) -> str:
+        rate = f"{self.nominal_srate:g} Hz" if self.nominal_srate else "irregular"
+        return (
+            f"name={self.name!r} type={self.type!r} source_id={self.source_id!r} "
+            f"channels={self.channel_count} rate={rate} host={self.hostname}"
+        )
+
+
+def describe(info: pylsl.StreamInfo) -> StreamDescription:
+    return StreamDescription(
+        info.name(), info.type(), info.source_id(), info.channel_count(),
+        info.nominal_srate(), info.hostname(),
+    )
+
+
+def predicate(selector: StreamSelector) -> str:
+    """The XPath predicate liblsl (and LabRecorder) match streams with."""
+    parts = [
+        f"{key}='{value}'"
+        for key, value in (("name", selector.name), ("type", selector.type), ("source_id", selector.source_id))
+        if value
+    ]
+    if not parts:
+        raise ValueError("a stream selector needs at least one of name, type, source_id")
+    return " and ".join(parts)
+
+
+def visible_streams(wait_s: float = 1.0) -> list[StreamDescription]:
+    return [describe(i) for i in pylsl.resolve_streams(wait_time=wait_s)]
+
+
+def resolve(selector: StreamSelector, timeout_s: float) -> pylsl.StreamInfo:
+    """The one stream matching ``selector`` within ``timeout_s``.
+
+    Several matches are an error too: silently picking one could mean recording or
+    stimulating from the wrong amplifier.
+    """
+    pred = predicate(selector)
+    found = pylsl.resolve_bypred(pred, minimum=1, timeout=timeout_s)
+    if found:
+        # give late answers a moment so duplicates are seen
+        found = pylsl.resolve_bypred(pred, minimum=len(found) + 1, timeout=0.3) or found
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        listing = "\n  ".join(str(describe(i)) for i in found)
+        raise StreamNotFound(
+            f"{len(found)} LSL streams match [{pred}]; name the one to use with name or source_id:\n  {listing}"
+        )
+    seen = visible_streams()
+    listing = "\n  ".join(str(s) for s in seen) if seen else "(none: is the amplifier/simulator running, on this network?)"
+    raise StreamNotFound(f"no LSL stream matches [{pred}] after {timeout_s:g} s. Visible streams:\n  {listing}")
+
+
+def channel_labels(info: pylsl.StreamInfo) -> list[str]:
+    """Labels from desc/channels/channel/label (the XDF meta-data convention), else ch1..chN.
+
+    ``info`` must be the full description (``StreamInlet.info()``): a resolver's answer
+    carries only the header, without desc.
+    """
+    labels: list[str] = []
+    ch = info.desc().child("channels").child("channel")
+    while not ch.empty():
+        labels.append(ch.child_value("label"))
+        ch = ch.next_sibling()
+    n = info.channel_count()
+    if len(labels) != n or any(not lab for lab in labels):
+        return [f"ch{i + 1}" for i in range(n)]
+    return labels

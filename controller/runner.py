@@ -1,0 +1,280 @@
+"""A session end to end: resolve inputs, wire the hot path, record, run the timeline, report.
+
+Wiring per input: InputReader thread -> FeaturePipeline.push -> Engine.on_features ->
+outputs, all in the reader's thread. The main thread only ticks the timeline clock,
+watches the inputs and the simulator, and shuts everything down in order (so the XDF
+and the journal are complete even after Ctrl-C or an error).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from controller import events as ev
+from controller.clock import now
+from controller.display_text import TextDisplay
+from controller.dsp import FeaturePipeline
+from controller.engine.engine import Engine
+from controller.events import Event, EventBus
+from controller.inputs.reader import InputReader
+from controller.inputs.resolve import channel_labels, resolve
+from controller.protocol import check_against_stream, load_protocol
+from controller.protocol.compiled import Protocol, StreamSelector
+from controller.recording.journal import Journal
+from controller.recording.session import SessionFolder
+from controller.recording.xdf import XdfRecorder
+from drivers.lsl_outputs import LslFeedbackOutput
+
+
+class SessionError(RuntimeError):
+    """The session could not start or had to stop; the message says why."""
+
+
+@dataclass
+class SimOptions:
+    channels: int = 64
+    rate: float = 500.0
+    chunk: int = 10
+    seed: int = 0
+    learning_rate: float | None = None
+    replay: str | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunOptions:
+    protocol_path: Path
+    session_root: Path = Path("sessions")
+    duration_s: float | None = None
+    sim: SimOptions | None = None
+    site_config: Path | None = None
+    record_xdf: bool = True
+    build_report: bool = True
+    lsl_prefix: str = "neuroreflex"
+    progress: TextIO | None = sys.stdout
+    resolve_timeout_s: float | None = None
+
+
+@dataclass
+class SessionResult:
+    session_dir: Path
+    status: str
+    block_stats: list[dict[str, Any]]
+    report: Path | None
+    summary: dict[str, Any]
+
+
+def _start_simulator(opts: SimOptions, name: str, marker_stream: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "sim", "eeg", "--name", name, "--marker-stream", marker_stream]
+    if opts.replay:
+        cmd += ["--replay", str(opts.replay)]
+    else:
+        cmd += ["--channels", str(opts.channels), "--rate", f"{opts.rate:g}", "--chunk", str(opts.chunk),
+                "--seed", str(opts.seed)]
+        if opts.learning_rate is not None:
+            cmd += ["--learning-rate", f"{opts.learning_rate:g}"]
+    cmd += opts.extra_args
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _say(opts: RunOptions, text: str) -> None:
+    if opts.progress is not None:
+        opts.progress.write(text + "\n")
+        opts.progress.flush()
+
+
+def run_session(opts: RunOptions) -> SessionResult:
+    """Run one session to the end of its timeline (or ``duration_s``, or Ctrl-C)."""
+    protocol = load_protocol(opts.protocol_path)
+    session_id = uuid.uuid4().hex[:8]
+    sim_proc: subprocess.Popen | None = None
+    if opts.sim is not None:
+        sim_name = f"{opts.lsl_prefix}-sim-eeg-{session_id}"
+        sim_proc = _start_simulator(opts.sim, sim_name, f"{opts.lsl_prefix}-markers")
+        first = next(iter(protocol.inputs))
+        inputs = dict(protocol.inputs)
+        inputs[first] = replace(inputs[first], stream=StreamSelector(name=sim_name))
+        protocol = replace(protocol, inputs=inputs)
+        _say(opts, f"simulated participant started: LSL stream {sim_name!r}")
+
+    folder = SessionFolder.create(opts.session_root, Path(opts.protocol_path), opts.site_config)
+    _say(opts, f"session folder: {folder.path}")
+    bus = EventBus()
+    journal = Journal(folder.journal_path)
+    journal.start(bus)
+    recorder: XdfRecorder | None = None
+    readers: list[InputReader] = []
+    display: TextDisplay | None = None
+    output: LslFeedbackOutput | None = None
+    engine: Engine | None = None
+    status = "error"
+    try:
+        readers, pipelines = _open_inputs(protocol, opts, sim_proc)
+        output = LslFeedbackOutput(opts.lsl_prefix, list(protocol.features), source_id=f"neuroreflex-{session_id}")
+        output.open()
+        engine = Engine(protocol, bus, [output])
+        for reader in readers:
+            _wire(reader, pipelines[reader.input_name], engine, bus)
+        if opts.record_xdf:
+            predicates = [{"source_id": r.info.source_id()} for r in readers]
+            predicates += [{"source_id": sid} for sid in output.source_ids.values()]
+            recorder = XdfRecorder()
+            recorder.start(folder.xdf_path, predicates)
+        bus.publish(Event(ev.SESSION_START, now(), None, _session_start_data(protocol, readers, session_id)))
+        if opts.progress is not None:
+            fb = protocol.feedback.value if protocol.feedback else None
+            display = TextDisplay(bus, engine.snapshot, fb, _main_threshold(protocol, fb), stream=opts.progress)
+            display.start()
+        engine.start()
+        for reader in readers:
+            reader.start()
+        status = _control_loop(engine, readers, sim_proc, opts)
+    except KeyboardInterrupt:
+        status = "stopped"
+        if engine is not None:
+            engine.stop("operator stop (Ctrl-C)")
+    except Exception as exc:
+        bus.publish(Event(ev.FAULT, now(), None, {"source": "session", "reason": f"{type(exc).__name__}: {exc}"}))
+        if engine is not None:
+            engine.stop(f"error: {exc}")
+        raise SessionError(str(exc)) from exc
+    finally:
+        result = _shutdown(folder, bus, journal, recorder, readers, display, output, engine, sim_proc, status, opts)
+    return result
+
+
+def _open_inputs(protocol: Protocol, opts: RunOptions, sim_proc) -> tuple[list[InputReader], dict]:
+    readers, pipelines = [], {}
+    for name, spec in protocol.inputs.items():
+        timeout = opts.resolve_timeout_s or spec.resolve_timeout_s
+        if sim_proc is not None and sim_proc.poll() is not None:
+            raise SessionError(f"the simulator exited with code {sim_proc.returncode}: {sim_proc.stderr.read()}")
+        info = resolve(spec.stream, timeout)
+        reader = InputReader(name, info, on_chunk=lambda d, t: None, on_status=lambda s, d: None,
+                             stall_timeout_s=spec.stall_timeout_s)
+        reader.open(timeout)
+        labels = channel_labels(reader.full_info)
+        fs = info.nominal_srate()
+        problems = check_against_stream(protocol, name, fs, labels)
+        if problems:
+            raise SessionError(f"input {name!r} ({info.name()}): " + "; ".join(problems))
+        features = [f for f in protocol.features.values() if f.input == name]
+        pipelines[name] = FeaturePipeline(fs, labels, spec, features)
+        readers.append(reader)
+    return readers, pipelines
+
+
+def _wire(reader: InputReader, pipeline: FeaturePipeline, engine: Engine, bus: EventBus) -> None:
+    source = f"input:{reader.input_name}"
+
+    def on_chunk(data: np.ndarray, timestamps: np.ndarray) -> None:
+        engine.on_features(pipeline.push(data, timestamps))
+
+    def on_status(status: str, detail: str) -> None:
+        bus.publish(Event(ev.INPUT, now(), None, {"input": reader.input_name, "status": status, "detail": detail}))
+        if status in ("stalled", "lost"):
+            engine.set_inhibit(source, f"input {reader.input_name} {status}")
+        elif status == "resumed":
+            pipeline.reset()
+            engine.clear_inhibit(source)
+        elif status == "clock_jump":
+            pipeline.reset()  # windows spanning the jump would mix two time bases
+
+    reader.on_chunk, reader.on_status = on_chunk, on_status
+
+
+def _control_loop(engine: Engine, readers, sim_proc, opts: RunOptions) -> str:
+    t0 = time.monotonic()
+    while not engine.done.wait(0.02):
+        engine.tick()
+        if opts.duration_s is not None and time.monotonic() - t0 >= opts.duration_s:
+            engine.stop(f"duration {opts.duration_s:g} s reached")
+            return "stopped"
+        for reader in readers:
+            if reader.error is not None:
+                raise SessionError(f"input {reader.input_name!r} failed: {reader.error}")
+        if sim_proc is not None and sim_proc.poll() is not None:
+            engine.set_inhibit("simulator", f"simulator exited with code {sim_proc.returncode}")
+    return "completed"
+
+
+def _shutdown(folder, bus, journal, recorder, readers, display, output, engine, sim_proc, status, opts):
+    for reader in readers:
+        reader.stop()
+    for reader in readers:
+        if reader.is_alive():
+            reader.join(timeout=2)
+    summary: dict[str, Any] = {
+        "blocks": engine.block_stats if engine else [],
+        "samples": {r.input_name: r.samples_received for r in readers},
+    }
+    if recorder is not None:
+        try:
+            recorder.stop()
+        except Exception as exc:  # the journal still says what happened
+            bus.publish(Event(ev.FAULT, now(), None, {"source": "recorder", "reason": str(exc)}))
+    bus.publish(Event(ev.SESSION_END, now(), None, {"status": status, "summary": summary}))
+    if display is not None:
+        display.stop()
+        if opts.progress is not None:
+            opts.progress.write("\n")
+    journal.stop()
+    if output is not None:
+        output.close()
+    if sim_proc is not None:
+        sim_proc.terminate()
+        try:
+            sim_proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            sim_proc.kill()
+    folder.finish(status, summary)
+    report = None
+    if opts.build_report:
+        from controller.report import build_report  # plotting stays off the hot path's imports
+
+        try:
+            report = build_report(folder.path)
+            _say(opts, f"report: {report}")
+        except Exception as exc:
+            _say(opts, f"report could not be built: {type(exc).__name__}: {exc}")
+    return SessionResult(folder.path, status, summary["blocks"], report, summary)
+
+
+def _session_start_data(protocol: Protocol, readers, session_id: str) -> dict[str, Any]:
+    fb = protocol.feedback.value if protocol.feedback else None
+    return {
+        "session_id": session_id,
+        "protocol": protocol.name,
+        "protocol_sha256": protocol.sha256,
+        "timeline": [{"index": b.index, "label": b.label, "duration_s": b.duration_s, "cycle": b.cycle}
+                     for b in protocol.timeline],
+        "feedback_feature": fb,
+        "thresholds": {n: _main_threshold_kind(t) for n, t in protocol.thresholds.items()},
+        "inputs": {r.input_name: {"name": r.info.name(), "source_id": r.info.source_id(),
+                                  "rate": r.info.nominal_srate(), "channels": r.info.channel_count()}
+                   for r in readers},
+        "pid": os.getpid(),
+    }
+
+
+def _main_threshold_kind(t) -> str:
+    return "adaptive" if t.adapt else ("percentile" if t.percentile else "fixed")
+
+
+def _main_threshold(protocol: Protocol, feature: str | None) -> str | None:
+    """The threshold the feedback feature is compared with (for the status line)."""
+    for name, spec in protocol.thresholds.items():
+        if spec.adapt is not None and spec.adapt.feature == feature:
+            return name
+        if spec.percentile is not None and spec.percentile.feature == feature:
+            return name
+    return None
