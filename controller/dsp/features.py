@@ -1,0 +1,118 @@
+"""Feature values and the per-feature window computations of the streaming pipeline.
+
+Each evaluator reads the newest W samples of a ring buffer (conditioned signal, or a
+band-passed copy of it) at the moment its window is due and returns one float: the value
+averaged over the feature's channels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from controller.protocol.compiled import Band, FeatureSpec
+
+from .ring import RingBuffer
+from .spectral import WelchBandPowers
+
+DEFAULT_TOTAL_BAND = Band(1.0, 40.0)  # relative_power's reference band when the protocol gives none
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureValue:
+    """One feature value, stamped with the LSL time and index of the newest sample it used."""
+
+    name: str
+    value: float
+    source_time: float
+    sample_index: int
+
+
+def power_bands(spec: FeatureSpec) -> tuple[Band, ...]:
+    """The bands whose power a power-type feature needs, first the one on top of the fraction."""
+    where = f"feature {spec.name!r} ({spec.kind})"
+    if spec.kind == "band_power":
+        if spec.band is None:
+            raise ValueError(f"{where} needs a band")
+        return (spec.band,)
+    if spec.kind == "band_ratio":
+        if spec.numerator is None or spec.denominator is None:
+            raise ValueError(f"{where} needs a numerator and a denominator band")
+        return (spec.numerator, spec.denominator)
+    if spec.kind == "relative_power":
+        if spec.band is None:
+            raise ValueError(f"{where} needs a band")
+        return (spec.band, spec.total or DEFAULT_TOTAL_BAND)
+    raise ValueError(f"{where} is not a power feature")
+
+
+def combine_powers(powers: np.ndarray | list[float]) -> float:
+    """One band's power, or a ratio of two; a zero/negative denominator gives NaN (undefined)."""
+    if len(powers) == 1:
+        return float(powers[0])
+    den = float(powers[1])
+    return float(powers[0]) / den if den > 0.0 else math.nan
+
+
+class ChannelSource:
+    """A ring buffer and the rows of it that one feature averages over."""
+
+    __slots__ = ("ring", "rows")
+
+    def __init__(self, ring: RingBuffer, rows: np.ndarray) -> None:
+        self.ring = ring
+        # None = all rows in order: the window is then a view, no gather needed.
+        whole = rows.size == ring.n_channels and np.array_equal(rows, np.arange(ring.n_channels))
+        self.rows = None if whole else np.asarray(rows, dtype=np.intp)
+
+    def window(self, n: int) -> np.ndarray:
+        view = self.ring.latest(n)
+        return view if self.rows is None else view.take(self.rows, axis=0)
+
+
+class WelchFeature:
+    """band_power / band_ratio / relative_power by Welch's PSD of the conditioned window."""
+
+    __slots__ = ("_source", "_window", "_powers")
+
+    def __init__(self, source: ChannelSource, fs: float, window: int, bands: tuple[Band, ...]) -> None:
+        self._source = source
+        self._window = window
+        self._powers = WelchBandPowers(fs, window, bands)
+
+    def __call__(self) -> float:
+        return combine_powers(self._powers(self._source.window(self._window)))
+
+
+class IirPowerFeature:
+    """The same kinds by the mean square of causally band-passed signals over the window."""
+
+    __slots__ = ("_sources", "_window")
+
+    def __init__(self, sources: list[ChannelSource], window: int) -> None:
+        self._sources = sources  # one band-passed source per band, in power_bands order
+        self._window = window
+
+    def __call__(self) -> float:
+        powers = []
+        for source in self._sources:
+            w = source.window(self._window)
+            # Equal-length rows: the mean over channels of per-channel mean squares is the grand mean.
+            powers.append(np.einsum("ij,ij->", w, w) / w.size)
+        return combine_powers(powers)
+
+
+class PeakToPeakFeature:
+    """Max minus min over the window (optionally band-passed first), averaged over channels."""
+
+    __slots__ = ("_source", "_window")
+
+    def __init__(self, source: ChannelSource, window: int) -> None:
+        self._source = source
+        self._window = window
+
+    def __call__(self) -> float:
+        w = self._source.window(self._window)
+        return float(np.mean(w.max(axis=1) - w.min(axis=1)))

@@ -1,0 +1,254 @@
+"""The streaming feature pipeline of one input: chunk in, feature values out, state kept.
+
+Per chunk: pick + re-reference + high-pass/notch the channels any feature needs, run the
+band-pass stages that iir-power and peak-to-peak features need, append everything to
+preallocated ring buffers, and compute exactly the windows that fall due inside the chunk.
+When no window is due that is all the work there is.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from controller.protocol.compiled import Band, FeatureSpec, InputSpec
+
+from .design import bandpass_sos, check_band, conditioning_sos
+from .features import (
+    ChannelSource,
+    FeatureValue,
+    IirPowerFeature,
+    PeakToPeakFeature,
+    WelchFeature,
+    power_bands,
+)
+from .filters import Conditioner, StreamingSOS
+from .labels import resolve_channels
+from .ring import RingBuffer
+from .schedule import WindowSchedule, feature_window
+
+_NEVER = sys.maxsize
+
+
+class _BandStage:
+    """A band-passed copy of some conditioned rows, kept in its own ring."""
+
+    __slots__ = ("band", "rows", "filter", "ring")
+
+    def __init__(self, fs: float, band: Band, rows: list[int], capacity: int, what: str) -> None:
+        self.band = band
+        self.rows = np.asarray(rows, dtype=np.intp)
+        self.filter = StreamingSOS(bandpass_sos(fs, band, what=what), len(rows))
+        self.ring = RingBuffer(len(rows), capacity)
+
+    def process(self, conditioned: np.ndarray) -> np.ndarray:
+        return self.filter.process_(conditioned.take(self.rows, axis=0))
+
+
+class _Scheduled:
+    __slots__ = ("name", "schedule", "evaluate")
+
+    def __init__(self, name: str, schedule: WindowSchedule, evaluate) -> None:
+        self.name = name
+        self.schedule = schedule
+        self.evaluate = evaluate
+
+
+class FeaturePipeline:
+    """Online features of ONE input; feed it chunks in arrival order with ``push``."""
+
+    def __init__(
+        self,
+        fs: float,
+        stream_labels: Sequence[str],
+        input_spec: InputSpec,
+        features: Sequence[FeatureSpec],
+    ) -> None:
+        if not (math.isfinite(fs) and fs > 0):
+            raise ValueError(f"input {input_spec.name!r}: sampling rate must be a positive number, got {fs}")
+        self.fs = float(fs)
+        self.input = input_spec
+        labels = [str(s) for s in stream_labels]
+        self.stream_labels = tuple(labels)
+        self._n_stream = len(labels)
+        where = f"input {input_spec.name!r}"
+
+        allowed = None
+        if input_spec.channels:
+            allowed = set(resolve_channels(input_spec.channels, labels, where=f"stream of {where}").tolist())
+
+        # Which stream columns each feature averages over; the union is what gets conditioned.
+        needed: list[int] = []
+        feature_cols: list[list[int]] = []
+        for spec in features:
+            if spec.input != input_spec.name:
+                raise ValueError(f"feature {spec.name!r} reads input {spec.input!r}, not {input_spec.name!r}")
+            if not spec.channels:
+                raise ValueError(f"feature {spec.name!r} names no channels")
+            cols = resolve_channels(spec.channels, labels, where=f"stream of {where} (feature {spec.name!r})")
+            if allowed is not None:
+                for label, col in zip(spec.channels, cols.tolist()):
+                    if col not in allowed:
+                        raise ValueError(
+                            f"feature {spec.name!r}: channel {label!r} is not among the channels of {where} "
+                            f"({', '.join(input_spec.channels)})"
+                        )
+            rows = []
+            for col in cols.tolist():
+                if col not in needed:
+                    needed.append(col)
+                rows.append(needed.index(col))
+            feature_cols.append(rows)
+        self.channels = tuple(labels[c] for c in needed)  # stream labels, in conditioned-row order
+
+        ref = input_spec.reference
+        if ref is not None and not isinstance(ref, str):
+            ref = resolve_channels(tuple(ref), labels, where=f"reference of {where}")
+        elif isinstance(ref, str) and ref != "average":
+            raise ValueError(f"{where}: reference must be 'average' or a list of channel labels, got {ref!r}")
+        self._conditioner = Conditioner(self._n_stream, needed, ref, conditioning_sos(self.fs, input_spec))
+
+        self._features = self._build_features(features, feature_cols)
+        self._count = 0
+        self._next_due = self._earliest_due()
+
+    # ------------------------------------------------------------------ construction
+
+    def _build_features(self, specs: Sequence[FeatureSpec], feature_rows: list[list[int]]) -> list[_Scheduled]:
+        fs = self.fs
+        windows = [feature_window(spec, fs) for spec in specs]
+
+        # First pass: what each feature reads (conditioned rows, or rows of a band stage).
+        cond_capacity = 0
+        stage_plan: dict[tuple[float, float], dict] = {}
+        needs: list[list[Band | None]] = []
+        for spec, rows, (window, _) in zip(specs, feature_rows, windows):
+            if spec.kind == "peak_to_peak":
+                bands: list[Band | None] = [spec.band]
+            elif spec.method == "welch":
+                for i, band in enumerate(power_bands(spec)):
+                    check_band(band, fs, what=f"feature {spec.name!r} band {i + 1}")
+                bands = [None]
+            elif spec.method == "iir":
+                bands = list(power_bands(spec))
+            else:
+                raise ValueError(f"feature {spec.name!r}: unknown method {spec.method!r} (welch or iir)")
+            for band in bands:
+                if band is None:
+                    cond_capacity = max(cond_capacity, window)
+                    continue
+                plan = stage_plan.setdefault((band.lo_hz, band.hi_hz), {"band": band, "rows": [], "cap": 0, "by": spec.name})
+                plan["cap"] = max(plan["cap"], window)
+                plan["rows"].extend(r for r in rows if r not in plan["rows"])
+            needs.append(bands)
+
+        self._cond_ring = RingBuffer(self._conditioner.n_channels, cond_capacity) if cond_capacity else None
+        self._stages = [
+            _BandStage(fs, p["band"], p["rows"], p["cap"], what=f"band of feature {p['by']!r}")
+            for p in stage_plan.values()
+        ]
+        stage_by_key = {(s.band.lo_hz, s.band.hi_hz): s for s in self._stages}
+
+        def source(band: Band | None, rows: list[int]) -> ChannelSource:
+            if band is None:
+                return ChannelSource(self._cond_ring, np.asarray(rows, dtype=np.intp))
+            stage = stage_by_key[(band.lo_hz, band.hi_hz)]
+            where = stage.rows.tolist()
+            return ChannelSource(stage.ring, np.asarray([where.index(r) for r in rows], dtype=np.intp))
+
+        # Second pass: evaluators.
+        scheduled = []
+        for spec, rows, (window, every), bands in zip(specs, feature_rows, windows, needs):
+            if spec.kind == "peak_to_peak":
+                evaluate = PeakToPeakFeature(source(bands[0], rows), window)
+            elif spec.method == "welch":
+                evaluate = WelchFeature(source(None, rows), fs, window, power_bands(spec))
+            else:
+                evaluate = IirPowerFeature([source(b, rows) for b in bands], window)
+            scheduled.append(_Scheduled(spec.name, WindowSchedule(window, every), evaluate))
+        return scheduled
+
+    # ------------------------------------------------------------------ streaming
+
+    @property
+    def sample_count(self) -> int:
+        """Samples received since construction or the last reset."""
+        return self._count
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self._features)
+
+    def reset(self) -> None:
+        """Start over as if no sample had been seen (after a stream reconnect)."""
+        self._conditioner.reset()
+        if self._cond_ring is not None:
+            self._cond_ring.reset()
+        for stage in self._stages:
+            stage.filter.reset()
+            stage.ring.reset()
+        for f in self._features:
+            f.schedule.reset()
+        self._count = 0
+        self._next_due = self._earliest_due()
+
+    def push(self, chunk: np.ndarray, timestamps: np.ndarray) -> list[FeatureValue]:
+        """Feed ``chunk`` ``(n_samples, n_stream_channels)`` with its LSL ``timestamps``.
+
+        Returns the feature values that fell due inside the chunk, in sample order (ties in
+        feature order).
+        """
+        x = np.asarray(chunk, dtype=np.float64)
+        n = x.shape[0] if x.ndim else 0
+        if n == 0:
+            return []
+        if x.ndim != 2 or x.shape[1] != self._n_stream:
+            raise ValueError(
+                f"input {self.input.name!r}: chunk must have shape (n_samples, {self._n_stream}), got {x.shape}"
+            )
+        if len(timestamps) != n:
+            raise ValueError(f"input {self.input.name!r}: {n} samples but {len(timestamps)} timestamps")
+
+        conditioned = self._conditioner.process(x)
+        outputs = [stage.process(conditioned) for stage in self._stages]
+        start = self._count
+        end = start + n
+        self._count = end
+        if end <= self._next_due:  # nothing due in this chunk: just remember the samples
+            if self._cond_ring is not None:
+                self._cond_ring.write(conditioned)
+            for stage, data in zip(self._stages, outputs):
+                stage.ring.write(data)
+            return []
+        return self._emit(conditioned, outputs, timestamps, start, end)
+
+    def _emit(self, conditioned, outputs, timestamps, start: int, end: int) -> list[FeatureValue]:
+        due = []
+        for i, f in enumerate(self._features):
+            due.extend((k, i) for k in f.schedule.take_due(end))
+        due.sort()
+        values = []
+        written = 0  # samples of this chunk already in the rings
+        for k, i in due:
+            upto = k - start + 1
+            if upto > written:
+                self._write(conditioned, outputs, written, upto)
+                written = upto
+            f = self._features[i]
+            values.append(FeatureValue(f.name, f.evaluate(), float(timestamps[k - start]), k))
+        if written < end - start:
+            self._write(conditioned, outputs, written, end - start)
+        self._next_due = self._earliest_due()
+        return values
+
+    def _write(self, conditioned: np.ndarray, outputs: list[np.ndarray], a: int, b: int) -> None:
+        if self._cond_ring is not None:
+            self._cond_ring.write(conditioned[:, a:b])
+        for stage, data in zip(self._stages, outputs):
+            stage.ring.write(data[:, a:b])
+
+    def _earliest_due(self) -> int:
+        return min((f.schedule.next_due for f in self._features), default=_NEVER)

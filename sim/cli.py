@@ -1,0 +1,121 @@
+"""Command line front end: ``python -m sim eeg ...`` (also reached as ``neuroreflex sim eeg ...``).
+
+Streams until the duration elapses, Ctrl-C or SIGTERM, and exits 0 on a clean stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sim.participant import DEFAULT_MARKER_STREAM
+from sim.stream import DEFAULT_NAME
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sim", description="Simulated participants and signals over LSL.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    eeg = sub.add_parser("eeg", help="stream simulated EEG (or replay a recording) over LSL in real time")
+    eeg.add_argument("--channels", type=_positive_int, default=64, help="channel count (default 64)")
+    eeg.add_argument("--rate", type=_positive_float, default=500.0, help="sampling rate in Hz (default 500)")
+    eeg.add_argument("--chunk", type=_positive_int, default=10, help="samples per pushed chunk (default 10)")
+    eeg.add_argument("--name", default=None, help=f"LSL stream name (default {DEFAULT_NAME}, or neuroreflex-replay)")
+    eeg.add_argument("--source-id", default=None, help="LSL source_id (default derived from the settings)")
+    eeg.add_argument("--replay", metavar="FILE", default=None, help="replay EDF/BDF/FIF/XDF instead of simulating")
+    eeg.add_argument("--xdf-stream", default=None, help="with --replay of an XDF file: the stream name to replay")
+    eeg.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    eeg.add_argument("--learning-rate", type=float, default=None, help="participant learning per reward (0.002)")
+    eeg.add_argument("--line-freq", type=float, choices=(0.0, 50.0, 60.0), default=50.0, help="mains Hz, 0 = none")
+    eeg.add_argument("--marker-stream", default=DEFAULT_MARKER_STREAM, help="controller marker stream to learn from")
+    eeg.add_argument("--duration", type=_positive_float, default=None, help="stop after this many seconds")
+    eeg.add_argument("--quiet", action="store_true", help="no startup message")
+    return parser
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` instead of killing the process (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_eeg(args: argparse.Namespace, stop: threading.Event) -> None:
+    if args.replay:
+        from sim.replay import DEFAULT_REPLAY_NAME, run_replay
+
+        run_replay(
+            args.replay,
+            name=args.name or DEFAULT_REPLAY_NAME,
+            chunk=args.chunk,
+            source_id=args.source_id,
+            stream_name=args.xdf_stream,
+            duration=args.duration,
+            stop_event=stop,
+            verbose=not args.quiet,
+        )
+        return
+    from sim.stream import run_eeg_stream
+
+    stats = run_eeg_stream(
+        channels=args.channels,
+        rate=args.rate,
+        chunk=args.chunk,
+        name=args.name or DEFAULT_NAME,
+        source_id=args.source_id,
+        line_freq=args.line_freq,
+        seed=args.seed,
+        learning_rate=args.learning_rate,
+        marker_stream=args.marker_stream or None,
+        duration=args.duration,
+        stop_event=stop,
+        verbose=not args.quiet,
+    )
+    if not args.quiet:
+        print(
+            f"neuroreflex sim: stopped after {stats.seconds:.1f} s ({stats.samples} samples); "
+            f"{stats.rewards} rewards, theta/beta mean {stats.mean_tbr:.2f}",
+            flush=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    stop = threading.Event()
+    try:
+        with _stop_on_signals(stop):
+            if args.command == "eeg":
+                _run_eeg(args, stop)
+    except KeyboardInterrupt:
+        pass
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"sim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
