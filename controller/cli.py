@@ -83,7 +83,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print("neuroreflex demo: a simulated theta/beta neurofeedback session (ADHD protocol, shortened to ~2.5 min).\n"
           "A simulated participant streams 64-channel EEG over LSL; the controller rewards a low theta/beta ratio\n"
           "at Cz and the participant learns from the rewards.\n")
-    return _run(protocols.find("tbr_demo"), args, _sim_options(args))
+    sim = _sim_options(args)
+    if sim.learning_rate is None:
+        sim.learning_rate = DEMO_LEARNING_RATE
+    return _run(protocols.find("tbr_demo"), args, sim)
+
+
+# The demo compresses 18 min of training into under 2: the simulated participant learns faster.
+DEMO_LEARNING_RATE = 0.02
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -97,6 +97,7 @@ def run_session(opts: RunOptions) -> SessionResult:
     protocol = load_protocol(opts.protocol_path)
     session_id = uuid.uuid4().hex[:8]
     sim_proc: subprocess.Popen | None = None
+    sim_name = ""
     if opts.sim is not None:
         sim_name = f"{opts.lsl_prefix}-sim-eeg-{session_id}"
         sim_proc = _start_simulator(opts.sim, sim_name, f"{opts.lsl_prefix}-markers")
@@ -127,6 +128,8 @@ def run_session(opts: RunOptions) -> SessionResult:
         if opts.record_xdf:
             predicates = [{"source_id": r.info.source_id()} for r in readers]
             predicates += [{"source_id": sid} for sid in output.source_ids.values()]
+            if sim_proc is not None and opts.sim.replay is None:
+                predicates.append({"name": f"{sim_name}-state"})  # the participant's true state
             recorder = XdfRecorder()
             recorder.start(folder.xdf_path, predicates)
         bus.publish(Event(ev.SESSION_START, now(), None, _session_start_data(protocol, readers, session_id)))
@@ -259,11 +262,30 @@ def _session_start_data(protocol: Protocol, readers, session_id: str) -> dict[st
                      for b in protocol.timeline],
         "feedback_feature": fb,
         "thresholds": {n: _main_threshold_kind(t) for n, t in protocol.thresholds.items()},
+        "threshold_features": _threshold_features(protocol),
         "inputs": {r.input_name: {"name": r.info.name(), "source_id": r.info.source_id(),
                                   "rate": r.info.nominal_srate(), "channels": r.info.channel_count()}
                    for r in readers},
         "pid": os.getpid(),
     }
+
+
+def _threshold_features(protocol: Protocol) -> dict[str, str]:
+    """Which feature each threshold is compared with (for plotting thresholds over features)."""
+    from controller.engine.conditions import names_in
+
+    out: dict[str, str] = {}
+    for name, spec in protocol.thresholds.items():
+        if spec.adapt is not None:
+            out[name] = spec.adapt.feature
+        elif spec.percentile is not None:
+            out[name] = spec.percentile.feature
+    for rule in protocol.rules:
+        feats, ths = names_in(rule.when)
+        if len(feats) == 1:
+            for th in ths:
+                out.setdefault(th, next(iter(feats)))
+    return out
 
 
 def _main_threshold_kind(t) -> str:

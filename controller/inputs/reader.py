@@ -103,10 +103,11 @@ class InputReader(threading.Thread):
                 stalled = False
                 self.on_status("resumed", f"{n} samples")
                 last_ts = None  # a gap across a stall is expected, not a clock jump
-            if last_ts is not None:
-                gap = ts[0] - last_ts
-                if gap < -expected_gap or gap > expected_gap + self.clock_jump_s:
-                    self.on_status("clock_jump", f"timestamp moved {gap * 1000:+.1f} ms between samples")
+            gaps = np.diff(ts, prepend=ts[0] if last_ts is None else last_ts)
+            jumps = (gaps < -expected_gap) | (gaps > expected_gap + self.clock_jump_s)
+            if jumps.any():
+                gap = gaps[np.argmax(jumps)]
+                self.on_status("clock_jump", f"timestamp moved {gap * 1000:+.1f} ms between samples")
             last_ts = ts[-1]
             self.samples_received += n
             self.on_chunk(data, ts)

@@ -1,0 +1,72 @@
+"""Loading a protocol: text in, a validated :class:`compiled.Protocol` out, or every problem at once.
+
+Pure: nothing is read except the file named, nothing is evaluated, nothing is started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from controller.protocol import raw
+from controller.protocol.compiled import Protocol
+from controller.protocol.diagnostics import structure_issues
+from controller.protocol.errors import Issue, ProtocolError
+from controller.protocol.semantics import Semantics
+from controller.protocol.source import Source
+
+TOP_KEYS = ", ".join(raw.ProtocolDecl.model_fields)
+
+
+def loads_protocol(text: str, filename: str = "<string>") -> Protocol:
+    """Parse and validate protocol text; ``filename`` is used in messages only.
+
+    The result's ``sha256`` is that of the UTF-8 encoded text; ``path`` stays empty.
+    Raises :class:`ProtocolError` listing every problem found.
+    """
+    protocol = _compile(text, filename)
+    return dataclasses.replace(protocol, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read, parse and validate a protocol file; the result carries its path and the
+    sha256 of its bytes (so a session records exactly what ran).
+
+    Raises :class:`ProtocolError` (every problem, as FILE:LINE:COL: message) or OSError.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ProtocolError(
+            [Issue(str(path), line, col, f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8")]
+        ) from None
+    protocol = _compile(text, str(path))
+    return dataclasses.replace(protocol, path=str(path), sha256=hashlib.sha256(data).hexdigest())
+
+
+def _compile(text: str, filename: str) -> Protocol:
+    source = Source(text, filename, skip=raw.TAGS)
+    if source.root is None:
+        if not source.issues:
+            source.issues.append(
+                Issue(filename, 1, 1, f"empty protocol file; expected a mapping with keys {TOP_KEYS}")
+            )
+        raise ProtocolError(source.issues)
+    issues = list(source.issues)
+    decl: raw.ProtocolDecl | None = None
+    try:
+        decl = raw.ProtocolDecl.model_validate(source.data)
+    except ValidationError as exc:
+        issues += structure_issues(exc, source)
+    semantics = Semantics(source)
+    issues += semantics.check()
+    if issues or decl is None:
+        raise ProtocolError(issues)
+    return semantics.compile(decl)

@@ -1,0 +1,581 @@
+"""The structure of a protocol file (language v1) as pydantic models.
+
+One source for two things: validating the YAML's shape (keys, types, units per field)
+and the JSON Schema that editors use for completion. Cross-references (does this
+feature exist? is this window long enough for that band?) are checked afterwards in
+:mod:`controller.protocol.semantics`, because they need the whole document.
+
+Quantities are validated here, per field, by :mod:`controller.protocol.units`, and come
+out in SI units (seconds, hertz, volts).
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from typing import Annotated, Any, ClassVar, Literal, NoReturn, Union, get_args, get_origin
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from controller.protocol import units
+from controller.protocol.condition import KEYWORDS
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+PROTOCOL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+_NAME = re.compile(NAME_PATTERN)
+_PROTOCOL_NAME = re.compile(PROTOCOL_NAME_PATTERN)
+
+# Tags of the timeline union; they appear in pydantic error locations but not in the data.
+REPEAT_TAG = "{repeat}"
+BLOCK_TAG = "{block}"
+TAGS = frozenset({REPEAT_TAG, BLOCK_TAG})
+RESERVED_LABELS = frozenset({"repeat", "blocks"})
+
+
+def fail(message: str) -> NoReturn:
+    """Raise a validation error whose message is exactly ``message`` (no pydantic prefix)."""
+    raise PydanticCustomError("protocol", "{message}", {"message": message})
+
+
+# --------------------------------------------------------------------------- scalar types
+
+
+def _check_name(value: Any) -> Any:
+    if not isinstance(value, str):
+        fail(f"expected a name (letters, digits and _), got {units.shown(value)}")
+    if not _NAME.match(value):
+        fail(f"{value!r} is not a valid name: use letters, digits and _, not starting with a digit (e.g. theta_beta)")
+    if value in KEYWORDS:
+        fail(f"{value!r} is a condition keyword ({', '.join(sorted(KEYWORDS))}); pick another name")
+    return value
+
+
+Name = Annotated[
+    str,
+    BeforeValidator(_check_name),
+    WithJsonSchema({"type": "string", "pattern": NAME_PATTERN, "not": {"enum": sorted(KEYWORDS)}}),
+]
+
+
+def _check_protocol_name(value: Any) -> Any:
+    if not isinstance(value, str) or not _PROTOCOL_NAME.match(value):
+        fail(f"expected a protocol name of letters, digits, '_', '-' or '.', like tbr-adhd, got {units.shown(value)}")
+    return value
+
+
+ProtocolName = Annotated[
+    str, BeforeValidator(_check_protocol_name), WithJsonSchema({"type": "string", "pattern": PROTOCOL_NAME_PATTERN})
+]
+
+
+def _unit_pattern(family: str) -> str:
+    symbols = sorted((re.escape(u) for u, (f, _) in units.UNITS.items() if f == family), key=len, reverse=True)
+    return r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*(" + "|".join(symbols) + r")\s*$"
+
+
+def _positive(family: str):
+    def check(value: Any) -> float:
+        try:
+            q = units.parse_quantity(value, family)
+        except units.UnitError as exc:
+            fail(str(exc))
+        if q.value <= 0:
+            fail(f"must be above 0, got {units.shown(value)}")
+        return q.value
+
+    return check
+
+
+def _quantity_schema(family: str, examples: list[str], description: str) -> dict:
+    return {"type": "string", "pattern": _unit_pattern(family), "examples": examples, "description": description}
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(_positive(units.DURATION)),
+    WithJsonSchema(_quantity_schema(units.DURATION, ["500 ms", "2 s", "3 min"], "A duration with its unit: us, ms, s or min.")),
+]
+Frequency = Annotated[
+    float,
+    BeforeValidator(_positive(units.FREQUENCY)),
+    WithJsonSchema(_quantity_schema(units.FREQUENCY, ["0.5 Hz", "50 Hz", "1 kHz"], "A frequency with its unit: Hz or kHz.")),
+]
+
+
+def _band_shape(value: Any) -> Any:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        fail(f"expected a band [LOW, HIGH] like [4 Hz, 8 Hz], got {units.shown(value)}")
+    return value
+
+
+def _band_order(value: tuple[float, float]) -> tuple[float, float]:
+    lo, hi = value
+    if lo >= hi:
+        f = units.FREQUENCY
+        fail(
+            f"the low edge {units.format_quantity(lo, f)} must be below the high edge "
+            f"{units.format_quantity(hi, f)}; write [LOW, HIGH], e.g. [4 Hz, 8 Hz]"
+        )
+    return value
+
+
+FreqBand = Annotated[
+    tuple[Frequency, Frequency],
+    BeforeValidator(_band_shape),
+    AfterValidator(_band_order),
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": _quantity_schema(units.FREQUENCY, ["4 Hz"], "A band edge with its unit."),
+            "minItems": 2,
+            "maxItems": 2,
+            "description": "A frequency band [LOW, HIGH], e.g. [4 Hz, 8 Hz]; LOW must be below HIGH.",
+        }
+    ),
+]
+
+
+def _channels_shape(value: Any) -> Any:
+    if isinstance(value, str):
+        fail(f"expected a list of channel labels like [{value}], got {units.shown(value)}")
+    if not isinstance(value, (list, tuple)):
+        fail(f"expected a list of channel labels like [Cz, Pz], got {units.shown(value)}")
+    if not value:
+        fail("expected at least one channel label, like [Cz], got an empty list")
+    return value
+
+
+def _unique(what: str):
+    def check(value: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for item in value:
+            if item in seen:
+                fail(f"{what} {item!r} is listed twice; list each once")
+            seen.add(item)
+        return value
+
+    return check
+
+
+ChannelList = Annotated[
+    tuple[str, ...],
+    BeforeValidator(_channels_shape),
+    AfterValidator(_unique("channel")),
+    WithJsonSchema({"type": "array", "items": {"type": "string"}, "minItems": 1, "uniqueItems": True}),
+]
+
+
+def _reference(value: Any) -> Any:
+    if value == "average":
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        _unique("reference channel")(tuple(value))
+        return tuple(value)
+    fail(f"expected 'average' or a list of channel labels like [A1, A2], got {units.shown(value)}")
+
+
+Reference = Annotated[
+    Any,
+    BeforeValidator(_reference),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"const": "average", "description": "Common average of the input's channels."},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "Channels to average as the reference, e.g. [A1, A2]."},
+            ]
+        }
+    ),
+]
+
+
+def _labels_shape(value: Any) -> Any:
+    if isinstance(value, str):
+        return [value]
+    if value is None:
+        return []
+    return value
+
+
+Labels = Annotated[
+    tuple[Name, ...],
+    BeforeValidator(_labels_shape),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": NAME_PATTERN},
+                {"type": "array", "items": {"type": "string", "pattern": NAME_PATTERN}},
+            ],
+            "description": "A block label of the timeline, or a list of them.",
+        }
+    ),
+]
+
+
+def _number_or_amplitude(value: Any) -> units.Quantity:
+    try:
+        return units.parse_quantity(value, units.VOLTAGE, allow_bare=True)
+    except units.UnitError as exc:
+        fail(str(exc))
+
+
+_NUMBER_OR_AMPLITUDE_SCHEMA = {
+    "anyOf": [
+        {"type": "number"},
+        _quantity_schema(units.VOLTAGE, ["150 uV"], "An amplitude with its unit: V, mV or uV."),
+    ]
+}
+
+# A Quantity: a plain number (ratios, powers) or an amplitude with a unit (peak-to-peak).
+Level = Annotated[Any, BeforeValidator(_number_or_amplitude), WithJsonSchema(_NUMBER_OR_AMPLITUDE_SCHEMA)]
+
+
+def _range_shape(value: Any) -> Any:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        fail(f"expected [LOW, HIGH] like [3.0, 1.0] (LOW fills 0 % of the bar, HIGH 100 %), got {units.shown(value)}")
+    return value
+
+
+def _range_distinct(value: tuple[units.Quantity, units.Quantity]) -> Any:
+    if value[0].value == value[1].value:
+        fail(f"LOW and HIGH must differ, got {value[0]} twice")
+    return value
+
+
+FeedbackRange = Annotated[
+    tuple[Level, Level],
+    BeforeValidator(_range_shape),
+    AfterValidator(_range_distinct),
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": _NUMBER_OR_AMPLITUDE_SCHEMA,
+            "minItems": 2,
+            "maxItems": 2,
+            "description": "[LOW, HIGH]: LOW maps to 0 and HIGH to 1 (clipped); LOW > HIGH is allowed.",
+        }
+    ),
+]
+
+
+def _none_as(empty: Any):
+    def check(value: Any) -> Any:
+        return empty if value is None else value
+
+    return check
+
+
+# --------------------------------------------------------------------------- models
+
+
+class Decl(BaseModel):
+    """Base of every mapping in a protocol file: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    key_noun: ClassVar[str] = "key"  # how its keys are called in "unknown ..." messages
+
+
+class StreamDecl(Decl):
+    """Which LSL stream to use; give at least one of name, type, source_id."""
+
+    name: str | None = Field(None, description="The stream's name, e.g. 'BrainAmp'.")
+    type: str | None = Field(None, description="The stream's content type, e.g. 'EEG'.")
+    source_id: str | None = Field(None, description="The stream's source id (unique per device).")
+
+    @model_validator(mode="after")
+    def _some_field(self) -> "StreamDecl":
+        if self.name is None and self.type is None and self.source_id is None:
+            fail("give at least one of name, type, source_id, e.g. {type: EEG}")
+        return self
+
+
+class InputDecl(Decl):
+    """A signal input: one LSL stream and how it is conditioned before features."""
+
+    stream: StreamDecl = Field(description="Which LSL stream to resolve, e.g. {type: EEG}.")
+    channels: ChannelList = Field(description="Channel labels to take from the stream, e.g. [Cz, Fp1, Fp2].")
+    reference: Reference | None = Field(
+        None, description="Re-reference: 'average', or a list of channels to average, e.g. [A1, A2]. Omit to keep the recorded reference."
+    )
+    highpass: Frequency | None = Field(None, description="Causal high-pass cut-off, e.g. 0.5 Hz.")
+    notch: Frequency | None = Field(None, description="Line-noise notch, e.g. 50 Hz.")
+    stall: Duration = Field("1 s", validate_default=True, description="No samples for this long means the input stalled.")
+    resolve_timeout: Duration = Field("10 s", validate_default=True, description="How long to look for the stream at start.")
+    rate: Frequency | None = Field(
+        None, description="The stream's expected sampling rate, e.g. 500 Hz: bands are checked against its Nyquist frequency when loading."
+    )
+
+
+PowerMethod = Literal["welch", "iir"]
+
+
+class _FeatureCommon(Decl):
+    input: Name = Field(description="The input (a key of inputs) the feature is computed on.")
+    channels: ChannelList | None = Field(
+        None, description="Channels to average over; a subset of the input's channels. Default: all of them."
+    )
+    window: Duration = Field(description="Length of the sliding window, e.g. 2 s.")
+    every: Duration = Field(description="How often the feature is computed, e.g. 100 ms; at most the window.")
+
+
+class BandPowerDecl(_FeatureCommon):
+    """Mean power in a frequency band."""
+
+    band: FreqBand = Field(description="The band, e.g. [13 Hz, 21 Hz].")
+    method: PowerMethod = Field("welch", description="welch (spectrum of the window) or iir (band-pass filter, mean square).")
+
+
+class BandRatioDecl(_FeatureCommon):
+    """Power in the numerator band divided by power in the denominator band (e.g. theta/beta)."""
+
+    numerator: FreqBand = Field(description="Band on top of the ratio, e.g. [4 Hz, 8 Hz].")
+    denominator: FreqBand = Field(description="Band below the ratio, e.g. [13 Hz, 21 Hz].")
+    method: PowerMethod = Field("welch", description="welch or iir, as for band_power.")
+
+
+class RelativePowerDecl(_FeatureCommon):
+    """Power in a band as a fraction of the power in a total band."""
+
+    band: FreqBand = Field(description="The band, e.g. [8 Hz, 12 Hz].")
+    total: FreqBand = Field(("1 Hz", "40 Hz"), validate_default=True, description="The reference band; default [1 Hz, 40 Hz].")
+    method: PowerMethod = Field("welch", description="welch or iir, as for band_power.")
+
+
+class PeakToPeakDecl(_FeatureCommon):
+    """Largest minus smallest value in the window (artifacts such as blinks), in volts."""
+
+    band: FreqBand | None = Field(None, description="Optional causal band-pass applied first, e.g. [0.5 Hz, 4 Hz].")
+
+
+FEATURE_KINDS = ("band_power", "band_ratio", "relative_power", "peak_to_peak")
+
+
+class FeatureDecl(Decl):
+    """A feature: exactly one kind, e.g. {band_ratio: {input: eeg, ...}}."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+    key_noun: ClassVar[str] = "feature kind"
+    band_power: BandPowerDecl | None = Field(None, description="Mean power in a band, e.g. {input: eeg, band: [13 Hz, 21 Hz], window: 1 s, every: 100 ms}.")
+    band_ratio: BandRatioDecl | None = Field(None, description="Ratio of the powers in two bands, e.g. theta/beta.")
+    relative_power: RelativePowerDecl | None = Field(None, description="Power in a band as a fraction of the power in a total band.")
+    peak_to_peak: PeakToPeakDecl | None = Field(None, description="Peak-to-peak amplitude in the window (artifact detection), in volts.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "FeatureDecl":
+        given = [k for k in FEATURE_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            got = "none" if not given else ", ".join(given)
+            fail(f"give exactly one feature kind ({', '.join(FEATURE_KINDS)}), got {got}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in FEATURE_KINDS if getattr(self, k) is not None)
+
+    @property
+    def params(self) -> _FeatureCommon:
+        return getattr(self, self.kind)
+
+
+class PercentileDecl(Decl):
+    """Threshold = a percentile of a feature's values during a block (e.g. the baseline)."""
+
+    feature: Name = Field(description="The feature whose values are collected.")
+    during: Name = Field(description="Block label; the threshold is computed when the first such block ends.")
+    q: float = Field(ge=0, le=100, strict=True, description="Percentile, 0..100, e.g. 40.")
+
+
+class AdaptDecl(Decl):
+    """Move the threshold periodically so that the reward rate approaches a target."""
+
+    every: Duration = Field(description="How often to adapt, e.g. 60 s.")
+    target_reward_rate: float = Field(gt=0, lt=1, strict=True, description="Wanted fraction of time rewarded, strictly between 0 and 1, e.g. 0.7.")
+
+
+class ThresholdDecl(Decl):
+    """A threshold: exactly one of fixed or percentile, optionally adapt."""
+
+    fixed: Level | None = Field(None, description="A constant: a plain number, or an amplitude like 150 uV.")
+    percentile: PercentileDecl | None = Field(None, description="Computed from a feature during a block.")
+    adapt: AdaptDecl | None = Field(None, description="Adapt toward a target reward rate during the session.")
+
+    @model_validator(mode="after")
+    def _one_base(self) -> "ThresholdDecl":
+        if (self.fixed is None) == (self.percentile is None):
+            got = "both" if self.fixed is not None else "neither"
+            fail(f"give exactly one of fixed or percentile, got {got}")
+        return self
+
+
+class RepeatDecl(Decl):
+    """Repeat a list of blocks N times."""
+
+    repeat: int = Field(ge=1, strict=True, description="How many times, e.g. 6.")
+    blocks: list["TimelineItem"] = Field(min_length=1, description="The blocks to repeat, e.g. [{train: 3 min}, {rest: 30 s}].")
+
+
+def _block_shape(value: Any) -> Any:
+    if not isinstance(value, dict) or not value:
+        fail(
+            "expected a timeline entry {LABEL: DURATION} like {train: 3 min}, or "
+            f"{{repeat: N, blocks: [...]}}, got {units.shown(value)}"
+        )
+    if len(value) != 1:
+        one = ", ".join(f"{{{k}: ...}}" for k in value)
+        fail(f"one block per entry: write [{one}] rather than one mapping with {len(value)} labels")
+    return value
+
+
+BlockEntry = Annotated[
+    dict[Name, Duration],
+    BeforeValidator(_block_shape),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": "One block {LABEL: DURATION}, e.g. {baseline: 2 min}.",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "propertyNames": {"pattern": NAME_PATTERN, "not": {"enum": sorted(RESERVED_LABELS)}},
+            "additionalProperties": _quantity_schema(units.DURATION, ["3 min"], "The block's duration."),
+        }
+    ),
+]
+
+
+def _timeline_kind(value: Any) -> str:
+    if isinstance(value, dict) and RESERVED_LABELS & set(value):
+        return REPEAT_TAG
+    return BLOCK_TAG
+
+
+TimelineItem = Annotated[
+    Union[Annotated[RepeatDecl, Tag(REPEAT_TAG)], Annotated[BlockEntry, Tag(BLOCK_TAG)]],
+    Discriminator(_timeline_kind),
+]
+RepeatDecl.model_rebuild()
+
+
+class ActionDecl(Decl):
+    """What a rule does while its condition holds: exactly one of feedback or marker."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
+    feedback: Literal["reward"] | None = Field(None, description="'reward': emit a reward marker.")
+    marker: str | None = Field(None, description="Emit this text as a marker.")
+
+    @model_validator(mode="after")
+    def _one_action(self) -> "ActionDecl":
+        if (self.feedback is None) == (self.marker is None):
+            fail("give exactly one of feedback or marker, e.g. {feedback: reward}")
+        return self
+
+
+class RuleDecl(Decl):
+    """When the condition holds (in the given blocks), do the action."""
+
+    during: Labels = Field((), description="Block label(s) where the rule is live; omit for always.")
+    when: str = Field(
+        description=(
+            "Condition: comparisons (<, >, <=, >=) of features, thresholds and numbers (with units where needed), "
+            "combined with and, or, not, parentheses; 'for DURATION' after a comparison or group requires it "
+            "to hold that long. E.g. 'tbr < goal for 500 ms and emg < emg_max'."
+        )
+    )
+    do: ActionDecl = Field(description="The action, e.g. {feedback: reward} or {marker: hit}.")
+
+
+class FeedbackDecl(Decl):
+    """The continuous feedback value shown to the participant."""
+
+    value: Name = Field(description="The feature shown.")
+    range: FeedbackRange = Field(description="[LOW, HIGH] mapped linearly onto 0..1; LOW > HIGH rewards low values.")
+    during: Labels = Field((), description="Block label(s) where feedback is shown; omit for always.")
+
+
+class ProtocolDecl(Decl):
+    """A neuroreflex protocol (language v1)."""
+
+    protocol: ProtocolName = Field(description="The protocol's name, e.g. tbr-adhd.")
+    description: Annotated[str, BeforeValidator(_none_as(""))] = Field("", description="What the protocol is for, in one line.")
+    inputs: dict[Name, InputDecl] = Field(min_length=1, description="Signal inputs by name, e.g. eeg.")
+    features: Annotated[dict[Name, FeatureDecl], BeforeValidator(_none_as({}))] = Field(
+        default_factory=dict, description="Features by name; conditions refer to them by that name."
+    )
+    thresholds: Annotated[dict[Name, ThresholdDecl], BeforeValidator(_none_as({}))] = Field(
+        default_factory=dict, description="Thresholds by name; conditions refer to them by that name."
+    )
+    timeline: list[TimelineItem] = Field(
+        min_length=1, description="Blocks in order: {LABEL: DURATION} or {repeat: N, blocks: [...]}."
+    )
+    rules: Annotated[list[RuleDecl], BeforeValidator(_none_as([]))] = Field(default_factory=list, description="Rules, checked on every new feature value.")
+    feedback: FeedbackDecl | None = Field(None, description="The continuous feedback value (optional).")
+
+
+# --------------------------------------------------------------------------- helpers for the loader
+
+ITEM_ADAPTERS: dict[str, TypeAdapter] = {
+    "inputs": TypeAdapter(InputDecl),
+    "features": TypeAdapter(FeatureDecl),
+    "thresholds": TypeAdapter(ThresholdDecl),
+    "timeline": TypeAdapter(TimelineItem),
+    "rules": TypeAdapter(RuleDecl),
+    "feedback": TypeAdapter(FeedbackDecl),
+}
+NAME_ADAPTER: TypeAdapter = TypeAdapter(Name)
+LABELS_ADAPTER: TypeAdapter = TypeAdapter(Labels)
+_TAG_TYPES = {REPEAT_TAG: RepeatDecl, BLOCK_TAG: dict[str, Any]}
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin is Union or origin is types.UnionType:
+            members = [a for a in get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return tp
+            tp = members[0]
+        else:
+            return tp
+
+
+def type_at(loc: tuple[Any, ...]) -> Any:
+    """The declared type at a pydantic error location (for "valid keys are ..." messages)."""
+    tp: Any = ProtocolDecl
+    for part in loc:
+        if part in _TAG_TYPES:
+            tp = _TAG_TYPES[part]
+            continue
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            tp = field.annotation
+        elif get_origin(tp) is dict:
+            tp = get_args(tp)[1]
+        elif get_origin(tp) in (list, tuple):
+            tp = get_args(tp)[0]
+        else:
+            return None
+    return _unwrap(tp)
+
+
+def json_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of a protocol file, for editors and validators."""
+    schema = ProtocolDecl.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "neuroreflex protocol (v1)"
+    return schema
