@@ -157,6 +157,9 @@ def _sigterm_to_interrupt(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from controller.lsl_config import configure
+
+    configure()
     signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     try:
         return args.func(args)

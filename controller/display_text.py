@@ -78,6 +78,7 @@ class TextDisplay(threading.Thread):
         self._tty = hasattr(stream, "isatty") and stream.isatty()
         self._period = period_s if self._tty else max(period_s, 5.0)
         self._halt = threading.Event()
+        self._last_line = ""
 
     def stop(self) -> None:
         self._halt.set()
@@ -99,5 +100,7 @@ class TextDisplay(threading.Thread):
         else:
             for text in lines:
                 self._out.write(text + "\n")
-            self._out.write(line + "\n")
+            if line != self._last_line:  # a log, not a screen: no repeated lines
+                self._out.write(line + "\n")
+        self._last_line = line
         self._out.flush()

@@ -246,7 +246,6 @@ def _shutdown(folder, bus, journal, recorder, readers, display, output, engine, 
 
         try:
             report = build_report(folder.path)
-            _say(opts, f"report: {report}")
         except Exception as exc:
             _say(opts, f"report could not be built: {type(exc).__name__}: {exc}")
     return SessionResult(folder.path, status, summary["blocks"], report, summary)

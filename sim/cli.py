@@ -105,9 +105,24 @@ def _run_eeg(args: argparse.Namespace, stop: threading.Event) -> None:
         )
 
 
+def _quiet_liblsl() -> None:
+    """liblsl logs INFO lines by default; keep errors only unless asked (like a real amplifier app)."""
+    import os
+
+    import pylsl
+
+    if os.environ.get("NEUROREFLEX_LSL_VERBOSE") or os.environ.get("LSLAPICFG"):
+        return
+    try:
+        pylsl.set_config_content("[log]\nlevel = -2\n")
+    except NotImplementedError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    _quiet_liblsl()
     stop = threading.Event()
     try:
         with _stop_on_signals(stop):

@@ -131,7 +131,7 @@ class Engine:
                 return
             transition = self.timeline.stop(self.clock())
             if transition:
-                self._apply([transition])
+                self._end_block(transition)
             self._finish(reason)
 
     def set_inhibit(self, source: str, reason: str) -> None:
