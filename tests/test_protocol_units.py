@@ -48,7 +48,7 @@ def test_exact_decimal_values() -> None:
         (2, units.DURATION, "expected a duration like '2 s' or '500 ms', got 2"),
         ("2", units.DURATION, "expected a duration like '2 s' or '500 ms', got '2' (no unit)"),
         ("2 Hz", units.DURATION, "expected a duration like '2 s' or '500 ms', got '2 Hz' (a frequency)"),
-        ("2 sec", units.DURATION, "unknown unit 'sec' in '2 sec'; expected a duration like '2 s' or '500 ms' (units: us, ms, s, min)"),
+        ("2 sec", units.DURATION, "unknown unit 'sec' in '2 sec'; expected a duration like '2 s' or '500 ms' (units: us, ms, s, min, h)"),
         ("fast", units.FREQUENCY, "expected a frequency like '8 Hz' or '1.5 kHz', got 'fast'"),
         (True, units.CURRENT, "expected a current like '1.5 mA' or '500 uA', got true"),
         (None, units.PERCENT, "expected a percentage like '50 %', got null (nothing)"),

@@ -29,6 +29,7 @@ UNITS: dict[str, tuple[str, float]] = {
     "ms": (DURATION, 1e-3),
     "s": (DURATION, 1.0),
     "min": (DURATION, 60.0),
+    "h": (DURATION, 3600.0),
     "Hz": (FREQUENCY, 1.0),
     "kHz": (FREQUENCY, 1e3),
     "V": (VOLTAGE, 1.0),
