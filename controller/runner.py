@@ -23,9 +23,10 @@ from controller import events as ev
 from controller.clock import now
 from controller.display_text import TextDisplay
 from controller.dsp import FeaturePipeline
-from controller.engine.engine import Engine
+from controller.engine.engine import TIMELINE_COMPLETE, Engine
 from controller.events import Event, EventBus
 from controller.inputs.reader import InputReader
+from controller.keyboard import HELP, KeyboardControl, key_actions
 from controller.inputs.resolve import channel_labels, resolve
 from controller.protocol import check_against_stream, load_protocol
 from controller.protocol.compiled import Protocol, StreamSelector
@@ -61,6 +62,7 @@ class RunOptions:
     build_report: bool = True
     lsl_prefix: str = "neuroreflex"
     progress: TextIO | None = sys.stdout
+    keyboard: bool = True  # operator keys when stdin is a terminal
     resolve_timeout_s: float | None = None
 
 
@@ -117,6 +119,7 @@ def run_session(opts: RunOptions) -> SessionResult:
     display: TextDisplay | None = None
     output: LslFeedbackOutput | None = None
     engine: Engine | None = None
+    keyboard: KeyboardControl | None = None
     status = "error"
     try:
         readers, pipelines = _open_inputs(protocol, opts, sim_proc)
@@ -140,6 +143,10 @@ def run_session(opts: RunOptions) -> SessionResult:
         engine.start()
         for reader in readers:
             reader.start()
+        if opts.keyboard and KeyboardControl.available():
+            keyboard = KeyboardControl(key_actions(engine))
+            keyboard.start()
+            _say(opts, HELP)
         status = _control_loop(engine, readers, sim_proc, opts)
     except KeyboardInterrupt:
         status = "stopped"
@@ -151,6 +158,8 @@ def run_session(opts: RunOptions) -> SessionResult:
             engine.stop(f"error: {exc}")
         raise SessionError(str(exc)) from exc
     finally:
+        if keyboard is not None:
+            keyboard.stop()
         result = _shutdown(folder, bus, journal, recorder, readers, display, output, engine, sim_proc, status, opts)
     return result
 
@@ -207,7 +216,7 @@ def _control_loop(engine: Engine, readers, sim_proc, opts: RunOptions) -> str:
                 raise SessionError(f"input {reader.input_name!r} failed: {reader.error}")
         if sim_proc is not None and sim_proc.poll() is not None:
             engine.set_inhibit("simulator", f"simulator exited with code {sim_proc.returncode}")
-    return "completed"
+    return "completed" if engine.stop_reason == TIMELINE_COMPLETE else "stopped"
 
 
 def _shutdown(folder, bus, journal, recorder, readers, display, output, engine, sim_proc, status, opts):

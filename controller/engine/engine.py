@@ -26,6 +26,7 @@ from controller.protocol.compiled import Protocol
 from drivers.base import Command, Output, OutputError
 
 IDLE, RUNNING, PAUSED, INHIBITED, STOPPED = "idle", "running", "paused", "inhibited", "stopped"
+TIMELINE_COMPLETE = "timeline complete"
 
 
 class Engine:
@@ -47,6 +48,7 @@ class Engine:
         self.latest: dict[str, float] = {}
         self.inhibitions: dict[str, str] = {}
         self.done = threading.Event()
+        self.stop_reason: str | None = None
         self._state = IDLE
         self._lock = threading.RLock()
         self._history: dict[str, list[float]] = defaultdict(list)  # feature values in the current block
@@ -231,7 +233,7 @@ class Engine:
                 self._publish(ev.BLOCK_START, tr.t, index=b.index, label=b.label, cycle=b.cycle,
                               duration_s=b.duration_s)
         if self.timeline.finished and self._state != STOPPED:
-            self._finish("timeline complete")
+            self._finish(TIMELINE_COMPLETE)
 
     def _end_block(self, tr: Transition) -> None:
         b = tr.ended
@@ -254,6 +256,7 @@ class Engine:
                       reward_rate=change.reward_rate, n_values=change.n_values)
 
     def _finish(self, reason: str) -> None:
+        self.stop_reason = reason
         self._state = STOPPED
         self._publish(ev.STATE, state=STOPPED, reason=reason)
         self.done.set()
