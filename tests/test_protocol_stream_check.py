@@ -34,7 +34,7 @@ def test_low_rate_reports_filters_and_windows(tbr) -> None:
 def test_missing_and_duplicated_channels(tbr) -> None:
     problems = check_against_stream(tbr, "eeg", 500.0, ["Cz", "Cz", "Fp1"])
     assert problems == [
-        "input 'eeg': channel 'Cz' appears 2 times in the stream, so it is ambiguous",
+        "input 'eeg': channel 'Cz' is ambiguous in stream: it matches 'Cz', 'Cz'",
         "input 'eeg': channel 'Fp2' is not in the stream; its channels: Cz, Cz, Fp1",
     ]
 
@@ -63,3 +63,26 @@ timeline: [{run: 1 min}]
         "input 'eeg': channel 'A2' is not in the stream; its channels: C3, A1",
         "feature 'mu': every 2 ms is under 1 sample at 200 Hz",
     ]
+
+
+def test_labels_match_as_the_dsp_matches_them():
+    """'Cz' finds 'EEG Cz' and BCI2000's dotted 'Cz..' (PhysioNet EDF), exactly as the pipeline does."""
+    from controller.protocol import loads_protocol
+
+    text = """
+protocol: labels
+inputs:
+  eeg: {stream: {type: EEG}, channels: [Cz, Fp1]}
+features:
+  tbr: {band_ratio: {input: eeg, channels: [Cz], numerator: [4 Hz, 8 Hz], denominator: [13 Hz, 21 Hz], window: 2 s, every: 100 ms}}
+thresholds:
+  goal: {fixed: 2}
+timeline: [{train: 1 min}]
+rules:
+  - {during: train, when: tbr < goal, do: {feedback: reward}}
+"""
+    p = loads_protocol(text)
+    assert check_against_stream(p, "eeg", 160.0, ["Fc5.", "Cz..", "Fp1."]) == []
+    assert check_against_stream(p, "eeg", 500.0, ["EEG Cz", "EEG Fp1"]) == []
+    [problem] = check_against_stream(p, "eeg", 500.0, ["EEG Pz", "EEG Oz"])
+    assert problem == "input 'eeg': channels 'Cz', 'Fp1' are not in the stream; its channels: EEG Pz, EEG Oz"

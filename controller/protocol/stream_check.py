@@ -4,9 +4,9 @@ resolved, before the session starts (rate and channel labels are unknown at load
 from __future__ import annotations
 
 import math
-from collections import Counter
 from typing import Sequence
 
+from controller.dsp.labels import resolve_channels
 from controller.protocol.compiled import Protocol
 from controller.protocol.units import DURATION, FREQUENCY, format_quantity
 
@@ -30,15 +30,23 @@ def check_against_stream(protocol: Protocol, input_name: str, fs: float, labels:
     nyquist = fs / 2
     if spec.rate_hz is not None and abs(fs - spec.rate_hz) > RATE_TOLERANCE * spec.rate_hz:
         problems.append(f"{pre}: the protocol expects {_hz(spec.rate_hz)} but the stream runs at {_hz(fs)}")
-    counts = Counter(labels)
     wanted = list(spec.channels)
     if isinstance(spec.reference, tuple):
         wanted += [ch for ch in spec.reference if ch not in wanted]
+    missing = []
     for ch in wanted:
-        if counts[ch] == 0:
-            problems.append(f"{pre}: channel {ch!r} is not in the stream; its channels: {', '.join(labels) or 'none'}")
-        elif counts[ch] > 1:
-            problems.append(f"{pre}: channel {ch!r} appears {counts[ch]} times in the stream, so it is ambiguous")
+        try:  # the same matching the DSP uses: 'Cz' finds 'Cz', 'CZ', 'EEG Cz', 'Cz..'
+            resolve_channels([ch], labels)
+        except ValueError as exc:
+            if "ambiguous" in str(exc):
+                problems.append(f"{pre}: {exc}")
+            else:
+                missing.append(ch)
+    if missing:
+        names = ", ".join(repr(ch) for ch in missing)
+        verb = "are" if len(missing) > 1 else "is"
+        problems.append(f"{pre}: channel{'s' if len(missing) > 1 else ''} {names} {verb} not in the stream; "
+                        f"its channels: {', '.join(labels) or 'none'}")
     for field, value in (("highpass", spec.highpass_hz), ("notch", spec.notch_hz)):
         if value is not None and value >= nyquist:
             problems.append(f"{pre}: {field} {_hz(value)} is at or above the stream's Nyquist frequency {_hz(nyquist)}")
