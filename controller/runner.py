@@ -94,8 +94,14 @@ def _say(opts: RunOptions, text: str) -> None:
         opts.progress.flush()
 
 
+# The hot path shares the interpreter with the journal, display and recorder threads; a
+# shorter GIL switch interval (default 5 ms) bounds how long a sample can wait for them.
+GIL_SWITCH_INTERVAL_S = 0.0005
+
+
 def run_session(opts: RunOptions) -> SessionResult:
     """Run one session to the end of its timeline (or ``duration_s``, or Ctrl-C)."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     protocol = load_protocol(opts.protocol_path)
     session_id = uuid.uuid4().hex[:8]
     sim_proc: subprocess.Popen | None = None

@@ -157,11 +157,14 @@ class EegStreamer:
         last_state = -np.inf
         while not stop.is_set() and (limit is None or sent < limit):
             due = t0 + (sent + self.chunk) / rate
+            # generate ahead, push on time: like an amplifier, the samples leave as soon as
+            # the last one is "acquired", stamped with that moment
+            self.participant.step(dt_chunk)
+            block = self._next_chunk()
             wait = due - pylsl.local_clock()
             if wait > 0 and stop.wait(wait):
                 break
-            self.participant.step(dt_chunk)
-            self.outlet.push_chunk(self._next_chunk(), due)
+            self.outlet.push_chunk(block, due)
             sent += self.chunk
             if due - last_state >= STATE_PERIOD_S:
                 self.state_outlet.push_sample([self.participant.tbr], due)
