@@ -1,0 +1,111 @@
+"""The stimulator side of the output interface: what every device driver implements.
+
+A driver speaks one device's real protocol over a port opened with
+``serial.serial_for_url`` (or a TCP socket) and knows that device's timing: it reports
+when the device is ready and refuses, with a reason, a command the device cannot take
+yet, instead of queueing it blindly. Drivers never decide whether a command is safe:
+the safety governor does that before ``send`` is called. A driver is a leaf: it imports
+only this interface and standard/serial libraries.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.base import Command, Output, OutputError
+
+# Command kinds a stimulator accepts (payload keys in brackets):
+ARM = "arm"  # {}
+DISARM = "disarm"  # {}
+SET = "set"  # {parameter: value, ...} in SI units: intensity_pct, current_a, frequency_hz, pulse_width_s, ...
+FIRE = "fire"  # {} one pulse / one train as configured
+START = "start"  # {} start continuous stimulation (tACS/tES, trains)
+STOP = "stop"  # {} stop continuous stimulation
+STIMULATOR_COMMANDS = frozenset({ARM, DISARM, SET, FIRE, START, STOP})
+
+
+class DeviceError(OutputError):
+    """The device answered with an error, did not answer, or the link broke."""
+
+
+class NotReady(DeviceError):
+    """The device cannot take this command yet (arming, charging, blanking); the message says until when/why."""
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    """What the device (or the driver's model of it) says about itself, at LSL time ``t``."""
+
+    t: float
+    connected: bool
+    remote: bool = False  # under remote control (Magstim) / enabled (MagVenture)
+    armed: bool = False
+    ready: bool = False  # can fire/start now
+    ready_at: float | None = None  # LSL time it will be ready, when known
+    error: str | None = None  # the device's error text, if any
+    parameters: dict[str, Any] = field(default_factory=dict)  # current settings in SI units
+
+
+class Stimulator(Output):
+    """A stimulator: connect, arm, disarm, set parameters, fire/start/stop, status, close.
+
+    ``send(Command)`` dispatches the kinds in STIMULATOR_COMMANDS to the methods below and
+    returns the LSL time the bytes left, so the loop latency is measured to the wire.
+    """
+
+    accepts = STIMULATOR_COMMANDS
+
+    def open(self) -> None:
+        self.connect()
+
+    def send(self, command: Command) -> float:
+        kind, payload = command.kind, dict(command.payload)
+        if kind == ARM:
+            return self.arm()
+        if kind == DISARM:
+            return self.disarm()
+        if kind == SET:
+            return self.set_parameters(**payload)
+        if kind == FIRE:
+            return self.fire()
+        if kind == START:
+            return self.start()
+        if kind == STOP:
+            return self.stop()
+        raise OutputError(f"{self.name}: cannot send a {kind!r} command (accepts {sorted(self.accepts)})")
+
+    @abstractmethod
+    def connect(self) -> None:
+        """Open the port and take remote control; the device stays disarmed."""
+
+    @abstractmethod
+    def arm(self) -> float:
+        """Ask the device to arm; returns t_sent. Readiness follows (see status().ready_at)."""
+
+    @abstractmethod
+    def disarm(self) -> float:
+        """Disarm now. Must work in any state, and be quick: it is the E-STOP path."""
+
+    @abstractmethod
+    def set_parameters(self, **params: Any) -> float:
+        """Change settings (SI units); raises NotReady/DeviceError with the reason."""
+
+    @abstractmethod
+    def fire(self) -> float:
+        """One pulse (or the configured train); raises NotReady if the device cannot fire now."""
+
+    def start(self) -> float:
+        raise OutputError(f"{self.name}: this device has no continuous stimulation (use fire)")
+
+    def stop(self) -> float:
+        raise OutputError(f"{self.name}: this device has no continuous stimulation (use fire)")
+
+    @abstractmethod
+    def status(self) -> DeviceStatus:
+        """The current status; may query the device."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Disarm, give up remote control, close the port; safe to call twice."""
