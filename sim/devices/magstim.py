@@ -1,0 +1,371 @@
+"""A virtual Magstim 200² / BiStim² / Rapid² on a pseudo-terminal, written from the protocol text.
+
+Wire format (public facts, MagPy: github.com/nicolasmcnair/magpy): 9600 8N1; a command is an ASCII
+command byte, data (``@`` when none) and CRC = ``~sum(bytes) & 0xFF``; the reply echoes the command
+byte, then the instrument-status byte, data and CRC over the reply. A lone ``?`` = unknown command;
+``?`` / ``S`` in byte 1 (then the CRC) = invalid data / conflicts with the current state.
+
+Commands understood (by model):
+- all: ``Q@`` remote on, ``R@`` remote off (and disarm), ``EB`` arm, ``EA`` disarm, ``EH`` fire,
+  ``@nnn`` power (A), ``I@`` error code (3 characters, ``000`` when none).
+- 200², BiStim²: ``J@`` parameters: power A, power B (``000`` on a 200²), interval (ms), 3 digits each.
+- BiStim²: ``Annn`` power B, ``Cnnn`` interpulse interval in ms (0 = simultaneous discharge),
+  ``Y@`` / ``Z@`` high-resolution interval on/off (accepted, not modelled).
+- Rapid²: ``\\@`` parameters (power 3, frequency 4 in 0.1 Hz, pulses 5, duration 4 in 0.1 s, wait 4
+  in 0.1 s: software version 9+), ``Bnnnn`` frequency, ``Dnnnnn`` pulses, ``[nnnn`` train duration;
+  ``[0000`` returns to single-pulse mode and a non-zero ``[`` in single-pulse mode enters repetitive
+  mode (both only in standby). Its replies to B/D/[ and ``\\@`` carry the Rapid² status byte too.
+  ``J@`` is not a Rapid² command (lone ``?``, as in MagPy's virtual Rapid²).
+
+Model of the unit (documented choices where the public sources are silent):
+- Status byte: bit 0 standby, 1 armed (charging), 2 ready, 3 coil present, 4 replace coil, 5 error
+  present, 6 error type, 7 remote; armed and ready are exclusive (as MagPy's virtual unit). A reply
+  carries the status *before* the command, except Q@/R@ which show the new remote state.
+- Not ready until ``arm_time_s`` (1.1 s) after EB arrived, until a power change while armed has
+  completed (10 ms per % up, 100 ms per % down: MagPy's figures), and until the recharge after a
+  pulse (default as MagPy's virtual unit: 200² 2/3/4 s for power <50/<80/higher, BiStim² 4 s,
+  Rapid² 1 s) or the end of a Rapid² train plus ``train_wait_s`` (0.5 s, MagPy's minimum).
+- Remote control: any valid command is contact. Without contact for ``keepalive_timeout_s`` while
+  armed (default 1.0 s, MagPy's virtual unit) or ``keepalive_timeout_disarmed_s`` while disarmed
+  (default 10 s: a guess consistent with MagPy's 5 s keep-alive period when disarmed), the unit drops
+  remote control and disarms. Armed and not fired for ``armed_idle_timeout_s`` (60 s) it disarms.
+- Needs remote control (else ``S``): EB, EH, and every setting. ``EA``, ``Q``, ``R``, ``J``, ``\\``,
+  ``I`` work without it. EB when armed, EH when not ready, and Rapid² settings during a train or
+  its wait answer ``S``. Out-of-range data and a bad command CRC answer ``?`` in byte 1.
+- Pulses: ``pulses`` logs ``(t, power_pct)`` at EH arrival; BiStim² also logs channel B in
+  ``pulses_b`` at ``t + interval``; a Rapid² train logs ``n_pulses`` pulses at ``1/frequency``.
+- Faults for tests (``faults``): ``no_reply`` (the command is ignored, no answer),
+  ``corrupt_crc`` (executed, CRC of the reply wrong), ``reply_error`` = b"?" | b"S" (not executed,
+  error reply), ``unknown_command`` (not executed, lone ``?``), ``error_code`` (sets the error bit,
+  ``I@`` reports it), ``only`` = command bytes the faults apply to (None = all); and the link's
+  ``disconnect()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pylsl
+
+from sim.devices.link import PtyDevice
+
+MODELS = ("200", "bistim", "rapid")
+
+STANDBY, ARMED, READY, COIL_PRESENT, REPLACE_COIL, ERROR_PRESENT, ERROR_TYPE, REMOTE = (1 << i for i in range(8))
+R_TRAIN, R_WAIT, R_SINGLE_PULSE, R_HVPSU, R_COIL_READY = 2, 4, 8, 16, 32
+
+# Frame length (command byte + data + CRC) by command byte, per model.
+_COMMON = {b"Q": 3, b"R": 3, b"E": 3, b"I": 3, b"@": 5}
+FRAME_LENGTHS = {
+    "200": {**_COMMON, b"J": 3},
+    "bistim": {**_COMMON, b"J": 3, b"A": 5, b"C": 5, b"Y": 3, b"Z": 3},
+    "rapid": {**_COMMON, b"\\": 3, b"B": 6, b"D": 7, b"[": 6},
+}
+NO_REMOTE_NEEDED = frozenset(b"QRJI\\")
+
+
+def checksum(data: bytes) -> int:
+    """``~sum(bytes) & 0xFF``: the Magstim CRC (written here independently of the driver)."""
+    return (~sum(data)) & 0xFF
+
+
+def with_crc(data: bytes) -> bytes:
+    return data + bytes([checksum(data)])
+
+
+@dataclass
+class Faults:
+    no_reply: bool = False
+    corrupt_crc: bool = False
+    reply_error: bytes | None = None  # b"?" or b"S" in byte 1
+    unknown_command: bool = False
+    error_code: str | None = None  # e.g. "021"
+    only: bytes | None = None  # command bytes the faults apply to, e.g. b"EH"; None = every command
+
+    def applies(self, command_byte: int) -> bool:
+        return self.only is None or command_byte in self.only
+
+
+class VirtualMagstim(PtyDevice):
+    kind = "magstim"
+
+    def __init__(
+        self,
+        model: str = "200",
+        keepalive_timeout_s: float | None = None,
+        keepalive_timeout_disarmed_s: float | None = None,
+        arm_time_s: float = 1.1,
+        power_up_s_per_pct: float = 0.010,
+        power_down_s_per_pct: float = 0.100,
+        recharge_s: float | None = None,
+        train_wait_s: float = 0.5,
+        armed_idle_timeout_s: float = 60.0,
+        power: int = 30,
+        frame_timeout_s: float = 0.05,
+    ) -> None:
+        if model not in MODELS:
+            raise ValueError(f"virtual Magstim model {model!r} unknown; models: {', '.join(MODELS)}")
+        super().__init__()
+        self.model = model
+        self.keepalive_timeout_s = 1.0 if keepalive_timeout_s is None else keepalive_timeout_s
+        self.keepalive_timeout_disarmed_s = (10.0 if keepalive_timeout_disarmed_s is None
+                                             else keepalive_timeout_disarmed_s)
+        self.arm_time_s = arm_time_s
+        self.power_up_s_per_pct = power_up_s_per_pct
+        self.power_down_s_per_pct = power_down_s_per_pct
+        self.recharge_s = recharge_s
+        self.train_wait_s = train_wait_s
+        self.armed_idle_timeout_s = armed_idle_timeout_s
+        self.frame_timeout_s = frame_timeout_s
+        self.faults = Faults()
+
+        self.remote = False
+        self.power = power
+        self.power_b = power if model == "bistim" else 0
+        self.interval_ms = 10 if model == "bistim" else 0
+        self.high_resolution = False
+        self.repetitive = False  # Rapid²: False = single-pulse mode
+        self.frequency_tenths = 10
+        self.n_pulses = 1
+        self.duration_tenths = 10
+
+        self.armed_at: float | None = None
+        self._charged_at = 0.0  # power change completes
+        self._recharged_at = 0.0  # pulse/train recharge completes
+        self._train_end = 0.0
+        self._last_contact = pylsl.local_clock()
+        self._last_active = 0.0  # arming or last pulse (idle disarm)
+
+        self.pulses: list[tuple[float, int]] = []
+        self.pulses_b: list[tuple[float, int]] = []
+        self.frames: list[tuple[float, bytes]] = []  # every complete command frame, with its arrival time
+        self.events: list[tuple[float, str]] = []  # state changes the unit made by itself, and refusals
+        self._buffer = b""
+        self._buffer_t = 0.0
+
+    # ------------------------------------------------------------------ state
+    @property
+    def armed(self) -> bool:
+        return self.armed_at is not None
+
+    @property
+    def ready(self) -> bool:
+        return self._ready(pylsl.local_clock())
+
+    @property
+    def frequency_hz(self) -> float:
+        return self.frequency_tenths / 10
+
+    @property
+    def train_duration_s(self) -> float:
+        return self.duration_tenths / 10
+
+    def _ready(self, t: float) -> bool:
+        return (self.armed_at is not None and t >= self.armed_at + self.arm_time_s and t >= self._charged_at
+                and t >= self._recharged_at)
+
+    def status_byte(self, t: float) -> int:
+        byte = COIL_PRESENT
+        if self.armed_at is None:
+            byte |= STANDBY
+        else:
+            byte |= READY if self._ready(t) else ARMED
+        if self.faults.error_code is not None:
+            byte |= ERROR_PRESENT
+        if self.remote:
+            byte |= REMOTE
+        return byte
+
+    def rapid_status_byte(self, t: float) -> int:
+        byte = R_HVPSU | R_COIL_READY
+        if not self.repetitive:
+            byte |= R_SINGLE_PULSE
+        if t < self._train_end:
+            byte |= R_TRAIN
+        elif t < self._recharged_at and self.repetitive:
+            byte |= R_WAIT
+        return byte
+
+    def _disarm(self, t: float, why: str | None = None) -> None:
+        if self.armed_at is not None and why:
+            self.events.append((t, why))
+        self.armed_at = None
+        self._charged_at = 0.0
+
+    def _recharge_time(self) -> float:
+        if self.recharge_s is not None:
+            return self.recharge_s
+        if self.model == "200":
+            return 2.0 if self.power < 50 else 3.0 if self.power < 80 else 4.0
+        return 4.0 if self.model == "bistim" else 1.0
+
+    # ------------------------------------------------------------------ transport hooks
+    def tick(self, t: float) -> None:
+        if self._buffer and t - self._buffer_t > self.frame_timeout_s:
+            self.events.append((t, f"incomplete frame {self._buffer!r} dropped"))
+            self._buffer = b""
+        if self.remote:
+            timeout = self.keepalive_timeout_s if self.armed else self.keepalive_timeout_disarmed_s
+            if t - self._last_contact > timeout:
+                state = "armed" if self.armed else "disarmed"
+                self.remote = False
+                self._disarm(t)
+                self.events.append((t, f"remote control dropped: no command for {t - self._last_contact:.2f} s "
+                                       f"({state} timeout {timeout:g} s); disarmed"))
+        if self.armed and t - self._last_active > self.armed_idle_timeout_s:
+            self._disarm(t, f"disarmed: armed and idle for {self.armed_idle_timeout_s:g} s")
+
+    def on_bytes(self, data: bytes, t: float) -> None:
+        if not self._buffer:
+            self._buffer_t = t
+        self._buffer += data
+        lengths = FRAME_LENGTHS[self.model]
+        while self._buffer:
+            n = lengths.get(self._buffer[:1])
+            if n is None:
+                self.events.append((t, f"unknown command byte {self._buffer[:1]!r}; buffer {self._buffer!r} dropped"))
+                self._buffer = b""
+                self.write(b"?")
+                return
+            if len(self._buffer) < n:
+                return
+            command, self._buffer = self._buffer[:n], self._buffer[n:]
+            self._buffer_t = t
+            self.frames.append((t, command))
+            reply = self._handle(command, t)
+            if reply:
+                self.write(reply)
+
+    # ------------------------------------------------------------------ protocol
+    def _handle(self, command: bytes, t: float) -> bytes | None:
+        c = command[:1]
+        faults = self.faults
+        if faults.applies(command[0]):
+            if faults.no_reply:
+                return None
+            if faults.unknown_command:
+                return b"?"
+            if faults.reply_error is not None:
+                return with_crc(c + faults.reply_error)
+        if command[-1] != checksum(command[:-1]):
+            self.events.append((t, f"command {command!r}: bad CRC"))
+            return with_crc(c + b"?")
+        body = self._execute(command[:-1], t)
+        if body[1:2] not in (b"?", b"S"):
+            self._last_contact = t  # only a valid command counts as contact
+        reply = with_crc(body)
+        if faults.corrupt_crc and faults.applies(command[0]):
+            reply = reply[:-1] + bytes([reply[-1] ^ 0x5A])
+        return reply
+
+    def _execute(self, body: bytes, t: float) -> bytes:
+        """The reply without its CRC; state changes happen here."""
+        c, data = body[:1], body[1:]
+        prior = bytes([self.status_byte(t)])
+        if c == b"Q":
+            self.remote = True
+            return c + bytes([self.status_byte(t)])
+        if c == b"R":
+            self.remote = False
+            self._disarm(t)
+            return c + bytes([self.status_byte(t)])
+        if c == b"J":
+            return c + prior + b"%03d%03d%03d" % (self.power, self.power_b, self.interval_ms)
+        if c == b"\\":
+            wait = round(self.train_wait_s * 10)
+            return (c + prior + bytes([self.rapid_status_byte(t)])
+                    + b"%03d%04d%05d%04d%04d" % (self.power, self.frequency_tenths, self.n_pulses,
+                                                 self.duration_tenths, wait))
+        if c == b"I":
+            return c + prior + (self.faults.error_code or "000").encode("ascii")[:3].ljust(3, b"0")
+        if c == b"E" and data == b"A":
+            self._disarm(t)
+            return c + prior
+        if c[0] not in NO_REMOTE_NEEDED and not self.remote:
+            return self._refuse(c, t, "not under remote control")
+        if c == b"E":
+            return self._arm_or_fire(c, data, prior, t)
+        if c in (b"Y", b"Z"):
+            self.high_resolution = c == b"Y"
+            return c + prior
+        if not data.isdigit():
+            return c + b"?"
+        return self._setting(c, int(data), prior, t)
+
+    def _refuse(self, c: bytes, t: float, why: str) -> bytes:
+        self.events.append((t, f"{c.decode('ascii', 'replace')}: refused ({why})"))
+        return c + b"S"
+
+    def _arm_or_fire(self, c: bytes, data: bytes, prior: bytes, t: float) -> bytes:
+        if data == b"B":
+            if self.armed:
+                return self._refuse(c, t, "already armed")
+            self.armed_at = self._last_active = t
+            self._charged_at = 0.0
+            return c + prior
+        if data == b"H":
+            if not self._ready(t):
+                return self._refuse(c, t, "not ready" if self.armed else "not armed")
+            self._last_active = t
+            self._fire(t)
+            return c + prior
+        return c + b"?"
+
+    def _fire(self, t: float) -> None:
+        if self.model == "rapid" and self.repetitive:
+            period = 10 / self.frequency_tenths
+            self.pulses.extend((t + k * period, self.power) for k in range(self.n_pulses))
+            self._train_end = t + self.n_pulses * period
+            self._recharged_at = self._train_end + self.train_wait_s
+            return
+        self.pulses.append((t, self.power))
+        if self.model == "bistim":
+            self.pulses_b.append((t + self.interval_ms / 1000, self.power_b))
+        self._recharged_at = t + self._recharge_time()
+
+    def _setting(self, c: bytes, value: int, prior: bytes, t: float) -> bytes:
+        if c in (b"@", b"A"):
+            if not 0 <= value <= 100:
+                return c + b"?"
+            old = self.power if c == b"@" else self.power_b
+            if self.armed and value != old:
+                rate = self.power_up_s_per_pct if value > old else self.power_down_s_per_pct
+                self._charged_at = max(self._charged_at, t + abs(value - old) * rate)
+            if c == b"@":
+                self.power = value
+            else:
+                self.power_b = value
+            return c + prior
+        if c == b"C":
+            if value == 0 and self.armed:
+                return self._refuse(c, t, "simultaneous discharge only in standby")
+            self.interval_ms = value
+            return c + prior
+        # Rapid² train settings
+        if t < self._recharged_at and self.repetitive:
+            return self._refuse(c, t, "train running or waiting after a train")
+        rapid = bytes([self.rapid_status_byte(t)])
+        if c == b"[" and (value == 0 or not self.repetitive):
+            if self.armed:
+                return self._refuse(c, t, "mode change only in standby")
+            self.repetitive = value != 0
+            if value:
+                self.duration_tenths = value
+            return c + prior + rapid
+        if not self.repetitive:
+            return self._refuse(c, t, "single-pulse mode")
+        limits = {b"B": (1, 1000), b"D": (1, 6000), b"[": (1, 9999)}[c]
+        if not limits[0] <= value <= limits[1]:
+            return c + b"?"
+        if c == b"B":
+            self.frequency_tenths = value
+        elif c == b"D":
+            self.n_pulses = value
+        else:
+            self.duration_tenths = value
+        return c + prior + rapid
+
+
+def create(**options) -> VirtualMagstim:
+    """A virtual Magstim (not yet started): ``create(model="200"|"bistim"|"rapid", ...)``."""
+    return VirtualMagstim(**options)
