@@ -47,7 +47,61 @@ def build_parser() -> argparse.ArgumentParser:
     eeg.add_argument("--marker-stream", default=DEFAULT_MARKER_STREAM, help="controller marker stream to learn from")
     eeg.add_argument("--duration", type=_positive_float, default=None, help="stop after this many seconds")
     eeg.add_argument("--quiet", action="store_true", help="no startup message")
+    _add_device_parser(sub)
     return parser
+
+
+def _add_device_parser(sub) -> None:
+    from sim.devices import KINDS
+
+    dev = sub.add_parser("device", help="a virtual stimulator speaking a real device protocol on a pseudo-terminal/TCP")
+    dev.add_argument("kind", choices=sorted(KINDS))
+    dev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="device option, e.g. --set model=rapid (numbers are parsed)")
+
+
+def _parse_options(pairs: list[str], factory) -> dict:
+    """KEY=VALUE pairs converted to the type of the factory's default for KEY (str when unknown)."""
+    import inspect
+
+    target = factory
+    annotation = inspect.signature(factory).return_annotation  # create(**options) -> DeviceClass
+    if isinstance(annotation, str):
+        target = getattr(inspect.getmodule(factory), annotation, factory)
+    params = inspect.signature(target).parameters.items()
+    defaults = {n: p.default for n, p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        if key not in defaults:
+            raise ValueError(f"unknown option {key!r}; options: {', '.join(defaults)}")
+        default = defaults[key]
+        if isinstance(default, bool):
+            options[key] = value.lower() in ("1", "true", "yes", "on")
+        elif isinstance(default, (int, float)) or default is None and value.replace(".", "", 1).isdigit():
+            options[key] = float(value) if "." in value or isinstance(default, float) else int(value)
+        else:
+            options[key] = value
+    return options
+
+
+def _run_device(args: argparse.Namespace, stop: threading.Event) -> None:
+    import importlib
+
+    from sim.devices import KINDS
+
+    factory = importlib.import_module(KINDS[args.kind]).create
+    device = factory(**_parse_options(args.set, factory))
+    port = device.start()
+    print(f"neuroreflex sim: virtual {args.kind} on {port} (Ctrl-C to stop)", flush=True)
+    try:
+        stop.wait()
+    finally:
+        device.stop()
+        print(f"neuroreflex sim: virtual {args.kind} stopped; {len(device.log_snapshot())} commands received",
+              flush=True)
 
 
 @contextmanager
@@ -128,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         with _stop_on_signals(stop):
             if args.command == "eeg":
                 _run_eeg(args, stop)
+            elif args.command == "device":
+                _run_device(args, stop)
     except KeyboardInterrupt:
         pass
     except (ValueError, FileNotFoundError) as exc:
