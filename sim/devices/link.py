@@ -132,6 +132,7 @@ class TcpDevice(VirtualDevice):
         self._server = socket.create_server((host, port))
         self._server.settimeout(0.01)
         self._client: socket.socket | None = None
+        self._drop = threading.Event()
         self.host = host
 
     @property
@@ -154,16 +155,17 @@ class TcpDevice(VirtualDevice):
         return self.port
 
     def disconnect(self) -> None:
-        """Fault: drop the client connection."""
-        if self._client is not None:
-            try:
-                self._client.close()
-            finally:
-                self._client = None
+        """Fault: drop the client connection (done by the reader thread, which owns the socket)."""
+        self._drop.set()
 
     def _loop(self) -> None:
         while not self._halt.is_set():
             t = pylsl.local_clock()
+            if self._drop.is_set():
+                self._drop.clear()
+                if self._client is not None:
+                    self._client.close()
+                    self._client = None
             if self._client is None:
                 try:
                     self._client, _ = self._server.accept()
