@@ -1,0 +1,33 @@
+"""Drivers by the name a site config uses; the controller opens devices only through here."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from drivers.stimulator import Stimulator
+
+# site-config `driver:` name -> "module:Class"; modules are imported on use, so a site
+# without a Starstim never imports its driver.
+DRIVERS = {
+    "magstim": "drivers.magstim:MagstimDriver",
+    "magventure": "drivers.magventure:MagVentureDriver",
+    "triggerbox": "drivers.triggerbox:TriggerBoxDriver",
+    "starstim": "drivers.starstim:StarstimDriver",
+}
+
+
+def driver_class(kind: str) -> type[Stimulator]:
+    if kind not in DRIVERS:
+        raise ValueError(f"unknown driver {kind!r}; drivers: {', '.join(sorted(DRIVERS))}")
+    module, _, cls = DRIVERS[kind].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_driver(kind: str, port: str, **options: Any) -> Stimulator:
+    """A driver for ``port`` (a serial device or URL; ``host:port`` for TCP devices), not yet connected."""
+    cls = driver_class(kind)
+    if kind == "starstim":
+        host, _, tcp_port = port.rpartition(":")
+        return cls(host=host or "127.0.0.1", port=int(tcp_port), **options)
+    return cls(port, **options)
