@@ -89,8 +89,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _run(protocols.find("tbr_demo"), args, sim)
 
 
-# The demo compresses 18 min of training into under 2: the simulated participant learns faster.
-DEMO_LEARNING_RATE = 0.02
+# The demo compresses 18 min of training into 2: the simulated participant learns 15x faster than its
+# default (0.001), so its theta/beta ratio falls visibly within the demo (bench/closed_loop_learning.py).
+DEMO_LEARNING_RATE = 0.015
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
