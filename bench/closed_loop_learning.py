@@ -7,18 +7,20 @@ protocol's ``FeaturePipeline`` and ``Engine`` with a fake clock that follows the
 a small ``Output`` hands "reward" markers back to the participant.
 
 Loop delay: each chunk reaches the controller 10-50 ms after its last sample (uniform,
-seeded), the engine's clock reads that time, and a reward decided on the chunk reaches
-the participant at that moment, i.e. while the following chunk is being recorded - never
-before the samples that earned it.
+seeded); the engine's clock reads that time, and a reward decided on the chunk reaches the
+participant at that same moment - one to three 20 ms chunks later, never before the
+samples that earned it (the participant is stepped to the arrival time, rewarded, and
+stepped on).
 
     python bench/closed_loop_learning.py                        # tbr_demo, seeds 0..4
     python bench/closed_loop_learning.py --protocol tbr_adhd --seeds 0 1 2 3 4
-    python bench/closed_loop_learning.py --learning-rate 0.01 --channels 32
+    python bench/closed_loop_learning.py --learning-rate 0.01 --set fluctuation_sd=0.25 --set time_constant_s=2
 
 Prints, per train block, the true mean theta/beta ratio (the participant's state), the
-measured mean (the protocol's feedback feature), the reward rate and the rewards; per
-seed the learning-curve slope of the block means and the change of the true mean from
-the first to the last train block. Figures, not a pass/fail test.
+measured mean (the protocol's feedback feature), the reward rate, the rewards and the
+learnt mean ratio at the end of the block; per seed the learning-curve slope of the block
+means and the change of the true mean from the first to the last train block.
+Figures, not a pass/fail test.
 """
 
 from __future__ import annotations

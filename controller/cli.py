@@ -80,7 +80,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import protocols
 
-    print("neuroreflex demo: a simulated theta/beta neurofeedback session (ADHD protocol, shortened to ~2.5 min).\n"
+    print("neuroreflex demo: a simulated theta/beta neurofeedback session (ADHD protocol, shortened to ~3 min).\n"
           "A simulated participant streams 64-channel EEG over LSL; the controller rewards a low theta/beta ratio\n"
           "at Cz and the participant learns from the rewards.\n")
     sim = _sim_options(args)
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("demo", help="a ~2.5 min simulated theta/beta session, then the report")
+    p = sub.add_parser("demo", help="a ~3 min simulated theta/beta session, then the report")
     _add_run_options(p, demo=True)
     p.set_defaults(func=_cmd_demo)
 

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     eeg.add_argument("--replay", metavar="FILE", default=None, help="replay EDF/BDF/FIF/XDF instead of simulating")
     eeg.add_argument("--xdf-stream", default=None, help="with --replay of an XDF file: the stream name to replay")
     eeg.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    eeg.add_argument("--learning-rate", type=float, default=None, help="participant learning per reward (0.002)")
+    eeg.add_argument("--learning-rate", type=float, default=None, help="participant learning rate (default 0.001)")
     eeg.add_argument("--line-freq", type=float, choices=(0.0, 50.0, 60.0), default=50.0, help="mains Hz, 0 = none")
     eeg.add_argument("--marker-stream", default=DEFAULT_MARKER_STREAM, help="controller marker stream to learn from")
     eeg.add_argument("--duration", type=_positive_float, default=None, help="stop after this many seconds")
