@@ -1,0 +1,269 @@
+"""The dose ledger: every dose the governor allowed, on disk, surviving any restart.
+
+Append-only JSON Lines, one entry per committed dose, written with one ``write`` call and
+``fsync``-ed before the governor lets the command go to the device: whatever was sent is
+on disk. A crash can leave only the entry being written incomplete - and that command
+was never sent - so an incomplete last line is dropped when the ledger is opened (the
+file is cut back to its last complete line, and ``repaired`` says what was removed).
+Any other unreadable line stops the ledger from opening: doses that cannot be read
+cannot be respected.
+
+Daily totals count an entry on every calendar day (in the site's time zone) its
+stimulation touches, from the day it started to the day it ends, and count entries dated
+later than today too (a wall clock set back must not hide a dose). One process at a
+time: the file is locked while open.
+
+Entry kinds: ``fire``, ``start`` (the whole planned dose), ``extra`` (a parameter change
+during continuous stimulation that raised the remaining dose), ``overrun`` (stimulation
+stopped after its planned end), ``refund`` (negative: the device confirmed an early stop),
+``stop`` (no dose; when continuous stimulation ended).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from pathlib import Path
+from typing import Any, Iterable
+
+from controller.safety.dose import Totals
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX
+    fcntl = None  # type: ignore[assignment]
+
+VERSION = 1
+KINDS = ("fire", "start", "extra", "overrun", "refund", "stop")
+
+
+class LedgerError(RuntimeError):
+    """The ledger cannot be used (unreadable entry, locked by another process, I/O error)."""
+
+
+@dataclass(frozen=True)
+class DoseEntry:
+    """One dose (or stop) as recorded; times relative to ``t`` in seconds."""
+
+    device: str
+    session: str
+    kind: str
+    t: float  # governor clock (LSL local_clock) when committed
+    wall: datetime  # aware wall-clock time of the start of the stimulation
+    pulses: float = 0
+    charge_c: float = 0.0
+    end_s: float = 0.0  # stimulation ends at t + end_s
+    last_pulse_s: float = 0.0
+    train: bool = False
+    rule: str | None = None
+    settings: dict[str, float] = field(default_factory=dict)
+    ref: int | None = None  # for stop/refund/extra/overrun: the entry number (1-based) of the start
+
+    def to_json(self) -> str:
+        d: dict[str, Any] = {
+            "v": VERSION, "device": self.device, "session": self.session, "kind": self.kind, "t": self.t,
+            "wall": self.wall.astimezone(timezone.utc).isoformat(), "pulses": self.pulses, "charge_c": self.charge_c,
+            "end_s": self.end_s, "last_pulse_s": self.last_pulse_s, "train": self.train,
+        }
+        if self.rule is not None:
+            d["rule"] = self.rule
+        if self.settings:
+            d["settings"] = self.settings
+        if self.ref is not None:
+            d["ref"] = self.ref
+        return json.dumps(d, separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "DoseEntry":
+        d = json.loads(text)
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
+        if d.get("v") != VERSION:
+            raise ValueError(f"unknown ledger version {d.get('v')!r} (this controller writes {VERSION})")
+        kind = d.get("kind")
+        if kind not in KINDS:
+            raise ValueError(f"unknown entry kind {kind!r}")
+        for key in ("device", "session"):
+            if not isinstance(d.get(key), str):
+                raise ValueError(f"{key} must be text")
+        nums = {}
+        for key in ("t", "pulses", "charge_c", "end_s", "last_pulse_s"):
+            value = d.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{key} must be a finite number, got {value!r}")
+            nums[key] = value
+        wall = datetime.fromisoformat(d["wall"]) if isinstance(d.get("wall"), str) else None
+        if wall is None or wall.tzinfo is None:
+            raise ValueError("wall must be an ISO time with a UTC offset")
+        settings = d.get("settings") or {}
+        if not isinstance(settings, dict) or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for k, v in settings.items()):
+            raise ValueError(f"settings must map names to finite numbers, got {settings!r}")
+        ref = d.get("ref")
+        return cls(d["device"], d["session"], kind, float(nums["t"]), wall, nums["pulses"], float(nums["charge_c"]),
+                   float(nums["end_s"]), float(nums["last_pulse_s"]), bool(d.get("train", False)), d.get("rule"),
+                   {k: float(v) for k, v in settings.items()}, ref if isinstance(ref, int) else None)
+
+
+def local_date(moment: datetime, tz: tzinfo | None) -> date:
+    """The calendar date of ``moment`` in ``tz`` (None: the host's local zone, DST-aware)."""
+    return (moment.astimezone(tz) if tz is not None else moment.astimezone()).date()
+
+
+class DoseLedger:
+    """Open (creating if needed), lock and read a ledger file; then append and total.
+
+    ``tz``: the site's time zone for day boundaries (None = host local). ``fsync``: make
+    each entry durable before ``append`` returns (True in production; the cost is one
+    disk flush per stimulation command).
+    """
+
+    def __init__(self, path: str | Path, *, tz: tzinfo | None = None, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.tz = tz
+        self.fsync = fsync
+        self.repaired: str | None = None  # what was cut from an incomplete last line, if anything
+        self.entries: list[DoseEntry] = []
+        self._session: dict[tuple[str, str], Totals] = {}
+        self._by_end_day: dict[str, dict[date, Totals]] = {}
+        self._fd: int | None = None
+        created = not self.path.exists()
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise LedgerError(f"{self.path}: cannot open the dose ledger: {exc.strerror}") from exc
+        try:
+            self._lock()
+            if created:
+                self._sync_dir()
+            self._load()
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ opening
+
+    def _lock(self) -> None:
+        if fcntl is None:
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise LedgerError(f"{self.path}: the dose ledger is in use by another controller; one session at a time") from None
+
+    def _sync_dir(self) -> None:
+        try:
+            dfd = os.open(self.path.parent, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(dfd)
+        except OSError:
+            pass
+        finally:
+            os.close(dfd)
+
+    def _load(self) -> None:
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        data = os.pread(self._fd, size, 0) if size else b""
+        lines = data.split(b"\n")
+        tail = lines.pop()  # after the last newline: b"" when the file ends with one
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            self._ingest(self._parse(raw, number))
+        if tail:
+            number = len(lines) + 1
+            try:
+                entry = self._parse(tail, number)
+            except LedgerError:
+                keep = size - len(tail)
+                self.repaired = (f"{self.path}:{number}: dropped an incomplete last entry ({len(tail)} bytes): "
+                                 f"{tail[:80].decode('utf-8', 'replace')!r}")
+                os.ftruncate(self._fd, keep)
+                self._flush()
+            else:  # complete entry missing only its newline: keep it (never undercount)
+                self._ingest(entry)
+                os.write(self._fd, b"\n")
+                self._flush()
+
+    def _parse(self, raw: bytes, number: int) -> DoseEntry:
+        try:
+            return DoseEntry.from_json(raw.decode("utf-8"))
+        except (ValueError, KeyError, UnicodeDecodeError, TypeError) as exc:
+            raise LedgerError(f"{self.path}:{number}: unreadable dose entry ({exc}); the ledger must be repaired by hand "
+                              f"before stimulating, since its doses cannot be counted") from None
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, entry: DoseEntry, *, sync: bool | None = None) -> int:
+        """Write one entry (one line, one write call), flushed and fsync'ed; returns its entry number (1-based)."""
+        if self._fd is None:
+            raise LedgerError(f"{self.path}: the dose ledger is closed")
+        try:
+            data = (entry.to_json() + "\n").encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise LedgerError(f"{self.path}: cannot record the dose {entry!r}: {exc}") from exc
+        try:
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError(0, f"short write ({written} of {len(data)} bytes)")
+            if self.fsync if sync is None else sync:
+                self._flush()
+        except OSError as exc:
+            raise LedgerError(f"{self.path}: cannot record the dose: {exc.strerror or exc}") from exc
+        self._ingest(entry)
+        return len(self.entries)
+
+    def _flush(self) -> None:
+        assert self._fd is not None
+        (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(self._fd)
+
+    def _ingest(self, entry: DoseEntry) -> None:
+        self.entries.append(entry)
+        if entry.kind == "stop":
+            return
+        add = Totals(entry.pulses, entry.charge_c)
+        key = (entry.device, entry.session)
+        self._session[key] = self._session.get(key, Totals()) + add
+        end_day = local_date(entry.wall + timedelta(seconds=max(0.0, entry.end_s)), self.tz)
+        days = self._by_end_day.setdefault(entry.device, {})
+        days[end_day] = days.get(end_day, Totals()) + add
+
+    def close(self) -> None:
+        """Release the lock and close the file; safe to call twice."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def __enter__(self) -> "DoseLedger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ totals
+
+    def session_totals(self, device: str, session: str) -> Totals:
+        return self._session.get((device, session), Totals())
+
+    def day_totals(self, device: str, today: date) -> Totals:
+        """Every dose whose stimulation touches ``today`` or a later day (conservative)."""
+        total = Totals()
+        for end_day, t in self._by_end_day.get(device, {}).items():
+            if end_day >= today:
+                total = total + t
+        return total
+
+    def today(self, now_wall: datetime) -> date:
+        return local_date(now_wall, self.tz)
+
+    def device_entries(self, device: str) -> Iterable[tuple[int, DoseEntry]]:
+        for i, e in enumerate(self.entries, start=1):
+            if e.device == device:
+                yield i, e
