@@ -24,6 +24,7 @@ DECISION = "decision"  # a rule fired
 FEEDBACK = "feedback"  # continuous feedback value sent
 INPUT = "input"  # input connected / stalled / resumed / clock jump
 FAULT = "fault"
+SAFETY = "safety"  # governor verdicts, arming, interlocks
 INFO = "info"
 
 
