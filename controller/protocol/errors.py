@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
 
@@ -28,3 +29,17 @@ class ProtocolError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(str(i) for i in self.issues)
+
+
+def read_utf8(path: str | Path, error: type[ProtocolError] = ProtocolError) -> tuple[str, bytes]:
+    """A YAML file's text and bytes; a file that is not UTF-8 is an ``error`` at the first bad byte."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig"), data
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise error(
+            [Issue(str(path), line, col, f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8")]
+        ) from None

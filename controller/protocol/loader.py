@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from controller.protocol import raw
 from controller.protocol.compiled import Protocol
 from controller.protocol.diagnostics import structure_issues
-from controller.protocol.errors import Issue, ProtocolError
+from controller.protocol.errors import Issue, ProtocolError, read_utf8
 from controller.protocol.semantics import Semantics
 from controller.protocol.source import Source
 
@@ -38,15 +38,7 @@ def load_protocol(path: str | Path) -> Protocol:
     Raises :class:`ProtocolError` (every problem, as FILE:LINE:COL: message) or OSError.
     """
     path = Path(path)
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise ProtocolError(
-            [Issue(str(path), line, col, f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8")]
-        ) from None
+    text, data = read_utf8(path, ProtocolError)
     protocol = _compile(text, str(path))
     return dataclasses.replace(protocol, path=str(path), sha256=hashlib.sha256(data).hexdigest())
 

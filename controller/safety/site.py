@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import BaseModel, ValidationError
 
 from controller.protocol import units
-from controller.protocol.errors import Issue, ProtocolError
+from controller.protocol.errors import Issue, ProtocolError, read_utf8
 from controller.protocol.source import KEY, Loc, Source
 from controller.safety import dose as dosing
 from controller.safety import quantities as q
@@ -125,15 +125,7 @@ def load_site(path: str | Path) -> Site:
     """Read, parse and validate a site file; the result carries its path and the sha256 of
     its bytes. Raises :class:`SiteError` (FILE:LINE:COL: message per problem) or OSError."""
     path = Path(path)
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise SiteError(
-            [Issue(str(path), line, col, f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8")]
-        ) from None
+    text, data = read_utf8(path, SiteError)
     site = _compile(text, str(path))
     return dataclasses.replace(site, path=str(path), sha256=hashlib.sha256(data).hexdigest())
 
