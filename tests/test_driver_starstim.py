@@ -258,12 +258,11 @@ def test_remote_control_rejected_by_the_operator(nic):
     assert drv.status().connected is False
 
 
+@pytest.mark.timeout(30)  # a hang fails here instead of stalling the suite
 def test_no_reply_is_a_device_error_within_the_timeout(nic, driver):
     nic.faults.no_reply = True
-    t0 = time.monotonic()
     with pytest.raises(DeviceError, match=r"no reply from NIC to QUERY_STATUS \(128\) within 0.5 s"):
         driver.arm()
-    assert time.monotonic() - t0 < 5  # bounded, never a hang
     assert "no reply" in driver.status().error
     nic.faults.no_reply = False
     driver.arm()  # the link itself is fine; a late answer would be dropped before the next query

@@ -79,7 +79,7 @@ def test_journal_tells_the_whole_session(session):
     decisions = [e for e in events if e["kind"] == "decision"]
     assert decisions, "the simulated participant should earn some rewards"
     assert all(e["data"]["block"] == "train" for e in decisions)
-    assert all(0 <= e["data"]["latency_s"] < 5 for e in decisions)  # sanity, not a speed claim
+    assert all(np.isfinite(e["data"]["latency_s"]) and e["data"]["latency_s"] >= 0 for e in decisions)
 
 
 def test_xdf_holds_every_stream_with_the_journaled_samples(session):
