@@ -9,7 +9,7 @@ protocol loader (``controller.protocol.loader``), the feature pipeline
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Any, Literal, Mapping, Union
 
 # --------------------------------------------------------------------------- inputs
 
@@ -48,7 +48,12 @@ class InputSpec:
 
 # --------------------------------------------------------------------------- features
 
-FeatureKind = Literal["band_power", "band_ratio", "relative_power", "peak_to_peak"]
+FeatureKind = Literal[
+    "band_power", "band_ratio", "relative_power", "peak_to_peak",
+    "line_length", "area", "halfwave",  # seizure-onset detectors (controller.dsp.seizure*)
+    "slope",  # mean rate of change of a low-passed signal (e.g. respiration: < 0 = exhaling)
+    "phase",  # phase-locked trigger (controller.dsp.phase*): 1 when a pulse should be timed, else 0
+]
 PowerMethod = Literal["welch", "iir"]
 
 
@@ -71,6 +76,9 @@ class FeatureSpec:
     numerator: Band | None = None  # band_ratio
     denominator: Band | None = None  # band_ratio
     total: Band | None = None  # relative_power: the reference band (default 1-40 Hz)
+    # Kind-specific parameters of the newer kinds (None for the spectral kinds); each is a
+    # frozen dataclass defined by the feature's owner, e.g. SeizureParams, PhaseParams.
+    params: Any = None
 
 
 # --------------------------------------------------------------------------- thresholds
@@ -170,11 +178,63 @@ Condition = Union[Compare, And, Or, Not, Sustained]
 
 
 @dataclass(frozen=True)
+class FeatureScale:
+    """A stimulation setting driven by a feature: ``lo..hi`` of the feature maps linearly onto
+    ``out_lo..out_hi`` (SI), clipped to that range, so its largest value is known at load time."""
+
+    feature: str
+    lo: float
+    hi: float
+    out_lo: float
+    out_hi: float
+
+    @property
+    def largest(self) -> float:
+        return max(self.out_lo, self.out_hi)
+
+    def __call__(self, value: float) -> float:
+        frac = (value - self.lo) / (self.hi - self.lo)
+        frac = min(1.0, max(0.0, frac)) if frac == frac else 0.0  # NaN -> low end
+        return self.out_lo + frac * (self.out_hi - self.out_lo)
+
+
+SettingValue = Union[float, FeatureScale]
+StimKind = Literal["stimulate", "set", "stop"]
+
+
+@dataclass(frozen=True)
+class StimAction:
+    """A stimulation command a rule asks for; every one passes the safety governor.
+
+    ``settings`` use the governor's SI keys (intensity_pct, current_a, frequency_hz,
+    pulse_width_s, phases, n_pulses). 'stimulate' with ``n_pulses`` (or no duration) is a
+    'fire' (one pulse or a train); 'stimulate' with ``duration_s`` and no ``n_pulses`` is a
+    continuous 'start'. 'set' changes settings (``ramp_rate`` in SI/s steps a current change
+    at that rate); 'stop' ends continuous stimulation. ``at``: a phase feature whose predicted
+    target crossing the pulse is timed to.
+    """
+
+    kind: StimKind
+    device: str
+    settings: Mapping[str, SettingValue] = field(default_factory=dict)
+    duration_s: float | None = None
+    ramp_s: float | None = None  # start: the device's own ramp-in time
+    ramp_rate: float | None = None  # set: current_a changes in steps at this rate (A/s)
+    at: str | None = None
+    line: int = 0
+
+    @property
+    def fires(self) -> bool:
+        return self.kind == "stimulate" and (self.duration_s is None or "n_pulses" in self.settings)
+
+
+@dataclass(frozen=True)
 class Action:
-    """What a rule does when its condition holds. v1: feedback markers."""
+    """What a rule does when its condition holds: feedback, a marker, or stimulation."""
 
     feedback: str | None = None  # e.g. "reward": emitted as a marker with the source time
     marker: str | None = None  # a free marker string
+    stimulation: StimAction | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +245,16 @@ class Rule:
     do: Action
     source: str = ""  # the condition text as written, for journals and reports
     line: int = 0  # YAML line of the rule, for messages
+    at: Literal["block_start", "block_end"] | None = None  # fire once at block edges instead of `when`
+    refractory_s: float | None = None  # after firing, the rule is quiet this long
+    max_per_episode: int | None = None  # firings per episode (firings closer than episode_gap_s)
+    episode_gap_s: float | None = None
+    max_per_session: int | None = None
+    max_per_day: int | None = None  # firings per calendar day (site timezone), counted in the dose ledger
+
+    @property
+    def label(self) -> str:
+        return f"rule {self.index + 1} (line {self.line})" if self.line else f"rule {self.index + 1}"
 
 
 @dataclass(frozen=True)
@@ -202,6 +272,26 @@ class FeedbackSpec:
 
 
 @dataclass(frozen=True)
+class DeviceUse:
+    """A site device the protocol drives and the settings applied before arming."""
+
+    name: str  # the site config's device name
+    settings: Mapping[str, float] = field(default_factory=dict)  # governor SI keys
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Interlock:
+    """While ``when`` holds, stimulation is inhibited (e.g. an artifact feature over its limit)."""
+
+    name: str
+    when: Condition
+    source: str = ""
+    clear_after_s: float = 0.0  # the condition must be false this long before stimulation resumes
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class Protocol:
     name: str
     inputs: dict[str, InputSpec]
@@ -210,10 +300,12 @@ class Protocol:
     timeline: tuple[Block, ...]
     rules: tuple[Rule, ...]
     feedback: FeedbackSpec | None = None
+    devices: dict[str, DeviceUse] = field(default_factory=dict)
+    interlocks: tuple[Interlock, ...] = ()
     description: str = ""
     path: str = ""  # file it was loaded from
     sha256: str = ""  # of the file's bytes
-    extra: dict = field(default_factory=dict)  # reserved for later sections (stimulation)
+    extra: dict = field(default_factory=dict)  # reserved for later sections
 
     @property
     def duration_s(self) -> float:
