@@ -135,7 +135,8 @@ def test_schema_is_json_with_the_top_level_keys(schema: dict) -> None:
     assert schema["type"] == "object"
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == {
-        "protocol", "description", "inputs", "features", "thresholds", "timeline", "rules", "feedback"
+        "protocol", "description", "inputs", "features", "thresholds", "timeline", "rules", "feedback",
+        "devices", "interlocks",
     }
     assert set(schema["required"]) == {"protocol", "inputs", "timeline"}
 

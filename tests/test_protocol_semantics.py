@@ -188,7 +188,7 @@ def test_misc_structure_errors() -> None:
         ("{}", "stream: give at least one of name, type, source_id, e.g. {type: EEG}"),
         ("Cz\n", "channels: expected a list of channel labels like [Cz], got 'Cz'"),
         ("1.5", "target_reward_rate: input should be less than 1, got 1.5"),
-        ("{feedback: reward, marker", "do: give exactly one of feedback or marker, e.g. {feedback: reward}"),
+        ("{feedback: reward, marker", "do: give exactly one of feedback, marker, stimulate, set, stop, e.g. {feedback: reward}"),
     )
 
 

@@ -466,33 +466,171 @@ TimelineItem = Annotated[
 RepeatDecl.model_rebuild()
 
 
+# --------------------------------------------------------------------------- stimulation
+
+
+def _quantity(family: str, *, positive: bool = True):
+    def check(value: Any) -> float:
+        try:
+            q = units.parse_quantity(value, family)
+        except units.UnitError as exc:
+            fail(str(exc))
+        if positive and q.value <= 0:
+            fail(f"must be above 0, got {units.shown(value)}")
+        if not positive and q.value < 0:
+            fail(f"must be 0 or more, got {units.shown(value)}")
+        return q.value
+
+    return check
+
+
+def _current_rate(value: Any) -> float:
+    from controller.safety import quantities  # the site's units: mA/s
+
+    try:
+        rate = quantities.parse(value, quantities.CURRENT_RATE)
+    except ValueError as exc:
+        fail(str(exc))
+    if not rate > 0:
+        fail(f"must be above 0, got {units.shown(value)}")
+    return rate
+
+
+Current = Annotated[
+    float,
+    BeforeValidator(_quantity(units.CURRENT, positive=False)),
+    WithJsonSchema(_quantity_schema(units.CURRENT, ["1 mA", "500 uA"], "A current with its unit: A, mA or uA.")),
+]
+Percent = Annotated[
+    float,
+    BeforeValidator(_quantity(units.PERCENT)),
+    WithJsonSchema(_quantity_schema(units.PERCENT, ["60 %"], "A percentage, e.g. of the maximum stimulator output.")),
+]
+CurrentRate = Annotated[
+    float,
+    BeforeValidator(_current_rate),
+    WithJsonSchema({"type": "string", "examples": ["0.5 mA/s"], "description": "A current ramp rate: mA/s, uA/s or A/s."}),
+]
+
+
+def _scale_shape(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) >= {"feature"}:
+        return value
+    return value
+
+
+class ScaleDecl(Decl):
+    """A setting driven by a feature: FROM (the feature's range) maps linearly onto TO (clipped)."""
+
+    feature: Name = Field(description="The feature that drives the setting.")
+    from_: tuple[Level, Level] = Field(alias="from", description="[LOW, HIGH] of the feature.")
+    to: tuple[Any, Any] = Field(description="[AT LOW, AT HIGH] of the setting, with units, e.g. [0.5 mA, 1.5 mA].")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class StimSettingsDecl(Decl):
+    """Stimulator settings, in the units people use (the governor checks each against the site's limits)."""
+
+    intensity: Percent | None = Field(None, description="TMS intensity in % of the maximum stimulator output, e.g. 60 %.")
+    current: Current | ScaleDecl | None = Field(None, description="Current (peak), e.g. 1 mA; or {feature, from, to}.")
+    frequency: Frequency | ScaleDecl | None = Field(None, description="Pulse or sine frequency, e.g. 25 Hz; or {feature, from, to}.")
+    pulse_width: Duration | None = Field(None, description="Width of one phase of a pulse, e.g. 250 us.")
+    phases: Literal[1, 2] | None = Field(None, description="1 = monophasic, 2 = biphasic (charge-balanced).")
+    pulses: Annotated[int, Field(ge=1, strict=True)] | None = Field(None, description="Pulses in one train (1 = a single pulse).")
+
+
+class StimulateDecl(StimSettingsDecl):
+    """Deliver: a pulse or a train ('pulses'), or continuous stimulation for 'duration' (tACS/tDCS)."""
+
+    device: Name = Field(description="A device of the protocol's devices section (a site config device).")
+    duration: Duration | None = Field(None, description="Continuous stimulation this long (with no 'pulses').")
+    ramp: Duration | None = Field(None, description="Continuous stimulation: the device's ramp-in time.")
+    at: Name | None = Field(None, description="A phase feature: time the pulse to its predicted target phase.")
+
+
+class SetDecl(StimSettingsDecl):
+    """Change settings now (e.g. tACS amplitude from a feature, adaptive DBS amplitude)."""
+
+    device: Name = Field(description="A device of the protocol's devices section.")
+    ramp: CurrentRate | None = Field(None, description="Change the current in steps at this rate, e.g. 0.5 mA/s.")
+
+
+class StopDecl(Decl):
+    device: Name = Field(description="The device whose continuous stimulation ends.")
+
+
 class ActionDecl(Decl):
-    """What a rule does while its condition holds: exactly one of feedback or marker."""
+    """What a rule does: exactly one of feedback, marker, stimulate, set or stop."""
 
     model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
 
     feedback: Literal["reward"] | None = Field(None, description="'reward': emit a reward marker.")
     marker: str | None = Field(None, description="Emit this text as a marker.")
+    stimulate: StimulateDecl | None = Field(None, description="Stimulate, e.g. {device: tms, at: mu} or {device: tavns, pulses: 750, frequency: 25 Hz}.")
+    set: SetDecl | None = Field(None, description="Change stimulator settings, e.g. {device: tacs, current: {feature: alpha, from: [1, 3], to: [0.5 mA, 1.5 mA]}}.")
+    stop: StopDecl | None = Field(None, description="End continuous stimulation, e.g. {device: tacs}.")
 
     @model_validator(mode="after")
     def _one_action(self) -> "ActionDecl":
-        if (self.feedback is None) == (self.marker is None):
-            fail("give exactly one of feedback or marker, e.g. {feedback: reward}")
+        given = [k for k in ACTION_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            fail(f"give exactly one of {', '.join(ACTION_KINDS)}, e.g. {{feedback: reward}}")
         return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ACTION_KINDS if getattr(self, k) is not None)
+
+
+ACTION_KINDS = ("feedback", "marker", "stimulate", "set", "stop")
+
+
+class EpisodeDecl(Decl):
+    """At most COUNT firings per episode; an episode ends after GAP without a firing."""
+
+    count: Annotated[int, Field(ge=1, strict=True)] = Field(description="Firings per episode, e.g. 5.")
+    gap: Duration = Field(description="Quiet time that ends an episode, e.g. 60 s.")
 
 
 class RuleDecl(Decl):
     """When the condition holds (in the given blocks), do the action."""
 
     during: Labels = Field((), description="Block label(s) where the rule is live; omit for always.")
-    when: str = Field(
+    when: str | None = Field(
+        None,
         description=(
             "Condition: comparisons (<, >, <=, >=) of features, thresholds and numbers (with units where needed), "
             "combined with and, or, not, parentheses; 'for DURATION' after a comparison or group requires it "
             "to hold that long. E.g. 'tbr < goal for 500 ms and emg < emg_max'."
-        )
+        ),
     )
-    do: ActionDecl = Field(description="The action, e.g. {feedback: reward} or {marker: hit}.")
+    at: Literal["block_start", "block_end"] | None = Field(
+        None, description="Instead of 'when': fire once when each 'during' block starts (or ends)."
+    )
+    do: ActionDecl = Field(description="The action, e.g. {feedback: reward} or {stimulate: {device: tms}}.")
+    refractory: Duration | None = Field(None, description="After firing, the rule stays quiet this long, e.g. 5 s.")
+    per_episode: EpisodeDecl | None = Field(None, description="At most this many firings per episode, e.g. {count: 3, gap: 60 s}.")
+    per_session: Annotated[int, Field(ge=1, strict=True)] | None = Field(None, description="At most this many firings per session.")
+    per_day: Annotated[int, Field(ge=1, strict=True)] | None = Field(
+        None, description="At most this many firings per calendar day (stimulation rules; counted in the dose ledger)."
+    )
+
+    @model_validator(mode="after")
+    def _when_or_at(self) -> "RuleDecl":
+        if (self.when is None) == (self.at is None):
+            fail("give exactly one of 'when' (a condition) or 'at' (block_start or block_end)")
+        return self
+
+
+class DeviceDecl(StimSettingsDecl):
+    """A site device this protocol drives, with the settings applied before arming."""
+
+
+class InterlockDecl(Decl):
+    """While the condition holds, stimulation is inhibited (e.g. an artifact)."""
+
+    when: str = Field(description="Condition, as in rules, e.g. 'emg > emg_max'.")
+    clear_after: Duration | None = Field(None, description="It must be false this long before stimulation resumes.")
 
 
 class FeedbackDecl(Decl):
@@ -520,6 +658,13 @@ class ProtocolDecl(Decl):
     )
     rules: Annotated[list[RuleDecl], BeforeValidator(_none_as([]))] = Field(default_factory=list, description="Rules, checked on every new feature value.")
     feedback: FeedbackDecl | None = Field(None, description="The continuous feedback value (optional).")
+    devices: Annotated[dict[Name, DeviceDecl], BeforeValidator(_none_as({}))] = Field(
+        default_factory=dict,
+        description="Stimulators by their site-config name, with settings applied before arming, e.g. {tms: {intensity: 60 %}}.",
+    )
+    interlocks: Annotated[dict[Name, InterlockDecl], BeforeValidator(_none_as({}))] = Field(
+        default_factory=dict, description="Named conditions that inhibit stimulation while they hold (artifacts)."
+    )
 
 
 # --------------------------------------------------------------------------- helpers for the loader
@@ -531,6 +676,8 @@ ITEM_ADAPTERS: dict[str, TypeAdapter] = {
     "timeline": TypeAdapter(TimelineItem),
     "rules": TypeAdapter(RuleDecl),
     "feedback": TypeAdapter(FeedbackDecl),
+    "devices": TypeAdapter(DeviceDecl),
+    "interlocks": TypeAdapter(InterlockDecl),
 }
 NAME_ADAPTER: TypeAdapter = TypeAdapter(Name)
 LABELS_ADAPTER: TypeAdapter = TypeAdapter(Labels)

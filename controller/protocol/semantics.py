@@ -22,6 +22,7 @@ from controller.protocol import raw, units
 from controller.protocol.condition import CompareSite, OperandSite, ParsedCondition, parse_condition, reward_direction
 from controller.protocol.errors import Issue
 from controller.protocol.source import KEY, Loc, Source
+from controller.protocol.stim_semantics import StimChecks
 
 MAX_BLOCKS = 10_000
 _EPS = 1e-9
@@ -88,13 +89,14 @@ class _Use:
 class Semantics:
     """Checks a protocol document as a whole; ``compile()`` builds the compiled Protocol."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, site: Any = None) -> None:
         self.src = source
         self.data: dict = source.data if isinstance(source.data, dict) else {}
         self.issues: list[Issue] = []
         self._salvage()
         self.adapt: dict[str, tuple[str, str]] = {}  # threshold -> (direction, feature)
         self.conditions: dict[int, ParsedCondition] = {}
+        self.stim = StimChecks(self, site)
 
     # ------------------------------------------------------------------ reporting
 
@@ -153,11 +155,13 @@ class Semantics:
         if not isinstance(raw_rules, list):
             return [], False
         out = []
+        complete = True
         for i, value in enumerate(raw_rules):
             value = value if isinstance(value, dict) else {}
             when = value.get("when")
             out.append((i, _labels_or_none(value.get("during")), when if isinstance(when, str) else None))
-        return out, all(when is not None for _, _, when in out)
+            complete &= isinstance(when, str) or (when is None and value.get("at") in ("block_start", "block_end"))
+        return out, complete
 
     def _salvage(self) -> None:
         self.raw_inputs = self._names("inputs")
@@ -194,6 +198,7 @@ class Semantics:
         self._check_adaptive(uses)
         self._check_percentile_timing(uses)
         self._check_feedback()
+        self.stim.check()
         return self.issues
 
     def _flatten(self) -> tuple[c.Block, ...]:
@@ -539,16 +544,22 @@ class Semantics:
             )
         rules = []
         for i, rule in enumerate(decl.rules):
-            cond = self.conditions[i].condition
-            assert cond is not None
+            cond = self.conditions[i].condition if rule.when is not None else None
+            assert cond is not None or rule.at is not None
             rules.append(
                 c.Rule(
                     index=i,
                     during=tuple(rule.during),
-                    when=cond,
-                    do=c.Action(feedback=rule.do.feedback, marker=rule.do.marker),
-                    source=rule.when,
+                    when=cond,  # type: ignore[arg-type]  # None for block-edge rules (`at`)
+                    do=self.stim.compile_action(i, rule),
+                    source=rule.when if rule.when is not None else f"at {rule.at}",
                     line=self.src.position(("rules", i))[0],
+                    at=rule.at,
+                    refractory_s=rule.refractory,
+                    max_per_episode=rule.per_episode.count if rule.per_episode else None,
+                    episode_gap_s=rule.per_episode.gap if rule.per_episode else None,
+                    max_per_session=rule.per_session,
+                    max_per_day=rule.per_day,
                 )
             )
         feedback = None
@@ -563,6 +574,8 @@ class Semantics:
             timeline=self.blocks,
             rules=tuple(rules),
             feedback=feedback,
+            devices=self.stim.compile_devices(),
+            interlocks=self.stim.compile_interlocks(),
             description=decl.description,
         )
 
