@@ -64,6 +64,10 @@ class RunOptions:
     progress: TextIO | None = sys.stdout
     keyboard: bool = True  # operator keys when stdin is a terminal
     resolve_timeout_s: float | None = None
+    arm: bool = False  # arm the protocol's devices at start (unattended tests); otherwise the operator arms
+    operator: str = "operator"
+    participant: str = "anonymous"  # the dose ledger is per participant
+    ledger_dir: Path | None = None  # default: <session_root>/ledger
 
 
 @dataclass
@@ -102,7 +106,15 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 def run_session(opts: RunOptions) -> SessionResult:
     """Run one session to the end of its timeline (or ``duration_s``, or Ctrl-C)."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    protocol = load_protocol(opts.protocol_path)
+    site = None
+    if opts.site_config is not None:
+        from controller.safety.site import load_site
+
+        site = load_site(opts.site_config)
+    protocol = load_protocol(opts.protocol_path, site=site)
+    if protocol.devices and site is None:
+        raise SessionError(f"{opts.protocol_path} drives stimulators ({', '.join(protocol.devices)}): "
+                           "give the site configuration with its devices and limits (--site config/site.yaml)")
     session_id = uuid.uuid4().hex[:8]
     sim_proc: subprocess.Popen | None = None
     sim_name = ""
@@ -112,6 +124,9 @@ def run_session(opts: RunOptions) -> SessionResult:
         first = next(iter(protocol.inputs))
         inputs = dict(protocol.inputs)
         inputs[first] = replace(inputs[first], stream=StreamSelector(name=sim_name))
+        for name, spec in protocol.inputs.items():  # the simulator's other streams are named after the first
+            if name != first and spec.stream.type:
+                inputs[name] = replace(spec, stream=StreamSelector(name=f"{sim_name}-{spec.stream.type.lower()}"))
         protocol = replace(protocol, inputs=inputs)
         _say(opts, f"simulated participant started: LSL stream {sim_name!r}")
 
@@ -126,14 +141,24 @@ def run_session(opts: RunOptions) -> SessionResult:
     output: LslFeedbackOutput | None = None
     engine: Engine | None = None
     keyboard: KeyboardControl | None = None
+    stim = None
     status = "error"
     try:
+        if protocol.devices:
+            from controller.stimulation.session import open_stimulation
+
+            ledger_dir = opts.ledger_dir or Path(opts.session_root) / "ledger"
+            stim = open_stimulation(protocol, site, bus, session_id, folder.path / "devices",
+                                    ledger_dir / f"{site.name}-{opts.participant}.jsonl", sim=opts.sim is not None,
+                                    arm=opts.arm, operator=opts.operator, progress=opts.progress)
+            _say(opts, "devices " + ("ARMED (--arm)" if opts.arm else "disarmed: press 'a' to arm"))
         readers, pipelines = _open_inputs(protocol, opts, sim_proc)
         output = LslFeedbackOutput(opts.lsl_prefix, list(protocol.features), source_id=f"neuroreflex-{session_id}")
         output.open()
-        engine = Engine(protocol, bus, [output])
+        engine = Engine(protocol, bus, [output], stimulation=stim.stimulation if stim else None,
+                        fired_today=_fired_today(stim, protocol) if stim else None)
         for reader in readers:
-            _wire(reader, pipelines[reader.input_name], engine, bus)
+            _wire(reader, pipelines[reader.input_name], engine, bus, stim.governor if stim else None)
         if opts.record_xdf:
             predicates = [{"source_id": r.info.source_id()} for r in readers]
             predicates += [{"source_id": sid} for sid in output.source_ids.values()]
@@ -153,7 +178,7 @@ def run_session(opts: RunOptions) -> SessionResult:
             keyboard = KeyboardControl(key_actions(engine))
             keyboard.start()
             _say(opts, HELP)
-        status = _control_loop(engine, readers, sim_proc, opts)
+        status = _control_loop(engine, readers, sim_proc, opts, stim.watchdog if stim else None)
     except KeyboardInterrupt:
         status = "stopped"
         if engine is not None:
@@ -166,6 +191,11 @@ def run_session(opts: RunOptions) -> SessionResult:
     finally:
         if keyboard is not None:
             keyboard.stop()
+        if stim is not None:  # disarm before anything else stops
+            try:
+                stim.close()
+            except Exception as exc:
+                bus.publish(Event(ev.FAULT, now(), None, {"source": "stimulation", "reason": f"closing: {exc}"}))
         result = _shutdown(folder, bus, journal, recorder, readers, display, output, engine, sim_proc, status, opts)
     return result
 
@@ -191,28 +221,59 @@ def _open_inputs(protocol: Protocol, opts: RunOptions, sim_proc) -> tuple[list[I
     return readers, pipelines
 
 
-def _wire(reader: InputReader, pipeline: FeaturePipeline, engine: Engine, bus: EventBus) -> None:
-    source = f"input:{reader.input_name}"
+def _wire(reader: InputReader, pipeline: FeaturePipeline, engine: Engine, bus: EventBus, governor=None) -> None:
+    name = reader.input_name
+    source = f"input:{name}"
+    bad = {"nan": False}
 
     def on_chunk(data: np.ndarray, timestamps: np.ndarray) -> None:
+        if governor is not None:
+            governor.input_seen(name)
+        if not np.isfinite(data).all():
+            if not bad["nan"]:  # a NaN would poison every filter state: drop it and start over when clean
+                bad["nan"] = True
+                count = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+                reason = f"input {name}: {count} NaN/inf value(s) in a chunk of {len(data)} samples"
+                engine.set_inhibit(f"nan:{name}", reason)
+                if governor is not None:
+                    governor.inhibit(f"nan:{name}", reason)
+                bus.publish(Event(ev.INPUT, now(), None, {"input": name, "status": "nan", "detail": reason}))
+            return
+        if bad["nan"]:
+            bad["nan"] = False
+            pipeline.reset()
+            engine.clear_inhibit(f"nan:{name}")
+            if governor is not None:
+                governor.clear(f"nan:{name}")
+            bus.publish(Event(ev.INPUT, now(), None, {"input": name, "status": "clean", "detail": "finite again"}))
         engine.on_features(pipeline.push(data, timestamps))
 
     def on_status(status: str, detail: str) -> None:
-        bus.publish(Event(ev.INPUT, now(), None, {"input": reader.input_name, "status": status, "detail": detail}))
+        bus.publish(Event(ev.INPUT, now(), None, {"input": name, "status": status, "detail": detail}))
         if status in ("stalled", "lost"):
-            engine.set_inhibit(source, f"input {reader.input_name} {status}")
+            engine.set_inhibit(source, f"input {name} {status}")
+            if governor is not None:
+                governor.inhibit(f"input_stall:{name}", f"input {name} {status}: {detail}")
         elif status == "resumed":
             pipeline.reset()
             engine.clear_inhibit(source)
+            if governor is not None:
+                governor.input_seen(name)
+                governor.clear(f"input_stall:{name}")
         elif status == "clock_jump":
             pipeline.reset()  # windows spanning the jump would mix two time bases
+            if governor is not None:
+                governor.inhibit(f"clock_jump:{name}", f"input {name}: clock jump ({detail}); "
+                                 "stimulation waits for the operator to clear it")
 
     reader.on_chunk, reader.on_status = on_chunk, on_status
 
 
-def _control_loop(engine: Engine, readers, sim_proc, opts: RunOptions) -> str:
+def _control_loop(engine: Engine, readers, sim_proc, opts: RunOptions, watchdog=None) -> str:
     t0 = time.monotonic()
     while not engine.done.wait(0.02):
+        if watchdog is not None:
+            watchdog.kick()
         engine.tick()
         if opts.duration_s is not None and time.monotonic() - t0 >= opts.duration_s:
             engine.stop(f"duration {opts.duration_s:g} s reached")
@@ -264,6 +325,19 @@ def _shutdown(folder, bus, journal, recorder, readers, display, output, engine, 
         except Exception as exc:
             _say(opts, f"report could not be built: {type(exc).__name__}: {exc}")
     return SessionResult(folder.path, status, summary["blocks"], report, summary)
+
+
+def _fired_today(stim, protocol: Protocol):
+    """For per_day rule caps: how often each rule delivered today, from the dose ledger (survives restarts)."""
+    from controller.safety.governor import utc_now
+    from controller.stimulation.dispatcher import fired_today
+
+    def count(rule) -> int:
+        st = rule.do.stimulation
+        label = f"{protocol.name} {rule.label}"  # = Engine.rule_label
+        return fired_today(stim.governor, st.device, label, utc_now()) if st else 0
+
+    return count
 
 
 def _session_start_data(protocol: Protocol, readers, session_id: str) -> dict[str, Any]:

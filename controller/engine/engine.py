@@ -22,7 +22,8 @@ from controller.engine.conditions import build, names_in
 from controller.engine.thresholds import ThresholdBank, ThresholdChange
 from controller.engine.timeline import Timeline, Transition
 from controller.events import Event, EventBus
-from controller.protocol.compiled import Protocol
+from controller.engine.pacing import InterlockState, RulePacing
+from controller.protocol.compiled import Protocol, Rule
 from drivers.base import Command, Output, OutputError
 
 IDLE, RUNNING, PAUSED, INHIBITED, STOPPED = "idle", "running", "paused", "inhibited", "stopped"
@@ -36,6 +37,8 @@ class Engine:
         bus: EventBus,
         outputs: Sequence[Output] = (),
         clock: Callable[[], float] = now,
+        stimulation: Any = None,
+        fired_today: Callable[[Rule], int] | None = None,
     ) -> None:
         self.protocol = protocol
         self.bus = bus
@@ -44,7 +47,13 @@ class Engine:
         self.thresholds = ThresholdBank(
             dict(protocol.thresholds), {n: f.every_s for n, f in protocol.features.items()}
         )
-        self.rules = [(rule, build(rule.when)) for rule in protocol.rules]
+        self.rules = [(rule, build(rule.when)) for rule in protocol.rules if rule.when is not None]
+        self.edge_rules = [rule for rule in protocol.rules if rule.at is not None]
+        self.stimulation = stimulation  # controller.stimulation.Stimulation, or None
+        self.pacing = {rule.index: RulePacing(rule, fired_today(rule) if fired_today and rule.max_per_day else 0)
+                       for rule in protocol.rules}
+        self.interlocks = [(lock, build(lock.when), InterlockState(lock)) for lock in protocol.interlocks]
+        self.latest_at: dict[str, float | None] = {}
         self.latest: dict[str, float] = {}
         self.inhibitions: dict[str, str] = {}
         self.done = threading.Event()
@@ -180,6 +189,7 @@ class Engine:
         updated = {}
         for v in group:
             self.latest[v.name] = v.value
+            self.latest_at[v.name] = getattr(v, "at", None)
             self._history[v.name].append(v.value)
             updated[v.name] = v.value
             self._publish(ev.FEATURE, t_src, name=v.name, value=v.value, sample_index=v.sample_index)
@@ -189,6 +199,7 @@ class Engine:
                     if change:
                         self._threshold_changed(change, t_src)
         self._send(Command("features", t_src, {"values": updated}))
+        self._check_interlocks(t_src)
         if self.inhibitions:
             return
         fb = self.protocol.feedback
@@ -203,13 +214,59 @@ class Engine:
             return
         self._frames += 1
         for rule, evaluate in live:
-            if evaluate(self.latest, self.thresholds.values, t_src):
+            if evaluate(self.latest, self.thresholds.values, t_src) and self._may_fire(rule, t_src):
                 fired = True
-                action = rule.do.feedback or rule.do.marker or "rule"
-                t_sent = self._send(Command("marker", t_src, {"text": action}))
-                self._publish(ev.DECISION, t_src, rule=rule.index, action=action, block=label,
-                              latency_s=t_sent - t_src, condition=rule.source)
+                self._fire(rule, t_src, label)
         self._rewarded += fired
+
+    def _may_fire(self, rule: Rule, t: float) -> bool:
+        pacing = self.pacing[rule.index]
+        why = pacing.refusal(t)
+        if why is None:
+            pacing.fired(t)
+            return True
+        if pacing.announce(why):
+            self._publish(ev.INFO, t, rule=rule.index, what="rule paced", reason=f"{rule.label}: {why}")
+        return False
+
+    def _fire(self, rule: Rule, t_src: float, label: str | None) -> None:
+        stim = rule.do.stimulation
+        if stim is not None:
+            action = f"{stim.kind}:{stim.device}"
+            t_sent = self._send(Command("marker", t_src, {"text": action}))
+            self._publish(ev.DECISION, t_src, rule=rule.index, action=action, block=label,
+                          latency_s=t_sent - t_src, condition=rule.source)
+            if self.stimulation is not None:
+                at = self.latest_at.get(stim.at) if stim.at else None
+                self.stimulation.execute(stim, t_src, self.rule_label(rule), dict(self.latest), at=at)
+            return
+        action = rule.do.feedback or rule.do.marker or "rule"
+        t_sent = self._send(Command("marker", t_src, {"text": action}))
+        self._publish(ev.DECISION, t_src, rule=rule.index, action=action, block=label,
+                      latency_s=t_sent - t_src, condition=rule.source)
+
+    def rule_label(self, rule: Rule) -> str:
+        """How the rule is named in verdicts and in the dose ledger (per_day counts by it)."""
+        return f"{self.protocol.name} {rule.label}"
+
+    def _check_interlocks(self, t: float) -> None:
+        if self.stimulation is None:
+            return
+        for lock, evaluate, state in self.interlocks:
+            change = state.update(bool(evaluate(self.latest, self.thresholds.values, t)), t)
+            source = f"interlock:{lock.name}"
+            if change == "raise":
+                self.stimulation.governor.inhibit(source, f"interlock {lock.name}: {lock.source}")
+            elif change == "clear":
+                self.stimulation.governor.clear(source)
+
+    def _edge_rules(self, edge: str, block: Any, t: float) -> None:
+        for rule in self.edge_rules:
+            if rule.at == edge and (not rule.during or block.label in rule.during):
+                if rule.do.stimulation is None and self.inhibitions:
+                    continue
+                if self._may_fire(rule, t):
+                    self._fire(rule, t, block.label)
 
     # ------------------------------------------------------------------ internals
     def _send(self, command: Command) -> float:
@@ -232,6 +289,7 @@ class Engine:
                 self._send(Command("marker", tr.t, {"text": f"block_start:{b.label}"}))
                 self._publish(ev.BLOCK_START, tr.t, index=b.index, label=b.label, cycle=b.cycle,
                               duration_s=b.duration_s)
+                self._edge_rules("block_start", b, tr.t)
         if self.timeline.finished and self._state != STOPPED:
             self._finish(TIMELINE_COMPLETE)
 
@@ -243,6 +301,8 @@ class Engine:
         self.block_stats.append(stats)
         self._send(Command("marker", tr.t, {"text": f"block_end:{b.label}"}))
         self._publish(ev.BLOCK_END, tr.t, **stats)
+        if self._state != STOPPED:
+            self._edge_rules("block_end", b, tr.t)
         changes, problems = self.thresholds.block_ended(b.label, self._history)
         for change in changes:
             self._threshold_changed(change, tr.t)

@@ -1,0 +1,379 @@
+"""Stimulation commands from the engine to the devices, each through the safety governor.
+
+The only path from a rule to a stimulator: ``execute`` turns a protocol action into
+governor requests and sends a command to its driver only when the verdict allows it.
+A refusal is published (the governor says which limit and value); a driver error
+inhibits stimulation at once (source ``device:NAME``) and disarms that device.
+Continuous stimulation is stopped at its planned end by the watchdog (``poll``), and
+``estop`` disarms every device in parallel, so one slow link cannot delay the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from controller import events as ev
+from controller.clock import now
+from controller.events import Event, EventBus
+from controller.protocol.compiled import DeviceUse, FeatureScale, StimAction
+from controller.safety.commands import DISARM, FIRE, SET, START, STOP, StimRequest, Verdict
+from controller.safety.governor import Governor
+from controller.safety.ledger import local_date
+from controller.stimulation.translate import driver_parameters, sends_settings_while_idle
+from drivers.stimulator import DeviceError, NotReady, Stimulator
+
+log = logging.getLogger(__name__)
+
+COMMAND = "command"  # event kind: a command sent to a device (or refused before the wire)
+DEVICE_PREFIX = "device:"
+RAMP_STEP_S = 0.1  # a ramped current change is sent in steps this far apart
+RAMP_MARGIN = 0.9  # each step is 90 % of rate x interval, so timing jitter cannot make it too steep
+
+
+@dataclass
+class Link:
+    """One device: its driver, the driver's kind (for parameter names) and its model."""
+
+    name: str
+    driver: Stimulator
+    kind: str
+    model: str | None = None
+    running_until: float | None = None  # planned end of continuous stimulation (LSL time)
+    ramp_target: float | None = None
+    ramp_rate: float | None = None
+    ramp_rule: str | None = None
+
+
+class Stimulation:
+    """Executes stimulation actions for one session. Thread-safe."""
+
+    def __init__(self, governor: Governor, links: Mapping[str, Link], bus: EventBus,
+                 clock: Callable[[], float] = now, operator: str = "operator") -> None:
+        self.governor = governor
+        self.links = dict(links)
+        self.bus = bus
+        self.clock = clock
+        self.operator = operator
+        self._lock = threading.RLock()
+        self._timed: queue.Queue = queue.Queue()
+        self._halt = threading.Event()
+        self._timer = threading.Thread(target=self._run_timed, name="stim-timed", daemon=True)
+        self._timer.start()
+
+    # ------------------------------------------------------------------ session life
+    def prepare(self, devices: Mapping[str, DeviceUse]) -> list[str]:
+        """Apply each device's preset settings (governor first, then the driver); returns problems."""
+        problems = []
+        for name, use in devices.items():
+            if not use.settings:
+                continue
+            verdict = self._set(name, dict(use.settings), self.clock(), "protocol devices section", send=True)
+            if not verdict:
+                problems.append(str(verdict))
+        return problems
+
+    def arm(self, operator: str | None = None, devices: list[str] | None = None) -> list[str]:
+        """Operator act: arm the devices (governor, then driver). Returns problems (empty = all armed)."""
+        problems = []
+        for name in devices or list(self.links):
+            link = self.links[name]
+            verdict = self.governor.arm(name, operator or self.operator)
+            if not verdict:
+                problems.append(str(verdict))
+                continue
+            try:
+                t = link.driver.arm()
+            except DeviceError as exc:
+                self._device_fault(link, f"arm failed: {exc}")
+                problems.append(f"{name}: arm failed: {exc}")
+                continue
+            self._command(name, "arm", None, t, "operator", ok=True)
+        return problems
+
+    def disarm_all(self, reason: str) -> None:
+        """Disarm every device in parallel (E-STOP path): governor first, then each driver."""
+        with self._lock:
+            for link in self.links.values():
+                link.ramp_target = None
+                link.running_until = None
+            self.governor.disarm_all(reason)
+        threads = [threading.Thread(target=self._disarm_driver, args=(link, reason), daemon=True)
+                   for link in self.links.values()]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=2.0)
+
+    def estop(self, reason: str) -> float:
+        """Inhibit and disarm everything; returns the seconds it took."""
+        t0 = time.perf_counter()
+        self.governor.inhibit("estop", reason)
+        self.disarm_all(f"E-STOP: {reason}")
+        took = time.perf_counter() - t0
+        self.bus.publish(Event(ev.SAFETY, self.clock(), None, {"what": "estop", "reason": reason, "took_s": took}))
+        return took
+
+    def close(self) -> None:
+        self._halt.set()
+        self._timed.put(None)
+        self.disarm_all("session end")
+        for link in self.links.values():
+            try:
+                link.driver.close()
+            except Exception as exc:  # closing must go on for the others
+                log.warning("closing %s: %s", link.name, exc)
+
+    # ------------------------------------------------------------------ hot path
+    def execute(self, action: StimAction, t_source: float, rule: str, features: Mapping[str, float],
+                at: float | None = None) -> None:
+        """Carry out one rule's action. ``at``: LSL time a timed pulse should land at."""
+        if action.kind == "stimulate" and action.at is not None and at is not None and math.isfinite(at):
+            self._timed.put((at, action, t_source, self.clock(), rule, dict(features)))
+            return
+        self._execute(action, t_source, rule, features)
+
+    def _execute(self, action: StimAction, t_source: float, rule: str, features: Mapping[str, float]) -> None:
+        name = action.device
+        link = self.links.get(name)
+        if link is None:
+            self._refused_early(name, action.kind, t_source, rule, f"device {name!r} is not open in this session")
+            return
+        settings = {k: (v(features.get(v.feature, math.nan)) if isinstance(v, FeatureScale) else v)
+                    for k, v in action.settings.items()}
+        if action.kind == "stop":
+            self._stop(link, t_source, rule)
+            return
+        if action.kind == "set":
+            if action.ramp_rate is not None and "current_a" in settings:
+                target = settings.pop("current_a")
+                with self._lock:
+                    link.ramp_target, link.ramp_rate, link.ramp_rule = target, action.ramp_rate, rule
+                if settings:
+                    self._set(name, settings, t_source, rule, send=True)
+                return
+            self._set(name, settings, t_source, rule, send=True)
+            return
+        current = self.governor.settings(name)
+        changed = {k: v for k, v in settings.items() if not _same(current.get(k), v)}
+        if changed:
+            verdict = self._set(name, changed, t_source, rule, send=sends_settings_while_idle(link.kind))
+            if not verdict:
+                return
+        if action.fires:
+            self._fire(link, t_source, rule)
+        else:
+            self._start(link, t_source, rule, action.duration_s or 0.0, action.ramp_s)
+
+    # ------------------------------------------------------------------ commands
+    def _set(self, name: str, params: dict[str, float], t_source: float, rule: str, *, send: bool) -> Verdict:
+        verdict = self.governor.request(StimRequest(name, SET, t_source, params, rule))
+        if not verdict or not send:
+            if not verdict:
+                self._command(name, SET, t_source, None, rule, ok=False, reason=verdict.reason, params=params)
+            return verdict
+        link = self.links.get(name)
+        if link is None:
+            return verdict
+        if not sends_settings_while_idle(link.kind) and not self.governor.running(name):
+            return verdict  # applied at the start of stimulation
+        kwargs = driver_parameters(link.kind, self.governor.settings(name), link.model)
+        if link.kind == "starstim":
+            kwargs = {k: v for k, v in kwargs.items() if k in _starstim_keys(params)}
+        if not kwargs:
+            return verdict
+        try:
+            t_sent = link.driver.set_parameters(**kwargs)
+        except (DeviceError, ValueError) as exc:
+            self._device_fault(link, f"set {kwargs}: {exc}", not_ready=isinstance(exc, NotReady))
+            return verdict
+        self._command(name, SET, t_source, t_sent, rule, ok=True, params=params)
+        return verdict
+
+    def _fire(self, link: Link, t_source: float, rule: str) -> None:
+        verdict = self.governor.request(StimRequest(link.name, FIRE, t_source, {}, rule))
+        if not verdict:
+            self._command(link.name, FIRE, t_source, None, rule, ok=False, reason=verdict.reason)
+            return
+        try:
+            t_sent = link.driver.fire()
+        except DeviceError as exc:
+            self._device_fault(link, f"fire: {exc}", not_ready=isinstance(exc, NotReady))
+            return
+        self._command(link.name, FIRE, t_source, t_sent, rule, ok=True, note=verdict.note)
+        self.governor.check_latency(t_sent - t_source)
+
+    def _start(self, link: Link, t_source: float, rule: str, duration_s: float, ramp_s: float | None) -> None:
+        params = {"duration_s": duration_s}
+        if ramp_s is not None:
+            params["ramp_s"] = ramp_s
+        verdict = self.governor.request(StimRequest(link.name, START, t_source, params, rule))
+        if not verdict:
+            self._command(link.name, START, t_source, None, rule, ok=False, reason=verdict.reason)
+            return
+        try:
+            t_sent = link.driver.start()
+        except DeviceError as exc:
+            self.governor.request(StimRequest(link.name, STOP, self.clock(), {}, "start failed"))
+            self._device_fault(link, f"start: {exc}", not_ready=isinstance(exc, NotReady))
+            return
+        with self._lock:
+            link.running_until = t_sent + duration_s
+        self._command(link.name, START, t_source, t_sent, rule, ok=True, note=verdict.note)
+        if link.kind == "starstim":
+            threading.Thread(target=self._apply_when_running, args=(link, rule), daemon=True).start()
+
+    def _stop(self, link: Link, t_source: float, rule: str) -> None:
+        with self._lock:
+            link.running_until = None
+            link.ramp_target = None
+        self.governor.request(StimRequest(link.name, STOP, t_source, {}, rule))
+        try:
+            t_sent = link.driver.stop()
+        except DeviceError as exc:
+            self._device_fault(link, f"stop: {exc}")
+            return
+        self.governor.confirm_stopped(link.name, t_sent)
+        self._command(link.name, STOP, t_source, t_sent, rule, ok=True)
+
+    def _apply_when_running(self, link: Link, rule: str) -> None:
+        """Starstim starts with its template's settings; once at full stimulation, send ours."""
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and not self._halt.is_set() and link.running_until is not None:
+            try:
+                if link.driver.status().ready:
+                    kwargs = driver_parameters(link.kind, self.governor.settings(link.name))
+                    if kwargs:
+                        t_sent = link.driver.set_parameters(**kwargs)
+                        self._command(link.name, SET, None, t_sent, rule, ok=True, params=kwargs)
+                    return
+            except NotReady:
+                pass
+            except DeviceError as exc:
+                self._device_fault(link, f"settings at start: {exc}")
+                return
+            time.sleep(0.05)
+
+    # ------------------------------------------------------------------ watchdog
+    def poll(self) -> None:
+        """Called every few tens of ms: stop runs at their planned end, step ramps, raise stalls."""
+        self.governor.poll()
+        t = self.clock()
+        for link in list(self.links.values()):
+            if link.running_until is not None and t >= link.running_until:
+                self._stop(link, t, "planned end")
+            self._ramp_step(link, t)
+        for name in self.governor.overdue():
+            link = self.links.get(name)
+            if link is not None:
+                self._stop(link, t, "overdue")
+
+    def _ramp_step(self, link: Link, t: float) -> None:
+        with self._lock:
+            target, rate, rule = link.ramp_target, link.ramp_rate, link.ramp_rule
+            if target is None or rate is None:
+                return
+            current = self.governor.settings(link.name).get("current_a", 0.0)
+            if _same(current, target):
+                link.ramp_target = None
+                return
+            last = getattr(link, "_last_step", -math.inf)
+            if t - last < RAMP_STEP_S:
+                return
+            step = RAMP_MARGIN * rate * RAMP_STEP_S  # below the rate: the governor measures the interval itself
+            new = min(target, current + step) if target > current else max(target, current - step)
+            link._last_step = t  # type: ignore[attr-defined]
+        probe = self.governor.check(StimRequest(link.name, SET, t, {"current_a": new}, rule))
+        if not probe and probe.limit == "ramp_rate_max":
+            return  # e.g. the start's own ramp-in is still running: step once the rate allows it
+        if not probe:
+            with self._lock:
+                link.ramp_target = None  # refused for another reason: said once (below), then given up
+        self._set(link.name, {"current_a": new}, t, rule or "ramp", send=True)
+
+    # ------------------------------------------------------------------ faults and events
+    def device_error(self, name: str, reason: str) -> None:
+        """A driver reports a fault from its own thread (e.g. the trigger line stuck high)."""
+        link = self.links.get(name)
+        if link is not None:
+            self._device_fault(link, reason)
+
+    def _device_fault(self, link: Link, reason: str, not_ready: bool = False) -> None:
+        text = f"{link.name}: {reason}"
+        if not_ready:  # the device cannot take it yet: refused with the reason, nothing else is wrong
+            self.bus.publish(Event(COMMAND, self.clock(), None, {"device": link.name, "kind": "not_ready",
+                                                                 "ok": False, "reason": text}))
+            return
+        self.governor.inhibit(DEVICE_PREFIX + link.name, f"device error: {text}")
+        self.bus.publish(Event(ev.FAULT, self.clock(), None, {"source": DEVICE_PREFIX + link.name, "reason": text}))
+        with self._lock:
+            link.running_until = None
+            link.ramp_target = None
+        self.governor.disarm(link.name, f"device error: {reason}")
+        self._disarm_driver(link, reason)
+
+    def _disarm_driver(self, link: Link, reason: str) -> None:
+        try:
+            t = link.driver.disarm()
+        except Exception as exc:  # the link may be gone; the device's own keep-alive disarms it then
+            self.bus.publish(Event(ev.FAULT, self.clock(), None,
+                                   {"source": DEVICE_PREFIX + link.name, "reason": f"disarm failed: {exc}"}))
+            return
+        self._command(link.name, DISARM, None, t, reason, ok=True)
+
+    def _refused_early(self, name: str, kind: str, t_source: float, rule: str, reason: str) -> None:
+        self._command(name, kind, t_source, None, rule, ok=False, reason=reason)
+
+    def _command(self, device: str, kind: str, t_source: float | None, t_sent: float | None, rule: str | None, *,
+                 ok: bool, reason: str = "", note: str = "", params: Mapping[str, Any] | None = None) -> None:
+        data: dict[str, Any] = {"device": device, "kind": kind, "ok": ok, "rule": rule}
+        if t_sent is not None:
+            data["t_sent"] = t_sent
+        if t_source is not None and t_sent is not None:
+            data["latency_s"] = t_sent - t_source
+        if reason:
+            data["reason"] = reason
+        if note:
+            data["note"] = note
+        if params:
+            data["params"] = {k: float(v) for k, v in params.items() if isinstance(v, (int, float))}
+        self.bus.publish(Event(COMMAND, self.clock(), t_source, data))
+
+    # ------------------------------------------------------------------ timed pulses
+    def _run_timed(self) -> None:
+        while not self._halt.is_set():
+            item = self._timed.get()
+            if item is None:
+                return
+            at, action, t_source, t_decided, rule, features = item
+            wait = at - self.clock()
+            if wait > 0.002:
+                time.sleep(wait - 0.002)
+            while self.clock() < at:
+                pass  # the last 2 ms: spin, sleep() is too coarse for phase
+            # the decision's age counts from when it was made, not from the planned wait
+            shifted = t_source + max(0.0, at - t_decided)
+            self._execute(action, shifted, rule, features)
+
+
+def fired_today(governor: Governor, device: str, rule: str, wall: datetime) -> int:
+    """Deliveries a rule made today (site days), from the dose ledger: for per_day caps across sessions."""
+    ledger = governor.ledger
+    today = ledger.today(wall)
+    return sum(1 for _, e in ledger.device_entries(device)
+               if e.rule == rule and e.kind in (FIRE, START) and local_date(e.wall, ledger.tz) == today)
+
+
+def _same(a: float | None, b: float) -> bool:
+    return a is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _starstim_keys(params: Mapping[str, float]) -> set[str]:
+    return {k for k in ("current_a", "frequency_hz") if k in params}
