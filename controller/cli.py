@@ -17,8 +17,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from controller.protocol import ProtocolError, load_protocol
 
     try:
-        p = load_protocol(args.protocol)
-    except ProtocolError as exc:
+        site = None
+        if args.site:
+            from controller.safety.site import load_site
+
+            site = load_site(args.site)
+        p = load_protocol(args.protocol, site=site)
+    except ProtocolError as exc:  # SiteError is one too: FILE:LINE:COL for either file
         print(str(exc), file=sys.stderr)
         return 2
     except OSError as exc:
@@ -27,7 +32,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     minutes = p.duration_s / 60
     print(f"{args.protocol}: valid protocol {p.name!r}: {len(p.inputs)} input(s), {len(p.features)} feature(s), "
           f"{len(p.thresholds)} threshold(s), {len(p.rules)} rule(s), {len(p.timeline)} blocks, {minutes:.1f} min")
+    if p.devices:
+        where = f"within the limits of site {site.name!r}" if site else "NOT checked against a site (give --site)"
+        print(f"  stimulates {', '.join(p.devices)}: {where}")
     return 0
+
+
+DEFAULT_SITE = Path(__file__).resolve().parent.parent / "config" / "site.yaml"
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
@@ -54,8 +65,13 @@ def _run(protocol: Path, args: argparse.Namespace, sim) -> int:
     from controller.protocol import ProtocolError
     from controller.runner import RunOptions, SessionError, run_session
 
+    site = args.site
+    if site is None and sim is not None and DEFAULT_SITE.exists():
+        site = DEFAULT_SITE  # simulated devices: the example site's limits
     opts = RunOptions(protocol_path=protocol, session_root=Path(args.session_dir), duration_s=args.duration, sim=sim,
-                      build_report=not args.no_report)
+                      build_report=not args.no_report, site_config=Path(site) if site else None,
+                      arm=getattr(args, "arm", False), operator=getattr(args, "operator", "operator"),
+                      participant=getattr(args, "participant", "anonymous"))
     try:
         result = run_session(opts)
     except ProtocolError as exc:
@@ -74,7 +90,10 @@ def _run(protocol: Path, args: argparse.Namespace, sim) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    return _run(Path(args.protocol), args, _sim_options(args) if args.sim else None)
+    sim = _sim_options(args) if args.sim else None
+    if sim is not None and args.respiration:
+        sim.extra_args.append("--respiration")
+    return _run(Path(args.protocol), args, sim)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -112,7 +131,8 @@ def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     g = p.add_argument_group("simulated participant" + ("" if demo else " (with --sim)"))
     g.add_argument("--channels", type=int, default=64)
     g.add_argument("--rate", type=float, default=500.0, metavar="HZ")
-    g.add_argument("--chunk", type=int, default=10, metavar="SAMPLES")
+    g.add_argument("--chunk", type=int, default=None, metavar="SAMPLES",
+                   help="samples per push (default 10; 1 for protocols that stimulate: a low-latency amplifier)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--learning-rate", type=float, default=None, help="participant model learning rate")
     g.add_argument("--replay", default=None, metavar="FILE", help="stream a real recording instead")
@@ -127,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a protocol file; errors as FILE:LINE:COL: message")
     p.add_argument("protocol")
+    p.add_argument("--site", default=None, metavar="SITE", help="also check its stimulation against this site config")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("schema", help="print the protocol JSON Schema (for editor completion)")
@@ -138,7 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a session from a protocol")
     p.add_argument("protocol")
-    p.add_argument("--sim", action="store_true", help="start a simulated participant as the input")
+    p.add_argument("--sim", action="store_true",
+                   help="simulated participant as the input, virtual devices for the stimulators")
+    p.add_argument("--site", default=None, metavar="SITE",
+                   help="site config: devices, ports, limits (with --sim default: config/site.yaml)")
+    p.add_argument("--arm", action="store_true", help="arm the devices at start (unattended tests); else press 'a'")
+    p.add_argument("--operator", default="operator", help="who arms (journaled)")
+    p.add_argument("--participant", default="anonymous", help="whose dose ledger counts daily doses")
+    p.add_argument("--respiration", action="store_true", help="with --sim: also stream a respiration belt")
     _add_run_options(p)
     p.set_defaults(func=_cmd_run)
 
@@ -149,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="(re)build the report of a session folder")
     p.add_argument("session_dir")
     p.set_defaults(func=_cmd_report)
+
+    from controller.control_cli import add_control_commands
+
+    add_control_commands(sub)  # estop, status, arm, disarm: talk to running sessions
     return parser
 
 
@@ -158,6 +190,8 @@ def _sigterm_to_interrupt(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "control", False):  # estop & co.: nothing slow (LSL, numpy) before the E-STOP leaves
+        return args.func(args)
     from controller.lsl_config import configure
 
     configure()

@@ -8,6 +8,7 @@ and the journal are complete even after Ctrl-C or an error).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -26,7 +27,8 @@ from controller.dsp import FeaturePipeline
 from controller.engine.engine import TIMELINE_COMPLETE, Engine
 from controller.events import Event, EventBus
 from controller.inputs.reader import InputReader
-from controller.keyboard import HELP, KeyboardControl, key_actions
+from controller.keyboard import KeyboardControl, help_text, key_actions
+from controller.operator_acts import OperatorActs
 from controller.inputs.resolve import channel_labels, resolve
 from controller.protocol import check_against_stream, load_protocol
 from controller.protocol.compiled import Protocol, StreamSelector
@@ -44,7 +46,7 @@ class SessionError(RuntimeError):
 class SimOptions:
     channels: int = 64
     rate: float = 500.0
-    chunk: int = 10
+    chunk: int | None = None  # None: 10, or 1 when the protocol stimulates (the latency budget is ms)
     seed: int = 0
     learning_rate: float | None = None
     replay: str | None = None
@@ -119,6 +121,8 @@ def run_session(opts: RunOptions) -> SessionResult:
     sim_proc: subprocess.Popen | None = None
     sim_name = ""
     if opts.sim is not None:
+        if opts.sim.chunk is None:
+            opts.sim = replace(opts.sim, chunk=1 if protocol.devices else 10)
         sim_name = f"{opts.lsl_prefix}-sim-eeg-{session_id}"
         sim_proc = _start_simulator(opts.sim, sim_name, f"{opts.lsl_prefix}-markers")
         first = next(iter(protocol.inputs))
@@ -141,9 +145,13 @@ def run_session(opts: RunOptions) -> SessionResult:
     output: LslFeedbackOutput | None = None
     engine: Engine | None = None
     keyboard: KeyboardControl | None = None
+    listener = None
     stim = None
     status = "error"
+    acts = OperatorActs(None, bus, session_id, protocol.name, None, opts.operator)
+    guard = contextlib.ExitStack()  # E-STOP on signals from the moment a device is open
     try:
+        guard.enter_context(_signals_estop(acts))
         if protocol.devices:
             from controller.stimulation.session import open_stimulation
 
@@ -151,12 +159,15 @@ def run_session(opts: RunOptions) -> SessionResult:
             stim = open_stimulation(protocol, site, bus, session_id, folder.path / "devices",
                                     ledger_dir / f"{site.name}-{opts.participant}.jsonl", sim=opts.sim is not None,
                                     arm=opts.arm, operator=opts.operator, progress=opts.progress)
-            _say(opts, "devices " + ("ARMED (--arm)" if opts.arm else "disarmed: press 'a' to arm"))
+            acts.stim = stim
+            _say(opts, "devices " + ("ARMED (--arm)" if opts.arm else "disarmed: press 'a' twice to arm"))
+        listener = _open_control_channel(session_id, acts, bus, opts, required=stim is not None)
         readers, pipelines = _open_inputs(protocol, opts, sim_proc)
         output = LslFeedbackOutput(opts.lsl_prefix, list(protocol.features), source_id=f"neuroreflex-{session_id}")
         output.open()
         engine = Engine(protocol, bus, [output], stimulation=stim.stimulation if stim else None,
                         fired_today=_fired_today(stim, protocol) if stim else None)
+        acts.engine = engine
         for reader in readers:
             _wire(reader, pipelines[reader.input_name], engine, bus, stim.governor if stim else None)
         if opts.record_xdf:
@@ -164,6 +175,10 @@ def run_session(opts: RunOptions) -> SessionResult:
             predicates += [{"source_id": sid} for sid in output.source_ids.values()]
             if sim_proc is not None and opts.sim.replay is None:
                 predicates.append({"name": f"{sim_name}-state"})  # the participant's true state
+            if sim_proc is not None and opts.sim.replay is not None and _stream_exists(f"{sim_name}-annotations"):
+                predicates.append({"name": f"{sim_name}-annotations"})  # e.g. the annotated seizure onset
+            if sim_proc is not None and "--respiration" in opts.sim.extra_args:
+                predicates.append({"name": f"{sim_name}-resp-phase"})  # true inhale/exhale, to score gating
             recorder = XdfRecorder()
             recorder.start(folder.xdf_path, predicates)
         bus.publish(Event(ev.SESSION_START, now(), None, _session_start_data(protocol, readers, session_id)))
@@ -175,9 +190,10 @@ def run_session(opts: RunOptions) -> SessionResult:
         for reader in readers:
             reader.start()
         if opts.keyboard and KeyboardControl.available():
-            keyboard = KeyboardControl(key_actions(engine))
+            actions = key_actions(engine, estop=acts.estop, arm=(lambda: acts.arm()) if stim else None)
+            keyboard = KeyboardControl(actions, notify=lambda text: _say(opts, text))
             keyboard.start()
-            _say(opts, HELP)
+            _say(opts, help_text(actions))
         status = _control_loop(engine, readers, sim_proc, opts, stim.watchdog if stim else None)
     except KeyboardInterrupt:
         status = "stopped"
@@ -189,8 +205,11 @@ def run_session(opts: RunOptions) -> SessionResult:
             engine.stop(f"error: {exc}")
         raise SessionError(str(exc)) from exc
     finally:
+        guard.close()
         if keyboard is not None:
             keyboard.stop()
+        if listener is not None:
+            listener.close()
         if stim is not None:  # disarm before anything else stops
             try:
                 stim.close()
@@ -269,8 +288,47 @@ def _wire(reader: InputReader, pipeline: FeaturePipeline, engine: Engine, bus: E
     reader.on_chunk, reader.on_status = on_chunk, on_status
 
 
+def _stream_exists(name: str, timeout_s: float = 2.0) -> bool:
+    import pylsl
+
+    return bool(pylsl.resolve_byprop("name", name, 1, timeout_s))
+
+
+def _open_control_channel(session_id: str, acts: OperatorActs, bus: EventBus, opts: RunOptions, required: bool):
+    """`neuroreflex estop|status|arm|disarm` from another terminal reach this session here.
+    A session that drives stimulators does not start without it (remote E-STOP is part of its safety)."""
+    from controller.control_channel import ControlError, ControlListener
+
+    def on_error(text: str) -> None:
+        bus.publish(Event(ev.FAULT, now(), None, {"source": "control channel", "reason": text}))
+
+    try:
+        listener = ControlListener(session_id, acts.on_command, on_error=on_error).start()
+    except (ControlError, OSError) as exc:
+        if required:
+            raise SessionError(f"the control channel (remote E-STOP) cannot be opened: {exc}") from exc
+        on_error(f"control channel not available: {exc}")  # neurofeedback only: keys and signals still work
+        return None
+    _say(opts, f"control channel: {listener.path} (neuroreflex estop | status)")
+    return listener
+
+
+def _signals_estop(acts: OperatorActs):
+    """SIGINT/SIGTERM E-STOP first, then stop (only in the main thread, where signals are handled)."""
+    import contextlib
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return contextlib.nullcontext()
+    from controller.estop_signals import estop_on_signals
+
+    return estop_on_signals(acts.estop)
+
+
 def _control_loop(engine: Engine, readers, sim_proc, opts: RunOptions, watchdog=None) -> str:
     t0 = time.monotonic()
+    if watchdog is not None:
+        watchdog.start()  # from here on the loop kicks it every cycle
     while not engine.done.wait(0.02):
         if watchdog is not None:
             watchdog.kick()

@@ -1,6 +1,14 @@
-"""Command line front end: ``python -m sim eeg ...`` (also reached as ``neuroreflex sim eeg ...``).
+"""Command line front end: ``python -m sim eeg|resp|device ...`` (also reached as ``neuroreflex sim ...``).
 
-Streams until the duration elapses, Ctrl-C or SIGTERM, and exits 0 on a clean stop.
+- ``sim eeg``: simulated EEG (sim/stream.py), or ``--replay FILE`` a recording with exact
+  timestamps, ``--speed``, ``--start`` and its annotations (sim/replay_stream.py);
+  ``--respiration`` adds a belt stream ``<name>-resp`` and its true phase ``<name>-resp-phase``.
+- ``sim resp``: the respiration belt alone (sim/respiration.py).
+- ``sim device KIND``: a virtual stimulator process (sim/devices/process.py: READY line,
+  ``--log`` journal, stdin fault control).
+
+Each streams until the duration elapses (or the recording ends, with ``--once``), Ctrl-C or
+SIGTERM, and exits 0 on a clean stop.
 """
 
 from __future__ import annotations
@@ -12,14 +20,20 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sim.participant import DEFAULT_MARKER_STREAM
-from sim.stream import DEFAULT_NAME
+from sim.names import DEFAULT_MARKER_STREAM, DEFAULT_NAME, DEFAULT_REPLAY_NAME, DEFAULT_RESP_NAME
 
 
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
@@ -39,14 +53,40 @@ def build_parser() -> argparse.ArgumentParser:
     eeg.add_argument("--chunk", type=_positive_int, default=10, help="samples per pushed chunk (default 10)")
     eeg.add_argument("--name", default=None, help=f"LSL stream name (default {DEFAULT_NAME}, or neuroreflex-replay)")
     eeg.add_argument("--source-id", default=None, help="LSL source_id (default derived from the settings)")
-    eeg.add_argument("--replay", metavar="FILE", default=None, help="replay EDF/BDF/FIF/XDF instead of simulating")
+    eeg.add_argument("--replay", metavar="FILE", default=None,
+                     help="replay a recording instead of simulating: EDF/BDF/FIF/XDF, or a .tar.gz/folder of "
+                          "one text file per channel (e.g. ../shared/data/seizure/ombao_malow_8ch.tar.gz)")
     eeg.add_argument("--xdf-stream", default=None, help="with --replay of an XDF file: the stream name to replay")
+    eeg.add_argument("--speed", type=_positive_float, default=1.0,
+                     help="with --replay: x times faster than real time (timestamps follow; default 1)")
+    eeg.add_argument("--start", type=_non_negative_float, default=0.0, metavar="SECONDS",
+                     help="with --replay: begin this far into the recording (default 0)")
+    eeg.add_argument("--once", action="store_true", help="with --replay: stop at the end instead of looping")
+    eeg.add_argument("--annotate", action="append", default=[], metavar="LABEL@SECONDS",
+                     help="with --replay: add an annotation at this file time (published like the file's own)")
+    eeg.add_argument("--replay-rate", type=_positive_float, default=None, metavar="HZ",
+                     help="with --replay of a text archive: the sampling rate (default: from its README)")
+    eeg.add_argument("--replay-unit", choices=("auto", "uV", "mV", "V"), default="auto",
+                     help="with --replay of a text archive: the values' unit (default auto: inferred, reported)")
+    eeg.add_argument("--respiration", action="store_true",
+                     help="also stream a respiration belt '<name>-resp' (RESP, 'Resp') and its true phase "
+                          "'<name>-resp-phase'")
+    eeg.add_argument("--resp-rate", type=_positive_float, default=50.0, help="respiration rate in Hz (default 50)")
+    eeg.add_argument("--breaths-per-min", type=_positive_float, default=15.0, help="mean breathing rate (default 15)")
     eeg.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     eeg.add_argument("--learning-rate", type=float, default=None, help="participant learning rate (default 0.001)")
     eeg.add_argument("--line-freq", type=float, choices=(0.0, 50.0, 60.0), default=50.0, help="mains Hz, 0 = none")
     eeg.add_argument("--marker-stream", default=DEFAULT_MARKER_STREAM, help="controller marker stream to learn from")
     eeg.add_argument("--duration", type=_positive_float, default=None, help="stop after this many seconds")
     eeg.add_argument("--quiet", action="store_true", help="no startup message")
+    resp = sub.add_parser("resp", help="stream a simulated respiration belt (and its true phase) over LSL")
+    resp.add_argument("--name", default=DEFAULT_RESP_NAME, help=f"LSL stream name (default {DEFAULT_RESP_NAME})")
+    resp.add_argument("--rate", type=_positive_float, default=50.0, help="sampling rate in Hz (default 50)")
+    resp.add_argument("--breaths-per-min", type=_positive_float, default=15.0, help="mean breathing rate (default 15)")
+    resp.add_argument("--chunk", type=_positive_int, default=1, help="samples per pushed chunk (default 1)")
+    resp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    resp.add_argument("--duration", type=_positive_float, default=None, help="stop after this many seconds")
+    resp.add_argument("--quiet", action="store_true", help="no startup message")
     _add_device_parser(sub)
     return parser
 
@@ -58,6 +98,17 @@ def _add_device_parser(sub) -> None:
     dev.add_argument("kind", choices=sorted(KINDS))
     dev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="device option, e.g. --set model=rapid (numbers are parsed)")
+    dev.add_argument("--log", metavar="FILE", default=None,
+                     help="append one JSON line per command/event/pulse (LSL arrival time, hex, meaning)")
+    dev.add_argument("--link", metavar="PATH", default=None,
+                     help="pty devices: the stable port path (a symlink kept on the current pty across "
+                          "unplug/plug; default in a fresh temporary directory)")
+    dev.add_argument("--no-link", action="store_true", help="pty devices: print the /dev/pts path itself")
+    ctl = dev.add_mutually_exclusive_group()
+    ctl.add_argument("--control", dest="control", action="store_true", default=None,
+                     help="read control lines (fault ..., unplug, plug, clear, status) on stdin even from a terminal")
+    ctl.add_argument("--no-control", dest="control", action="store_false",
+                     help="ignore stdin (default: read it unless it is a terminal)")
 
 
 def _parse_options(pairs: list[str], factory) -> dict:
@@ -88,20 +139,29 @@ def _parse_options(pairs: list[str], factory) -> dict:
 
 
 def _run_device(args: argparse.Namespace, stop: threading.Event) -> None:
+    """One virtual device until SIGTERM/SIGINT or a ``stop`` control line (see sim/devices/process.py)."""
     import importlib
+    import os
 
     from sim.devices import KINDS
+    from sim.devices.process import DeviceProcess
 
     factory = importlib.import_module(KINDS[args.kind]).create
-    device = factory(**_parse_options(args.set, factory))
-    port = device.start()
-    print(f"neuroreflex sim: virtual {args.kind} on {port} (Ctrl-C to stop)", flush=True)
+    options = _parse_options(args.set, factory)
+    device = factory(**options)
+    control = args.control
+    if control is None:
+        try:
+            control = not os.isatty(0)
+        except OSError:
+            control = False
+    proc = DeviceProcess(args.kind, device, log=args.log, link=args.link, use_link=not args.no_link,
+                         options=options, stop_event=stop)
+    proc.start(0 if control else None)
     try:
         stop.wait()
     finally:
-        device.stop()
-        print(f"neuroreflex sim: virtual {args.kind} stopped; {len(device.log_snapshot())} commands received",
-              flush=True)
+        proc.stop()
 
 
 @contextmanager
@@ -120,28 +180,72 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _run_eeg(args: argparse.Namespace, stop: threading.Event) -> None:
-    if args.replay:
-        from sim.replay import DEFAULT_REPLAY_NAME, run_replay
+def _respiration(name: str, rate: float, breaths_per_min: float, seed: int, chunk: int = 1):
+    from sim.respiration import BreathingConfig, RespStreamer
 
-        run_replay(
-            args.replay,
-            name=args.name or DEFAULT_REPLAY_NAME,
-            chunk=args.chunk,
-            source_id=args.source_id,
-            stream_name=args.xdf_stream,
-            duration=args.duration,
-            stop_event=stop,
-            verbose=not args.quiet,
-        )
-        return
+    return RespStreamer(name=name, rate=rate, seed=seed, chunk=chunk,
+                        config=BreathingConfig(breaths_per_min=breaths_per_min))
+
+
+def _run_resp(args: argparse.Namespace, stop: threading.Event) -> None:
+    streamer = _respiration(args.name, args.rate, args.breaths_per_min, args.seed, args.chunk)
+    streamer.open()
+    if not args.quiet:
+        print(streamer.describe(), flush=True)
+    sent = streamer.run(duration=args.duration, stop_event=stop)
+    if not args.quiet:
+        print(f"neuroreflex sim: stopped after {sent / streamer.generator.rate:.1f} s; "
+              f"{streamer.generator.breaths} breaths, {streamer.markers} phase markers", flush=True)
+
+
+def _run_eeg(args: argparse.Namespace, stop: threading.Event) -> None:
+    name = args.name or (DEFAULT_REPLAY_NAME if args.replay else DEFAULT_NAME)
+    done = threading.Event()  # the EEG stream ended (duration, end of recording or a signal)
+    resp_thread = None
+    if args.respiration:
+        resp = _respiration(f"{name}-resp", args.resp_rate, args.breaths_per_min, args.seed)
+        if not args.quiet:
+            print(resp.describe(), flush=True)
+        resp_thread = resp.start_thread(done)
+    try:
+        if args.replay:
+            _run_replay(args, name, stop)
+        else:
+            _run_simulated(args, name, stop)
+    finally:
+        done.set()
+        if resp_thread is not None:
+            resp_thread.join(timeout=2.0)
+
+
+def _run_replay(args: argparse.Namespace, name: str, stop: threading.Event) -> None:
+    from sim.recording import load_for_replay
+    from sim.replay_stream import run_replay_stream
+
+    recording = load_for_replay(args.replay, rate=args.replay_rate, unit=args.replay_unit,
+                                stream_name=args.xdf_stream)
+    for spec in args.annotate:
+        label, sep, seconds = spec.rpartition("@")
+        if not sep or not label:
+            raise ValueError(f"--annotate expects LABEL@SECONDS, got {spec!r}")
+        recording.annotate(label, float(seconds))
+    stats = run_replay_stream(recording, name, chunk=args.chunk, speed=args.speed, start_s=args.start,
+                              loop=not args.once, source_id=args.source_id, duration=args.duration,
+                              stop_event=stop, verbose=not args.quiet)
+    if not args.quiet:
+        print(f"neuroreflex sim: replay stopped after {stats.samples} samples "
+              f"({stats.samples / recording.rate:.1f} s of recording, {stats.passes} pass(es)); "
+              f"{stats.markers} annotation markers", flush=True)
+
+
+def _run_simulated(args: argparse.Namespace, name: str, stop: threading.Event) -> None:
     from sim.stream import run_eeg_stream
 
     stats = run_eeg_stream(
         channels=args.channels,
         rate=args.rate,
         chunk=args.chunk,
-        name=args.name or DEFAULT_NAME,
+        name=name,
         source_id=args.source_id,
         line_freq=args.line_freq,
         seed=args.seed,
@@ -182,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         with _stop_on_signals(stop):
             if args.command == "eeg":
                 _run_eeg(args, stop)
+            elif args.command == "resp":
+                _run_resp(args, stop)
             elif args.command == "device":
                 _run_device(args, stop)
     except KeyboardInterrupt:

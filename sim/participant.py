@@ -46,8 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.markers import MarkerListener
-
-DEFAULT_MARKER_STREAM = "neuroreflex-markers"
+from sim.names import DEFAULT_MARKER_STREAM  # re-exported
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""Replay a real recording over LSL, looping, through mne_lsl's PlayerLSL.
+"""Read recordings for replay; and replay one over LSL, looping, through mne_lsl's PlayerLSL.
+
+``sim eeg --replay`` no longer uses the player: it streams through sim/replay_stream.py, which
+stamps every sample itself (exact annotation times, ``--speed``, ``--start``); the recording is
+read by sim/recording.py, which comes back here for the formats MNE and pyxdf read.
 
 EDF/BDF/FIF/BrainVision/EEGLAB and anything else ``mne.io.read_raw`` reads go straight
 to the player; XDF files are read with pyxdf and one numeric stream is turned into an
@@ -13,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_REPLAY_NAME = "neuroreflex-replay"
+from sim.names import DEFAULT_REPLAY_NAME  # re-exported
+
 _UNIT_SCALE = {"v": 1.0, "volt": 1.0, "volts": 1.0, "mv": 1e-3, "millivolt": 1e-3, "millivolts": 1e-3,
                "uv": 1e-6, "µv": 1e-6, "microvolt": 1e-6, "microvolts": 1e-6}  # fmt: skip
 _MNE_TYPES = {"eeg", "eog", "ecg", "emg", "misc", "stim", "resp", "bio", "seeg", "ecog", "dbs"}

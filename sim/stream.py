@@ -18,9 +18,9 @@ import pylsl
 
 from sim.eeg import EegGenerator
 from sim.markers import MarkerListener
+from sim.names import DEFAULT_NAME  # re-exported
 from sim.participant import DEFAULT_MARKER_STREAM, ParticipantConfig, ParticipantModel
 
-DEFAULT_NAME = "neuroreflex-sim-eeg"
 STATE_TYPE = "SimState"
 STATE_PERIOD_S = 0.1  # publish the participant state at ~10 Hz
 MIN_BLOCK_S = 0.02  # generate at least this much at once (amortises per-call overhead)

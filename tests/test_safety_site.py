@@ -60,10 +60,10 @@ def test_bad_site_reports_expected_errors(path: Path) -> None:
 
 def test_example_site_loads_with_its_devices() -> None:
     site = load_site(CONFIG_DIR / "site.yaml")
-    assert set(site.devices) == {"tms", "tms2", "tavns", "tacs", "dbs"}
+    assert set(site.devices) == {"tms", "tms2", "tavns", "tavns_1ms", "tacs", "dbs", "adbs"}
     assert site.timezone == "Europe/Berlin" and site.max_loop_latency_s == 0.005 and site.input_stall_s == 1.0
     tms, tavns, tacs, dbs = (site.devices[n] for n in ("tms", "tavns", "tacs", "dbs"))
-    assert (tms.driver, tms.port, dict(tms.options)) == ("magstim", "/dev/ttyUSB0", {"model": "rapid2"})
+    assert (tms.driver, tms.port, dict(tms.options)) == ("magstim", "/dev/ttyUSB0", {"model": "rapid"})
     assert tms.limits.intensity_max == 80.0 and tms.limits.min_inter_train == 5.0 and tms.limits.blanking == 0.1
     assert tms.limits.train_table is not None and "Rossi" in tms.limits.train_table.source
     assert dict(tavns.fixed) == {"current_a": 0.5e-3, "pulse_width_s": 250e-6, "phases": 2.0}

@@ -22,12 +22,18 @@ DEFAULT_TOTAL_BAND = Band(1.0, 40.0)  # relative_power's reference band when the
 
 @dataclass(frozen=True, slots=True)
 class FeatureValue:
-    """One feature value, stamped with the LSL time and index of the newest sample it used."""
+    """One feature value, stamped with the LSL time and index of the newest sample it used.
+
+    ``at``: for a ``phase`` feature whose value is 1.0, the LSL time the pulse should land at
+    (the predicted target-phase crossing; send the command at ``at - device delay``). None
+    for every other value.
+    """
 
     name: str
     value: float
     source_time: float
     sample_index: int
+    at: float | None = None
 
 
 def power_bands(spec: FeatureSpec) -> tuple[Band, ...]:

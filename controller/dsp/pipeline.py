@@ -1,9 +1,10 @@
 """The streaming feature pipeline of one input: chunk in, feature values out, state kept.
 
 Per chunk: pick + re-reference + high-pass/notch the channels any feature needs, run the
-band-pass stages that iir-power and peak-to-peak features need, append everything to
-preallocated ring buffers, and compute exactly the windows that fall due inside the chunk.
-When no window is due that is all the work there is.
+band-pass (and low-pass) stages that features read, append everything to preallocated ring
+buffers, and compute exactly the windows that fall due inside the chunk. When no window is
+due that is all the work there is. The newer kinds (line_length, area, halfwave, slope, phase)
+plug in through ``feature_kinds``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import numpy as np
 
 from controller.protocol.compiled import Band, FeatureSpec, InputSpec
 
+from . import feature_kinds
 from .design import bandpass_sos, check_band, conditioning_sos
+from .feature_kinds import FilterKey, Lowpass
 from .features import (
     ChannelSource,
     FeatureValue,
@@ -29,19 +32,21 @@ from .filters import Conditioner, StreamingSOS
 from .labels import resolve_channels
 from .ring import RingBuffer
 from .schedule import WindowSchedule, feature_window
+from .slope import lowpass_sos
 
 _NEVER = sys.maxsize
 
 
 class _BandStage:
-    """A band-passed copy of some conditioned rows, kept in its own ring."""
+    """A band-passed (or low-passed) copy of some conditioned rows, kept in its own ring."""
 
-    __slots__ = ("band", "rows", "filter", "ring")
+    __slots__ = ("key", "rows", "filter", "ring")
 
-    def __init__(self, fs: float, band: Band, rows: list[int], capacity: int, what: str) -> None:
-        self.band = band
+    def __init__(self, fs: float, key: Band | Lowpass, rows: list[int], capacity: int, what: str) -> None:
+        self.key = key
         self.rows = np.asarray(rows, dtype=np.intp)
-        self.filter = StreamingSOS(bandpass_sos(fs, band, what=what), len(rows))
+        sos = lowpass_sos(fs, key.hz, what=what) if isinstance(key, Lowpass) else bandpass_sos(fs, key, what=what)
+        self.filter = StreamingSOS(sos, len(rows))
         self.ring = RingBuffer(len(rows), capacity)
 
     def process(self, conditioned: np.ndarray) -> np.ndarray:
@@ -49,12 +54,13 @@ class _BandStage:
 
 
 class _Scheduled:
-    __slots__ = ("name", "schedule", "evaluate")
+    __slots__ = ("name", "schedule", "evaluate", "timed")
 
     def __init__(self, name: str, schedule: WindowSchedule, evaluate) -> None:
         self.name = name
         self.schedule = schedule
         self.evaluate = evaluate
+        self.timed = getattr(evaluate, "timed", False)  # called with (time, index) -> (value, at)
 
 
 class FeaturePipeline:
@@ -123,11 +129,16 @@ class FeaturePipeline:
 
         # First pass: what each feature reads (conditioned rows, or rows of a band stage).
         cond_capacity = 0
-        stage_plan: dict[tuple[float, float], dict] = {}
-        needs: list[list[Band | None]] = []
-        for spec, rows, (window, _) in zip(specs, feature_rows, windows):
-            if spec.kind == "peak_to_peak":
-                bands: list[Band | None] = [spec.band]
+        stage_plan: dict[FilterKey, dict] = {}
+        needs: list[list[FilterKey]] = []
+        for spec, rows, (window, every) in zip(specs, feature_rows, windows):
+            capacity = window
+            if spec.kind in feature_kinds.KINDS:
+                feature_kinds.check_spec(spec)
+                bands: list[FilterKey] = [feature_kinds.reads(spec)]
+                capacity = feature_kinds.ring_capacity(spec, window, every)
+            elif spec.kind == "peak_to_peak":
+                bands = [spec.band]
             elif spec.method == "welch":
                 for i, band in enumerate(power_bands(spec)):
                     check_band(band, fs, what=f"feature {spec.name!r} band {i + 1}")
@@ -138,31 +149,34 @@ class FeaturePipeline:
                 raise ValueError(f"feature {spec.name!r}: unknown method {spec.method!r} (welch or iir)")
             for band in bands:
                 if band is None:
-                    cond_capacity = max(cond_capacity, window)
+                    cond_capacity = max(cond_capacity, capacity)
                     continue
-                plan = stage_plan.setdefault((band.lo_hz, band.hi_hz), {"band": band, "rows": [], "cap": 0, "by": spec.name})
-                plan["cap"] = max(plan["cap"], window)
+                plan = stage_plan.setdefault(band, {"band": band, "rows": [], "cap": 0, "by": spec.name})
+                plan["cap"] = max(plan["cap"], capacity)
                 plan["rows"].extend(r for r in rows if r not in plan["rows"])
             needs.append(bands)
 
         self._cond_ring = RingBuffer(self._conditioner.n_channels, cond_capacity) if cond_capacity else None
         self._stages = [
-            _BandStage(fs, p["band"], p["rows"], p["cap"], what=f"band of feature {p['by']!r}")
+            _BandStage(fs, p["band"], p["rows"], p["cap"],
+                       what=f"{'lowpass' if isinstance(p['band'], Lowpass) else 'band'} of feature {p['by']!r}")
             for p in stage_plan.values()
         ]
-        stage_by_key = {(s.band.lo_hz, s.band.hi_hz): s for s in self._stages}
+        stage_by_key = {s.key: s for s in self._stages}
 
-        def source(band: Band | None, rows: list[int]) -> ChannelSource:
+        def source(band: FilterKey, rows: list[int]) -> ChannelSource:
             if band is None:
                 return ChannelSource(self._cond_ring, np.asarray(rows, dtype=np.intp))
-            stage = stage_by_key[(band.lo_hz, band.hi_hz)]
+            stage = stage_by_key[band]
             where = stage.rows.tolist()
             return ChannelSource(stage.ring, np.asarray([where.index(r) for r in rows], dtype=np.intp))
 
         # Second pass: evaluators.
         scheduled = []
         for spec, rows, (window, every), bands in zip(specs, feature_rows, windows, needs):
-            if spec.kind == "peak_to_peak":
+            if spec.kind in feature_kinds.KINDS:
+                evaluate = feature_kinds.build(spec, source(bands[0], rows), fs, window, every)
+            elif spec.kind == "peak_to_peak":
                 evaluate = PeakToPeakFeature(source(bands[0], rows), window)
             elif spec.method == "welch":
                 evaluate = WelchFeature(source(None, rows), fs, window, power_bands(spec))
@@ -192,6 +206,9 @@ class FeaturePipeline:
             stage.ring.reset()
         for f in self._features:
             f.schedule.reset()
+            reset = getattr(f.evaluate, "reset", None)
+            if reset is not None:  # evaluators with state: trends, half-wave trackers, phase triggers
+                reset()
         self._count = 0
         self._next_due = self._earliest_due()
 
@@ -238,7 +255,12 @@ class FeaturePipeline:
                 self._write(conditioned, outputs, written, upto)
                 written = upto
             f = self._features[i]
-            values.append(FeatureValue(f.name, f.evaluate(), float(timestamps[k - start]), k))
+            t = float(timestamps[k - start])
+            if f.timed:
+                value, at = f.evaluate(t, k)
+                values.append(FeatureValue(f.name, value, t, k, at))
+            else:
+                values.append(FeatureValue(f.name, f.evaluate(), t, k))
         if written < end - start:
             self._write(conditioned, outputs, written, end - start)
         self._next_due = self._earliest_due()

@@ -199,6 +199,8 @@ class Engine:
                     if change:
                         self._threshold_changed(change, t_src)
         self._send(Command("features", t_src, {"values": updated}))
+        if self.stimulation is not None:
+            self.stimulation.observe_latency(self.clock() - t_src)
         self._check_interlocks(t_src)
         if self.inhibitions:
             return
@@ -266,7 +268,9 @@ class Engine:
                 if rule.do.stimulation is None and self.inhibitions:
                     continue
                 if self._may_fire(rule, t):
-                    self._fire(rule, t, block.label)
+                    # a scheduled act, not caused by a sample: its decision time is now (the block
+                    # edge ``t`` is noticed at the next tick or frame, up to tens of ms later)
+                    self._fire(rule, self.clock(), block.label)
 
     # ------------------------------------------------------------------ internals
     def _send(self, command: Command) -> float:

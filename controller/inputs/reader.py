@@ -38,6 +38,7 @@ class InputReader(threading.Thread):
         stall_timeout_s: float = 1.0,
         clock_jump_s: float = 0.5,
         max_chunk: int = 4096,
+        backward_tolerance_s: float = 0.1,
     ) -> None:
         super().__init__(name=f"input:{name}", daemon=True)
         self.input_name = name
@@ -46,6 +47,9 @@ class InputReader(threading.Thread):
         self.on_status = on_status
         self.stall_timeout_s = stall_timeout_s
         self.clock_jump_s = clock_jump_s
+        # liblsl back-dates the samples of a chunk from its push time: a late push makes the
+        # next chunk's first stamps step back a few ms. That is jitter, not a clock jump.
+        self.backward_tolerance_s = backward_tolerance_s
         self.max_chunk = max_chunk
         self.srate = info.nominal_srate()
         self.samples_received = 0
@@ -104,7 +108,7 @@ class InputReader(threading.Thread):
                 self.on_status("resumed", f"{n} samples")
                 last_ts = None  # a gap across a stall is expected, not a clock jump
             gaps = np.diff(ts, prepend=ts[0] if last_ts is None else last_ts)
-            jumps = (gaps < -expected_gap) | (gaps > expected_gap + self.clock_jump_s)
+            jumps = (gaps < -max(expected_gap, self.backward_tolerance_s)) | (gaps > expected_gap + self.clock_jump_s)
             if jumps.any():
                 gap = gaps[np.argmax(jumps)]
                 self.on_status("clock_jump", f"timestamp moved {gap * 1000:+.1f} ms between samples")

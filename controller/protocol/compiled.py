@@ -8,6 +8,7 @@ protocol loader (``controller.protocol.loader``), the feature pipeline
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Union
 
@@ -79,6 +80,92 @@ class FeatureSpec:
     # Kind-specific parameters of the newer kinds (None for the spectral kinds); each is a
     # frozen dataclass defined by the feature's owner, e.g. SeizureParams, PhaseParams.
     params: Any = None
+
+
+ChannelReduce = Literal["mean", "median", "max"]
+TrendKind = Literal["mean", "ema"]
+PhaseMethodName = Literal["ar", "etp", "hilbert"]
+
+
+@dataclass(frozen=True)
+class SeizureParams:
+    """line_length / area: the window's measure as a PERCENTAGE of its own long-term trend.
+
+    The feature's value is ``100 * measure / trend`` per channel, reduced over channels
+    (``ll > 175 %`` = 75 % above the usual level). The trend averages the values of the
+    previous ``trend_s`` (``trend_kind`` mean) or is an exponential average with that time
+    constant (ema); it is NaN until ``warmup_s`` (default ``trend_s``) of values exist.
+    ``FeatureSpec.band`` is an optional causal band-pass applied first.
+    """
+
+    trend_s: float
+    trend_kind: TrendKind = "mean"
+    warmup_s: float | None = None
+    reduce: ChannelReduce = "mean"
+
+
+@dataclass(frozen=True)
+class HalfWaveParams:
+    """halfwave: count of qualified half-waves of the band-passed signal (``FeatureSpec.band``) in the window.
+
+    A half-wave qualifies when its height is within [min_amplitude, max_amplitude] (volts) and
+    its duration within [min_duration_s, max_duration_s]; None durations default to half a
+    period of band.hi .. band.lo. Counts per channel are reduced with ``reduce``.
+    """
+
+    min_amplitude: float
+    max_amplitude: float = float("inf")
+    min_duration_s: float | None = None
+    max_duration_s: float | None = None
+    reduce: ChannelReduce = "mean"
+
+
+@dataclass(frozen=True)
+class SlopeParams:
+    """slope: least-squares slope (signal units per second) over the window, mean over channels.
+
+    The signal is low-passed (``lowpass_hz``, causal Butterworth) or band-passed
+    (``FeatureSpec.band``) first, or used as conditioned when neither is given.
+    """
+
+    lowpass_hz: float | None = None
+
+
+PHASE_TARGETS: Mapping[str, float] = {"peak": 0.0, "falling": math.pi / 2, "trough": math.pi, "rising": -math.pi / 2}
+
+
+@dataclass(frozen=True)
+class PhaseParams:
+    """phase: a phase-locked trigger on one spatially filtered signal.
+
+    Spatial filter: ``center`` minus the mean of ``neighbours`` (a small Laplacian), or
+    ``center`` alone when ``neighbours`` is empty; ``FeatureSpec.channels`` is
+    ``(center, *neighbours)``. ``FeatureSpec.band`` is the rhythm's band and
+    ``FeatureSpec.window_s`` the window the method reads. ``target_rad``: cosine convention,
+    0 = peak, pi = trough. ``delay_s``: latency from the newest sample to a pulse (transport +
+    dispatcher + device); no pulse is planned sooner than that. Gates (both optional, both
+    must pass): the method's amplitude >= ``amplitude_min`` (volts), and >= the
+    ``amplitude_q`` percentile of its own previous estimates over ``amplitude_over_s``.
+    ``train_s``: etp only, the model is fitted on the first ``train_s`` of signal.
+    The feature's value is 1.0 at the evaluation that commits to a pulse (``FeatureValue.at``
+    = the predicted target crossing, LSL time) and 0.0 otherwise.
+    """
+
+    center: str
+    neighbours: tuple[str, ...] = ()
+    method: PhaseMethodName = "ar"
+    target_rad: float = math.pi
+    delay_s: float = 0.0
+    min_interval_s: float = 0.0
+    amplitude_min: float | None = None
+    amplitude_q: float | None = None
+    amplitude_over_s: float = 30.0
+    train_s: float | None = None
+
+    @staticmethod
+    def default_window_s(method: str, band: Band) -> float:
+        """The window a method reads when the protocol gives none."""
+        return {"ar": 1.0, "hilbert": 0.5}.get(method, 1.5 / band.lo_hz)
 
 
 # --------------------------------------------------------------------------- thresholds

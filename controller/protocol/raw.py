@@ -11,6 +11,7 @@ out in SI units (seconds, hertz, volts).
 
 from __future__ import annotations
 
+import math
 import re
 import types
 from typing import Annotated, Any, ClassVar, Literal, NoReturn, Union, get_args, get_origin
@@ -30,6 +31,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from controller.protocol import units
+from controller.protocol.compiled import PHASE_TARGETS
 from controller.protocol.condition import KEYWORDS
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -225,7 +227,7 @@ Labels = Annotated[
 
 def _number_or_amplitude(value: Any) -> units.Quantity:
     try:
-        return units.parse_quantity(value, units.VOLTAGE, allow_bare=True)
+        return units.parse_quantity(value, (units.VOLTAGE, units.PERCENT), allow_bare=True)
     except units.UnitError as exc:
         fail(str(exc))
 
@@ -234,10 +236,12 @@ _NUMBER_OR_AMPLITUDE_SCHEMA = {
     "anyOf": [
         {"type": "number"},
         _quantity_schema(units.VOLTAGE, ["150 uV"], "An amplitude with its unit: V, mV or uV."),
+        _quantity_schema(units.PERCENT, ["175 %"], "A percentage (line_length, area: of the feature's trend)."),
     ]
 }
 
-# A Quantity: a plain number (ratios, powers) or an amplitude with a unit (peak-to-peak).
+# A Quantity: a plain number (ratios, powers), an amplitude with a unit (peak-to-peak) or a
+# percentage (line_length, area).
 Level = Annotated[Any, BeforeValidator(_number_or_amplitude), WithJsonSchema(_NUMBER_OR_AMPLITUDE_SCHEMA)]
 
 
@@ -358,7 +362,203 @@ class PeakToPeakDecl(_FeatureCommon):
     band: FreqBand | None = Field(None, description="Optional causal band-pass applied first, e.g. [0.5 Hz, 4 Hz].")
 
 
-FEATURE_KINDS = ("band_power", "band_ratio", "relative_power", "peak_to_peak")
+ChannelReduce = Literal["mean", "median", "max"]
+
+
+def _non_negative_duration(value: Any) -> float:
+    try:
+        q = units.parse_quantity(value, units.DURATION)
+    except units.UnitError as exc:
+        fail(str(exc))
+    if q.value < 0:
+        fail(f"must be 0 or more, got {units.shown(value)}")
+    return q.value
+
+
+DelayDuration = Annotated[
+    float,
+    BeforeValidator(_non_negative_duration),
+    WithJsonSchema(_quantity_schema(units.DURATION, ["0 ms", "5 ms"], "A duration of 0 or more with its unit.")),
+]
+Amplitude = Annotated[
+    float,
+    BeforeValidator(_positive(units.VOLTAGE)),
+    WithJsonSchema(_quantity_schema(units.VOLTAGE, ["50 uV"], "An amplitude with its unit: V, mV or uV.")),
+]
+
+
+def _duration_range_order(value: tuple[float, float]) -> tuple[float, float]:
+    if value[0] > value[1]:
+        d = units.DURATION
+        fail(f"the shortest {units.format_quantity(value[0], d)} is longer than the longest "
+             f"{units.format_quantity(value[1], d)}; write [SHORTEST, LONGEST], e.g. [20 ms, 150 ms]")
+    return value
+
+
+def _range_pair(value: Any) -> Any:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        fail(f"expected [SHORTEST, LONGEST] like [20 ms, 150 ms], got {units.shown(value)}")
+    return value
+
+
+DurationRange = Annotated[
+    tuple[Duration, Duration],
+    BeforeValidator(_range_pair),
+    AfterValidator(_duration_range_order),
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": _quantity_schema(units.DURATION, ["20 ms"], "A duration with its unit."),
+            "minItems": 2,
+            "maxItems": 2,
+            "description": "[SHORTEST, LONGEST], e.g. [20 ms, 150 ms].",
+        }
+    ),
+]
+
+_DEG = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*deg\s*$")
+
+
+def _phase_target(value: Any) -> float:
+    """Named phase or ``N deg`` -> radians in (-pi, pi], cosine convention (0 = peak, pi = trough)."""
+    if isinstance(value, str):
+        if value.strip() in PHASE_TARGETS:
+            return PHASE_TARGETS[value.strip()]
+        m = _DEG.match(value)
+        if m and math.isfinite(float(m.group(1))):
+            rad = math.radians(float(m.group(1)))
+            return -((math.pi - rad) % (2 * math.pi) - math.pi)
+    fail(
+        f"expected {', '.join(PHASE_TARGETS)} or an angle like '180 deg' (cosine convention: 0 deg = peak, "
+        f"180 deg = trough, -90 deg = rising), got {units.shown(value)}"
+    )
+
+
+PhaseTarget = Annotated[
+    float,
+    BeforeValidator(_phase_target),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"enum": list(PHASE_TARGETS)},
+                {"type": "string", "pattern": _DEG.pattern, "examples": ["180 deg", "-90 deg"]},
+            ],
+            "description": "trough, peak, rising, falling or an angle like '180 deg' (cosine convention: 0 deg = peak).",
+        }
+    ),
+]
+
+
+class _TrendedDecl(_FeatureCommon):
+    band: FreqBand | None = Field(None, description="Optional causal band-pass applied first, e.g. [1 Hz, 30 Hz].")
+    trend: Duration = Field(
+        description="Span of the long-term trend the window is compared with, e.g. 30 s; at least the window."
+    )
+    trend_kind: Literal["mean", "ema"] = Field(
+        "mean", description="mean: the mean window value over the trend span; ema: exponential average with the trend span as time constant."
+    )
+    warmup: Duration | None = Field(
+        None, description="History needed before the value is defined (NaN before: conditions on it are false). Default: the trend span."
+    )
+    reduce: ChannelReduce = Field("mean", description="How per-channel values become one: mean, median or max.")
+
+
+class LineLengthDecl(_TrendedDecl):
+    """Line length (sum of |x[n] - x[n-1]|) of the window in percent of its own long-term trend:
+    100 % = usual, 175 % = 75 % above (seizure onset). Compare it with percentages: 'll > 175 %'."""
+
+
+class AreaDecl(_TrendedDecl):
+    """Area (sum of |x|) of the window in percent of its own long-term trend. Compare it with
+    percentages: 'area > 150 %'."""
+
+
+class HalfWaveDecl(_FeatureCommon):
+    """Number of qualified half-waves (monotonic runs between turning points) of the band-passed
+    signal in the window: height and duration within the given ranges."""
+
+    band: FreqBand = Field(description="Causal band-pass applied first, e.g. [3 Hz, 30 Hz].")
+    min_amplitude: Amplitude = Field(description="Smallest qualifying half-wave height, e.g. 50 uV.")
+    max_amplitude: Amplitude | None = Field(None, description="Largest qualifying height (e.g. against artifacts), e.g. 1 mV. Default: no limit.")
+    duration: DurationRange | None = Field(
+        None, description="[SHORTEST, LONGEST] qualifying duration, e.g. [20 ms, 150 ms]. Default: half a period of the band's high .. low edge."
+    )
+    reduce: ChannelReduce = Field("mean", description="How per-channel counts become one: mean, median or max.")
+
+
+class SlopeDecl(_FeatureCommon):
+    """Least-squares slope of the (low-passed) signal over the window, in its units per second,
+    averaged over channels; e.g. respiration: slope < 0 while exhaling."""
+
+    lowpass: Frequency | None = Field(None, description="Causal low-pass applied first, e.g. 1 Hz.")
+    band: FreqBand | None = Field(None, description="Or a causal band-pass applied first, e.g. [0.1 Hz, 1 Hz]; not with lowpass.")
+
+
+class LaplacianDecl(Decl):
+    """A small surface Laplacian: the centre electrode minus the mean of its neighbours."""
+
+    center: str = Field(description="The centre electrode, e.g. C3.")
+    neighbours: ChannelList = Field(
+        description="Its nearest electrodes, e.g. [FC1, FC5, CP1, CP5] (10-10) or [F3, Cz, P3, T3] (10-20 caps)."
+    )
+
+    @model_validator(mode="after")
+    def _center_not_a_neighbour(self) -> "LaplacianDecl":
+        if self.center in self.neighbours:
+            fail(f"the centre {self.center!r} is also listed as a neighbour")
+        return self
+
+
+class PhaseDecl(Decl):
+    """Phase-locked trigger: 1 at the evaluation that commits to a pulse, else 0; the pulse's time
+    (the predicted target crossing) goes with the value, for 'stimulate: {at: FEATURE}'."""
+
+    input: Name = Field(description="The input (a key of inputs) the feature is computed on.")
+    channel: str | None = Field(None, description="One channel as the signal, e.g. C3 (or give laplacian).")
+    laplacian: LaplacianDecl | None = Field(
+        None, description="A Laplacian as the signal, e.g. {center: C3, neighbours: [FC1, FC5, CP1, CP5]} (or give channel)."
+    )
+    band: FreqBand = Field(description="The rhythm's band, e.g. [8 Hz, 13 Hz].")
+    method: Literal["ar", "etp", "hilbert"] = Field(
+        "ar", description="ar: autoregressive forward prediction (default); etp: educated temporal prediction (needs train); hilbert: naive causal baseline."
+    )
+    target: PhaseTarget = Field(
+        "trough", validate_default=True, description="Phase to hit: trough, peak, rising, falling or an angle like '180 deg' (0 deg = peak)."
+    )
+    delay: DelayDuration = Field(
+        "0 ms", validate_default=True,
+        description="Latency from the newest sample to the pulse (transport, dispatcher, device), e.g. 5 ms; at least the device delay.",
+    )
+    min_interval: Duration = Field(description="Least time between pulses, e.g. 2 s.")
+    amplitude: Amplitude | None = Field(None, description="Pulse only when the rhythm's amplitude is at least this, e.g. 5 uV.")
+    amplitude_q: float | None = Field(
+        None, ge=0, le=100, strict=True,
+        description="Pulse only when the amplitude is at least this percentile (0..100) of its own estimates over amplitude_over, e.g. 50.",
+    )
+    amplitude_over: Duration = Field(
+        "30 s", validate_default=True, description="History of the amplitude_q gate (no pulse until it exists), e.g. 30 s."
+    )
+    window: Duration | None = Field(None, description="Window the method reads. Default: ar 1 s, hilbert 500 ms, etp 1.5 cycles of the band's low edge.")
+    every: Duration = Field(description="How often the phase is estimated, e.g. 10 ms (a pulse is committed within one of these).")
+    train: Duration | None = Field(None, description="etp only: the model is fitted on the first this-much of signal, e.g. 20 s (no pulses before).")
+
+    @model_validator(mode="after")
+    def _one_signal(self) -> "PhaseDecl":
+        if (self.channel is None) == (self.laplacian is None):
+            fail("give exactly one of channel (e.g. C3) or laplacian (e.g. {center: C3, neighbours: [FC1, FC5, CP1, CP5]})")
+        return self
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The input channels it reads: the channel, or the Laplacian's centre then neighbours."""
+        if self.laplacian is not None:
+            return (self.laplacian.center, *self.laplacian.neighbours)
+        return (self.channel,)  # type: ignore[return-value]
+
+
+FEATURE_KINDS = (
+    "band_power", "band_ratio", "relative_power", "peak_to_peak", "line_length", "area", "halfwave", "slope", "phase",
+)
 
 
 class FeatureDecl(Decl):
@@ -370,6 +570,19 @@ class FeatureDecl(Decl):
     band_ratio: BandRatioDecl | None = Field(None, description="Ratio of the powers in two bands, e.g. theta/beta.")
     relative_power: RelativePowerDecl | None = Field(None, description="Power in a band as a fraction of the power in a total band.")
     peak_to_peak: PeakToPeakDecl | None = Field(None, description="Peak-to-peak amplitude in the window (artifact detection), in volts.")
+    line_length: LineLengthDecl | None = Field(
+        None, description="Line length in percent of its long-term trend (seizure onset: 'll > 175 %'), e.g. {input: ieeg, window: 1 s, every: 100 ms, trend: 30 s}."
+    )
+    area: AreaDecl | None = Field(None, description="Area (sum of |x|) in percent of its long-term trend.")
+    halfwave: HalfWaveDecl | None = Field(
+        None, description="Count of qualified half-waves in the window, e.g. {input: ieeg, band: [3 Hz, 30 Hz], min_amplitude: 50 uV, window: 1 s, every: 100 ms}."
+    )
+    slope: SlopeDecl | None = Field(
+        None, description="Slope (units per second) of the low-passed signal, e.g. respiration: {input: resp, lowpass: 1 Hz, window: 500 ms, every: 50 ms}."
+    )
+    phase: PhaseDecl | None = Field(
+        None, description="Phase-locked pulse trigger: 1 when a pulse is committed (timed to the predicted target phase), else 0."
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> "FeatureDecl":
@@ -384,7 +597,7 @@ class FeatureDecl(Decl):
         return next(k for k in FEATURE_KINDS if getattr(self, k) is not None)
 
     @property
-    def params(self) -> _FeatureCommon:
+    def params(self) -> Any:
         return getattr(self, self.kind)
 
 
@@ -523,8 +736,12 @@ class ScaleDecl(Decl):
     """A setting driven by a feature: FROM (the feature's range) maps linearly onto TO (clipped)."""
 
     feature: Name = Field(description="The feature that drives the setting.")
-    from_: tuple[Level, Level] = Field(alias="from", description="[LOW, HIGH] of the feature.")
-    to: tuple[Any, Any] = Field(description="[AT LOW, AT HIGH] of the setting, with units, e.g. [0.5 mA, 1.5 mA].")
+    from_: Annotated[tuple[Level, Level], WithJsonSchema(
+        {"type": "array", "items": _NUMBER_OR_AMPLITUDE_SCHEMA, "minItems": 2, "maxItems": 2,
+         "description": "[LOW, HIGH] of the feature."})] = Field(alias="from")
+    to: Annotated[tuple[Any, Any], WithJsonSchema(
+        {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2,
+         "description": "[AT LOW, AT HIGH] of the setting, with units, e.g. [0.5 mA, 1.5 mA]."})] = Field()
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 

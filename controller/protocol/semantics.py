@@ -21,6 +21,7 @@ from controller.protocol import compiled as c
 from controller.protocol import raw, units
 from controller.protocol.condition import CompareSite, OperandSite, ParsedCondition, parse_condition, reward_direction
 from controller.protocol.errors import Issue
+from controller.protocol.feature_semantics import NEW_KINDS, FeatureKindChecks, compile_feature
 from controller.protocol.source import KEY, Loc, Source
 from controller.protocol.stim_semantics import StimChecks
 
@@ -28,13 +29,20 @@ MAX_BLOCKS = 10_000
 _EPS = 1e-9
 
 # What a feature's values are measured in, for comparisons with numbers and thresholds:
-# VOLTAGE needs a unit (150 uV); None means a plain number.
+# VOLTAGE needs a unit (150 uV), PERCENT a % (line length 175 % of its trend); None means a
+# plain number (half-wave counts, slopes in signal units per second, phase triggers 0 / 1).
 FEATURE_FAMILY: dict[str, str | None] = {
     "band_power": None,
     "band_ratio": None,
     "relative_power": None,
     "peak_to_peak": units.VOLTAGE,
+    "line_length": units.PERCENT,
+    "area": units.PERCENT,
+    "halfwave": None,
+    "slope": None,
+    "phase": None,
 }
+SPECTRAL_KINDS = frozenset({"band_power", "band_ratio", "relative_power"})
 
 
 def _fmt(value: float, family: str | None) -> str:
@@ -70,6 +78,11 @@ def feature_bands(kind: str, params: Any) -> list[tuple[str, tuple[float, float]
         "band_ratio": ("numerator", "denominator"),
         "relative_power": ("band", "total"),
         "peak_to_peak": ("band",),
+        "line_length": ("band",),
+        "area": ("band",),
+        "halfwave": ("band",),
+        "slope": ("band",),
+        "phase": ("band",),
     }[kind]
     return [(n, getattr(params, n)) for n in names if getattr(params, n, None) is not None]
 
@@ -241,13 +254,14 @@ class Semantics:
                     )
 
     def _check_features(self) -> None:
+        kinds = FeatureKindChecks(self)
         for name, feat in self.features.items():
             kind, p = feat.kind, feat.params
             base: Loc = ("features", name, kind)
             if p.input not in self.raw_inputs and self.known["inputs"]:
                 self.error(base + ("input",), f"input: {unknown('input', p.input, self.raw_inputs)}")
             inp = self.inputs.get(p.input)
-            if inp is not None and p.channels is not None:
+            if inp is not None and p.channels is not None and kind != "phase":  # phase: its own positions
                 for i, ch in enumerate(p.channels):
                     if ch not in inp.channels:
                         self.error(
@@ -266,9 +280,9 @@ class Semantics:
                             f"frequency {_hz(nyquist)} of input {p.input!r} (rate {_hz(inp.rate)}); "
                             f"keep bands below {_hz(nyquist)}",
                         )
-            if kind != "peak_to_peak" and bands:
+            if kind in SPECTRAL_KINDS and bands:
                 self._check_window(base, p, bands)
-            if p.every > p.window + _EPS:
+            if p.window is not None and p.every > p.window + _EPS:
                 self.error(
                     base + ("every",),
                     f"every: {_sec(p.every)} is longer than the window {_sec(p.window)}, so samples between "
@@ -281,6 +295,8 @@ class Semantics:
                         base + ("band",),
                         f"band: {_band_text(p.band)} must lie inside total {_band_text(p.total)}",
                     )
+            if kind in NEW_KINDS:
+                kinds.check(name, feat, inp)
 
     def _check_window(self, base: Loc, p: Any, bands: list[tuple[str, tuple[float, float]]]) -> None:
         """A spectral window must hold one cycle of the lowest frequency, and (welch) resolve each band."""
@@ -380,7 +396,7 @@ class Semantics:
     def _check_compare(self, loc: Loc, site: CompareSite) -> None:
         sides = (site.left, site.right)
         for s in sides:
-            if isinstance(s.operand, c.Constant) and s.family not in (None, units.VOLTAGE):
+            if isinstance(s.operand, c.Constant) and s.family not in (None, units.VOLTAGE, units.PERCENT):
                 self.error_in(loc, s.offset, f"expected a plain number or an amplitude like '150 uV', got {s.text!r}")
                 return
         features = [s for s in sides if isinstance(s.operand, c.FeatureRef)]
@@ -400,10 +416,13 @@ class Semantics:
         if isinstance(other.operand, c.Constant):
             if fam_f == units.VOLTAGE:
                 msg = f"{desc_f} is an amplitude: write the number with its unit, e.g. '150 uV', got {other.text!r}"
+            elif fam_f == units.PERCENT:
+                msg = (f"{desc_f} is a percentage of its trend: write the number with %, e.g. '175 %' "
+                       f"(75 % above the usual level), got {other.text!r}")
             else:
                 msg = f"{desc_f} is a plain number: compare it with a plain number, got {other.text!r}"
         else:
-            what = "an amplitude (V, mV, uV)" if fam_f == units.VOLTAGE else "a plain number"
+            what = {units.VOLTAGE: "an amplitude (V, mV, uV)", units.PERCENT: "a percentage (%)"}.get(fam_f, "a plain number")  # type: ignore[arg-type]
             msg = f"{desc_f} is {what}, which cannot be compared with {desc_o}"
         self.error_in(loc, other.offset, msg)
 
@@ -487,6 +506,8 @@ class Semantics:
             if q.family != family:
                 if family == units.VOLTAGE:
                     msg = f"range: {fb.value} is an amplitude: give the limits with a unit, e.g. [50 uV, 10 uV], got {q}"
+                elif family == units.PERCENT:
+                    msg = f"range: {fb.value} ({feat.kind}) is a percentage: give the limits with %, e.g. [100 %, 300 %], got {q}"
                 else:
                     msg = f"range: {fb.value} ({feat.kind}) is a plain number: give plain numbers, got {q}"
                 self.error(("feedback", "range", k), msg)
@@ -510,25 +531,9 @@ class Semantics:
             for name, inp in decl.inputs.items()
         }
 
-        def band(value: tuple[float, float] | None) -> c.Band | None:
-            return None if value is None else c.Band(float(value[0]), float(value[1]))
-
-        features = {}
-        for name, feat in decl.features.items():
-            p = feat.params
-            features[name] = c.FeatureSpec(
-                name=name,
-                kind=feat.kind,  # type: ignore[arg-type]
-                input=p.input,
-                channels=tuple(p.channels) if p.channels is not None else inputs[p.input].channels,
-                window_s=p.window,
-                every_s=p.every,
-                method=getattr(p, "method", "welch"),
-                band=band(getattr(p, "band", None)),
-                numerator=band(getattr(p, "numerator", None)),
-                denominator=band(getattr(p, "denominator", None)),
-                total=band(getattr(p, "total", None)),
-            )
+        features = {
+            name: compile_feature(name, feat, inputs[feat.params.input].channels) for name, feat in decl.features.items()
+        }
         thresholds = {}
         for name, th in decl.thresholds.items():
             adapt = None

@@ -65,4 +65,27 @@ def check_against_stream(protocol: Protocol, input_name: str, fs: float, labels:
             problems.append(f"{fpre}: window {format_quantity(feat.window_s, DURATION)} is under 2 samples at {_hz(fs)}")
         if round(feat.every_s * fs) < 1:
             problems.append(f"{fpre}: every {format_quantity(feat.every_s, DURATION)} is under 1 sample at {_hz(fs)}")
+        if feat.kind == "phase":  # its Laplacian electrodes (those the input lists are checked above)
+            problems += _laplacian_labels(feat, [ch for ch in feat.channels if ch not in wanted], labels, fpre)
+        if feat.params is not None and round(feat.window_s * fs) >= 1 and round(feat.every_s * fs) >= 1:
+            from controller.dsp.feature_kinds import rate_problems  # numpy/scipy: not at import time
+
+            problems += [f"{fpre}: {field}: {message}" for field, message in rate_problems(feat, fs)]
     return problems
+
+
+def _laplacian_labels(feat, check: list[str], labels: Sequence[str], fpre: str) -> list[str]:
+    what = "Laplacian electrode" if getattr(feat.params, "neighbours", ()) else "channel"
+    missing = []
+    for ch in check:
+        try:
+            resolve_channels([ch], labels)
+        except ValueError as exc:
+            if "ambiguous" in str(exc):
+                return [f"{fpre}: {exc}"]
+            missing.append(ch)
+    if not missing:
+        return []
+    names = ", ".join(repr(ch) for ch in missing)
+    return [f"{fpre}: {what}{'s' if len(missing) > 1 else ''} {names} not in the stream; "
+            f"its channels: {', '.join(labels) or 'none'}"]

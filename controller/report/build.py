@@ -12,13 +12,17 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from controller.protocol.compiled import Protocol
 from controller.recording.journal import json_default
 from controller.recording.session import REPORT_DIR, XDF_NAME
-from controller.report import figures, html, metrics
+from controller.report import figures, html, metrics, phase_error, seizure, stim_figures, stimulation
 from controller.report.data import SessionData, load_session
-from controller.report.xdf_summary import summarize_xdf
+from controller.report.protocol_copy import load_session_protocol
+from controller.report.recording import Recording, load_recording
+from controller.report.seizure import condition_features
+from controller.report.xdf_summary import summarize_streams
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +77,64 @@ def summarize(data: SessionData, xdf: list[dict[str, Any]] | dict[str, str]) -> 
     }
 
 
-def _xdf(session_dir: Path) -> list[dict[str, Any]] | dict[str, str]:
-    path = session_dir / XDF_NAME
-    if not path.is_file():
-        return {"error": f"{XDF_NAME} is absent (recording not started or not saved)"}
+def _xdf(recording: Recording) -> list[dict[str, Any]] | dict[str, str]:
+    if recording.error:
+        return {"error": recording.error}
     try:
-        return summarize_xdf(path)
+        return summarize_streams(recording.streams)
     except Exception as exc:  # noqa: BLE001 - a damaged XDF must not stop the report
-        log.warning("report: cannot read %s: %s", path, exc)
-        return {"error": f"{XDF_NAME} could not be read: {exc}"}
+        log.warning("report: cannot summarize %s: %s", recording.path, exc)
+        return {"error": f"{XDF_NAME} could not be summarized: {exc}"}
+
+
+def _stim_features(data: SessionData, protocol: Protocol | None) -> list[str]:
+    """Features to draw under the commands: those the stimulation rules and interlocks compare."""
+    names: list[str] = []
+    if protocol is not None:
+        for cond in [r.when for r in protocol.rules if r.do.stimulation is not None and r.at is None] + \
+                [lk.when for lk in protocol.interlocks]:
+            names += sorted(condition_features(cond) - set(names))
+    names = [n for n in names if n in data.features]
+    return names or sorted(data.features, key=lambda n: (n != data.feedback_feature, n))
+
+
+def _guarded(what: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """One part of the report; if it fails, the rest is still built and the part says why."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - a report part must not take the whole report down
+        log.exception("report: the %s part failed", what)
+        return {"error": f"the {what} part of the report failed: {exc!r}"}
+
+
+def closed_loop(data: SessionData, recording: Recording, protocol: Protocol | None, protocol_error: str | None,
+                session_dir: Path) -> tuple[stimulation.SessionStimulation | None, dict[str, Any]]:
+    """The stimulation, seizure and phase-error parts of summary.json."""
+    stim = _guarded("stimulation", stimulation.collect, data, session_dir)
+    if isinstance(stim, dict):  # it failed: say so in place of the section
+        stim_summary, stim = {**stim, "problems": [stim["error"]]}, None
+    else:
+        stim_summary = _guarded("stimulation", stimulation.summary, stim)
+    commands = stim.commands if stim is not None else None
+    seiz = _guarded("seizure detection", seizure.seizure_metrics, data, protocol, recording, commands)
+    phase = _guarded("phase error", phase_error.phase_errors, protocol, recording, commands)
+    if stim_summary is not None and protocol_error and "problems" in stim_summary:
+        stim_summary["problems"].append(f"protocol copy: {protocol_error} (no seizure or phase metrics)")
+    out: dict[str, Any] = {"stimulation": stim_summary, "seizure": seiz, "phase_error": phase}
+    if phase is not None:
+        out["phase_error_definition"] = phase_error.DEFINITION
+    return stim, out
 
 
 def build_report(session_dir: Path | str) -> Path:
     """(Re)build ``<session_dir>/report/`` and return the path of ``report.html``."""
     session_dir = Path(session_dir)
     data = load_session(session_dir)
-    summary = summarize(data, _xdf(session_dir))
+    recording = load_recording(session_dir / XDF_NAME)
+    summary = summarize(data, _xdf(recording))
+    protocol, protocol_error = load_session_protocol(session_dir, data.manifest)
+    stim, extra = closed_loop(data, recording, protocol, protocol_error, session_dir)
+    summary.update(extra)
     out = session_dir / REPORT_DIR
     out.mkdir(exist_ok=True)
 
@@ -110,6 +156,22 @@ def build_report(session_dir: Path | str) -> Path:
                            "Engine state over time and input stalls (purple) / clock jumps (x); "
                            f"{metrics.INHIBITED_DEFINITION}."),
     }
+    if stim is not None and "error" not in summary["stimulation"]:
+        made["stim_commands"] = (
+            stim_figures.commands_figure(data, stim, _stim_features(data, protocol)),
+            "Every command per device over time (shape = kind; filled = sent, hollow = refused or not ready), "
+            "interlocks shaded, E-STOPs dashed; below, the features the stimulation rules compare, with the "
+            "delivered stimuli.")
+        made["stim_latency"] = (
+            stim_figures.stim_latency_figure(data, stim, summary["stimulation"]["latency_ms"]),
+            f"Latency of delivered stimuli; {stimulation.LATENCY_DEFINITION}.")
+    if summary["seizure"] is not None and "error" not in summary["seizure"]:
+        made["seizure"] = (stim_figures.seizure_figure(data, summary["seizure"], stim),
+                           "Detector feature(s) with the seizure onset (red), when the detector became live "
+                           "(dotted), detections and delivered stimuli.")
+    if summary["phase_error"] is not None and "error" not in summary["phase_error"]:
+        made["phase_error"] = (stim_figures.phase_polar_figure(data, summary["phase_error"]),
+                               f"Polar histogram of phase error (15° bins); {phase_error.DEFINITION}.")
     pngs: dict[str, tuple[Path, str]] = {}
     for key, (fig, caption) in made.items():
         if fig is not None:

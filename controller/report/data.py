@@ -78,6 +78,7 @@ class SessionData:
     faults: list[dict[str, Any]]
     counts: dict[str, int]
     journal_problems: list[str]
+    events: list[dict[str, Any]] = field(default_factory=list)  # the whole journal, in order (stimulation etc.)
 
 
 def _num(x: Any) -> float:
@@ -255,4 +256,5 @@ def from_events(
         faults=faults,
         counts=dict(Counter(e["kind"] for e in events)),
         journal_problems=problems,
+        events=events,
     )

@@ -93,21 +93,23 @@ def learning_curve(train: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def ms_stats(seconds: np.ndarray) -> dict[str, Any]:
+    """n, median, p99, max and mean in milliseconds of the finite values of ``seconds``."""
+    ms = _finite(np.asarray(seconds, dtype=float)) * 1e3
+    if not ms.size:
+        return {"n": 0, "median": None, "p99": None, "max": None, "mean": None}
+    return {
+        "n": int(ms.size),
+        "median": float(np.median(ms)),
+        "p99": float(np.percentile(ms, 99)),
+        "max": float(ms.max()),
+        "mean": float(ms.mean()),
+    }
+
+
 def latency_stats(data: SessionData) -> dict[str, Any]:
     """Median / p99 / max loop latency in ms, overall and per event kind."""
-
-    def stats(seconds: np.ndarray) -> dict[str, Any]:
-        ms = _finite(seconds) * 1e3
-        if not ms.size:
-            return {"n": 0, "median": None, "p99": None, "max": None, "mean": None}
-        return {
-            "n": int(ms.size),
-            "median": float(np.median(ms)),
-            "p99": float(np.percentile(ms, 99)),
-            "max": float(ms.max()),
-            "mean": float(ms.mean()),
-        }
-
+    stats = ms_stats
     dec, fb = data.decisions["latency_s"], data.feedback["latency_s"]
     return {**stats(np.concatenate([dec, fb])), "decision": stats(dec), "feedback": stats(fb)}
 

@@ -9,22 +9,12 @@ from typing import Any
 import numpy as np
 import pyxdf
 
+from controller.report.recording import channel_labels as _labels
+from controller.report.recording import first as _first
+
 log = logging.getLogger(__name__)
 
 GAP_FACTOR = 2.5  # a regular stream has a gap where two samples are > 2.5 sample periods apart
-
-
-def _first(info: dict[str, Any], key: str, default: str = "") -> str:
-    v = info.get(key)
-    return str(v[0]) if isinstance(v, list) and v else default
-
-
-def _labels(info: dict[str, Any]) -> list[str]:
-    try:
-        channels = info["desc"][0]["channels"][0]["channel"]
-        return [str(c["label"][0]) for c in channels]
-    except (KeyError, IndexError, TypeError):
-        return []
 
 
 def summarize_xdf(path: Path | str) -> list[dict[str, Any]]:
@@ -34,6 +24,11 @@ def summarize_xdf(path: Path | str) -> list[dict[str, Any]]:
     are those the recorder actually saw.
     """
     streams, _ = pyxdf.load_xdf(str(path), synchronize_clocks=True, dejitter_timestamps=False)
+    return summarize_streams(streams)
+
+
+def summarize_streams(streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One dict per stream already read by pyxdf (see :func:`summarize_xdf`)."""
     rows = []
     for s in streams:
         info = s["info"]

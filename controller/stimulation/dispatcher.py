@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 COMMAND = "command"  # event kind: a command sent to a device (or refused before the wire)
 DEVICE_PREFIX = "device:"
 RAMP_STEP_S = 0.1  # a ramped current change is sent in steps this far apart
+LATENCY_SOURCE = "latency"
+LATENCY_RECOVERY_S = 2.0  # within budget this long lifts the 'latency' interlock
 RAMP_MARGIN = 0.9  # each step is 90 % of rate x interval, so timing jitter cannot make it too steep
 
 
@@ -65,6 +67,7 @@ class Stimulation:
         self._lock = threading.RLock()
         self._timed: queue.Queue = queue.Queue()
         self._halt = threading.Event()
+        self._latency_ok_since: float | None = None
         self._timer = threading.Thread(target=self._run_timed, name="stim-timed", daemon=True)
         self._timer.start()
 
@@ -208,7 +211,7 @@ class Stimulation:
             self._device_fault(link, f"fire: {exc}", not_ready=isinstance(exc, NotReady))
             return
         self._command(link.name, FIRE, t_source, t_sent, rule, ok=True, note=verdict.note)
-        self.governor.check_latency(t_sent - t_source)
+        self.observe_latency(t_sent - t_source)
 
     def _start(self, link: Link, t_source: float, rule: str, duration_s: float, ramp_s: float | None) -> None:
         params = {"duration_s": duration_s}
@@ -260,6 +263,26 @@ class Stimulation:
                 self._device_fault(link, f"settings at start: {exc}")
                 return
             time.sleep(0.05)
+
+    # ------------------------------------------------------------------ loop latency
+    def observe_latency(self, latency_s: float) -> None:
+        """A measured sample-to-decision (or -to-wire) latency. Over the site's budget it raises the
+        'latency' interlock; once the loop has stayed within budget for LATENCY_RECOVERY_S the
+        interlock is lifted by itself (the cause, e.g. a burst of load, is gone)."""
+        budget = self.governor.site.max_loop_latency_s
+        t = self.clock()
+        if not latency_s <= budget:
+            self._latency_ok_since = None
+            self.governor.check_latency(latency_s)
+            return
+        if LATENCY_SOURCE not in self.governor.inhibitions:
+            self._latency_ok_since = None
+            return
+        if self._latency_ok_since is None:
+            self._latency_ok_since = t
+        elif t - self._latency_ok_since >= LATENCY_RECOVERY_S:
+            self._latency_ok_since = None
+            self.governor.clear(LATENCY_SOURCE)
 
     # ------------------------------------------------------------------ watchdog
     def poll(self) -> None:

@@ -8,6 +8,7 @@ where the port comes from the site config.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import subprocess
@@ -25,7 +26,7 @@ from controller.safety.ledger import DoseLedger
 from controller.safety.site import Site
 from controller.stimulation.dispatcher import Link, Stimulation
 from controller.stimulation.watchdog import Watchdog
-from drivers.registry import make_driver
+from drivers.registry import driver_class, make_driver
 
 READY_LINE = re.compile(r"virtual (?P<kind>\S+) on (?P<port>\S+)")
 START_TIMEOUT_S = 15.0
@@ -110,8 +111,15 @@ def open_stimulation(protocol: Protocol, site: Site, bus: EventBus, session_id: 
                      progress: TextIO | None = None) -> StimSetup:
     """Everything disarmed except with ``arm`` (the operator's unattended-test switch)."""
     ledger_path.parent.mkdir(parents=True, exist_ok=True)
-    ledger = DoseLedger(ledger_path, tz=site.tzinfo)
+    holder: dict[str, Governor] = {}
+
+    def ledger_failed(reason: str) -> None:
+        if "g" in holder:
+            holder["g"].inhibit("ledger", reason)
+
+    ledger = DoseLedger(ledger_path, tz=site.tzinfo, deferred_sync=True, on_sync_error=ledger_failed)
     governor = Governor(site, ledger, session_id, publish=bus.publish)
+    holder["g"] = governor
     virtual: dict[str, VirtualDevice] = {}
     links: dict[str, Link] = {}
     stimulation: Stimulation | None = None
@@ -127,7 +135,8 @@ def open_stimulation(protocol: Protocol, site: Site, bus: EventBus, session_id: 
                 port = dev.port
                 _say(progress, f"virtual {cfg.driver} for {name!r} on {port} (log {dev.log})")
             options = dict(cfg.options)
-            options.setdefault("name", name)
+            if "name" in inspect.signature(driver_class(cfg.driver)).parameters:
+                options.setdefault("name", name)
             if cfg.driver == "triggerbox":
                 options["on_error"] = lambda reason, n=name: stimulation and stimulation.device_error(n, reason)
             if cfg.driver == "starstim" and "protocol" not in options and sim:
@@ -156,8 +165,7 @@ def open_stimulation(protocol: Protocol, site: Site, bus: EventBus, session_id: 
             dev.stop()
         ledger.close()
         raise
-    watchdog = Watchdog(stimulation)
-    watchdog.start()
+    watchdog = Watchdog(stimulation)  # started by the runner with its control loop, which kicks it
     return StimSetup(stimulation, governor, ledger, watchdog, virtual)
 
 

@@ -36,7 +36,7 @@ class Watchdog:
 
     def stop(self) -> None:
         self._halt.set()
-        if self._thread.is_alive():
+        if self._thread.ident is not None and self._thread.is_alive():
             self._thread.join(timeout=2)
 
     def kick(self) -> None:

@@ -39,6 +39,11 @@ Model of the unit (documented choices where the public sources are silent):
   error reply), ``unknown_command`` (not executed, lone ``?``), ``error_code`` (sets the error bit,
   ``I@`` reports it), ``only`` = command bytes the faults apply to (None = all); and the link's
   ``disconnect()``.
+
+Journal (``note``, see link.py): every complete frame is described ("remote on", "keep-alive" for a
+Q@ while already in remote control, "arm", "fire", "set power 50", ... with " (bad CRC)" when the
+CRC is wrong) with the reply sent (None when a fault swallowed it); refusals and the changes the
+unit makes by itself ("remote control dropped ...; disarmed") as events; every pulse as a pulse.
 """
 
 from __future__ import annotations
@@ -140,6 +145,7 @@ class VirtualMagstim(PtyDevice):
         self.pulses_b: list[tuple[float, int]] = []
         self.frames: list[tuple[float, bytes]] = []  # every complete command frame, with its arrival time
         self.events: list[tuple[float, str]] = []  # state changes the unit made by itself, and refusals
+        self._deferred: list[tuple[float, str, str]] | None = None  # (t, type, text) noted after the command
         self._buffer = b""
         self._buffer_t = 0.0
 
@@ -186,9 +192,20 @@ class VirtualMagstim(PtyDevice):
             byte |= R_WAIT
         return byte
 
+    def _event(self, t: float, text: str, type_: str = "event") -> None:
+        """Record a refusal or a state change; journalled after the command that caused it, if any."""
+        self.events.append((t, text))
+        self._note_after_command(t, type_, text)
+
+    def _note_after_command(self, t: float, type_: str, text: str) -> None:
+        if self._deferred is not None:
+            self._deferred.append((t, type_, text))
+        else:
+            self.note(t, type_, text)
+
     def _disarm(self, t: float, why: str | None = None) -> None:
         if self.armed_at is not None and why:
-            self.events.append((t, why))
+            self._event(t, why)
         self.armed_at = None
         self._charged_at = 0.0
 
@@ -202,6 +219,7 @@ class VirtualMagstim(PtyDevice):
     # ------------------------------------------------------------------ transport hooks
     def tick(self, t: float) -> None:
         if self._buffer and t - self._buffer_t > self.frame_timeout_s:
+            self.note(t, "ignored", f"incomplete frame dropped after {self.frame_timeout_s:g} s", self._buffer)
             self.events.append((t, f"incomplete frame {self._buffer!r} dropped"))
             self._buffer = b""
         if self.remote:
@@ -210,8 +228,8 @@ class VirtualMagstim(PtyDevice):
                 state = "armed" if self.armed else "disarmed"
                 self.remote = False
                 self._disarm(t)
-                self.events.append((t, f"remote control dropped: no command for {t - self._last_contact:.2f} s "
-                                       f"({state} timeout {timeout:g} s); disarmed"))
+                self._event(t, f"remote control dropped: keep-alive missed, no command for "
+                               f"{t - self._last_contact:.2f} s ({state} timeout {timeout:g} s); disarmed")
         if self.armed and t - self._last_active > self.armed_idle_timeout_s:
             self._disarm(t, f"disarmed: armed and idle for {self.armed_idle_timeout_s:g} s")
 
@@ -224,6 +242,8 @@ class VirtualMagstim(PtyDevice):
             n = lengths.get(self._buffer[:1])
             if n is None:
                 self.events.append((t, f"unknown command byte {self._buffer[:1]!r}; buffer {self._buffer!r} dropped"))
+                self.note(t, "ignored", f"unknown command byte {self._buffer[:1]!r}: buffer dropped, answered '?'",
+                          self._buffer, b"?" if self.connected else None)
                 self._buffer = b""
                 self.write(b"?")
                 return
@@ -232,9 +252,17 @@ class VirtualMagstim(PtyDevice):
             command, self._buffer = self._buffer[:n], self._buffer[n:]
             self._buffer_t = t
             self.frames.append((t, command))
-            reply = self._handle(command, t)
+            meaning = self.describe(command)
+            self._deferred = []
+            try:
+                reply = self._handle(command, t)
+            finally:
+                deferred, self._deferred = self._deferred, None
             if reply:
                 self.write(reply)
+            self.note(t, "command", meaning, command, reply or None)
+            for t_event, type_, text in deferred:
+                self.note(t_event, type_, text)
 
     # ------------------------------------------------------------------ protocol
     def _handle(self, command: bytes, t: float) -> bytes | None:
@@ -248,7 +276,7 @@ class VirtualMagstim(PtyDevice):
             if faults.reply_error is not None:
                 return with_crc(c + faults.reply_error)
         if command[-1] != checksum(command[:-1]):
-            self.events.append((t, f"command {command!r}: bad CRC"))
+            self._event(t, f"command {command!r}: bad CRC")
             return with_crc(c + b"?")
         body = self._execute(command[:-1], t)
         if body[1:2] not in (b"?", b"S"):
@@ -293,7 +321,7 @@ class VirtualMagstim(PtyDevice):
         return self._setting(c, int(data), prior, t)
 
     def _refuse(self, c: bytes, t: float, why: str) -> bytes:
-        self.events.append((t, f"{c.decode('ascii', 'replace')}: refused ({why})"))
+        self._event(t, f"{c.decode('ascii', 'replace')}: refused ({why})")
         return c + b"S"
 
     def _arm_or_fire(self, c: bytes, data: bytes, prior: bytes, t: float) -> bytes:
@@ -317,10 +345,16 @@ class VirtualMagstim(PtyDevice):
             self.pulses.extend((t + k * period, self.power) for k in range(self.n_pulses))
             self._train_end = t + self.n_pulses * period
             self._recharged_at = self._train_end + self.train_wait_s
+            self._note_after_command(t, "pulse", f"train of {self.n_pulses} pulses at {self.frequency_hz:g} Hz, "
+                                                 f"{self.power} %")
             return
         self.pulses.append((t, self.power))
         if self.model == "bistim":
             self.pulses_b.append((t + self.interval_ms / 1000, self.power_b))
+            self._note_after_command(t, "pulse", f"pulse A {self.power} %, B {self.power_b} % "
+                                                 f"after {self.interval_ms} ms")
+        else:
+            self._note_after_command(t, "pulse", f"pulse {self.power} %")
         self._recharged_at = t + self._recharge_time()
 
     def _setting(self, c: bytes, value: int, prior: bytes, t: float) -> bytes:
@@ -364,6 +398,41 @@ class VirtualMagstim(PtyDevice):
         else:
             self.duration_tenths = value
         return c + prior + rapid
+
+    # ------------------------------------------------------------------ journal
+    def describe(self, command: bytes) -> str:
+        """What a complete frame asks for, in words (the state before it decides remote on / keep-alive)."""
+        c, data = command[:1], command[1:-1]
+        text = _describe(c, data, self.remote)
+        if command[-1] != checksum(command[:-1]):
+            text += " (bad CRC)"
+        return text
+
+
+def _describe(c: bytes, data: bytes, remote: bool) -> str:
+    fixed = {b"Q": "keep-alive" if remote else "remote on", b"R": "remote off", b"J": "query parameters",
+             b"I": "query error code", b"\\": "query parameters", b"Y": "high-resolution interval on",
+             b"Z": "high-resolution interval off"}
+    if c in fixed:
+        return fixed[c]
+    if c == b"E":
+        return {b"A": "disarm", b"B": "arm", b"H": "fire"}.get(data, f"E{data.decode('ascii', 'replace')}")
+    if not data.isdigit():
+        return f"{c.decode('ascii', 'replace')} with bad data {data!r}"
+    value = int(data)
+    if c == b"@":
+        return f"set power {value}"
+    if c == b"A":
+        return f"set power B {value}"
+    if c == b"C":
+        return f"set interval {value} ms"
+    if c == b"B":
+        return f"set frequency {value / 10:g} Hz"
+    if c == b"D":
+        return f"set pulses {value}"
+    if c == b"[":
+        return "single-pulse mode" if value == 0 else f"set train duration {value / 10:g} s"
+    return f"command {c!r} {data!r}"
 
 
 def create(**options) -> VirtualMagstim:

@@ -35,6 +35,11 @@ Assumptions (not in the public sources; documented so tests and readers know wha
 Fault switches (``device.faults``): ``no_reply`` (commands applied, nothing answered: a broken TX line),
 ``corrupt_crc`` (replies carry a wrong CRC), ``garble`` (replies are preceded by noise and end with a
 wrong end byte). ``disconnect()`` (from link.py) pulls the cable; ``stop()`` closes the port.
+
+Journal (``note``, see link.py): each valid frame is described ("status request", "amplitude 40",
+"enable", "fire", "start train", "train parameters ...") with the reply sent; dropped bytes and
+frames as "ignored" with the reason; every delivered pulse (train pulses at their due time) as a
+pulse, and a fire that delivers none as an event saying why.
 """
 
 from __future__ import annotations
@@ -127,6 +132,7 @@ class MagVentureDevice(PtyDevice):
         self._buf = bytearray()
         self._buf_t = 0.0  # arrival time of the oldest byte in _buf
         self._schedule: deque[float] = deque()  # due times of the running train's pulses
+        self._pending: list[tuple[float, str, str, bytes | None]] | None = None  # notes after the command
 
     # ------------------------------------------------------------ state
     @property
@@ -153,8 +159,12 @@ class MagVentureDevice(PtyDevice):
             self._parse(t)
 
     # ------------------------------------------------------------ framing
+    def _ignore(self, t: float, data: bytes, reason: str) -> None:
+        self.ignored.append(Ignored(t, data, reason))
+        self.note(t, "ignored", reason, data)
+
     def _drop(self, n: int, t: float, reason: str) -> None:
-        self.ignored.append(Ignored(t, bytes(self._buf[:n]), reason))
+        self._ignore(t, bytes(self._buf[:n]), reason)
         del self._buf[:n]
         self._buf_t = t
 
@@ -180,12 +190,21 @@ class MagVentureDevice(PtyDevice):
                 self._drop(1, t, f"end byte {end:#04x} is not FF")  # resynchronise on the next FE
                 continue
             if crc != crc8_maxim(payload):
-                self._drop(n + 4, t, f"bad CRC {crc:#04x} (expected {crc8_maxim(payload):#04x})")
+                self._drop(n + 4, t, f"{describe(payload)}: bad CRC {crc:#04x} (expected {crc8_maxim(payload):#04x})")
                 continue
             del buf[:n + 4]
             self._buf_t = t
             self.commands.append(Logged(t, payload))
-            self._apply(payload, t)
+            n_replies = len(self.replies)
+            self._pending = []
+            try:
+                self._apply(payload, t)
+            finally:
+                pending, self._pending = self._pending, None
+            reply = self.replies[-1][1] if len(self.replies) > n_replies else None
+            self.note(t, "command", describe(payload), frame(payload), reply)
+            for t_note, type_, text, data in pending:
+                self.note(t_note, type_, text, data)
 
     def _reply(self, payload: bytes, t: float) -> None:
         if self.faults.no_reply:
@@ -215,7 +234,7 @@ class MagVentureDevice(PtyDevice):
         elif cmd == 0x06 and len(p) == 9:
             self._set_train(p, t)
         else:
-            self.ignored.append(Ignored(t, p, f"unknown command or wrong length: {p.hex(' ')}"))
+            self._later(t, "ignored", f"unknown command or wrong length: {p.hex(' ')}", p)
 
     def _status_payload(self) -> bytes:
         return bytes([0x00, self.status_byte()]) + self.serial_no.to_bytes(3, "big") + bytes(
@@ -231,7 +250,7 @@ class MagVentureDevice(PtyDevice):
         a = p[1]
         b = p[2] if len(p) == 3 else self.amplitude_b
         if a > 100 or b > 100:
-            self.ignored.append(Ignored(t, p, "amplitude above 100 %"))
+            self._later(t, "ignored", "amplitude above 100 %", p)
             return
         if (a, b) != (self.amplitude, self.amplitude_b):
             self.amplitude, self.amplitude_b = a, b
@@ -252,15 +271,28 @@ class MagVentureDevice(PtyDevice):
     def _didt(self) -> int:
         return 0 if self.amplitude == 0 else min(255, max(1, round(self.amplitude * self.didt_per_pct)))
 
+    def _later(self, t: float, type_: str, text: str, data: bytes | None = None) -> None:
+        """Journal after the command being applied (``_pending``), or at once from ``tick``."""
+        if type_ == "ignored":
+            self.ignored.append(Ignored(t, data or b"", text))
+        if self._pending is not None:
+            self._pending.append((t, type_, text, data))
+        else:
+            self.note(t, type_, text, data)
+
     def _pulse(self, t: float) -> None:
         self.pulses.append((t, self.amplitude))
         self.ready_at = t + self.pulse_recharge_s
+        self._later(t, "pulse", f"pulse {self.amplitude} %")
 
     def _fire(self, t: float) -> None:
         if self._can_fire(t):
             self._pulse(t)
             didt = self._didt()
         else:
+            why = ("disabled" if not self.enabled else "train running" if self.train_running
+                   else f"recharging for {self.ready_at - t:.3f} s more")
+            self._later(t, "event", f"fire: no pulse ({why})")
             didt = 0
         self._reply(bytes([0x02, didt, 0, self.status_byte()]), t)
 
@@ -269,7 +301,7 @@ class MagVentureDevice(PtyDevice):
         valid = (1 <= rate10 <= 1000 and (rate10 <= 10 or rate10 % 10 == 0)
                  and 1 <= pulses <= 2000 and 1 <= trains <= 500 and 1 <= iti10 <= 3000)
         if not valid or self.train_running:
-            self.ignored.append(Ignored(t, p, "train parameters out of range" if not valid else "train running"))
+            self._later(t, "ignored", "train parameters out of range" if not valid else "train running", p)
             return
         self.train = Train(rate10 / 10, pulses, trains, iti10 / 10)
         self._reply(self._page_payload(), t)
@@ -281,6 +313,27 @@ class MagVentureDevice(PtyDevice):
                 self._schedule.extend(t0 + i / tr.rate_pps for i in range(tr.pulses))
                 t0 += (tr.pulses - 1) / tr.rate_pps + tr.iti_s
         self._reply(self._page_payload(), t)
+
+
+def describe(payload: bytes) -> str:
+    """What a valid command payload asks for, in words."""
+    cmd, args = payload[0], payload[1:]
+    if cmd == 0x00 and not args:
+        return "status request"
+    if cmd == 0x01 and len(args) == 1:
+        return f"amplitude {args[0]}"
+    if cmd == 0x01 and len(args) == 2:
+        return f"amplitude A {args[0]}, B {args[1]}"
+    if cmd == 0x02 and args in (b"\x00", b"\x01"):
+        return "enable" if args[0] else "disable"
+    if cmd == 0x03 and args == b"\x01":
+        return "fire"
+    if cmd == 0x04 and not args:
+        return "start train"
+    if cmd == 0x06 and len(args) == 8:
+        rate10, pulses, trains, iti10 = (int.from_bytes(args[i:i + 2], "big") for i in (0, 2, 4, 6))
+        return f"train parameters: {rate10 / 10:g} pps, {pulses} pulses, {trains} trains, ITI {iti10 / 10:g} s"
+    return f"command {payload.hex(' ')}"
 
 
 def create(**options) -> MagVentureDevice:

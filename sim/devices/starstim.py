@@ -20,6 +20,10 @@ server drops the client and any new one while set), ``reject_remote`` (the opera
 Observations: ``stimulating``, ``amplitude_ua`` and ``frequency_hz`` (per channel), ``applied``
 (every applied change with its LSL time: ``log`` is the byte log method of VirtualDevice),
 ``commands`` (every complete command), ``rejected``.
+Journal (``note``, see link.py): each command described ("query status", "load protocol 'tacs'",
+"start", "online current 1000 uA, transition 1000 ms", ...) with the status byte answered;
+rejections as "ignored" with the reason; transitions the NIC completes by itself ("protocol
+'tacs' loaded", "full stimulation", "aborted") as events; client connections as link notes.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class Parsed:
     t: float  # LSL arrival time of the byte that completed the command
     code: int
     text: str | None
+    raw: bytes = b""  # the command as received (with its terminator)
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,8 @@ class VirtualStarstim(TcpDevice):
         self._applied: list[Applied] = []
         self._commands: list[Parsed] = []
         self._rejected: list[Rejected] = []
+        self._pending: list[tuple[float, str, str, bytes | None]] | None = None  # notes after the command
+        self._last_reply: bytes | None = None
 
     # -------------------------------------------------------------- observations
     @property
@@ -149,7 +156,7 @@ class VirtualStarstim(TcpDevice):
                 continue
             if code not in WITH_TEXT:
                 del self._buffer[0]
-                self._dispatch(Parsed(t, code, None))
+                self._dispatch(Parsed(t, code, None, bytes([code])))
                 continue
             end = next((i for i, b in enumerate(self._buffer) if i > 0 and b in TERMINATORS), None)
             if end is None:
@@ -158,31 +165,52 @@ class VirtualStarstim(TcpDevice):
                     self._buffer.clear()
                 return  # the rest of this command is still on its way
             raw = bytes(self._buffer[1:end])
+            whole = bytes(self._buffer[: end + 1])
             del self._buffer[: end + 1]
             try:
                 text = raw.decode("ascii")
             except UnicodeDecodeError:
-                self._reject(t, code, None, "parameter text is not ASCII")
+                self._reject(t, code, None, "parameter text is not ASCII", whole)
                 continue
-            self._dispatch(Parsed(t, code, text))
+            self._dispatch(Parsed(t, code, text, whole))
 
     def _reply(self, value: int) -> None:
         if not self.faults.no_reply:
             try:
                 self.write(bytes((value,)))
+                self._last_reply = bytes((value,))
             except OSError:  # the client left; the device keeps running (as NIC would)
                 pass
 
-    def _reject(self, t: float, code: int | None, text: str | None, reason: str) -> None:
+    def _reject(self, t: float, code: int | None, text: str | None, reason: str, data: bytes | None = None) -> None:
         with self._lock:
             self._rejected.append(Rejected(t, code, text, reason))
+        self._later(t, "ignored", f"rejected: {reason}", data)
+
+    def _later(self, t: float, type_: str, text: str, data: bytes | None = None) -> None:
+        """Journal after the command being dispatched, or at once (tick, byte-level rejections)."""
+        if self._pending is not None:
+            self._pending.append((t, type_, text, data))
+        else:
+            self.note(t, type_, text, data)
 
     # -------------------------------------------------------------- commands
     def _dispatch(self, cmd: Parsed) -> None:
         with self._lock:
             self._commands.append(cmd)
+        self.tick(cmd.t)  # bring timed transitions up to date before answering
+        self._last_reply = None
+        self._pending = []
+        try:
+            self._execute(cmd)
+        finally:
+            pending, self._pending = self._pending, None
+        self.note(cmd.t, "command", describe(cmd.code, cmd.text), cmd.raw or None, self._last_reply)
+        for t, type_, text, data in pending:
+            self.note(t, type_, text, data)
+
+    def _execute(self, cmd: Parsed) -> None:
         t, code = cmd.t, cmd.code
-        self.tick(t)  # bring timed transitions up to date before answering
         if code == VERSION:  # a client announces itself: a new remote session starts
             self.remote = False
             self._reply(SYNCHRONIZING if t < self._t_sync_end else IDLE)
@@ -286,20 +314,51 @@ class VirtualStarstim(TcpDevice):
             self._client.close()
             self._client = None
             self._buffer.clear()
+            self._later(t, "link", "client dropped (disconnect fault)")
         if self._due is None or t < self._due:
             return
-        self._due = None
+        due, self._due = self._due, None
         if self.state == LOADING:
             name, self._pending_load = self._pending_load, None
             if name in self.protocols:
                 self.state, self.loaded = LOADED, name
+                self._later(due, "event", f"protocol {name!r} loaded")
             else:
                 self.state, self.loaded = NOT_LOADED, None
+                self._later(due, "event", f"protocol {name!r} unknown: not loaded")
         elif self.state == RUNNING and self.phase == RAMPUP:
             self.phase = FULL
+            amps = "/".join(f"{a:g}" for a in sorted(set(self.amplitude_ua)))
+            self._later(due, "event", f"ramp-up done: full stimulation ({amps} uA)")
         elif self.state == ABORTING:
             self.state, self.phase = ABORTED, IDLE
             self.loaded = None  # a new run needs LOAD_PROTOCOL again
+            self._later(due, "event", "ramp-down done: aborted")
+
+
+_NAMES = {QUERY_STATUS: "query status", QUERY_STATUS_PROTOCOL: "query protocol status", READ_CHANNELS: "read channels",
+          UNLOAD_PROTOCOL: "unload protocol", START_PROTOCOL: "start", ABORT_PROTOCOL: "abort",
+          PAUSE_PROTOCOL: "pause"}
+
+
+def describe(code: int, text: str | None) -> str:
+    """What a parsed MatNIC command asks for, in words."""
+    if code in _NAMES:
+        return _NAMES[code]
+    if code == VERSION:
+        return f"version {text}"
+    if code == LOAD_PROTOCOL:
+        return f"load protocol {text!r}"
+    if code in (ONLINE_ATACS_CHANGE, ONLINE_FTACS_CHANGE):
+        what, unit = ("current", "uA") if code == ONLINE_ATACS_CHANGE else ("frequency", "Hz")
+        fields = (text or "").split(";")
+        if code == ONLINE_ATACS_CHANGE and len(fields) > 1:
+            values, extra = fields[:-1], f", transition {fields[-1]} ms"
+        else:
+            values, extra = fields, ""
+        shown = values[0] if len(set(values)) == 1 else "/".join(values)
+        return f"online {what} {shown} {unit}{extra}"
+    return f"command {code}" + (f" {text!r}" if text is not None else "")
 
 
 def create(**options) -> VirtualStarstim:

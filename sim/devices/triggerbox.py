@@ -11,11 +11,14 @@ Failure modes:
 - ``unplug()`` / ``faults.unplug_on_code``: the USB device vanishes (right after a code byte, to
   cut a pulse in the middle); from then on every write to the port fails with an I/O error.
 - a line left high longer than ``stuck_limit_s`` is reported in ``stuck_high``.
+``plug()`` (link.py) brings an unplugged box back on a new pseudo-terminal.
+
+Journal (``note``, see link.py): every byte as a command: "pulse code N" (rising edge), "low" (falling
+edge, with the width of the pulse it ended), "code N (was M)", "unchanged N"; a stuck line as an event.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from sim.devices.link import PtyDevice
@@ -61,7 +64,6 @@ class VirtualTriggerBox(PtyDevice):
         self._stuck: list[StuckHigh] = []
         self._rise: tuple[float, int] | None = None  # the open pulse
         self._stuck_reported = False
-        self._keep_alive_fd: int | None = None
 
     # -------------------------------------------------------------- observations
     @property
@@ -86,51 +88,42 @@ class VirtualTriggerBox(PtyDevice):
     # -------------------------------------------------------------- protocol
     def on_bytes(self, data: bytes, t: float) -> None:
         with self._lock:
-            for value in data:
-                self._apply(value, t)
+            meanings = [self._apply(value, t) for value in data]
+        for value, meaning in zip(data, meanings, strict=True):
+            self.note(t, "command", meaning, bytes([value]))
         if self.faults.unplug_on_code and any(data):
             self.unplug()
 
-    def _apply(self, value: int, t: float) -> None:
+    def _apply(self, value: int, t: float) -> str:
+        """Apply one line byte; returns what it meant."""
         self._bytes.append(LineByte(t, value))
         if value == self.line:
-            return
+            return f"unchanged {value}" if value else "low (unchanged)"
+        ended = ""
         if self._rise is not None:  # the open pulse ends (back to 0, or straight to another code)
             t_rise, code = self._rise
             self._pulses.append(Pulse(t_rise, code, t - t_rise, ended_by=value))
             self._rise = None
+            ended = f"code {code} lasted {(t - t_rise) * 1000:.1f} ms"
         if value != 0:
             self._rise = (t, value)
             self._stuck_reported = False
-        self.line = value
+        previous, self.line = self.line, value
+        if value == 0:
+            return f"low ({ended})" if ended else "low"
+        if previous == 0:
+            return f"pulse code {value}"
+        return f"code {value} (was {previous}; {ended})" if ended else f"code {value} (was {previous})"
 
     def tick(self, t: float) -> None:
+        stuck = None
         with self._lock:
             if self._rise is not None and not self._stuck_reported and t - self._rise[0] > self.stuck_limit_s:
-                self._stuck.append(StuckHigh(self._rise[0], self._rise[1], t))
+                stuck = StuckHigh(self._rise[0], self._rise[1], t)
+                self._stuck.append(stuck)
                 self._stuck_reported = True
-
-    # -------------------------------------------------------------- faults
-    def unplug(self) -> None:
-        """The USB device disappears: the pty master is closed, so writes to the port fail (EIO).
-
-        The master's descriptor number is atomically re-pointed (dup2) at the read end of a pipe
-        that never receives data, so the reader thread keeps polling a valid, silent descriptor.
-        """
-        if self.unplugged:
-            return
-        read_end, write_end = os.pipe()
-        os.dup2(read_end, self._master)  # closes the pty master: the slave now gets EIO
-        os.close(read_end)
-        self._keep_alive_fd = write_end
-        self.unplugged = True
-        self.connected = False
-
-    def stop(self) -> None:
-        super().stop()
-        if self._keep_alive_fd is not None:
-            os.close(self._keep_alive_fd)
-            self._keep_alive_fd = None
+        if stuck is not None:
+            self.note(t, "event", f"line stuck high: code {stuck.code} for more than {self.stuck_limit_s:g} s")
 
 
 def create(**options) -> VirtualTriggerBox:

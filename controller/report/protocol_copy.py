@@ -1,0 +1,38 @@
+"""The protocol as it ran: the session folder's byte-exact copy, compiled again.
+
+Why: the seizure and phase metrics need what the journal does not carry (which feature a rule
+watches, its refractory time, a phase feature's band, target and Laplacian). The copy is the
+protocol that ran (its sha256 is in the manifest), so reading it keeps the report derived from
+the session folder alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from controller.protocol import load_protocol
+from controller.protocol.compiled import Protocol
+
+
+def protocol_copy_path(session_dir: Path, manifest: dict[str, Any]) -> Path | None:
+    """Where the session's protocol copy is (None if there is none)."""
+    name = (manifest.get("protocol") or {}).get("copy")
+    if isinstance(name, str) and (session_dir / name).is_file():
+        return session_dir / name
+    for candidate in sorted(session_dir.glob("protocol.*")):
+        if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+            return candidate
+    return None
+
+
+def load_session_protocol(session_dir: Path, manifest: dict[str, Any]) -> tuple[Protocol | None, str | None]:
+    """(protocol, None), or (None, why it could not be read)."""
+    path = protocol_copy_path(session_dir, manifest)
+    if path is None:
+        return None, f"{session_dir} holds no protocol copy (protocol.yaml)"
+    try:
+        return load_protocol(path), None
+    except Exception as exc:  # noqa: BLE001 - ProtocolError, OSError ...: the report goes on without it
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, f"{path.name} could not be loaded: {first_line}"

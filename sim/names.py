@@ -1,0 +1,10 @@
+"""Default LSL stream names of the simulators, in a module with no heavy imports.
+
+Why: ``sim device`` processes start from the same CLI as ``sim eeg``; importing the EEG
+generator (scipy.signal) just to read these names cost them ~2 s of start-up.
+"""
+
+DEFAULT_NAME = "neuroreflex-sim-eeg"  # simulated EEG; its participant state is "<name>-state"
+DEFAULT_MARKER_STREAM = "neuroreflex-markers"  # the controller's marker stream the participant learns from
+DEFAULT_REPLAY_NAME = "neuroreflex-replay"  # a replayed recording; its annotations are "<name>-annotations"
+DEFAULT_RESP_NAME = "neuroreflex-sim-resp"  # standalone `sim resp`; its true phase is "<name>-phase"
