@@ -71,7 +71,8 @@ def _run(protocol: Path, args: argparse.Namespace, sim) -> int:
     opts = RunOptions(protocol_path=protocol, session_root=Path(args.session_dir), duration_s=args.duration, sim=sim,
                       build_report=not args.no_report, site_config=Path(site) if site else None,
                       arm=getattr(args, "arm", False), operator=getattr(args, "operator", "operator"),
-                      participant=getattr(args, "participant", "anonymous"))
+                      participant=getattr(args, "participant", "anonymous"),
+                      virtual_devices=False if getattr(args, "hardware", False) else None)
     try:
         result = run_session(opts)
     except ProtocolError as exc:
@@ -93,6 +94,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     sim = _sim_options(args) if args.sim else None
     if sim is not None and args.respiration:
         sim.extra_args.append("--respiration")
+    if sim is not None and args.replay_start is not None:
+        sim.extra_args += ["--start", f"{args.replay_start:g}"]
+    if sim is not None and args.replay_speed is not None:
+        sim.extra_args += ["--speed", f"{args.replay_speed:g}"]
     return _run(Path(args.protocol), args, sim)
 
 
@@ -136,6 +141,9 @@ def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--learning-rate", type=float, default=None, help="participant model learning rate")
     g.add_argument("--replay", default=None, metavar="FILE", help="stream a real recording instead")
+    g.add_argument("--replay-start", type=float, default=None, metavar="SECONDS", help="begin the replay part-way")
+    g.add_argument("--replay-speed", type=float, default=None, metavar="X",
+                   help="replay X times faster than real time (durations in the protocol stay in real seconds)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--operator", default="operator", help="who arms (journaled)")
     p.add_argument("--participant", default="anonymous", help="whose dose ledger counts daily doses")
     p.add_argument("--respiration", action="store_true", help="with --sim: also stream a respiration belt")
+    p.add_argument("--hardware", action="store_true",
+                   help="with --sim: drive the devices on the site's ports (simulated participant, real stimulators)")
     _add_run_options(p)
     p.set_defaults(func=_cmd_run)
 

@@ -33,7 +33,12 @@ def status_line(snap: dict[str, Any], feature: str | None, threshold: str | None
         if th is not None:
             text += f" (goal {th:.3g})"
         parts.append(text)
-    if snap["frames"]:
+    stim = snap.get("stim")
+    if stim is not None:  # a stimulation protocol: what matters is whether it can stimulate now
+        parts.append("armed: " + (", ".join(stim["armed"]) or "NONE"))
+        if stim["interlocks"]:
+            parts.append("INTERLOCK " + ", ".join(stim["interlocks"]))
+    elif snap["frames"]:
         parts.append(f"reward {100.0 * snap['rewarded'] / snap['frames']:.0f}%")
     state = snap["state"]
     if snap["inhibitions"]:

@@ -70,6 +70,7 @@ class RunOptions:
     operator: str = "operator"
     participant: str = "anonymous"  # the dose ledger is per participant
     ledger_dir: Path | None = None  # default: <session_root>/ledger
+    virtual_devices: bool | None = None  # None: with sim; False: the site's ports (simulated signals, real devices)
 
 
 @dataclass
@@ -157,7 +158,8 @@ def run_session(opts: RunOptions) -> SessionResult:
 
             ledger_dir = opts.ledger_dir or Path(opts.session_root) / "ledger"
             stim = open_stimulation(protocol, site, bus, session_id, folder.path / "devices",
-                                    ledger_dir / f"{site.name}-{opts.participant}.jsonl", sim=opts.sim is not None,
+                                    ledger_dir / f"{site.name}-{opts.participant}.jsonl",
+                                    sim=opts.sim is not None if opts.virtual_devices is None else opts.virtual_devices,
                                     arm=opts.arm, operator=opts.operator, progress=opts.progress)
             acts.stim = stim
             _say(opts, "devices " + ("ARMED (--arm)" if opts.arm else "disarmed: press 'a' twice to arm"))

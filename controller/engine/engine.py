@@ -100,7 +100,15 @@ class Engine:
                 "thresholds": dict(self.thresholds.values),
                 "frames": self._frames,
                 "rewarded": self._rewarded,
+                "stim": self._stim_snapshot(),
             }
+
+    def _stim_snapshot(self) -> dict[str, Any] | None:
+        if self.stimulation is None:
+            return None
+        gov = self.stimulation.governor
+        return {"armed": [n for n in self.stimulation.links if gov.armed(n)],
+                "interlocks": {s: i.reason for s, i in gov.inhibitions.items()}}
 
     # ------------------------------------------------------------------ operator acts
     def start(self) -> None:

@@ -48,6 +48,7 @@ class Link:
     driver: Stimulator
     kind: str
     model: str | None = None
+    lead_s: float = 0.0  # a timed pulse is sent this early: the bytes' transmission time on the wire
     running_until: float | None = None  # planned end of continuous stimulation (LSL time)
     ramp_target: float | None = None
     ramp_rate: float | None = None
@@ -139,7 +140,9 @@ class Stimulation:
                 at: float | None = None) -> None:
         """Carry out one rule's action. ``at``: LSL time a timed pulse should land at."""
         if action.kind == "stimulate" and action.at is not None and at is not None and math.isfinite(at):
-            self._timed.put((at, action, t_source, self.clock(), rule, dict(features)))
+            link = self.links.get(action.device)
+            lead = link.lead_s if link is not None else 0.0
+            self._timed.put((at - lead, action, t_source, self.clock(), rule, dict(features)))
             return
         self._execute(action, t_source, rule, features)
 
@@ -273,7 +276,8 @@ class Stimulation:
         t = self.clock()
         if not latency_s <= budget:
             self._latency_ok_since = None
-            self.governor.check_latency(latency_s)
+            if LATENCY_SOURCE not in self.governor.inhibitions:  # raised once, not on every late frame
+                self.governor.check_latency(latency_s)
             return
         if LATENCY_SOURCE not in self.governor.inhibitions:
             self._latency_ok_since = None

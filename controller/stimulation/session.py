@@ -30,6 +30,10 @@ from drivers.registry import driver_class, make_driver
 
 READY_LINE = re.compile(r"virtual (?P<kind>\S+) on (?P<port>\S+)")
 START_TIMEOUT_S = 15.0
+# Time for a fire command's bytes to cross the serial line (10 bits per byte): a timed pulse is
+# sent this much before its target. Magstim 'EH' + CRC at 9600 baud; MagVenture's 6-byte frame
+# at 38400 baud; a trigger box is a USB write.
+FIRE_WIRE_TIME_S = {"magstim": 3 * 10 / 9600, "magventure": 6 * 10 / 38400}
 # Virtual device options per driver so that the virtual unit matches the site's model.
 _SIM_OPTIONS = {"magstim": ("model",)}
 
@@ -146,7 +150,7 @@ def open_stimulation(protocol: Protocol, site: Site, bus: EventBus, session_id: 
                 driver.connect()
             except Exception as exc:
                 raise StimulationSetupError(f"device {name!r} ({cfg.driver} on {port}): {exc}") from exc
-            links[name] = Link(name, driver, cfg.driver, options.get("model"))
+            links[name] = Link(name, driver, cfg.driver, options.get("model"), lead_s=FIRE_WIRE_TIME_S.get(cfg.driver, 0.0))
         stimulation = Stimulation(governor, links, bus, operator=operator)
         problems = stimulation.prepare(protocol.devices)
         if problems:

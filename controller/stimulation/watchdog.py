@@ -69,6 +69,8 @@ class Watchdog:
         active = gov.inhibitions
         for name, link in self.stimulation.links.items():
             source = DEVICE_PREFIX + name
+            if source in active and not self._reconnect(link):
+                continue
             try:
                 status = link.driver.status()
             except DeviceError as exc:
@@ -79,4 +81,16 @@ class Watchdog:
                 if source not in active:
                     self.stimulation.device_error(name, status.error or "not connected")
             elif source in active:
-                gov.clear(source)
+                gov.clear(source)  # the device is back; it stays disarmed until the operator arms it
+
+    def _reconnect(self, link) -> bool:
+        """After a device fault: open the link again (the port may have come back)."""
+        try:
+            link.driver.close()
+        except Exception:
+            pass
+        try:
+            link.driver.connect()
+        except Exception:
+            return False
+        return True
