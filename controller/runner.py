@@ -85,7 +85,7 @@ class SessionResult:
 def _start_simulator(opts: SimOptions, name: str, marker_stream: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "sim", "eeg", "--name", name, "--marker-stream", marker_stream]
     if opts.replay:
-        cmd += ["--replay", str(opts.replay)]
+        cmd += ["--replay", str(opts.replay), "--chunk", str(opts.chunk or 10)]
     else:
         cmd += ["--channels", str(opts.channels), "--rate", f"{opts.rate:g}", "--chunk", str(opts.chunk),
                 "--seed", str(opts.seed)]
@@ -242,14 +242,21 @@ def _open_inputs(protocol: Protocol, opts: RunOptions, sim_proc) -> tuple[list[I
     return readers, pipelines
 
 
+CLOCK_JUMP_SETTLE_S = 2.0  # steady data after an input clock jump before stimulation may resume
+
+
 def _wire(reader: InputReader, pipeline: FeaturePipeline, engine: Engine, bus: EventBus, governor=None) -> None:
     name = reader.input_name
     source = f"input:{name}"
-    bad = {"nan": False}
+    bad: dict[str, Any] = {"nan": False, "jump_at": None}
 
     def on_chunk(data: np.ndarray, timestamps: np.ndarray) -> None:
         if governor is not None:
             governor.input_seen(name)
+            if f"input_stall:{name}" in governor.inhibitions:
+                # raised by the governor's own silence check while the reader never said 'stalled'
+                # (data late by just over input_stall): data flowing again lifts it, as 'resumed' does
+                governor.clear(f"input_stall:{name}")
         if not np.isfinite(data).all():
             if not bad["nan"]:  # a NaN would poison every filter state: drop it and start over when clean
                 bad["nan"] = True
@@ -267,6 +274,9 @@ def _wire(reader: InputReader, pipeline: FeaturePipeline, engine: Engine, bus: E
             if governor is not None:
                 governor.clear(f"nan:{name}")
             bus.publish(Event(ev.INPUT, now(), None, {"input": name, "status": "clean", "detail": "finite again"}))
+        if bad["jump_at"] is not None and governor is not None and now() - bad["jump_at"] >= CLOCK_JUMP_SETTLE_S:
+            bad["jump_at"] = None  # the windows now hold only samples of the new time base
+            governor.clear(f"clock_jump:{name}")
         engine.on_features(pipeline.push(data, timestamps))
 
     def on_status(status: str, detail: str) -> None:
@@ -284,8 +294,9 @@ def _wire(reader: InputReader, pipeline: FeaturePipeline, engine: Engine, bus: E
         elif status == "clock_jump":
             pipeline.reset()  # windows spanning the jump would mix two time bases
             if governor is not None:
+                bad["jump_at"] = now()
                 governor.inhibit(f"clock_jump:{name}", f"input {name}: clock jump ({detail}); "
-                                 "stimulation waits for the operator to clear it")
+                                 f"stimulation resumes after {CLOCK_JUMP_SETTLE_S:g} s of steady data")
 
     reader.on_chunk, reader.on_status = on_chunk, on_status
 

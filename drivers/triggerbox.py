@@ -305,8 +305,11 @@ class TriggerBoxDriver(Stimulator):
             raise DeviceError(f"{self.name}: {reason}") from exc
 
     def _latch(self, reason: str) -> None:
-        if self._fault is None:
-            self._fault = reason
+        if self._fault is not None:
+            # Already latched and reported: the fault is sticky until connect(). Reporting again
+            # would recurse when the listener disarms (a disarm on a dead port latches again).
+            return
+        self._fault = reason
         callback = self.on_error
         if callback is not None:
             try:

@@ -15,7 +15,6 @@ ends normally when the test skips the remaining block through the engine (the op
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import tempfile
 import threading
@@ -40,6 +39,9 @@ ON_AMPLITUDE_V = 100e-6  # 10 Hz at Cz, 200 uV peak to peak: far above the proto
 NOISE_V = 2e-6
 
 
+_SESSIONS: list[LiveSession] = []  # running sessions: a wait gives up at once when one of them failed
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
     """Poll ``predicate`` until it is truthy; a generous timeout only guards against a hang."""
     deadline = time.monotonic() + timeout
@@ -47,6 +49,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "c
         value = predicate()
         if value:
             return value
+        for live in _SESSIONS:
+            if "error" in live.outcome:
+                raise AssertionError(f"the session failed while waiting for {what}: "
+                                     f"{live.outcome['error']!r}") from live.outcome["error"]
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
@@ -59,9 +65,11 @@ class SignalSource:
     """8 EEG channels at 250 Hz on LSL, pushed as they fall due, stamped with ``local_clock()``.
 
     ``mode``: "on" (a 10 Hz rhythm at Cz that crosses the threshold), "off" (low noise),
-    "nan" (every value NaN), "pause" (nothing is pushed: the input stalls). ``kill()`` destroys
-    the outlet (the stream is gone from the network); ``revive()`` creates it again with the
-    same source id, as an amplifier that was restarted.
+    "nan" (every value NaN), "pause" (nothing is pushed: the input stalls and those samples are
+    lost), "hold" (samples are made and stamped but held back, then pushed at once with their own
+    time stamps when the mode changes: data late, none lost, as after a network hiccup).
+    ``kill()`` destroys the outlet (the stream is gone from the network); ``revive()`` creates it
+    again with the same source id, as an amplifier that was restarted.
     """
 
     def __init__(self, name: str, mode: str = "off") -> None:
@@ -75,6 +83,7 @@ class SignalSource:
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._held: list[tuple[np.ndarray, float]] = []  # (chunk, stamp of its last sample) in "hold" mode
 
     def _info(self) -> pylsl.StreamInfo:
         info = pylsl.StreamInfo(self.name, "EEG", len(LABELS), RATE, pylsl.cf_float32, self.source_id)
@@ -107,16 +116,15 @@ class SignalSource:
         return pylsl.local_clock()
 
     def revive(self) -> float:
-        """The same stream (same source id) comes back; returns the LSL time."""
+        """The same stream (same source id) comes back; returns the LSL time just before its first sample."""
+        t = pylsl.local_clock()
         self.start()
-        return pylsl.local_clock()
+        return t
 
-    def _sample(self, t: np.ndarray) -> np.ndarray:
-        n = len(t)
-        mode = self.mode
+    def _sample(self, t: np.ndarray, mode: str) -> np.ndarray:
         if mode == "nan":
-            return np.full((n, len(LABELS)), np.nan, dtype=np.float32)
-        x = self._rng.normal(0.0, NOISE_V, (n, len(LABELS)))
+            return np.full((len(t), len(LABELS)), np.nan, dtype=np.float32)
+        x = self._rng.normal(0.0, NOISE_V, (len(t), len(LABELS)))
         if mode == "on":
             x[:, 0] += ON_AMPLITUDE_V * np.sin(2 * np.pi * 10.0 * t)
         return x.astype(np.float32)
@@ -132,15 +140,23 @@ class SignalSource:
                 continue
             n = due - k
             k = due
-            if self.mode == "pause":
+            mode = self.mode  # once per chunk, so that the counts below match what was pushed
+            if mode == "pause":
                 continue
-            data = self._sample(t0 + (np.arange(k - n, k) + 1) / RATE)
+            data = self._sample(t0 + (np.arange(k - n, k) + 1) / RATE, mode)
+            if mode == "hold":
+                self._held.append((data, pylsl.local_clock()))
+                continue
             with self._lock:
                 if self._outlet is None:
                     return
+                for held, stamp in self._held:
+                    self._outlet.push_chunk(held, stamp)
+                    self.pushed += len(held)
+                self._held.clear()
                 self._outlet.push_chunk(data, pylsl.local_clock())
             self.pushed += n
-            if self.mode == "nan":
+            if mode == "nan":
                 self.nan_pushed += n
 
 
@@ -187,7 +203,6 @@ class LiveSession:
     """A session running in a thread; see the module docstring."""
 
     root: Path
-    protocol_name: str
     thread: threading.Thread
     engines: list[Any]
     outcome: dict[str, Any] = field(default_factory=dict)
@@ -225,15 +240,19 @@ class LiveSession:
     def wait_running(self, timeout: float = 60.0) -> None:
         """Until the engine runs and the control channel answers (the devices are open by then)."""
         self.engine
-        wait_for(lambda: self.status() is not None, timeout, "the control channel")
+        self.status(timeout)
 
     def wait_block(self, label: str, timeout: float = 60.0) -> None:
         wait_for(lambda: self.events("block_start", label=label), timeout, f"block {label!r}")
 
     # ---------------------------------------------------------------- operator acts
-    def status(self) -> dict[str, Any] | None:
-        replies = [r for r in request("status", {}, timeout=3.0) if r.ok]
-        return replies[0].result if replies else None
+    def status(self, timeout: float = 20.0) -> dict[str, Any]:
+        """The session's answer to `neuroreflex status` (asked again until it answers)."""
+        def once() -> dict[str, Any] | None:
+            replies = [r for r in request("status", {}, timeout=3.0) if r.ok]
+            return replies[0].result if replies else None
+
+        return wait_for(once, timeout, "a status reply on the control channel")
 
     def arm(self, device: str, operator: str = "tester", timeout: float = 20.0) -> dict[str, Any]:
         """Arm through the control channel, as `neuroreflex arm DEVICE --operator NAME` does. Retried
@@ -251,6 +270,12 @@ class LiveSession:
         except AssertionError:
             raise AssertionError(f"arming {device} failed: {last}") from None
 
+    def abort(self) -> None:
+        """Teardown after a failed test: stop the session so that it does not run into the next test."""
+        if self.engines:
+            self.engines[0].stop("test teardown")
+        self.thread.join(30)
+
     def finish(self, timeout: float = 90.0) -> SessionResult:
         """Skip to the end of the timeline (an operator act) and wait for the session to close."""
         engine = self.engine
@@ -265,7 +290,7 @@ class LiveSession:
         return self.outcome["result"]
 
 
-def start_session(monkeypatch, root: Path, protocol: Path, site: Path, protocol_name: str, *,
+def start_session(monkeypatch, root: Path, protocol: Path, site: Path, *,
                   arm: bool = True, record_xdf: bool = True, build_report: bool = False,
                   lsl_prefix: str | None = None) -> LiveSession:
     """``run_session`` in a thread with the site's ports (virtual_devices=False)."""
@@ -289,9 +314,19 @@ def start_session(monkeypatch, root: Path, protocol: Path, site: Path, protocol_
             outcome["error"] = exc
 
     thread = threading.Thread(target=run, name="session", daemon=True)
-    live = LiveSession(root, protocol_name, thread, engines, outcome)
+    live = LiveSession(root, thread, engines, outcome)
+    stop_sessions()
+    _SESSIONS[:] = [live]
     thread.start()
     return live
+
+
+def stop_sessions() -> None:
+    """Stop any session a test left running (it failed before finish())."""
+    for live in _SESSIONS:
+        if live.thread.is_alive():
+            live.abort()
+    _SESSIONS.clear()
 
 
 @dataclass
@@ -307,23 +342,12 @@ class ControlDir:
         return cls(path)
 
     def remove(self) -> None:
+        stop_sessions()  # before the sockets' directory goes
         shutil.rmtree(self.path, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- reading results
 
 
-def first_t(events: list[dict[str, Any]]) -> float:
-    return min(float(e["t"]) for e in events) if events else math.inf
-
-
-def refused_commands(live: LiveSession, device: str) -> list[dict[str, Any]]:
-    return [e for e in live.events("command", device=device, ok=False)]
-
-
 def allowed_fires(live: LiveSession, device: str) -> list[dict[str, Any]]:
     return live.events("command", device=device, kind="fire", ok=True)
-
-
-def interlock_events(live: LiveSession, what: str, source: str) -> list[dict[str, Any]]:
-    return live.events("safety", what=what, source=source)

