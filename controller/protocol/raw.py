@@ -901,7 +901,8 @@ LABELS_ADAPTER: TypeAdapter = TypeAdapter(Labels)
 _TAG_TYPES = {REPEAT_TAG: RepeatDecl, BLOCK_TAG: dict[str, Any]}
 
 
-def _unwrap(tp: Any) -> Any:
+def unwrap_type(tp: Any) -> Any:
+    """``Annotated[X, ...]`` and ``X | None`` -> X."""
     while True:
         origin = get_origin(tp)
         if origin is Annotated:
@@ -915,14 +916,16 @@ def _unwrap(tp: Any) -> Any:
             return tp
 
 
-def type_at(loc: tuple[Any, ...]) -> Any:
-    """The declared type at a pydantic error location (for "valid keys are ..." messages)."""
-    tp: Any = ProtocolDecl
+def model_type_at(root: Any, loc: tuple[Any, ...], *, tags: dict[str, Any] | None = None,
+                  sequences: tuple[type, ...] = (list, tuple)) -> Any:
+    """The declared type at a pydantic error location under model ``root`` (for "valid keys are
+    ..." messages); ``tags`` are union tags that appear in locations but not in the data."""
+    tp: Any = root
     for part in loc:
-        if part in _TAG_TYPES:
-            tp = _TAG_TYPES[part]
+        if tags and part in tags:
+            tp = tags[part]
             continue
-        tp = _unwrap(tp)
+        tp = unwrap_type(tp)
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             field = tp.model_fields.get(part) if isinstance(part, str) else None
             if field is None:
@@ -930,11 +933,16 @@ def type_at(loc: tuple[Any, ...]) -> Any:
             tp = field.annotation
         elif get_origin(tp) is dict:
             tp = get_args(tp)[1]
-        elif get_origin(tp) in (list, tuple):
+        elif get_origin(tp) in sequences:
             tp = get_args(tp)[0]
         else:
             return None
-    return _unwrap(tp)
+    return unwrap_type(tp)
+
+
+def type_at(loc: tuple[Any, ...]) -> Any:
+    """The declared type at a protocol error location."""
+    return model_type_at(ProtocolDecl, loc, tags=_TAG_TYPES)
 
 
 def json_schema() -> dict:

@@ -14,14 +14,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-import types
-from typing import Annotated, Any, Mapping, Union, get_args, get_origin
+from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ValidationError
 
 from controller.protocol import units
 from controller.protocol.errors import Issue, ProtocolError, read_utf8
+from controller.protocol.raw import model_type_at
 from controller.protocol.source import KEY, Loc, Source
 from controller.safety import dose as dosing
 from controller.safety import quantities as q
@@ -157,37 +157,8 @@ def _compile(text: str, filename: str) -> Site:
 # ----------------------------------------------------------------------------- structure errors
 
 
-def _unwrap(tp: Any) -> Any:
-    """``Annotated[X, ...]`` and ``X | None`` -> X."""
-    while True:
-        origin = get_origin(tp)
-        if origin is Annotated:
-            tp = get_args(tp)[0]
-        elif origin in (Union, types.UnionType):
-            members = [a for a in get_args(tp) if a is not type(None)]
-            if len(members) != 1:
-                return tp
-            tp = members[0]
-        else:
-            return tp
-
-
 def _type_at(loc: Loc) -> Any:
-    tp: Any = schema.SiteDecl
-    for part in loc:
-        tp = _unwrap(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            f = tp.model_fields.get(part) if isinstance(part, str) else None
-            if f is None:
-                return None
-            tp = f.annotation
-        elif get_origin(tp) is dict:
-            tp = get_args(tp)[1]
-        elif get_origin(tp) is list:
-            tp = get_args(tp)[0]
-        else:
-            return None
-    return _unwrap(tp)
+    return model_type_at(schema.SiteDecl, loc, sequences=(list,))
 
 
 def _path_text(loc: Loc) -> str:
