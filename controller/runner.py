@@ -248,12 +248,13 @@ CLOCK_JUMP_SETTLE_S = 2.0  # steady data after an input clock jump before stimul
 def _wire(reader: InputReader, pipeline: FeaturePipeline, engine: Engine, bus: EventBus, governor=None) -> None:
     name = reader.input_name
     source = f"input:{name}"
+    stall_source = f"input_stall:{name}"
     bad: dict[str, Any] = {"nan": False, "jump_at": None}
 
     def on_chunk(data: np.ndarray, timestamps: np.ndarray) -> None:
         if governor is not None:
             governor.input_seen(name)
-            if f"input_stall:{name}" in governor.inhibitions:
+            if governor.inhibited_by(stall_source):
                 # raised by the governor's own silence check while the reader never said 'stalled'
                 # (data late by just over input_stall): data flowing again lifts it, as 'resumed' does
                 governor.clear(f"input_stall:{name}")

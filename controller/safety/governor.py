@@ -312,6 +312,11 @@ class Governor:
             self._emit("cleared", source=source)
             return True
 
+    def inhibited_by(self, source: str) -> bool:
+        """Whether interlock ``source`` is active (cheap: for per-sample checks on the hot path)."""
+        with self._lock:
+            return source in self._inhibitions
+
     @property
     def inhibitions(self) -> dict[str, Inhibition]:
         with self._lock:

@@ -276,10 +276,10 @@ class Stimulation:
         t = self.clock()
         if not latency_s <= budget:
             self._latency_ok_since = None
-            if LATENCY_SOURCE not in self.governor.inhibitions:  # raised once, not on every late frame
+            if not self.governor.inhibited_by(LATENCY_SOURCE):  # raised once, not on every late frame
                 self.governor.check_latency(latency_s)
             return
-        if LATENCY_SOURCE not in self.governor.inhibitions:
+        if not self.governor.inhibited_by(LATENCY_SOURCE):
             self._latency_ok_since = None
             return
         if self._latency_ok_since is None:
