@@ -30,8 +30,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"{args.protocol}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return 2
     minutes = p.duration_s / 60
-    print(f"{args.protocol}: valid protocol {p.name!r}: {len(p.inputs)} input(s), {len(p.features)} feature(s), "
+    n_inputs = len(p.inputs) + len(p.volume_inputs)
+    print(f"{args.protocol}: valid protocol {p.name!r}: {n_inputs} input(s), {len(p.features)} feature(s), "
           f"{len(p.thresholds)} threshold(s), {len(p.rules)} rule(s), {len(p.timeline)} blocks, {minutes:.1f} min")
+    if p.volume_inputs:
+        rois = f"{len(p.rois)} ROI(s)" + (f", runs: {', '.join(r.name for r in p.runs)}" if p.runs else "")
+        print(f"  fMRI: {', '.join(f'{n} (TR {v.tr_s:g} s)' for n, v in p.volume_inputs.items())}; {rois}")
     if p.devices:
         where = f"within the limits of site {site.name!r}" if site else "NOT checked against a site (give --site)"
         print(f"  stimulates {', '.join(p.devices)}: {where}")

@@ -136,7 +136,7 @@ def test_schema_is_json_with_the_top_level_keys(schema: dict) -> None:
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == {
         "protocol", "description", "inputs", "features", "thresholds", "timeline", "rules", "feedback",
-        "devices", "interlocks",
+        "devices", "interlocks", "rois", "runs",
     }
     assert set(schema["required"]) == {"protocol", "inputs", "timeline"}
 

@@ -47,6 +47,92 @@ class InputSpec:
     rate_hz: float | None = None  # expected nominal rate as written in the protocol (checked against the stream)
 
 
+@dataclass(frozen=True)
+class VolumeSourceSpec:
+    """Where an fMRI input's volumes come from: a folder (files) or an LSL stream."""
+
+    folder: str | None = None  # absolute, or resolved against the protocol file's folder
+    pattern: str = "*"
+    index_regex: str | None = None
+    existing: Literal["ignore", "take"] = "ignore"
+    poll_s: float | None = None  # None: file events (inotify), polling only as a fallback
+    stream: StreamSelector | None = None
+
+
+@dataclass(frozen=True)
+class DetrendSpec:
+    drift_order: int = 2
+    motion: bool = True
+    spikes: bool = False
+
+
+@dataclass(frozen=True)
+class VolumeInputSpec:
+    """An fMRI input: volumes, realigned to a reference and detrended per ROI (controller.fmri)."""
+
+    name: str
+    source: VolumeSourceSpec
+    tr_s: float
+    skip: int = 0  # dummy volumes not used
+    reference: str = "first"  # or a NIfTI path (resolved)
+    smoothing_fwhm_mm: float | None = None
+    registration: str = "identity"  # or a path to a 4x4 functional-world -> MNI affine (text)
+    detrend: DetrendSpec = DetrendSpec()
+    stall_timeout_s: float = 0.0  # 0: 2 TR + 1 s
+    resolve_timeout_s: float = 30.0
+
+    @property
+    def stall_s(self) -> float:
+        return self.stall_timeout_s or 2 * self.tr_s + 1.0
+
+
+@dataclass(frozen=True)
+class RoiSpec:
+    """A region of interest as written; controller.fmri.rois turns it into voxels on the functional grid."""
+
+    name: str
+    mask: str | None = None  # resolved path
+    label: int | None = None
+    sphere_center_mm: tuple[float, float, float] | None = None
+    sphere_radius_mm: float | None = None
+    space: Literal["native", "mni"] = "native"
+    threshold: float = 0.5
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class RoiPscParams:
+    roi: str
+    baseline: str  # block label
+    skip: int = 0  # volumes left out at the start of each baseline block (HRF)
+    average: int = 1  # moving average over the last N volumes
+
+
+@dataclass(frozen=True)
+class RoiMeanParams:
+    roi: str
+
+
+@dataclass(frozen=True)
+class RoiCorrelationParams:
+    rois: tuple[str, str]
+    window: int  # volumes
+    fisher_z: bool = False
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a multi-run fMRI session: its fixed thresholds and whether feedback is shown."""
+
+    name: str
+    index: int
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    feedback: bool = True
+
+
+FMRI_KINDS = frozenset({"roi_psc", "roi_mean", "roi_correlation"})
+
+
 # --------------------------------------------------------------------------- features
 
 FeatureKind = Literal[
@@ -54,6 +140,7 @@ FeatureKind = Literal[
     "line_length", "area", "halfwave",  # seizure-onset detectors (controller.dsp.seizure*)
     "slope",  # mean rate of change of a low-passed signal (e.g. respiration: < 0 = exhaling)
     "phase",  # phase-locked trigger (controller.dsp.phase*): 1 when a pulse should be timed, else 0
+    "roi_psc", "roi_mean", "roi_correlation",  # fMRI, one value per volume (controller.fmri)
 ]
 PowerMethod = Literal["welch", "iir"]
 
@@ -393,6 +480,10 @@ class Protocol:
     path: str = ""  # file it was loaded from
     sha256: str = ""  # of the file's bytes
     extra: dict = field(default_factory=dict)  # reserved for later sections
+    volume_inputs: dict[str, VolumeInputSpec] = field(default_factory=dict)  # fMRI inputs (not LSL sample streams)
+    rois: dict[str, RoiSpec] = field(default_factory=dict)
+    runs: tuple[RunSpec, ...] = ()
+    run: RunSpec | None = None  # the run this session is (see with_run)
 
     @property
     def duration_s(self) -> float:

@@ -42,7 +42,10 @@ _PROTOCOL_NAME = re.compile(PROTOCOL_NAME_PATTERN)
 # Tags of the timeline union; they appear in pydantic error locations but not in the data.
 REPEAT_TAG = "{repeat}"
 BLOCK_TAG = "{block}"
-TAGS = frozenset({REPEAT_TAG, BLOCK_TAG})
+# Tags of the input union (a signal stream or fMRI volumes).
+STREAM_INPUT_TAG = "{stream-input}"
+VOLUME_INPUT_TAG = "{volume-input}"
+TAGS = frozenset({REPEAT_TAG, BLOCK_TAG, STREAM_INPUT_TAG, VOLUME_INPUT_TAG})
 RESERVED_LABELS = frozenset({"repeat", "blocks"})
 
 
@@ -321,6 +324,30 @@ class InputDecl(Decl):
     )
 
 
+from controller.protocol.fmri_raw import (  # noqa: E402  (needs the basic types above)
+    FMRI_FEATURE_KINDS,
+    RoiCorrelationDecl,
+    RoiDecl,
+    RoiMeanDecl,
+    RoiPscDecl,
+    RunList,
+    VolumeInputDecl,
+)
+
+
+def _input_kind(value: Any) -> str:
+    if isinstance(value, dict) and "volumes" in value:
+        return VOLUME_INPUT_TAG
+    if isinstance(value, VolumeInputDecl):
+        return VOLUME_INPUT_TAG
+    return STREAM_INPUT_TAG
+
+
+InputItem = Annotated[
+    Union[Annotated[InputDecl, Tag(STREAM_INPUT_TAG)], Annotated[VolumeInputDecl, Tag(VOLUME_INPUT_TAG)]],
+    Discriminator(_input_kind),
+]
+
 PowerMethod = Literal["welch", "iir"]
 
 
@@ -558,7 +585,7 @@ class PhaseDecl(Decl):
 
 FEATURE_KINDS = (
     "band_power", "band_ratio", "relative_power", "peak_to_peak", "line_length", "area", "halfwave", "slope", "phase",
-)
+) + FMRI_FEATURE_KINDS
 
 
 class FeatureDecl(Decl):
@@ -582,6 +609,13 @@ class FeatureDecl(Decl):
     )
     phase: PhaseDecl | None = Field(
         None, description="Phase-locked pulse trigger: 1 when a pulse is committed (timed to the predicted target phase), else 0."
+    )
+    roi_psc: RoiPscDecl | None = Field(
+        None, description="fMRI: percent signal change of an ROI against the preceding baseline block, e.g. {input: fmri, roi: amygdala_l, baseline: rest, skip: 2 TR, average: 3 TR}."
+    )
+    roi_mean: RoiMeanDecl | None = Field(None, description="fMRI: an ROI's detrended mean signal, e.g. {input: fmri, roi: acc}.")
+    roi_correlation: RoiCorrelationDecl | None = Field(
+        None, description="fMRI: sliding-window correlation of two ROIs, e.g. {input: fmri, rois: [pcc, dlpfc_l], window: 20 TR}."
     )
 
     @model_validator(mode="after")
@@ -863,7 +897,11 @@ class ProtocolDecl(Decl):
 
     protocol: ProtocolName = Field(description="The protocol's name, e.g. tbr-adhd.")
     description: Annotated[str, BeforeValidator(_none_as(""))] = Field("", description="What the protocol is for, in one line.")
-    inputs: dict[Name, InputDecl] = Field(min_length=1, description="Signal inputs by name, e.g. eeg.")
+    inputs: dict[Name, InputItem] = Field(min_length=1, description="Signal inputs by name, e.g. eeg.")
+    rois: Annotated[dict[Name, RoiDecl], BeforeValidator(_none_as({}))] = Field(
+        default_factory=dict, description="fMRI regions of interest by name, e.g. {amygdala_l: {sphere: {center: [-24, -4, -18], radius: 7 mm}, space: mni}}."
+    )
+    runs: RunList | None = Field(None, description="fMRI: the runs of a multi-run session (target per run, transfer run); choose one with --run.")
     features: Annotated[dict[Name, FeatureDecl], BeforeValidator(_none_as({}))] = Field(
         default_factory=dict, description="Features by name; conditions refer to them by that name."
     )
@@ -887,7 +925,8 @@ class ProtocolDecl(Decl):
 # --------------------------------------------------------------------------- helpers for the loader
 
 ITEM_ADAPTERS: dict[str, TypeAdapter] = {
-    "inputs": TypeAdapter(InputDecl),
+    "inputs": TypeAdapter(InputItem),
+    "rois": TypeAdapter(RoiDecl),
     "features": TypeAdapter(FeatureDecl),
     "thresholds": TypeAdapter(ThresholdDecl),
     "timeline": TypeAdapter(TimelineItem),
@@ -898,7 +937,8 @@ ITEM_ADAPTERS: dict[str, TypeAdapter] = {
 }
 NAME_ADAPTER: TypeAdapter = TypeAdapter(Name)
 LABELS_ADAPTER: TypeAdapter = TypeAdapter(Labels)
-_TAG_TYPES = {REPEAT_TAG: RepeatDecl, BLOCK_TAG: dict[str, Any]}
+_TAG_TYPES = {REPEAT_TAG: RepeatDecl, BLOCK_TAG: dict[str, Any], STREAM_INPUT_TAG: InputDecl,
+              VOLUME_INPUT_TAG: VolumeInputDecl}
 
 
 def unwrap_type(tp: Any) -> Any:

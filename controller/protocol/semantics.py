@@ -22,6 +22,7 @@ from controller.protocol import raw, units
 from controller.protocol.condition import CompareSite, OperandSite, ParsedCondition, parse_condition, reward_direction
 from controller.protocol.errors import Issue
 from controller.protocol.feature_semantics import NEW_KINDS, FeatureKindChecks, compile_feature
+from controller.protocol.fmri_semantics import FmriChecks, fmri_feature, is_volume_input
 from controller.protocol.source import KEY, Loc, Source
 from controller.protocol.stim_semantics import StimChecks
 
@@ -38,6 +39,9 @@ FEATURE_FAMILY: dict[str, str | None] = {
     "peak_to_peak": units.VOLTAGE,
     "line_length": units.PERCENT,
     "area": units.PERCENT,
+    "roi_psc": units.PERCENT,
+    "roi_mean": None,
+    "roi_correlation": None,
     "halfwave": None,
     "slope": None,
     "phase": None,
@@ -110,6 +114,7 @@ class Semantics:
         self.adapt: dict[str, tuple[str, str]] = {}  # threshold -> (direction, feature)
         self.conditions: dict[int, ParsedCondition] = {}
         self.stim = StimChecks(self, site)
+        self.fmri = FmriChecks(self)
 
     # ------------------------------------------------------------------ reporting
 
@@ -212,6 +217,7 @@ class Semantics:
         self._check_percentile_timing(uses)
         self._check_feedback()
         self.stim.check()
+        self.fmri.check()
         return self.issues
 
     def _flatten(self) -> tuple[c.Block, ...]:
@@ -241,7 +247,7 @@ class Semantics:
 
     def _check_inputs(self) -> None:
         for name, inp in self.inputs.items():
-            if inp.rate is None:
+            if is_volume_input(inp) or inp.rate is None:
                 continue
             nyquist = inp.rate / 2
             for field in ("highpass", "notch"):
@@ -258,6 +264,8 @@ class Semantics:
         for name, feat in self.features.items():
             kind, p = feat.kind, feat.params
             base: Loc = ("features", name, kind)
+            if kind in c.FMRI_KINDS or is_volume_input(self.inputs.get(p.input)):
+                continue  # FmriChecks
             if p.input not in self.raw_inputs and self.known["inputs"]:
                 self.error(base + ("input",), f"input: {unknown('input', p.input, self.raw_inputs)}")
             inp = self.inputs.get(p.input)
@@ -529,10 +537,14 @@ class Semantics:
                 rate_hz=inp.rate,
             )
             for name, inp in decl.inputs.items()
+            if not is_volume_input(inp)
         }
-
+        volume_inputs = {name: self.fmri.compile_volume_input(name, inp)
+                         for name, inp in decl.inputs.items() if is_volume_input(inp)}
         features = {
-            name: compile_feature(name, feat, inputs[feat.params.input].channels) for name, feat in decl.features.items()
+            name: (fmri_feature(name, feat, volume_inputs[feat.params.input].tr_s) if feat.kind in c.FMRI_KINDS
+                   else compile_feature(name, feat, inputs[feat.params.input].channels))
+            for name, feat in decl.features.items()
         }
         thresholds = {}
         for name, th in decl.thresholds.items():
@@ -582,6 +594,9 @@ class Semantics:
             devices=self.stim.compile_devices(),
             interlocks=self.stim.compile_interlocks(),
             description=decl.description,
+            volume_inputs=volume_inputs,
+            rois=self.fmri.compile_rois(decl.rois),
+            runs=self.fmri.compile_runs(decl.runs),
         )
 
 

@@ -18,8 +18,9 @@ FREQUENCY = "frequency"
 VOLTAGE = "voltage"
 CURRENT = "current"
 PERCENT = "percent"
+LENGTH = "length"  # ROI radii, smoothing kernels (fMRI)
 
-FAMILIES = (DURATION, FREQUENCY, VOLTAGE, CURRENT, PERCENT)
+FAMILIES = (DURATION, FREQUENCY, VOLTAGE, CURRENT, PERCENT, LENGTH)
 
 # unit symbol -> (family, factor to SI). Both micro signs (U+00B5, U+03BC) and "u" are accepted.
 UNITS: dict[str, tuple[str, float]] = {
@@ -43,6 +44,9 @@ UNITS: dict[str, tuple[str, float]] = {
     "\u00b5A": (CURRENT, 1e-6),
     "\u03bcA": (CURRENT, 1e-6),
     "%": (PERCENT, 1.0),
+    "m": (LENGTH, 1.0),
+    "cm": (LENGTH, 1e-2),
+    "mm": (LENGTH, 1e-3),
 }
 
 # How each family is described in messages: (noun phrase, examples).
@@ -52,6 +56,7 @@ _DESCRIBE: dict[str, tuple[str, str]] = {
     VOLTAGE: ("an amplitude", "'150 uV' or '1 mV'"),
     CURRENT: ("a current", "'1.5 mA' or '500 uA'"),
     PERCENT: ("a percentage", "'50 %'"),
+    LENGTH: ("a length", "'7 mm' or '1 cm'"),
 }
 
 _QUANTITY = re.compile(
@@ -163,6 +168,7 @@ _LADDERS: dict[str, tuple[tuple[str, float], ...]] = {
     VOLTAGE: (("V", 1.0), ("mV", 1e-3), ("uV", 1e-6)),
     CURRENT: (("A", 1.0), ("mA", 1e-3), ("uA", 1e-6)),
     PERCENT: (("%", 1.0),),
+    LENGTH: (("m", 1.0), ("cm", 1e-2), ("mm", 1e-3)),
 }
 
 
