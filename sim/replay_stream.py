@@ -7,7 +7,8 @@ that time exactly:
 
 - ``dt = 1 / (rate * speed)``; the j-th sample streamed (j = 0, 1, ...) is file sample
   ``start + j mod n_pass`` (``n_pass = n - start``; no wrap without ``loop``) and carries
-  the timestamp ``t0 + (j + 1) * dt`` on the LSL clock; chunks of ``chunk`` samples leave
+  the timestamp ``first + j * dt`` on the LSL clock (``first = t0 + dt``, one double fixed at
+  open, so the published rule below reproduces every stamp to the last bit); chunks of ``chunk`` samples leave
   when their last sample is due (as an amplifier's would), so a timestamp never lies in the
   future; ``nominal_srate`` stays the file's rate (at ``speed`` 4 the data arrive 4x faster
   than they were recorded: the DSP, which counts samples, sees the same signal);
@@ -80,14 +81,15 @@ class ReplayStreamer:
                 self._marks.setdefault(a.onset_sample - start, []).append(a.label)
         self._mark_offsets = np.array(sorted(self._marks), dtype=np.int64)
         self.t0: float | None = None
+        self.first: float | None = None  # stamp of the first sample streamed: t0 + dt
         self.outlet: pylsl.StreamOutlet | None = None
         self.annotation_outlet: pylsl.StreamOutlet | None = None
 
     # ---------------------------------------------------------------- timing rule
     def lsl_time(self, j: int | np.ndarray) -> float | np.ndarray:
         """Timestamp of the j-th sample streamed (0-based, counting across passes)."""
-        assert self.t0 is not None, "open() first"
-        return self.t0 + (np.asarray(j) + 1) * self.dt if isinstance(j, np.ndarray) else self.t0 + (j + 1) * self.dt
+        assert self.first is not None, "open() first"
+        return self.first + np.asarray(j) * self.dt if isinstance(j, np.ndarray) else self.first + j * self.dt
 
     def onset_lsl_time(self, onset_sample: int, pass_index: int = 0) -> float | None:
         """LSL time of a file sample in a given pass (None when the replay starts after it)."""
@@ -149,6 +151,7 @@ class ReplayStreamer:
         if self.outlet is not None:
             return
         self.t0 = pylsl.local_clock()
+        self.first = self.t0 + self.dt
         self.annotation_outlet = pylsl.StreamOutlet(self._annotation_info())
         self.outlet = pylsl.StreamOutlet(self._info(), self.chunk)
 
@@ -181,7 +184,7 @@ class ReplayStreamer:
             if limit is not None:
                 n = min(n, limit - sent)
             j = np.arange(sent, sent + n)
-            stamps = self.t0 + (j + 1) * self.dt
+            stamps = self.lsl_time(j)
             wait = float(stamps[-1]) - pylsl.local_clock()
             if wait > 0 and stop.wait(wait):
                 break

@@ -181,7 +181,8 @@ def test_looping_replay_marks_every_pass_at_the_rule_time():
     assert set(got) == {"event"} and len(got) >= 3  # once per pass; the one before --start is never streamed
     n_pass = n - 10
     for p, t in enumerate(t_got):
-        assert t == streamer.onset_lsl_time(25, p) == streamer.t0 + (25 - 10 + p * n_pass + 1) * streamer.dt
+        # the published rule: first_sample_lsl_time + (i - start_sample + p * pass_samples) * sample_interval_s
+        assert t == streamer.onset_lsl_time(25, p) == streamer.lsl_time(0) + (25 - 10 + p * n_pass) * streamer.dt
     first_values = np.asarray(samples)[:, 0]
     assert first_values[0] == 20.0  # sample 10 of channel A (value = 2 * index)
     assert 20.0 in first_values[n_pass:]  # wrapped back to --start, not to 0
