@@ -115,7 +115,11 @@ def test_reader_delivers_every_sample_in_order(chunk):
     reader.join(2)
     got = np.concatenate(col.chunks)
     np.testing.assert_array_equal(got, data)
-    np.testing.assert_allclose(np.concatenate(col.stamps), stamps, atol=1e-6)
+    got_t = np.concatenate(col.stamps)
+    # the inlet applies liblsl's clock-offset estimate (proc_clocksync): on loopback it is ~0 but, from
+    # round trips on a loaded machine, it may be off by tens of microseconds. The intervals must be exact.
+    np.testing.assert_allclose(np.diff(got_t), np.diff(stamps), atol=1e-6)
+    assert abs(np.median(got_t - stamps)) < 1e-3
     assert col.statuses() == ["connected"]
 
 
