@@ -5,16 +5,24 @@ A ControlListener runs in this process with a handler that only records when it 
 
   baseline     a bare UNIX-socket echo (connect, one line, one line back) on a thread server
   in-process   control_channel.send(estop): round trip, and send -> handler called
-  CLI          `python -m controller.cli estop` as a new process, N times: spawn -> handler called
-               (what the operator waits for after Enter), the CLI's own round trip, spawn -> exit;
-               next to `python -c pass` (the interpreter's start-up floor). Twice: with the
-               environment's PYTHONDONTWRITEBYTECODE (every module compiled at each start), and
-               with a bytecode cache (as an installed package has).
+  CLI          the console scripts `neuroreflex estop` and `neuroreflex-estop` (where installed) as
+               a new process, N times: spawn -> handler called (what the operator waits for after
+               Enter), the CLI's own round trip, spawn -> exit; next to `python -c pass` (the
+               interpreter's start-up floor, site and the editable install's finder included). Twice:
+               with the environment's PYTHONDONTWRITEBYTECODE (every module compiled at each
+               start), and with a bytecode cache (as an installed package has).
+  devices      end to end, the requirement: real sessions (`neuroreflex run PROTOCOL --sim --arm`:
+               tACS on a virtual Starstim, taVNS on a virtual trigger box, each a device process
+               logging every command on the LSL clock = this host's monotonic clock), then
+               `neuroreflex estop` as a new process: spawn -> the LAST device's disarm command
+               (Starstim "abort", trigger box "low") in the device logs. The sessions themselves
+               (simulated 64-channel EEG, DSP, devices) are load on the machine.
 
-Each is measured idle and with --load busy Python threads in the session process (the hot path
-competes for the GIL; the switch interval is the runner's 0.5 ms).
+Each is measured idle and loaded: --load busy Python threads in the listener's process (the hot
+path competes for the GIL; the switch interval is the runner's 0.5 ms) and --hog processes
+spinning `while 1: pass` (competing for the CPUs with the new process).
 
-    python bench/estop_latency.py [--n 300] [--cli-n 20] [--load 1]
+    python bench/estop_latency.py [--n 300] [--cli-n 20] [--load 1] [--hog 1] [--e2e-n 20] [--no-devices]
 
 Prints median / p99 / max in ms. Not a test: the figures depend on the machine and its load.
 """
@@ -51,7 +59,7 @@ def _stats(xs: list[float]) -> str:
 
 
 def _row(label: str, xs: list[float]) -> None:
-    print(f"  {label:<44} {_stats(xs)}")
+    print(f"  {label:<58} {_stats(xs)}")
 
 
 @contextmanager
@@ -128,27 +136,164 @@ def _in_process(path: Path, n: int, calls: list[float]) -> tuple[list[float], li
 _RTT = re.compile(r"round trip ([0-9.]+) ms")
 
 
+def estop_commands() -> dict[str, list[str]]:
+    """The operator's commands: the console scripts next to this interpreter (else `python -m`)."""
+    bindir = Path(sys.executable).parent
+    out = {}
+    script = bindir / "neuroreflex"
+    out["neuroreflex estop"] = [str(script), "estop"] if script.exists() else \
+        [sys.executable, "-m", "controller.cli", "estop"]
+    if (bindir / "neuroreflex-estop").exists():
+        out["neuroreflex-estop"] = [str(bindir / "neuroreflex-estop")]
+    return out
+
+
+@contextmanager
+def _hogs(k: int):
+    """k processes spinning, each pinned to one core from the last down (the new process must share)."""
+    ncpu = os.cpu_count() or 1
+    procs = [subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{(ncpu - 1 - i) % ncpu}}})\n"
+                                                     "while 1: pass"]) for i in range(k)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def _cli(d: Path, n: int, calls: list[float], envs: dict[str, dict[str, str]]) -> dict[str, list[float]]:
     """The conditions interleaved run by run, so that the machine's drift affects each alike."""
     out: dict[str, list[float]] = {}
-    cmd = [sys.executable, "-m", "controller.cli", "estop", "--dir", str(d), "--reason", "bench"]
+    commands = estop_commands()
     for _ in range(n):
         for label, env in envs.items():
-            k = len(calls)
-            t0 = time.monotonic()
-            r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
-            t1 = time.monotonic()
-            if r.returncode != 0 or len(calls) <= k:
-                print(f"CLI failed: {r.returncode} {r.stdout} {r.stderr}", file=sys.stderr)
-                continue
-            out.setdefault(f"CLI ({label}): spawn -> handler", []).append(calls[k] - t0)
-            m = _RTT.search(r.stdout)
-            if m:
-                out.setdefault(f"CLI ({label}): its round trip", []).append(float(m.group(1)) / 1000)
-            out.setdefault(f"CLI ({label}): spawn -> exit", []).append(t1 - t0)
+            for name, cmd in commands.items():
+                k = len(calls)
+                t0 = time.monotonic()
+                r = subprocess.run([*cmd, "--dir", str(d), "--reason", "bench"], capture_output=True, text=True,
+                                   cwd=ROOT, env=env)
+                t1 = time.monotonic()
+                if r.returncode != 0 or len(calls) <= k:
+                    print(f"CLI failed: {r.returncode} {r.stdout} {r.stderr}", file=sys.stderr)
+                    continue
+                out.setdefault(f"{name} ({label}): spawn -> handler", []).append(calls[k] - t0)
+                m = _RTT.search(r.stdout)
+                if m:
+                    out.setdefault(f"{name} ({label}): its round trip", []).append(float(m.group(1)) / 1000)
+                out.setdefault(f"{name} ({label}): spawn -> exit", []).append(t1 - t0)
         t0 = time.monotonic()
         subprocess.run([sys.executable, "-c", "pass"])
         out.setdefault("baseline: spawn -> exit of `python -c pass`", []).append(time.monotonic() - t0)
+    return out
+
+
+# Which logged command is each virtual device's disarm (what the driver sends on E-STOP).
+DISARM_MEANING = {"starstim": ("abort",), "triggerbox": ("low",)}
+E2E_PROTOCOLS = ("tacs", "tavns")
+
+
+def _read_log(path: Path) -> list[dict]:
+    import json
+
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a line being written
+    return out
+
+
+def _disarm_times(path: Path, after: float) -> list[float]:
+    entries = _read_log(path)
+    kind = next((e.get("device") for e in entries if e.get("type") == "start"), None)
+    meanings = DISARM_MEANING.get(str(kind), ())
+    return [e["t"] for e in entries if e.get("type") == "command" and e.get("t", 0) >= after
+            and str(e.get("meaning", "")).startswith(meanings)]
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def _devices(n: int, hog: int) -> dict[str, list[float]]:
+    """Real sessions with virtual devices; `neuroreflex estop` spawn -> every device's disarm logged."""
+    ctl = Path(tempfile.mkdtemp(prefix="nr-e2e-"))
+    root = Path(tempfile.mkdtemp(prefix="nr-e2e-sessions-"))
+    env = {**os.environ, cc.ENV_DIR: str(ctl)}
+    procs = []
+    out: dict[str, list[float]] = {}
+    try:
+        for name in E2E_PROTOCOLS:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "controller.cli", "run", str(ROOT / "protocols" / f"{name}.yaml"), "--sim",
+                 "--arm", "--duration", "3600", "--no-report", "--session-dir", str(root / name)],
+                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        _wait(lambda: len(list(ctl.glob("*.sock"))) == len(procs) or any(p.poll() is not None for p in procs),
+              120, "the sessions' control sockets")
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"a session ended at start: {p.stderr.read().decode()[-2000:]}")
+        logs = _wait(lambda: (lambda found: found if len(found) == len(procs) else None)(
+            sorted(root.glob("*/*/devices/*.jsonl"))), 60, "the device logs")
+        time.sleep(2.0)  # the sessions under way (streams resolved, devices armed)
+        print(f"  devices: {', '.join(p.stem for p in logs)} in {len(procs)} sessions "
+              f"({', '.join(E2E_PROTOCOLS)}), logs {root}")
+        for cond, k in (("sessions running", 0), (f"sessions running + {hog} spinning processes", hog)):
+            with _hogs(k):
+                for name, cmd in estop_commands().items():
+                    key = f"{name}: spawn -> last device disarmed ({cond})"
+                    for _ in range(n):
+                        t0 = time.monotonic()
+                        r = subprocess.run([*cmd, "--reason", "bench"], capture_output=True, text=True, env=env)
+                        if r.returncode != 0:
+                            print(f"estop failed: {r.returncode} {r.stdout} {r.stderr}", file=sys.stderr)
+                            continue
+                        try:
+                            firsts = _wait(lambda: (lambda ts: ts if all(ts) else None)(
+                                [min(_disarm_times(log, t0), default=None) for log in logs]), 5, "the disarms logged")
+                        except RuntimeError as exc:
+                            print(f"  {exc}", file=sys.stderr)
+                            continue
+                        out.setdefault(key, []).append(max(firsts) - t0)
+                        time.sleep(0.2)
+                # a resident `neuroreflex estop --standby` terminal: Enter -> every device disarmed
+                standby = subprocess.Popen([*estop_commands()["neuroreflex estop"], "--standby", "--reason", "bench"],
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                           text=True, env=env)
+                standby.stdout.readline()  # its banner: ready
+                key = f"neuroreflex estop --standby: Enter -> last device disarmed ({cond})"
+                for _ in range(n):
+                    t0 = time.monotonic()
+                    standby.stdin.write("\n")
+                    standby.stdin.flush()
+                    try:
+                        firsts = _wait(lambda: (lambda ts: ts if all(ts) else None)(
+                            [min(_disarm_times(log, t0), default=None) for log in logs]), 5, "the disarms logged")
+                    except RuntimeError as exc:
+                        print(f"  {exc}", file=sys.stderr)
+                        continue
+                    out.setdefault(key, []).append(max(firsts) - t0)
+                    time.sleep(0.2)
+                standby.stdin.close()
+                standby.wait(10)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(ctl, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
     return out
 
 
@@ -158,6 +303,9 @@ def main() -> None:
     ap.add_argument("--cli-n", type=int, default=20, help="CLI runs per condition")
     ap.add_argument("--load", type=int, default=1,
                     help="busy Python threads in the 'loaded' condition (a worst case: they never wait)")
+    ap.add_argument("--hog", type=int, default=1, help="spinning processes in the 'loaded' conditions")
+    ap.add_argument("--e2e-n", type=int, default=20, help="E-STOPs per condition against the real sessions")
+    ap.add_argument("--no-devices", action="store_true", help="skip the end-to-end run with real sessions")
     args = ap.parse_args()
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
@@ -179,8 +327,9 @@ def main() -> None:
           f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})")
     try:
         with cc.ControlListener("bench", handler, d) as listener:
-            for label, load in (("idle", 0), (f"{args.load} busy threads in the session", args.load)):
-                with _busy(load):
+            for label, load, hog in (("idle", 0, 0), (f"{args.load} busy threads in the session, "
+                                                      f"{args.hog} spinning processes", args.load, args.hog)):
+                with _busy(load), _hogs(hog):
                     print(f"\n[{label}]")
                     _row("baseline: bare UNIX-socket echo round trip", _echo_baseline(echo_dir, args.n))
                     rtt, delay = _in_process(listener.path, args.n, calls)
@@ -193,6 +342,10 @@ def main() -> None:
         shutil.rmtree(d, ignore_errors=True)
         shutil.rmtree(pycache, ignore_errors=True)
         shutil.rmtree(echo_dir, ignore_errors=True)
+    if not args.no_devices:
+        print("\n[end to end: real sessions, virtual devices]")
+        for key, xs in _devices(args.e2e_n, args.hog).items():
+            _row(key, xs)
 
 
 if __name__ == "__main__":

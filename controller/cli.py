@@ -203,6 +203,11 @@ def _sigterm_to_interrupt(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["estop"]:  # before any parser or import: the operator waits on start-up (estop_cli)
+        from controller.estop_cli import main as estop_main
+
+        return estop_main(argv[1:], prog="neuroreflex estop")
     args = build_parser().parse_args(argv)
     if getattr(args, "control", False):  # estop & co.: nothing slow (LSL, numpy) before the E-STOP leaves
         return args.func(args)

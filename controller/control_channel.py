@@ -32,30 +32,26 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from pathlib import Path
+from controller.control_client import (  # noqa: F401  (the client side, re-exported: one import for both sides)
+    ARM, COMMANDS, DEFAULT_CLIENT_TIMEOUT_S, DISARM, ENV_DIR, ESTOP, MAX_REPLY_BYTES, MAX_REQUEST_BYTES, STATUS,
+    SUFFIX, ControlError, Reply, candidate_dirs, check_private_dir, encode_request, find_sockets, is_live, origin,
+    remove_if_stale, request, runtime_dir, send, session_of,
+)
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers know the name)
 
 if TYPE_CHECKING:  # typing and dataclasses cost tens of ms at start-up: `neuroreflex estop` imports this
     from typing import Any
 
-ESTOP = "estop"
-STATUS = "status"
-ARM = "arm"
-DISARM = "disarm"
-COMMANDS = (ESTOP, STATUS, ARM, DISARM)
 URGENT = frozenset({ESTOP, DISARM})  # run on the listener thread, never queued
 
-MAX_REQUEST_BYTES = 4096
-MAX_REPLY_BYTES = 256 * 1024
 MAX_TEXT = 500  # reason, origin, device, operator
 READ_TIMEOUT_S = 2.0  # a connection must deliver its line within this
 REPLY_TIMEOUT_S = 1.0  # a reply the client does not read is dropped after this
 MAX_OPEN = 32  # open connections still waiting for their line; the oldest is dropped beyond
-DEFAULT_CLIENT_TIMEOUT_S = 2.0
 
-ENV_DIR = "NEUROREFLEX_CONTROL_DIR"  # one explicit directory for listeners and clients (tests, several rigs)
-SUFFIX = ".sock"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path minus the NUL
 
@@ -63,33 +59,8 @@ if TYPE_CHECKING:
     Handler = Callable[[str, dict[str, Any]], dict[str, Any] | None]
 
 
-class ControlError(RuntimeError):
-    """The control channel cannot be set up safely; the message says what and where."""
-
-
 # ---------------------------------------------------------------------------------------------
 # Where the sockets live
-
-
-def runtime_dir() -> Path:
-    """The directory this process's session listens in (not created)."""
-    explicit = os.environ.get(ENV_DIR)
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "neuroreflex"
-    return Path(f"/tmp/neuroreflex-{os.geteuid()}")
-
-
-def candidate_dirs() -> list[Path]:
-    """Every directory a session of this user may listen in, so a client started from another kind
-    of terminal (ssh without XDG_RUNTIME_DIR, a desktop terminal with it) still finds it."""
-    if os.environ.get(ENV_DIR):
-        return [Path(os.environ[ENV_DIR])]
-    uid = os.geteuid()
-    out = [runtime_dir(), Path(f"/run/user/{uid}/neuroreflex"), Path(f"/tmp/neuroreflex-{uid}")]
-    return list(dict.fromkeys(out))
 
 
 def ensure_private_dir(path: Path) -> Path:
@@ -104,23 +75,6 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def check_private_dir(path: Path, fix_mode: bool = False) -> None:
-    """Refuse a directory another user could have planted or could write into (they could then
-    intercept or fake E-STOP replies)."""
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise ControlError(f"{path}: the control directory is not a plain directory (a symlink or a file): "
-                           "refusing it; remove it")
-    if st.st_uid != os.geteuid():
-        raise ControlError(f"{path}: the control directory belongs to uid {st.st_uid}, not to you "
-                           f"(uid {os.geteuid()}): refusing it; remove it")
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        if not fix_mode:
-            raise ControlError(f"{path}: the control directory is open to other users "
-                               f"(mode {stat.S_IMODE(st.st_mode):o}): refusing it; chmod 700 it")
-        os.chmod(path, 0o700)
-
-
 def socket_path(session_id: str, directory: Path | None = None) -> Path:
     """Where session ``session_id`` listens."""
     if not _SESSION_ID.match(session_id or ""):
@@ -131,61 +85,6 @@ def socket_path(session_id: str, directory: Path | None = None) -> Path:
         raise ControlError(f"{path}: too long for a UNIX socket path ({len(os.fsencode(path))} bytes, "
                            f"at most {_SUN_PATH_MAX}); set {ENV_DIR} to a shorter directory")
     return path
-
-
-def session_of(path: Path) -> str:
-    return path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.name
-
-
-def find_sockets(directories: Iterable[Path] | None = None, problems: list[str] | None = None) -> list[Path]:
-    """Socket files in the given (or every candidate) directory, live or stale, sorted by name.
-    Missing directories are skipped; an unsafe one raises ControlError, or, when a ``problems``
-    list is given, is noted there and skipped (so one planted directory cannot hide the others)."""
-    out: list[Path] = []
-    for d in directories if directories is not None else candidate_dirs():
-        try:
-            check_private_dir(d)
-        except FileNotFoundError:
-            continue
-        except ControlError as exc:
-            if problems is None:
-                raise
-            problems.append(str(exc))
-            continue
-        for entry in sorted(os.scandir(d), key=lambda e: e.name):
-            if entry.name.endswith(SUFFIX) and not entry.name.startswith("."):
-                if stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode):
-                    out.append(Path(entry.path))
-    return out
-
-
-def _is_live(path: Path, timeout: float = 0.5) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(str(path))
-        return True
-    except (ConnectionRefusedError, FileNotFoundError):
-        return False
-    except OSError:
-        return True  # busy or timing out: not provably dead, leave it
-    finally:
-        s.close()
-
-
-def remove_if_stale(path: Path) -> bool:
-    """Unlink ``path`` if it is our socket file and nobody listens on it."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid() or _is_live(path):
-        return False
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    return True
 
 
 def remove_stale(directory: Path | None = None) -> list[Path]:
@@ -292,7 +191,7 @@ class ControlListener:
     def _listen(self) -> None:
         ensure_private_dir(self.directory)
         self.removed_stale = remove_stale(self.directory)
-        if self.path.exists() and _is_live(self.path):
+        if self.path.exists() and is_live(self.path):
             raise ControlError(f"{self.path}: another live session already uses id {self.session_id!r}")
         tmp = self.directory / f".{self.session_id}.{os.getpid()}.tmp"
         if len(os.fsencode(tmp)) > _SUN_PATH_MAX:
@@ -518,152 +417,4 @@ class ControlListener:
 
 
 # ---------------------------------------------------------------------------------------------
-# The client side
-
-
-class Reply:
-    """One session's answer. ``stale``: nobody listened (a dead session's socket, removed).
-    ``rtt_s``: send to reply read. ``handler_delay_s``: send to the handler being called (both on
-    this host's monotonic clock)."""
-
-    __slots__ = ("session", "path", "ok", "result", "error", "stale", "rtt_s", "handler_delay_s")
-
-    def __init__(self, session: str, path: Path, ok: bool, result: dict[str, Any] | None = None,
-                 error: str | None = None, stale: bool = False, rtt_s: float | None = None,
-                 handler_delay_s: float | None = None) -> None:
-        self.session, self.path, self.ok = session, path, ok
-        self.result = result if result is not None else {}
-        self.error, self.stale, self.rtt_s, self.handler_delay_s = error, stale, rtt_s, handler_delay_s
-
-    def __repr__(self) -> str:
-        return "Reply(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
-
-
-def origin() -> str:
-    """Who and where a request comes from, for the session's journal."""
-    user = os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.geteuid())
-    where = f"{user}@{socket.gethostname()} pid {os.getpid()}"
-    for fd in (0, 1, 2):
-        try:
-            return f"{where} tty {os.ttyname(fd)}"
-        except OSError:
-            continue
-    return where
-
-
-def send(paths: Sequence[Path], command: str, args: dict[str, Any] | None = None, *,
-         timeout: float = DEFAULT_CLIENT_TIMEOUT_S, remove_stale_sockets: bool = True) -> list[Reply]:
-    """Send one command to each socket: every request goes out before any reply is awaited (an
-    E-STOP reaches all sessions first); replies are then read concurrently, each within ``timeout``."""
-    line = _encode({"cmd": command, "args": args or {}})
-    if len(line) > MAX_REQUEST_BYTES:
-        raise ValueError(f"request longer than {MAX_REQUEST_BYTES} bytes")
-    replies: dict[Path, Reply] = {}
-    pending: dict[socket.socket, tuple[Path, float, bytearray]] = {}
-    for path in paths:
-        sid = session_of(path)
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        t0 = time.monotonic()
-        try:
-            s.connect(str(path))
-        except (ConnectionRefusedError, FileNotFoundError):
-            s.close()
-            if remove_stale_sockets:
-                remove_if_stale(path)
-            replies[path] = Reply(sid, path, False, error="not running (stale socket)", stale=True)
-            continue
-        except OSError as exc:
-            s.close()
-            replies[path] = Reply(sid, path, False, error=f"cannot connect: {exc.strerror or exc}")
-            continue
-        t0 = time.monotonic()
-        try:
-            s.sendall(line)
-        except OSError as exc:  # the session hung up first (refused peer, ...): read why if it said so
-            said = _leftover(s)
-            s.close()
-            replies[path] = (_parse_reply(path, said, t0, time.monotonic(), exc) if said.strip()
-                             else Reply(sid, path, False, error=f"cannot send: {exc.strerror or exc}"))
-            continue
-        s.setblocking(False)
-        pending[s] = (path, t0, bytearray())
-    sel = selectors.DefaultSelector()
-    for s in pending:
-        sel.register(s, selectors.EVENT_READ)
-    deadline = {s: t0 + timeout for s, (_, t0, _) in pending.items()}
-    try:
-        while pending:
-            wait = max(0.0, min(deadline.values()) - time.monotonic())
-            for key, _ in sel.select(wait):
-                s = key.fileobj  # type: ignore[assignment]
-                path, t0, buf = pending[s]
-                try:
-                    chunk = s.recv(65536)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError as exc:
-                    chunk, err = b"", exc
-                else:
-                    err = None
-                buf += chunk
-                done = b"\n" in buf or not chunk or len(buf) > MAX_REPLY_BYTES
-                if done:
-                    t1 = time.monotonic()
-                    replies[path] = _parse_reply(path, bytes(buf), t0, t1, err)
-                    sel.unregister(s)
-                    s.close()
-                    del pending[s], deadline[s]
-            now = time.monotonic()
-            for s in [s for s, d in deadline.items() if d <= now]:
-                path = pending[s][0]
-                replies[path] = Reply(session_of(path), path, False,
-                                      error=f"no reply within {timeout:g} s (the session may be hung)")
-                sel.unregister(s)
-                s.close()
-                del pending[s], deadline[s]
-    finally:
-        for s in pending:
-            s.close()
-        sel.close()
-    return [replies[p] for p in paths]
-
-
-def _leftover(s: socket.socket) -> bytes:
-    """What the peer sent before it closed, if anything (without waiting)."""
-    try:
-        s.setblocking(False)
-        return s.recv(MAX_REPLY_BYTES)
-    except OSError:
-        return b""
-
-
-def _parse_reply(path: Path, data: bytes, t0: float, t1: float, err: OSError | None) -> Reply:
-    sid = session_of(path)
-    line = data.split(b"\n", 1)[0]
-    if not line.strip():
-        why = f": {err.strerror or err}" if err is not None else ""
-        return Reply(sid, path, False, error=f"the session closed the connection without a reply{why}", rtt_s=t1 - t0)
-    try:
-        obj = json.loads(line)
-        if not isinstance(obj, dict):
-            raise ValueError("not an object")
-    except ValueError:
-        return Reply(sid, path, False, error=f"unreadable reply: {line[:200]!r}", rtt_s=t1 - t0)
-    t_handler = obj.get("t_handler")
-    delay = t_handler - t0 if isinstance(t_handler, (int, float)) else None
-    result = obj.get("result") if isinstance(obj.get("result"), dict) else {}
-    return Reply(str(obj.get("session") or sid), path, bool(obj.get("ok")), result,
-                 obj.get("error") if not obj.get("ok") else None, False, t1 - t0, delay)
-
-
-def request(command: str, args: dict[str, Any] | None = None, *, session: str | None = None,
-            directories: Iterable[Path] | None = None, timeout: float = DEFAULT_CLIENT_TIMEOUT_S,
-            problems: list[str] | None = None) -> list[Reply]:
-    """Send ``command`` to the session ``session`` or to every session found; stale sockets come
-    back as replies with ``stale=True`` (and are removed). See find_sockets for ``problems``."""
-    dirs = list(directories) if directories is not None else candidate_dirs()
-    paths = find_sockets(dirs, problems)
-    if session is not None:
-        paths = [p for p in paths if session_of(p) == session]
-    return send(paths, command, args, timeout=timeout)
+# The client side: control_client.py (imported above), so that `neuroreflex estop` loads only it

@@ -370,3 +370,52 @@ def test_cli_disarm_goes_to_every_session(cdir):
         r = cli("disarm", "tacs", "--dir", str(cdir))
     assert r.returncode == 0, r.stderr
     assert a.calls[0][0] == b.calls[0][0] == "disarm" and a.calls[0][1]["device"] == "tacs"
+
+
+# --- the fast E-STOP client ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    {"reason": 'quotes " and \\ backslash, tab\t, newline\n, NUL \x00, DEL \x7f', "origin": "ünïcødé ✓"},
+    {"device": "tacs", "operator": "ana", "n": 3, "flag": True, "none": None, "peer": {"pid": 1}},
+    {"reason": "lone surrogate \udc80", "x": 1.5, "list": [1, "a"]},
+])
+def test_the_request_line_is_the_json_the_listener_reads(args):
+    line = cc.encode_request(cc.ESTOP, args)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(line) == {"cmd": cc.ESTOP, "args": args}
+
+
+def test_estop_options_are_read_by_hand_and_anything_else_goes_to_argparse(cdir):
+    from controller.estop_cli import fast_options
+
+    assert fast_options(["--reason", "r", "--dir=/x", "--session", "s1", "--timeout", "1.5"]) == \
+        {"reason": "r", "dir": "/x", "session": "s1", "timeout": "1.5"}
+    for bad in (["--help"], ["-h"], ["--reason"], ["--timeout", "soon"], ["--bogus", "1"], ["stray"]):
+        assert fast_options(bad) is None
+    bad = cli("estop", "--timeout", "soon", "--dir", str(cdir))
+    assert bad.returncode == 2 and "neuroreflex estop: error: argument --timeout" in bad.stderr
+    helped = cli("estop", "--help")
+    assert helped.returncode == 0 and "--reason TEXT" in helped.stdout
+
+
+def test_estop_module_alone_sends_the_estop(cdir):
+    h = Recorder()
+    with ControlListener("s1", h, cdir):
+        r = subprocess.run([sys.executable, "-m", "controller.estop_cli", "--dir", str(cdir), "--reason", "alone"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "session s1: acknowledged: estop done" in r.stdout
+    assert h.calls[0][0] == "estop" and h.calls[0][1]["reason"] == "alone"
+
+
+def test_the_estop_path_imports_nothing_heavy():
+    code = ("import sys; from controller.cli import main; main(['estop', '--dir', sys.argv[1]]); "
+            "print(' '.join(sorted(sys.modules)))")
+    with tempfile.TemporaryDirectory(prefix="nr-none-") as empty:
+        r = subprocess.run([sys.executable, "-c", code, empty], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    loaded = set(r.stdout.split())
+    assert "controller.control_client" in loaded, r.stderr
+    for heavy in ("numpy", "pylsl", "yaml", "pydantic", "controller.control_channel", "controller.control_cli",
+                  "threading", "queue"):  # (argparse: cli.py imports it at the top)
+        assert heavy not in loaded, heavy
