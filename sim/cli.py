@@ -6,6 +6,7 @@
 - ``sim resp``: the respiration belt alone (sim/respiration.py).
 - ``sim device KIND``: a virtual stimulator process (sim/devices/process.py: READY line,
   ``--log`` journal, stdin fault control).
+- ``sim fmri``: fMRI volumes (sim/fmri/cli.py): the simulator, or ``--replay FILE`` a 4D NIfTI.
 
 Each streams until the duration elapses (or the recording ends, with ``--once``), Ctrl-C or
 SIGTERM, and exits 0 on a clean stop.
@@ -88,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     resp.add_argument("--duration", type=_positive_float, default=None, help="stop after this many seconds")
     resp.add_argument("--quiet", action="store_true", help="no startup message")
     _add_device_parser(sub)
+    sub.add_parser("fmri", add_help=False,
+                   help="fMRI volumes over LSL and/or into a folder: the simulator, or --replay FILE.nii.gz "
+                        "(`sim fmri --help`; handled by sim/fmri/cli.py)")
     return parser
 
 
@@ -279,6 +283,11 @@ def _quiet_liblsl() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["fmri"]:  # its own parser (simulator or --replay): forward everything after 'fmri'
+        from sim.fmri.cli import main as fmri_main
+
+        return fmri_main(argv[1:])
     args = build_parser().parse_args(argv)
     _quiet_liblsl()
     stop = threading.Event()
