@@ -26,7 +26,8 @@ class FeatureValue:
 
     ``at``: for a ``phase`` feature whose value is 1.0, the LSL time the pulse should land at
     (the predicted target-phase crossing; send the command at ``at - device delay``). None
-    for every other value.
+    for every other value. ``block``: for a volume's features, the block the scanner acquired
+    it in; rules and feedback use it rather than the block running when it was processed.
     """
 
     name: str
@@ -34,6 +35,7 @@ class FeatureValue:
     source_time: float
     sample_index: int
     at: float | None = None
+    block: str | None = None  # fMRI: the block of the volume by its acquisition number (else the timeline's)
 
 
 def power_bands(spec: FeatureSpec) -> tuple[Band, ...]:

@@ -1,0 +1,1 @@
+"""Real-time fMRI processing: realignment, ROIs, GLM detrending, feedback features."""

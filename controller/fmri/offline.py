@@ -1,0 +1,102 @@
+"""Offline reference of the per-volume feature pipeline, computed on a whole 4D array.
+
+The straightforward route, for checking the incremental online classes to numerical precision:
+smooth every volume (if asked) and take ROI means, then a fresh least-squares fit for every n
+(:func:`glm.offline_glm`), the spike filter as a plain loop, PSC from block segments, and
+``np.corrcoef`` per window. Nothing here is on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .connectivity import offline_sliding_correlation
+from .glm import GlmConfig, offline_glm
+from .psc import PscConfig, offline_psc
+from .rois import Roi
+from .smoothing import GaussianSmoother
+from .spikes import SpikeConfig, offline_spike_filter
+
+
+@dataclass(frozen=True)
+class FeaturePipelineConfig:
+    """What the per-volume feature stages do (shared by the online composition and this reference)."""
+
+    glm: GlmConfig = field(default_factory=GlmConfig)
+    psc: PscConfig = field(default_factory=PscConfig)
+    spike: SpikeConfig | None = None
+    smoothing_fwhm_mm: float | None = None
+    connectivity: tuple[int, int] | None = None  # indices of the two ROIs to correlate
+    connectivity_window: int = 20
+    fisher_z: bool = False
+
+
+@dataclass
+class OfflineFeatures:
+    """Per-volume arrays, (n_volumes, n_rois) unless noted; NaN where a value does not exist yet."""
+
+    raw: np.ndarray
+    cleaned: np.ndarray
+    detrended: np.ndarray
+    psc: np.ndarray
+    feedback: np.ndarray
+    connectivity: np.ndarray | None  # (n_volumes,)
+
+
+def offline_roi_series(data4d: np.ndarray, affine: np.ndarray, rois: Sequence[Roi], smoothing_fwhm_mm: float | None = None) -> np.ndarray:
+    """ROI means (n_volumes, n_rois) of each volume, smoothing the whole volume first when asked."""
+    smoother = GaussianSmoother.for_affine(smoothing_fwhm_mm, affine) if smoothing_fwhm_mm else None
+    out = np.empty((data4d.shape[3], len(rois)))
+    for t in range(data4d.shape[3]):
+        vol = np.asarray(data4d[..., t], dtype=np.float64)
+        if smoother is not None:
+            vol = smoother(vol)
+        out[t] = [roi.mean_of(vol) for roi in rois]
+    return out
+
+
+def offline_features(
+    data4d: np.ndarray,
+    affine: np.ndarray,
+    rois: Sequence[Roi],
+    motion: np.ndarray | None,
+    labels: Sequence[str],
+    config: FeaturePipelineConfig,
+    task: np.ndarray | None = None,
+) -> OfflineFeatures:
+    """The whole pipeline on ``data4d`` (x, y, z, n) with ``motion`` (n, 6) and one block label per volume.
+
+    ``task`` (n, n_task) holds the task regressors when ``config.glm.n_task`` > 0.
+
+    ``data4d`` should already be realigned (or be the raw volumes when motion is only regressed).
+    """
+    n = data4d.shape[3]
+    if len(labels) != n:
+        raise ValueError(f"offline_features: {len(labels)} block labels for {n} volumes")
+    raw = offline_roi_series(data4d, affine, rois, config.smoothing_fwhm_mm)
+    return offline_features_from_series(raw, motion, labels, config, task)
+
+
+def offline_features_from_series(
+    raw: np.ndarray,
+    motion: np.ndarray | None,
+    labels: Sequence[str],
+    config: FeaturePipelineConfig,
+    task: np.ndarray | None = None,
+) -> OfflineFeatures:
+    """Everything after the ROI means, from the (n, m) raw ROI series."""
+    raw = np.asarray(raw, dtype=np.float64).reshape(len(labels), -1)
+    resid, detr = offline_glm(raw, motion if config.glm.motion else None, config.glm, task)
+    if config.spike is not None:
+        level = detr - resid
+        resid = offline_spike_filter(resid, config.spike)
+        detr = resid + level
+    psc, fb = offline_psc(detr, labels, config.psc)
+    conn = None
+    if config.connectivity is not None:
+        a, b = config.connectivity
+        conn = offline_sliding_correlation(detr[:, a], detr[:, b], config.connectivity_window, config.fisher_z)
+    return OfflineFeatures(raw, resid, detr, psc, fb, conn)
