@@ -76,7 +76,14 @@ def _run(protocol: Path, args: argparse.Namespace, sim) -> int:
                       build_report=not args.no_report, site_config=Path(site) if site else None,
                       arm=getattr(args, "arm", False), operator=getattr(args, "operator", "operator"),
                       participant=getattr(args, "participant", "anonymous"),
-                      virtual_devices=False if getattr(args, "hardware", False) else None)
+                      virtual_devices=False if getattr(args, "hardware", False) else None,
+                      run=getattr(args, "run", None),
+                      volumes_folder=Path(args.volumes_folder) if getattr(args, "volumes_folder", None) else None)
+    if sim is not None and hasattr(args, "speed"):
+        from controller.volume_session import FmriSimOptions
+
+        opts.fmri_sim = FmriSimOptions(replay=args.replay, speed=args.speed or args.replay_speed or 1.0,
+                                       seed=args.seed, volumes=args.volumes)
     try:
         result = run_session(opts)
     except ProtocolError as exc:
@@ -181,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--respiration", action="store_true", help="with --sim: also stream a respiration belt")
     p.add_argument("--hardware", action="store_true",
                    help="with --sim: drive the devices on the site's ports (simulated participant, real stimulators)")
+    f = p.add_argument_group("fMRI")
+    f.add_argument("--run", default=None, metavar="RUN", help="which run of a multi-run protocol (name or number)")
+    f.add_argument("--volumes-folder", default=None, metavar="DIR",
+                   help="the scanner's real-time export folder (overrides the protocol's)")
+    f.add_argument("--speed", type=float, default=None, metavar="X",
+                   help="with --sim: the simulated scanner (or --replay of a 4D NIfTI) runs X times faster")
+    f.add_argument("--volumes", type=int, default=None, metavar="N", help="with --sim: stop the scanner after N volumes")
     _add_run_options(p)
     p.set_defaults(func=_cmd_run)
 
@@ -191,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="(re)build the report of a session folder")
     p.add_argument("session_dir")
     p.set_defaults(func=_cmd_report)
+
+    from controller.display import cli as display_cli  # argparse only: Qt is imported when it runs
+
+    p = sub.add_parser("display", help="Qt displays following a session over LSL: thermometer, fmri-panel")
+    display_cli.add_arguments(p)
+    p.set_defaults(func=display_cli.main)
 
     from controller.control_cli import add_control_commands
 

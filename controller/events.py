@@ -26,6 +26,7 @@ INPUT = "input"  # input connected / stalled / resumed / clock jump
 FAULT = "fault"
 SAFETY = "safety"  # governor verdicts, arming, interlocks
 INFO = "info"
+VOLUME = "volume"  # an fMRI volume was processed: motion, FD, ROI values, time per stage
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,9 @@ class RunOptions:
     participant: str = "anonymous"  # the dose ledger is per participant
     ledger_dir: Path | None = None  # default: <session_root>/ledger
     virtual_devices: bool | None = None  # None: with sim; False: the site's ports (simulated signals, real devices)
+    run: str | None = None  # fMRI multi-run protocols: which run (name or 1-based number)
+    volumes_folder: Path | None = None  # fMRI: the scanner's export folder (overrides the protocol's)
+    fmri_sim: Any = None  # controller.volume_session.FmriSimOptions; default from ``sim`` for fMRI protocols
 
 
 @dataclass
@@ -115,13 +118,20 @@ def run_session(opts: RunOptions) -> SessionResult:
 
         site = load_site(opts.site_config)
     protocol = load_protocol(opts.protocol_path, site=site)
+    from controller.protocol.runs import RunChoiceError, select_run
+
+    try:
+        protocol = select_run(protocol, opts.run)
+    except RunChoiceError as exc:
+        raise SessionError(str(exc)) from exc
+    fmri = _fmri_plan(protocol, opts) if protocol.volume_inputs else None
     if protocol.devices and site is None:
         raise SessionError(f"{opts.protocol_path} drives stimulators ({', '.join(protocol.devices)}): "
                            "give the site configuration with its devices and limits (--site config/site.yaml)")
     session_id = uuid.uuid4().hex[:8]
     sim_proc: subprocess.Popen | None = None
     sim_name = ""
-    if opts.sim is not None:
+    if opts.sim is not None and protocol.inputs:
         if opts.sim.chunk is None:
             opts.sim = replace(opts.sim, chunk=1 if protocol.devices else 10)
         sim_name = f"{opts.lsl_prefix}-sim-eeg-{session_id}"
@@ -167,28 +177,40 @@ def run_session(opts: RunOptions) -> SessionResult:
         readers, pipelines = _open_inputs(protocol, opts, sim_proc)
         output = LslFeedbackOutput(opts.lsl_prefix, list(protocol.features), source_id=f"neuroreflex-{session_id}")
         output.open()
-        engine = Engine(protocol, bus, [output], stimulation=stim.stimulation if stim else None,
+        engine = Engine(fmri.engine_protocol(protocol) if fmri else protocol, bus, [output],
+                        stimulation=stim.stimulation if stim else None,
                         fired_today=_fired_today(stim, protocol) if stim else None)
         acts.engine = engine
         for reader in readers:
             _wire(reader, pipelines[reader.input_name], engine, bus, stim.governor if stim else None)
+        if fmri is not None:
+            sim_proc = fmri.open(protocol, folder.path, bus, engine, session_id, stim.governor if stim else None)
+            readers = readers + fmri.sources
         if opts.record_xdf:
-            predicates = [{"source_id": r.info.source_id()} for r in readers]
+            predicates = [{"source_id": r.info.source_id()} for r in readers if isinstance(r, InputReader)]
             predicates += [{"source_id": sid} for sid in output.source_ids.values()]
-            if sim_proc is not None and opts.sim.replay is None:
+            if sim_proc is not None and fmri is None and opts.sim.replay is None:
                 predicates.append({"name": f"{sim_name}-state"})  # the participant's true state
-            if sim_proc is not None and opts.sim.replay is not None and _stream_exists(f"{sim_name}-annotations"):
+            if sim_proc is not None and fmri is None and opts.sim.replay is not None and _stream_exists(f"{sim_name}-annotations"):
                 predicates.append({"name": f"{sim_name}-annotations"})  # e.g. the annotated seizure onset
-            if sim_proc is not None and "--respiration" in opts.sim.extra_args:
+            if sim_proc is not None and opts.sim is not None and "--respiration" in opts.sim.extra_args:
                 predicates.append({"name": f"{sim_name}-resp-phase"})  # true inhale/exhale, to score gating
+            if fmri is not None:
+                predicates += fmri.record_predicates()
             recorder = XdfRecorder()
             recorder.start(folder.xdf_path, predicates)
-        bus.publish(Event(ev.SESSION_START, now(), None, _session_start_data(protocol, readers, session_id)))
+        start_data = _session_start_data(protocol, [r for r in readers if isinstance(r, InputReader)], session_id)
+        if fmri is not None:
+            start_data["fmri"] = fmri.start_data(protocol)
+        bus.publish(Event(ev.SESSION_START, now(), None, start_data))
         if opts.progress is not None:
             fb = protocol.feedback.value if protocol.feedback else None
             display = TextDisplay(bus, engine.snapshot, fb, _main_threshold(protocol, fb), stream=opts.progress)
             display.start()
-        engine.start()
+        if fmri is None:
+            engine.start()
+        else:
+            _say(opts, fmri.waiting_text())  # the timeline starts at the run's first counted volume
         for reader in readers:
             reader.start()
         if opts.keyboard and KeyboardControl.available():
@@ -196,7 +218,8 @@ def run_session(opts: RunOptions) -> SessionResult:
             keyboard = KeyboardControl(actions, notify=lambda text: _say(opts, text))
             keyboard.start()
             _say(opts, help_text(actions))
-        status = _control_loop(engine, readers, sim_proc, opts, stim.watchdog if stim else None)
+        status = _control_loop(engine, readers, sim_proc, opts, stim.watchdog if stim else None,
+                               sim_finished=fmri.sim_finished if fmri else None)
     except KeyboardInterrupt:
         status = "stopped"
         if engine is not None:
@@ -217,6 +240,8 @@ def run_session(opts: RunOptions) -> SessionResult:
                 stim.close()
             except Exception as exc:
                 bus.publish(Event(ev.FAULT, now(), None, {"source": "stimulation", "reason": f"closing: {exc}"}))
+        if fmri is not None:
+            fmri.close()
         result = _shutdown(folder, bus, journal, recorder, readers, display, output, engine, sim_proc, status, opts)
     return result
 
@@ -302,6 +327,20 @@ def _wire(reader: InputReader, pipeline: FeaturePipeline, engine: Engine, bus: E
     reader.on_chunk, reader.on_status = on_chunk, on_status
 
 
+def _fmri_plan(protocol: Protocol, opts: RunOptions):
+    """The fMRI inputs' plan: simulator/replay (with --sim), the scanner folder, the scanner clock."""
+    from controller.volume_session import FmriPlan, FmriSimOptions
+
+    sim = opts.fmri_sim
+    if sim is None and opts.sim is not None:
+        sim = FmriSimOptions(replay=opts.sim.replay, seed=opts.sim.seed)
+    if protocol.inputs:
+        raise SessionError(f"protocol {protocol.name!r} mixes signal streams and fMRI volumes; "
+                           "one kind per session is supported")
+    return FmriPlan(protocol, opts.lsl_prefix, sim if opts.sim is not None or opts.fmri_sim else None,
+                    opts.volumes_folder, opts.resolve_timeout_s)
+
+
 def _stream_exists(name: str, timeout_s: float = 2.0) -> bool:
     import pylsl
 
@@ -339,7 +378,7 @@ def _signals_estop(acts: OperatorActs):
     return estop_on_signals(acts.estop)
 
 
-def _control_loop(engine: Engine, readers, sim_proc, opts: RunOptions, watchdog=None) -> str:
+def _control_loop(engine: Engine, readers, sim_proc, opts: RunOptions, watchdog=None, sim_finished=None) -> str:
     t0 = time.monotonic()
     if watchdog is not None:
         watchdog.start()  # from here on the loop kicks it every cycle
@@ -354,6 +393,9 @@ def _control_loop(engine: Engine, readers, sim_proc, opts: RunOptions, watchdog=
             if reader.error is not None:
                 raise SessionError(f"input {reader.input_name!r} failed: {reader.error}")
         if sim_proc is not None and sim_proc.poll() is not None:
+            if sim_finished is not None and sim_finished(sim_proc):
+                engine.stop(f"the simulated scanner finished ({sim_finished.__doc__ or 'all volumes sent'})")
+                return "stopped"
             engine.set_inhibit("simulator", f"simulator exited with code {sim_proc.returncode}")
     return "completed" if engine.stop_reason == TIMELINE_COMPLETE else "stopped"
 
@@ -366,7 +408,7 @@ def _shutdown(folder, bus, journal, recorder, readers, display, output, engine, 
             reader.join(timeout=2)
     summary: dict[str, Any] = {
         "blocks": engine.block_stats if engine else [],
-        "samples": {r.input_name: r.samples_received for r in readers},
+        "samples": {r.input_name: getattr(r, "samples_received", getattr(r, "volumes_received", 0)) for r in readers},
     }
     if recorder is not None:
         try:

@@ -68,9 +68,16 @@ def validate(value: Any, schema: dict, root: dict, path: str = "$") -> None:
                 raise Invalid(f"{path}: {len(value)} items violates {key} {rule}")
             if key == "uniqueItems" and rule and len(set(map(json.dumps, value))) != len(value):
                 raise Invalid(f"{path}: items not unique")
-            if key == "items":
-                for i, item in enumerate(value):
+            if key == "items":  # (2020-12) applies past the prefixItems
+                n_prefix = len(schema.get("prefixItems", ()))
+                for i, item in enumerate(value[n_prefix:], start=n_prefix):
+                    if rule is False:
+                        raise Invalid(f"{path}: item {i} beyond prefixItems not allowed")
                     validate(item, rule, root, f"{path}[{i}]")
+        elif key == "prefixItems":
+            if isinstance(value, list):
+                for i, (item, sub) in enumerate(zip(value, rule)):
+                    validate(item, sub, root, f"{path}[{i}]")
         elif key in ("properties", "required", "additionalProperties", "patternProperties",
                      "propertyNames", "minProperties", "maxProperties"):
             if not isinstance(value, dict):

@@ -91,14 +91,19 @@ def test_xdf_holds_every_stream_with_the_journaled_samples(session):
     assert len(eeg["time_stamps"]) > 250 * 10  # most of the session's samples
     events = read_journal(session / "journal.jsonl")
 
-    # markers: every decision and block change, in order, with the journaled source times
-    sent = [e for e in events if e["kind"] in ("decision", "block_start", "block_end")]
+    # markers: every decision, block change and threshold value, in order, with the journaled source times
+    # (a threshold set before any sample, e.g. at start, is stamped when it was set)
+    sent = [e for e in events if e["kind"] in ("decision", "block_start", "block_end")
+            or e["kind"] == "threshold" and e["data"]["value"] is not None]
     markers = by_type["Markers"]
     texts = [m[0] for m in markers["time_series"]]
     assert len(texts) == len(sent)
-    expected = [e["data"]["action"] if e["kind"] == "decision" else f"{e['kind']}:{e['data']['label']}" for e in sent]
+    expected = [e["data"]["action"] if e["kind"] == "decision"
+                else f"threshold:{e['data']['name']}={e['data']['value']:.6g}" if e["kind"] == "threshold"
+                else f"{e['kind']}:{e['data']['label']}" for e in sent]
     assert texts == expected
-    np.testing.assert_allclose(markers["time_stamps"], [e["t_source"] for e in sent], atol=1e-9)
+    stamps = [e["t"] if e["t_source"] is None else e["t_source"] for e in sent]
+    np.testing.assert_allclose(markers["time_stamps"], stamps, atol=1e-9)
 
     # feedback: one sample per feedback event, same value and source time
     fb_events = [e for e in events if e["kind"] == "feedback"]

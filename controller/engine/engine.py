@@ -76,8 +76,8 @@ class Engine:
             return INHIBITED
         return self._state
 
-    def _publish(self, kind: str, t_source: float | None = None, **data: Any) -> None:
-        self.bus.publish(Event(kind, self.clock(), t_source, data))
+    def _publish(self, kind: str, t_source: float | None = None, *, at: float | None = None, **data: Any) -> None:
+        self.bus.publish(Event(kind, self.clock() if at is None else at, t_source, data))
 
     def _publish_state(self) -> None:
         reason = "; ".join(self.inhibitions.values()) if self.inhibitions else None
@@ -111,11 +111,12 @@ class Engine:
                 "interlocks": {s: i.reason for s, i in gov.inhibitions.items()}}
 
     # ------------------------------------------------------------------ operator acts
-    def start(self) -> None:
+    def start(self, t: float | None = None) -> None:
+        """Start the timeline now, or at ``t`` (e.g. an fMRI run's first volume's acquisition time)."""
         with self._lock:
             if self._state != IDLE:
                 raise RuntimeError(f"cannot start from state {self._state!r}")
-            t = self.clock()
+            t = self.clock() if t is None else t
             self._state = RUNNING
             for change in self.thresholds.initial():
                 self._threshold_changed(change, None)
@@ -194,6 +195,8 @@ class Engine:
         t_src = group[-1].source_time
         block = self.timeline.current
         label = block.label if block else None
+        if getattr(group[-1], "block", None) is not None:  # an fMRI volume: the block it was acquired in
+            label = group[-1].block
         updated = {}
         for v in group:
             self.latest[v.name] = v.value
@@ -324,8 +327,12 @@ class Engine:
         self._frames = self._rewarded = 0
 
     def _threshold_changed(self, change: ThresholdChange, t_source: float | None) -> None:
-        self._publish(ev.THRESHOLD, t_source, name=change.name, value=change.value, reason=change.reason,
+        t = self.clock()
+        self._publish(ev.THRESHOLD, t_source, at=t, name=change.name, value=change.value, reason=change.reason,
                       reward_rate=change.reward_rate, n_values=change.n_values)
+        if change.value is not None:  # displays draw the target line from it (e.g. the fMRI thermometer)
+            self._send(Command("marker", t_source if t_source is not None else t,
+                               {"text": f"threshold:{change.name}={change.value:.6g}"}))
 
     def _finish(self, reason: str) -> None:
         self.stop_reason = reason

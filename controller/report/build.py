@@ -17,7 +17,8 @@ from typing import Any, Callable
 from controller.protocol.compiled import Protocol
 from controller.recording.journal import json_default
 from controller.recording.session import REPORT_DIR, XDF_NAME
-from controller.report import figures, html, metrics, phase_error, seizure, stim_figures, stimulation
+from controller.report import (figures, fmri, fmri_figures, html, metrics, phase_error, seizure, stim_figures,
+                               stimulation)
 from controller.report.data import SessionData, load_session
 from controller.report.protocol_copy import load_session_protocol
 from controller.report.recording import Recording, load_recording
@@ -126,6 +127,14 @@ def closed_loop(data: SessionData, recording: Recording, protocol: Protocol | No
     return stim, out
 
 
+def fmri_part(data: SessionData, protocol: Protocol | None) -> tuple[fmri.FmriSession | None, dict[str, Any] | None]:
+    """The fMRI part of summary.json (None without volume events) and what its figures need."""
+    fm = _guarded("fMRI", fmri.collect, data, protocol)
+    if isinstance(fm, dict):  # it failed: say so in place of the section
+        return None, fm
+    return (fm, _guarded("fMRI", fmri.summary, fm)) if fm is not None else (None, None)
+
+
 def build_report(session_dir: Path | str) -> Path:
     """(Re)build ``<session_dir>/report/`` and return the path of ``report.html``."""
     session_dir = Path(session_dir)
@@ -135,6 +144,7 @@ def build_report(session_dir: Path | str) -> Path:
     protocol, protocol_error = load_session_protocol(session_dir, data.manifest)
     stim, extra = closed_loop(data, recording, protocol, protocol_error, session_dir)
     summary.update(extra)
+    fm, summary["fmri"] = fmri_part(data, protocol)
     out = session_dir / REPORT_DIR
     out.mkdir(exist_ok=True)
 
@@ -172,6 +182,12 @@ def build_report(session_dir: Path | str) -> Path:
     if summary["phase_error"] is not None and "error" not in summary["phase_error"]:
         made["phase_error"] = (stim_figures.phase_polar_figure(data, summary["phase_error"]),
                                f"Polar histogram of phase error (15° bins); {phase_error.DEFINITION}.")
+    if fm is not None and "error" not in summary["fmri"]:
+        fmri_made = _guarded("fMRI figures", fmri_figures.make, data, fm, summary["fmri"])
+        if "error" in fmri_made:
+            summary["fmri"]["problems"].append(fmri_made["error"])
+        else:
+            made.update(fmri_made)
     pngs: dict[str, tuple[Path, str]] = {}
     for key, (fig, caption) in made.items():
         if fig is not None:

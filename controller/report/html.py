@@ -67,15 +67,16 @@ def render(summary: dict[str, Any], figures: dict[str, tuple[Path, str]]) -> str
     }], [(k, k) for k in ("blocks", "feedback blocks", "rewards", "decisions", "feature updates",
                           "median latency (ms)", "p99 latency (ms)", "inhibited")]))
 
-    from controller.report import stim_html  # imports this module's helpers
+    from controller.report import fmri_html, stim_html  # import this module's helpers
 
     for key, (png, caption) in figures.items():
-        if key in stim_html.SECTION_FIGURES:
+        if key in stim_html.SECTION_FIGURES or key in fmri_html.FMRI_FIGURES:
             continue
         parts.append(f"<figure id='{escape(key)}'>{_img(png)}<figcaption>{escape(caption)}</figcaption></figure>")
     parts.append(stim_html.stimulation_section(s.get("stimulation"), figures))
     parts.append(stim_html.seizure_section(s.get("seizure"), figures))
     parts.append(stim_html.phase_section(s.get("phase_error"), figures, s.get("phase_error_definition") or ""))
+    parts.append(fmri_html.fmri_section(s.get("fmri"), figures))
 
     parts.append("<h2>Blocks</h2><p class='meta'>" + escape(metrics.REWARD_RATE_DEFINITION) + "</p>")
     parts.append(_table(s["blocks"], [

@@ -1,0 +1,312 @@
+"""The fMRI side of a session: volume sources, the per-volume pipeline, the simulator or replay.
+
+Wiring per fMRI input: VolumeSource thread -> VolumePipeline.push -> Engine.on_features ->
+feedback/markers, and the volume's QC (motion, FD, time per stage) to the journal and the
+``<prefix>-fmri-qc`` LSL outlet, all in the source's thread (a volume is one chunk).
+
+The protocol's timeline starts at the first counted volume (after the dummies), as a scanner's
+trigger starts a paradigm. With ``--speed`` (simulator or replay faster than real time) the
+engine's timeline is shortened by the same factor, so its blocks (markers for the display) stay
+in step with the volumes; everything stays on the LSL clock. Each volume's block for the PSC
+baseline, rules and feedback comes from its acquisition number, so it does not depend on speed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from controller import events as ev
+from controller.clock import now
+from controller.events import Event, EventBus
+from controller.fmri.pipeline import VolumePipeline, VolumePipelineError
+from controller.protocol.compiled import Protocol, VolumeInputSpec, VolumeSourceSpec
+from drivers.base import Command
+
+SIM_FOLDER = "scanner"  # the simulated scanner's export folder inside the session folder
+
+
+@dataclass
+class FmriSimOptions:
+    """How to feed an fMRI protocol without a scanner: the simulator, or a replayed 4D NIfTI."""
+
+    replay: str | None = None  # a 4D NIfTI to replay; None = the simulated participant
+    speed: float = 1.0
+    seed: int = 0
+    volumes: int | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+
+def sim_design(protocol: Protocol, spec: VolumeInputSpec) -> str:
+    """The protocol's timeline as the simulator's --blocks spec, dummies first."""
+    items = [f"dummy:{spec.skip}tr"] if spec.skip else []
+    items += [f"{b.label}:{b.duration_s:g}s" for b in protocol.timeline]
+    return ",".join(items)
+
+
+def sim_target(protocol: Protocol) -> str:
+    """What the simulated participant learns to raise: the feedback feature's ROI, by name or, for a sphere,
+    as ``mni:X,Y,Z`` (the simulator picks its labelled ROI nearest the centre), or dmn-cen."""
+    fb = protocol.feedback
+    feat = protocol.features.get(fb.value) if fb else None
+    if feat is None:
+        return "amygdala_l"
+    if feat.kind == "roi_correlation":
+        return "dmn-cen"
+    roi = protocol.rois.get(feat.params.roi)
+    if roi and roi.sphere_center_mm:
+        return "mni:" + ",".join(f"{c:g}" for c in roi.sphere_center_mm)
+    return feat.params.roi
+
+
+def sim_source_spec(spec: VolumeInputSpec, opts: FmriSimOptions, folder: Path, lsl_name: str) -> VolumeSourceSpec:
+    """Where the session reads what the simulator (or the replay) writes: its LSL stream or its folder."""
+    if spec.source.stream is not None:
+        return replace(spec.source, stream=replace(spec.source.stream, name=lsl_name, type=None, source_id=None))
+    pattern = spec.source.pattern if opts.replay else "*.nii"  # the replay writes as the protocol's scanner would
+    return replace(spec.source, folder=str(folder), pattern=pattern, existing="take", index_regex=None)
+
+
+def start_fmri_source_process(protocol: Protocol, spec: VolumeInputSpec, opts: FmriSimOptions, folder: Path,
+                              prefix: str, lsl_name: str) -> subprocess.Popen:
+    """Start the simulator (or the replay) feeding this input, and wait until it is ready."""
+    cmd = [sys.executable, "-m", "sim", "fmri"]
+    if opts.replay:
+        cmd += ["--replay", str(opts.replay), "--speed", f"{opts.speed:g}"]
+    else:
+        cmd += ["--blocks", sim_design(protocol, spec), "--tr", f"{spec.tr_s:g}", "--speed", f"{opts.speed:g}",
+                "--seed", str(opts.seed), "--prefix", prefix, "--target", sim_target(protocol), "--quiet",
+                "--name", lsl_name]
+        if opts.volumes:
+            cmd += ["--volumes", str(opts.volumes)]
+    if spec.source.stream is not None:
+        cmd += ["--lsl", lsl_name, "--wait-consumer", "30"]  # volume 1 waits for the session's inlet
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        cmd += ["--folder", str(folder)]
+        if opts.replay:
+            cmd += replay_format_args(spec.source.pattern, Path(opts.replay))
+    cmd += opts.extra_args
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _await_ready(proc, " ".join(cmd[2:5]))
+    return proc
+
+
+def replay_format_args(pattern: str, replay: Path) -> list[str]:
+    """Write what the protocol's scanner writes: MOSAIC DICOMs for '*.dcm' (reusing a DICOM of the
+    same series found beside the replayed file), else NIfTI; both for DICOM, as scanners exporting two
+    files per TR do, so the pattern has to pick."""
+    if not pattern.lower().endswith(".dcm"):
+        return ["--format", "nifti"]
+    args = ["--format", "dicom,nifti"]
+    templates = sorted(replay.parent.glob("*.dcm"))
+    if templates:
+        args += ["--dicom-template", str(templates[0])]
+    return args
+
+
+READY_TIMEOUT_S = 60.0
+
+
+def _await_ready(proc: subprocess.Popen, what: str) -> dict[str, Any]:
+    """Wait for the simulator's READY line (its outlets exist), then keep draining its output."""
+    import json
+    import queue
+
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    ready = threading.Event()
+
+    def pump(stream, keep: bool) -> None:  # keeps the pipe drained so the simulator never blocks on it
+        for line in stream:
+            if keep and not ready.is_set():
+                lines.put(line)
+        if keep:
+            lines.put(None)
+
+    threading.Thread(target=pump, args=(proc.stdout, True), daemon=True).start()
+    deadline = now() + READY_TIMEOUT_S
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - now()))
+        except queue.Empty:
+            proc.kill()
+            raise VolumePipelineError(f"{what}: no READY line within {READY_TIMEOUT_S:g} s") from None
+        if line is None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise VolumePipelineError(f"{what} exited with code {proc.wait()}: {err.strip()[-2000:]}")
+        if line.startswith("READY"):
+            ready.set()
+            threading.Thread(target=pump, args=(proc.stderr, False), daemon=True).start()
+            return json.loads(line[5:] or "{}")
+
+
+def wire_volumes(source: Any, pipeline: VolumePipeline, engine: Any, bus: EventBus, qc_output: Any,
+                 start_run: Callable[[float], None], governor: Any = None) -> None:
+    """Connect a volume source to its pipeline and the engine (all in the source's thread)."""
+    name = source.input_name
+    inhibit_source = f"input:{name}"
+    started = threading.Event()
+
+    def on_volume(volume) -> None:
+        if not started.is_set() and pipeline.design.counted(volume.index) == 0:
+            started.set()
+            start_run(volume.acquired)
+        try:
+            result = pipeline.push(volume)
+        except VolumePipelineError as exc:
+            engine.set_inhibit(f"fmri:{name}", str(exc))
+            bus.publish(Event(ev.FAULT, now(), volume.acquired, {"source": f"input {name}", "reason": str(exc)}))
+            raise
+        engine.on_features(result.values)
+        t_out = now()
+        qc = result.qc
+        qc["input"] = name
+        if "timing_ms" in qc:
+            qc["timing_ms"]["total"] = 1e3 * (t_out - volume.acquired)
+            row = [volume.index, *qc["motion"], qc["fd_mm"], qc["timing_ms"]["total"]]
+            if qc_output is not None:
+                qc_output.send(Command("fmri_qc", volume.acquired, {"row": row}))
+        bus.publish(Event(ev.VOLUME, t_out, volume.acquired, qc))
+
+    def on_status(status: str, detail: str) -> None:
+        bus.publish(Event(ev.INPUT, now(), None, {"input": name, "status": status, "detail": detail}))
+        if status in ("stalled", "lost"):
+            engine.set_inhibit(inhibit_source, f"input {name} {status}")
+            if governor is not None:
+                governor.inhibit(f"input_stall:{name}", f"input {name} {status}: {detail}")
+        elif status == "resumed":
+            engine.clear_inhibit(inhibit_source)
+            if governor is not None:
+                governor.clear(f"input_stall:{name}")
+
+    source.on_volume, source.on_status = on_volume, on_status
+
+
+def session_start_fmri(protocol: Protocol, sources: list[Any]) -> dict[str, Any]:
+    """What the session_start event says about the fMRI inputs (the report reads it)."""
+    inputs = {}
+    for s in sources:
+        spec = protocol.volume_inputs[s.input_name]
+        inputs[s.input_name] = {"tr_s": spec.tr_s, "skip": spec.skip, "source": s.describe(),
+                                "rois": sorted(protocol.rois)}
+    return {"inputs": inputs, "run": protocol.run.name if protocol.run else None}
+
+
+def check_source_tr(source: Any, spec: VolumeInputSpec, bus: EventBus, speed: float = 1.0) -> None:
+    """A source that knows its TR is checked against the protocol's (a mismatch is reported, the protocol's TR is used)."""
+    tr = getattr(source, "tr_s", None)
+    if tr and abs(tr * speed - spec.tr_s) > 0.01 * spec.tr_s and abs(tr - spec.tr_s) > 0.01 * spec.tr_s:
+        bus.publish(Event(ev.INFO, now(), None, {"input": spec.name, "what": "TR mismatch",
+                                                 "reason": f"source says TR {tr:g} s, protocol {spec.tr_s:g} s; "
+                                                           "the protocol's TR sets the design"}))
+
+
+class FmriPlan:
+    """Everything a session needs for its fMRI inputs, opened after the engine exists."""
+
+    def __init__(self, protocol: Protocol, prefix: str, sim: FmriSimOptions | None,
+                 volumes_folder: Path | None, resolve_timeout_s: float | None) -> None:
+        if len(protocol.volume_inputs) != 1:
+            raise VolumePipelineError(f"protocol {protocol.name!r} has {len(protocol.volume_inputs)} fMRI inputs; "
+                                      "one per session is supported")
+        self.prefix = prefix
+        self.sim = sim
+        self.volumes_folder = volumes_folder
+        self.resolve_timeout_s = resolve_timeout_s
+        self.speed = sim.speed if sim else 1.0
+        self.sources: list[Any] = []
+        self.pipelines: dict[str, VolumePipeline] = {}
+        self.qc_output: Any = None
+        self.proc: subprocess.Popen | None = None
+        self.state_stream: str | None = None
+        self.volume_stream: str | None = None
+
+    def open(self, protocol: Protocol, folder: Path, bus: EventBus, engine: Any, session_id: str,
+             governor: Any = None) -> subprocess.Popen | None:
+        from drivers.lsl_fmri_qc import LslFmriQcOutput
+
+        (name, spec), = protocol.volume_inputs.items()
+        source_spec = spec.source
+        if self.volumes_folder is not None:
+            source_spec = replace(source_spec, folder=str(self.volumes_folder), stream=None)
+        self.qc_output = LslFmriQcOutput(self.prefix, f"neuroreflex-{session_id}")
+        self.qc_output.open()
+        pipeline = VolumePipeline(spec, list(protocol.features.values()), protocol.rois, protocol.timeline,
+                                  feedback_blocks=protocol.feedback.during if protocol.feedback else ())
+        timeout = self.resolve_timeout_s or spec.resolve_timeout_s
+        source = None
+        if self.sim is not None:
+            lsl_name = f"{self.prefix}-sim-fmri-{session_id}"
+            scanner = folder / SIM_FOLDER
+            planned = sim_source_spec(spec, self.sim, scanner, lsl_name)
+            if planned.stream is None:  # watch the folder before the first file can appear
+                scanner.mkdir(parents=True, exist_ok=True)
+                source = self._make_source(name, spec, planned)
+                source.open(timeout)
+            self.proc = start_fmri_source_process(protocol, spec, self.sim, scanner, self.prefix, lsl_name)
+            self.state_stream = f"{lsl_name}-state" if self.sim.replay is None else None
+            source_spec = planned
+        if source is None:
+            source = self._make_source(name, spec, source_spec)
+            source.open(timeout)
+        check_source_tr(source, spec, bus, self.sim.speed if self.sim else 1.0)
+
+        def start_run(t: float) -> None:
+            engine.start(t)
+
+        wire_volumes(source, pipeline, engine, bus, self.qc_output, start_run, governor)
+        self.sources.append(source)
+        self.pipelines[name] = pipeline
+        return self.proc
+
+    def _make_source(self, name: str, spec: VolumeInputSpec, src: VolumeSourceSpec) -> Any:
+        noop = lambda *a: None  # noqa: E731  (wire_volumes sets the real handlers)
+        if src.stream is not None:
+            from controller.inputs.resolve import resolve
+            from controller.volumes.lsl_volumes import LslVolumeSource
+
+            info = resolve(src.stream, self.resolve_timeout_s or spec.resolve_timeout_s)
+            self.volume_stream = info.name()
+            return LslVolumeSource(name, info, noop, noop, stall_timeout_s=spec.stall_s)
+        from controller.volumes.watch_folder import FolderSource
+
+        if src.folder is None:
+            raise VolumePipelineError(f"input {name!r}: no volume folder (give --volumes-folder)")
+        return FolderSource(name, src.folder, noop, noop, stall_timeout_s=spec.stall_s, pattern=src.pattern,
+                            watch="poll" if src.poll_s else "auto", poll_interval_s=src.poll_s or 0.05,
+                            existing=src.existing, index_regex=src.index_regex, tr_s=spec.tr_s)
+
+    def engine_protocol(self, protocol: Protocol) -> Protocol:
+        """The protocol as the engine's wall-clock timeline runs it: blocks shortened by ``--speed``."""
+        if self.speed == 1.0:
+            return protocol
+        blocks = tuple(replace(b, duration_s=b.duration_s / self.speed) for b in protocol.timeline)
+        return replace(protocol, timeline=blocks)
+
+    def record_predicates(self) -> list[dict[str, str]]:
+        out = [{"source_id": self.qc_output.source_id}] if self.qc_output is not None else []
+        if self.state_stream:
+            out.append({"name": self.state_stream})  # the simulated truth: motion, ROI BOLD
+        if self.volume_stream:
+            out.append({"name": self.volume_stream})  # LSL volumes exist nowhere else: record them
+        return out
+
+    def start_data(self, protocol: Protocol) -> dict[str, Any]:
+        return session_start_fmri(protocol, self.sources)
+
+    def waiting_text(self) -> str:
+        where = ", ".join(f"{s.input_name}: {s.describe().get('where')}" for s in self.sources)
+        return f"waiting for the scanner's first volume ({where}); the timeline starts at the first counted volume"
+
+    def sim_finished(self, proc: subprocess.Popen) -> bool:
+        """all volumes sent and processed"""
+        return proc.returncode == 0
+
+    def close(self) -> None:
+        if self.qc_output is not None:
+            self.qc_output.close()
