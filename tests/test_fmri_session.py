@@ -149,8 +149,12 @@ def test_the_real_opennft_run_replayed_matches_the_offline_pipeline(tmp_path: Pa
     got = np.array([online[i] for _, i in have])
     want = np.array([reference["lroi_psc"][k] for k, _ in have])
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
-    # the online feedback follows the run's block design (NF blocks convolved with the HRF)
-    labels = reference["labels"]
-    design = task_regressor(list(labels), {"nf"}, 1.97)
+    # the online feedback follows the run's block design as its OpenNFT JSON states it (NF blocks counted after
+    # the 5 skipped volumes), convolved with the HRF; the protocol's timeline is that design
+    from controller.fmri.opennft_json import opennft_block_labels
+
+    labels = opennft_block_labels(RUN.parent / "NF_PSC_cont_155.json", len(counted))
+    assert [{"BAS": "baseline", "NFBREG": "nf"}[x] for x in labels] == list(reference["labels"])
+    design = task_regressor(labels, {"NFBREG"}, 1.97)
     r = np.corrcoef(got, np.array([design[k] for k, _ in have]))[0, 1]
     assert r > 0.5, r
