@@ -5,7 +5,7 @@ neurofeedback feature set (theta/beta ratio by Welch and by IIR, EMG power, blin
 peak-to-peak, relative alpha). Reports the median and 99th percentile time of ``push`` in
 microseconds, separately for chunks where no window is due (the common case) and where one is.
 
-    /work/venv/bin/python bench/dsp_throughput.py [--seconds 30] [--chunk 1]
+    .venv/bin/python bench/dsp_throughput.py [--seconds 30] [--chunk 1]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ weights), the cumulative GLM for the three series (quadratic drift + motion + ta
 high-pass), spike filter, PSC + moving average, sliding correlation; and, for comparison,
 smoothing the whole volume.
 
-    /work/venv/bin/python bench/fmri_features_time.py [--volumes 150]
+    .venv/bin/python bench/fmri_features_time.py [--volumes 150]
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from controller.clock import now  # noqa: E402
 from controller.fmri.pipeline import VolumePipeline  # noqa: E402
 from controller.protocol import loads_protocol  # noqa: E402
 from controller.volumes.watch_folder import FolderSource  # noqa: E402
-from sim.fmri.folder_out import MosaicTemplate, nifti_bytes  # noqa: E402
+from sim.fmri.folder_out import MosaicTemplate, nifti_bytes, synth_mosaic_dataset  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "fmri" / "opennft"
 RUN = DATA / "opennft_psc_run_vols001-048_4d.nii.gz"
@@ -94,7 +94,8 @@ def run_case(data: np.ndarray, affine: np.ndarray, mask: Path, fmt: str, n_volum
                               feedback_blocks=("nf",))
     template = None
     if fmt == "mosaic":
-        template = MosaicTemplate(MOSAIC) if data.shape[:3] == (74, 74, 36) else MosaicTemplate()
+        template = (MosaicTemplate(MOSAIC) if data.shape[:3] == (74, 74, 36)  # the run's own header
+                    else MosaicTemplate(dataset=synth_mosaic_dataset(data.shape[:3], affine, TR)))
     appeared: dict[int, float] = {}
     out: dict[str, list[float]] = {k: [] for k in ("detect", "read", "realign", "roi", "glm", "features", "total")}
     done = threading.Event()
@@ -133,8 +134,8 @@ def run_case(data: np.ndarray, affine: np.ndarray, mask: Path, fmt: str, n_volum
             name = f"vol_{k:06d}.nii"
         tmp = staging / name
         tmp.write_bytes(raw)
+        appeared[k] = now()  # just before the rename: the source may see the file before this thread runs again
         tmp.rename(folder / name)
-        appeared[k] = now()
         time.sleep(period)
     done.wait(30)
     source.stop()

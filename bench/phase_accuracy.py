@@ -13,7 +13,7 @@ every pulse is scored against the offline ground truth (zero-phase 8-13 Hz Butte
 Hilbert of the whole recording). "dense" scores the phase estimate at every gated evaluation of
 the test part (many more samples than pulses, same error definition).
 
-    /work/venv/bin/python bench/phase_accuracy.py [--delay 0.01] [--min-interval 2] [--train 20]
+    .venv/bin/python bench/phase_accuracy.py [--delay 0.01] [--min-interval 2] [--train 20]
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ registration on a few volumes. Times are per call of ``estimate`` (no file readi
 real run) is timed for the chosen candidate only. The chosen candidate is marked with ``*``.
 The SimpleITK candidate runs on the first volumes of each set only (0.1-1 s per volume).
 
-    /work/venv/bin/python bench/realign_accuracy.py [--sim 16] [--passes 3] [--no-sitk]
+    .venv/bin/python bench/realign_accuracy.py [--sim 16] [--passes 3] [--no-sitk]
 """
 
 from __future__ import annotations

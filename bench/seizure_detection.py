@@ -19,7 +19,7 @@ Threshold rules (fixed before looking at the ictal half):
 - channel vote: on when at least VOTE of the 8 channels are on.
 One false detection in the 66.7 s TEST part is 54 per hour: these figures are coarse.
 
-    /work/venv/bin/python bench/seizure_detection.py [--chunk 10]
+    .venv/bin/python bench/seizure_detection.py [--chunk 10]
 """
 
 from __future__ import annotations

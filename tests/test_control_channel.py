@@ -419,3 +419,27 @@ def test_the_estop_path_imports_nothing_heavy():
     for heavy in ("numpy", "pylsl", "yaml", "pydantic", "controller.control_channel", "controller.control_cli",
                   "threading", "queue"):  # (argparse: cli.py imports it at the top)
         assert heavy not in loaded, heavy
+
+
+def test_estop_standby_sends_an_estop_on_every_enter(cdir):
+    h = Recorder()
+    with ControlListener("s1", h, cdir):
+        proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "estop", "--standby", "--dir", str(cdir),
+                                 "--reason", "standby test"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            assert proc.stdout.readline().startswith("E-STOP standby: press Enter")  # resident before any Enter
+            assert h.calls == []
+            for n in (1, 2):
+                proc.stdin.write("\n")
+                proc.stdin.flush()
+                lines = [proc.stdout.readline() for _ in range(3)]
+                assert lines[0].strip() == "E-STOP sent to 1 session(s)", lines
+                assert "session s1: acknowledged: estop done" in lines[1], lines
+                assert lines[2].startswith("E-STOP standby: Enter again"), lines
+                assert len(h.calls) == n and h.calls[-1][0] == "estop" and h.calls[-1][1]["reason"] == "standby test"
+            proc.stdin.close()  # Ctrl-D leaves
+            assert proc.wait(timeout=30) == 0, proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
