@@ -12,7 +12,8 @@ from typing import Any, Callable, TextIO
 from controller import events as ev
 from controller.events import EventBus
 
-_ANNOUNCE = {ev.BLOCK_START, ev.THRESHOLD, ev.STATE, ev.INPUT, ev.FAULT}
+_ANNOUNCE = {ev.BLOCK_START, ev.THRESHOLD, ev.STATE, ev.INPUT, ev.FAULT, ev.VOLUME}
+FD_WARN_MM = 0.5  # framewise displacement worth a line of its own (the usual censoring threshold)
 
 
 def _mmss(seconds: float) -> str:
@@ -20,12 +21,22 @@ def _mmss(seconds: float) -> str:
     return f"{seconds // 60:02d}:{seconds % 60:02d}"
 
 
-def status_line(snap: dict[str, Any], feature: str | None, threshold: str | None) -> str:
-    """One line: block, time left, feature vs threshold, reward rate, state."""
+def volume_text(qc: dict[str, Any]) -> str:
+    """The newest fMRI volume for the status line: its number, head motion (FD) and processing time."""
+    if qc.get("dummy") or "timing_ms" not in qc:
+        return f"vol {qc['index']} (dummy)"
+    return f"vol {qc['index']} FD {qc['fd_mm']:.2f} mm {qc['timing_ms']['total']:.0f} ms"
+
+
+def status_line(snap: dict[str, Any], feature: str | None, threshold: str | None,
+                volume: dict[str, Any] | None = None) -> str:
+    """One line: block, time left, the newest volume (fMRI), feature vs threshold, reward rate, state."""
     parts = []
     if snap["block"] is not None:
         parts.append(f"[{snap['block']} {snap['block_index'] + 1}/{snap['n_blocks']}] "
                      f"{_mmss(snap['time_left_s'])} left (session {_mmss(snap['total_left_s'])})")
+    if volume is not None:
+        parts.append(volume_text(volume))
     if feature:
         value = snap["features"].get(feature)
         text = f"{feature} {value:.3g}" if value is not None else f"{feature} --"
@@ -61,6 +72,8 @@ def describe_event(e: ev.Event) -> str | None:
         return f"input {d['input']}: {d['status']} {d.get('detail', '')}".rstrip()
     if e.kind == ev.FAULT:
         return f"FAULT {d.get('source', '')}: {d.get('reason', '')}"
+    if e.kind == ev.VOLUME and d.get("fd_mm") is not None and d["fd_mm"] > FD_WARN_MM:
+        return f"volume {d['index']}: head moved, FD {d['fd_mm']:.2f} mm (> {FD_WARN_MM:g} mm)"
     return None
 
 
@@ -84,6 +97,7 @@ class TextDisplay(threading.Thread):
         self._period = period_s if self._tty else max(period_s, 5.0)
         self._halt = threading.Event()
         self._last_line = ""
+        self._volume: dict[str, Any] | None = None  # the newest fMRI volume's QC
 
     def stop(self) -> None:
         self._halt.set()
@@ -96,8 +110,12 @@ class TextDisplay(threading.Thread):
         self._emit()
 
     def _emit(self) -> None:
-        lines = [t for t in (describe_event(e) for e in self._sub.drain()) if t]
-        line = status_line(self._snapshot(), self._feature, self._threshold)
+        events = self._sub.drain()
+        for e in events:
+            if e.kind == ev.VOLUME:
+                self._volume = e.data
+        lines = [t for t in (describe_event(e) for e in events) if t]
+        line = status_line(self._snapshot(), self._feature, self._threshold, self._volume)
         if self._tty:
             for text in lines:
                 self._out.write("\r\x1b[K" + text + "\n")
