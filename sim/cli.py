@@ -21,72 +21,52 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sim.argtypes import non_negative_float, positive_float, positive_int
 from sim.names import DEFAULT_MARKER_STREAM, DEFAULT_NAME, DEFAULT_REPLAY_NAME, DEFAULT_RESP_NAME
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sim", description="Simulated participants and signals over LSL.")
     sub = parser.add_subparsers(dest="command", required=True)
     eeg = sub.add_parser("eeg", help="stream simulated EEG (or replay a recording) over LSL in real time")
-    eeg.add_argument("--channels", type=_positive_int, default=64, help="channel count (default 64)")
-    eeg.add_argument("--rate", type=_positive_float, default=500.0, help="sampling rate in Hz (default 500)")
-    eeg.add_argument("--chunk", type=_positive_int, default=10, help="samples per pushed chunk (default 10)")
+    eeg.add_argument("--channels", type=positive_int, default=64, help="channel count (default 64)")
+    eeg.add_argument("--rate", type=positive_float, default=500.0, help="sampling rate in Hz (default 500)")
+    eeg.add_argument("--chunk", type=positive_int, default=10, help="samples per pushed chunk (default 10)")
     eeg.add_argument("--name", default=None, help=f"LSL stream name (default {DEFAULT_NAME}, or neuroreflex-replay)")
     eeg.add_argument("--source-id", default=None, help="LSL source_id (default derived from the settings)")
     eeg.add_argument("--replay", metavar="FILE", default=None,
                      help="replay a recording instead of simulating: EDF/BDF/FIF/XDF, or a .tar.gz/folder of "
                           "one text file per channel (e.g. ../shared/data/seizure/ombao_malow_8ch.tar.gz)")
     eeg.add_argument("--xdf-stream", default=None, help="with --replay of an XDF file: the stream name to replay")
-    eeg.add_argument("--speed", type=_positive_float, default=1.0,
+    eeg.add_argument("--speed", type=positive_float, default=1.0,
                      help="with --replay: x times faster than real time (timestamps follow; default 1)")
-    eeg.add_argument("--start", type=_non_negative_float, default=0.0, metavar="SECONDS",
+    eeg.add_argument("--start", type=non_negative_float, default=0.0, metavar="SECONDS",
                      help="with --replay: begin this far into the recording (default 0)")
     eeg.add_argument("--once", action="store_true", help="with --replay: stop at the end instead of looping")
     eeg.add_argument("--annotate", action="append", default=[], metavar="LABEL@SECONDS",
                      help="with --replay: add an annotation at this file time (published like the file's own)")
-    eeg.add_argument("--replay-rate", type=_positive_float, default=None, metavar="HZ",
+    eeg.add_argument("--replay-rate", type=positive_float, default=None, metavar="HZ",
                      help="with --replay of a text archive: the sampling rate (default: from its README)")
     eeg.add_argument("--replay-unit", choices=("auto", "uV", "mV", "V"), default="auto",
                      help="with --replay of a text archive: the values' unit (default auto: inferred, reported)")
     eeg.add_argument("--respiration", action="store_true",
                      help="also stream a respiration belt '<name>-resp' (RESP, 'Resp') and its true phase "
                           "'<name>-resp-phase'")
-    eeg.add_argument("--resp-rate", type=_positive_float, default=50.0, help="respiration rate in Hz (default 50)")
-    eeg.add_argument("--breaths-per-min", type=_positive_float, default=15.0, help="mean breathing rate (default 15)")
+    eeg.add_argument("--resp-rate", type=positive_float, default=50.0, help="respiration rate in Hz (default 50)")
+    eeg.add_argument("--breaths-per-min", type=positive_float, default=15.0, help="mean breathing rate (default 15)")
     eeg.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     eeg.add_argument("--learning-rate", type=float, default=None, help="participant learning rate (default 0.001)")
     eeg.add_argument("--line-freq", type=float, choices=(0.0, 50.0, 60.0), default=50.0, help="mains Hz, 0 = none")
     eeg.add_argument("--marker-stream", default=DEFAULT_MARKER_STREAM, help="controller marker stream to learn from")
-    eeg.add_argument("--duration", type=_positive_float, default=None, help="stop after this many seconds")
+    eeg.add_argument("--duration", type=positive_float, default=None, help="stop after this many seconds")
     eeg.add_argument("--quiet", action="store_true", help="no startup message")
     resp = sub.add_parser("resp", help="stream a simulated respiration belt (and its true phase) over LSL")
     resp.add_argument("--name", default=DEFAULT_RESP_NAME, help=f"LSL stream name (default {DEFAULT_RESP_NAME})")
-    resp.add_argument("--rate", type=_positive_float, default=50.0, help="sampling rate in Hz (default 50)")
-    resp.add_argument("--breaths-per-min", type=_positive_float, default=15.0, help="mean breathing rate (default 15)")
-    resp.add_argument("--chunk", type=_positive_int, default=1, help="samples per pushed chunk (default 1)")
+    resp.add_argument("--rate", type=positive_float, default=50.0, help="sampling rate in Hz (default 50)")
+    resp.add_argument("--breaths-per-min", type=positive_float, default=15.0, help="mean breathing rate (default 15)")
+    resp.add_argument("--chunk", type=positive_int, default=1, help="samples per pushed chunk (default 1)")
     resp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    resp.add_argument("--duration", type=_positive_float, default=None, help="stop after this many seconds")
+    resp.add_argument("--duration", type=positive_float, default=None, help="stop after this many seconds")
     resp.add_argument("--quiet", action="store_true", help="no startup message")
     _add_device_parser(sub)
     sub.add_parser("fmri", add_help=False,

@@ -16,19 +16,7 @@ import json
 import sys
 import threading
 
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+from sim.argtypes import non_negative_float, positive_float, positive_int
 
 
 def _int_set(text: str) -> frozenset[int]:
@@ -55,13 +43,13 @@ def build_replay_parser(prog: str = "sim fmri") -> argparse.ArgumentParser:
     p.add_argument("--write", choices=("atomic", "steps"), default="atomic",
                    help="atomic: files appear complete (rename); steps: written in several appends with pauses, "
                         "as a scanner on a network share does (default atomic)")
-    p.add_argument("--write-steps", type=_positive_int, default=3, help="with --write steps: appends per file")
-    p.add_argument("--step-pause", type=float, default=0.05, metavar="S", help="with --write steps: pause (s)")
-    p.add_argument("--speed", type=_positive_float, default=1.0, help="x times faster than the TR (default 1)")
-    p.add_argument("--steps", type=_positive_int, default=None, metavar="N", help="replay at most N volumes")
+    p.add_argument("--write-steps", type=positive_int, default=3, help="with --write steps: appends per file")
+    p.add_argument("--step-pause", type=non_negative_float, default=0.05, metavar="S", help="with --write steps: pause (s)")
+    p.add_argument("--speed", type=positive_float, default=1.0, help="x times faster than the TR (default 1)")
+    p.add_argument("--steps", type=positive_int, default=None, metavar="N", help="replay at most N volumes")
     p.add_argument("--start", type=int, default=0, metavar="V", help="0-based first volume of the file (default 0)")
     p.add_argument("--first-index", type=int, default=1, help="acquisition index of the file's volume 0 (default 1)")
-    p.add_argument("--tr", type=_positive_float, default=None, help="TR in s (default: from the header)")
+    p.add_argument("--tr", type=positive_float, default=None, help="TR in s (default: from the header)")
     p.add_argument("--drop", type=_int_set, default=frozenset(), metavar="I,J",
                    help="leave out these acquisition indices (a reader must report them missing)")
     p.add_argument("--swap", type=_int_set, default=frozenset(), metavar="I,J",

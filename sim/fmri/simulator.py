@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.argtypes import non_negative_float, positive_float, positive_int
 from sim.fmri.bold import REGULATION_CONDITIONS, BoldConfig, BoldGenerator, condition_of
 from sim.fmri.design import FixedDesign, LiveDesign
 from sim.fmri.motion import MotionConfig, MotionModel, RigidResampler, framewise_displacement
@@ -167,20 +168,6 @@ def read_truth(path: str | Path) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------- command line
-def _positive(kind):
-    def parse(text: str):
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-    return parse
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def build_parser(prog: str = "sim fmri") -> argparse.ArgumentParser:
@@ -198,8 +185,8 @@ def build_parser(prog: str = "sim fmri") -> argparse.ArgumentParser:
     out.add_argument("--write", choices=("atomic", "steps"), default="atomic",
                      help="atomic: appear complete (rename); steps: written in several chunks as a slow scanner "
                           "export or network share does (default atomic)")
-    out.add_argument("--write-steps", type=_positive(int), default=3, help="with --write steps: appends per file")
-    out.add_argument("--step-pause", type=_non_negative, default=0.05, metavar="S",
+    out.add_argument("--write-steps", type=positive_int, default=3, help="with --write steps: appends per file")
+    out.add_argument("--step-pause", type=non_negative_float, default=0.05, metavar="S",
                      help="with --write steps: pause between appends (s)")
     out.add_argument("--lsl", metavar="NAME", nargs="?", const=DEFAULT_FMRI_NAME, default=None,
                      help=f"stream volumes over LSL (docs/lsl_volumes.md) as NAME (default {DEFAULT_FMRI_NAME})")
@@ -209,15 +196,15 @@ def build_parser(prog: str = "sim fmri") -> argparse.ArgumentParser:
                      help="write the ROI label map, anatomy and labels TSV into DIR (default with --out: "
                           "<folder>/sim_atlas)")
     run = p.add_argument_group("acquisition")
-    run.add_argument("--tr", type=_positive(float), default=2.0, help="repetition time in seconds (default 2)")
-    run.add_argument("--speed", type=_positive(float), default=1.0, help="x times faster than real time (default 1)")
-    run.add_argument("--volumes", type=_positive(int), default=None,
+    run.add_argument("--tr", type=positive_float, default=2.0, help="repetition time in seconds (default 2)")
+    run.add_argument("--speed", type=positive_float, default=1.0, help="x times faster than real time (default 1)")
+    run.add_argument("--volumes", type=positive_int, default=None,
                      help="stop after N volumes (default: the end of --blocks, else until stopped)")
     run.add_argument("--voxel", type=float, choices=(3.0, 2.0), default=3.0,
                      help="3: 74x74x36 at 3x3x3.75 mm (like the real run); 2: 104x104x72 at 2 mm")
     run.add_argument("--tilt", type=float, default=0.0, metavar="DEG", help="oblique slices: pitch in degrees")
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    run.add_argument("--wait-consumer", type=_non_negative, default=0.0, metavar="S",
+    run.add_argument("--wait-consumer", type=non_negative_float, default=0.0, metavar="S",
                      help="with --lsl: wait up to S seconds for a receiver before volume 1")
     des = p.add_argument_group("design and participant")
     des.add_argument("--blocks", metavar="SPEC", default=None,
@@ -233,13 +220,13 @@ def build_parser(prog: str = "sim fmri") -> argparse.ArgumentParser:
                      help="participant state (JSON): its skill is loaded if the file exists and saved at the end, "
                           "so learning carries across runs")
     des.add_argument("--skill", type=float, default=None, help="starting skill in percent (default 0.3)")
-    des.add_argument("--learning-rate", type=_non_negative, default=None, help="participant learning rate (0.15)")
+    des.add_argument("--learning-rate", type=non_negative_float, default=None, help="participant learning rate (0.15)")
     sig = p.add_argument_group("noise and motion")
-    sig.add_argument("--noise", type=_non_negative, default=1.0, help="scale all noise (0 = noise-free; default 1)")
-    sig.add_argument("--motion", type=_non_negative, default=1.0,
+    sig.add_argument("--noise", type=non_negative_float, default=1.0, help="scale all noise (0 = noise-free; default 1)")
+    sig.add_argument("--motion", type=non_negative_float, default=1.0,
                      help="scale head motion drift and jerk size (0 = still; default 1)")
-    sig.add_argument("--jerks-per-min", type=_non_negative, default=None, help="sudden movements per minute (0.5)")
-    sig.add_argument("--jerk-mm", type=_non_negative, default=None, help="typical jerk size in mm (1.0)")
+    sig.add_argument("--jerks-per-min", type=non_negative_float, default=None, help="sudden movements per minute (0.5)")
+    sig.add_argument("--jerk-mm", type=non_negative_float, default=None, help="typical jerk size in mm (1.0)")
     sig.add_argument("--interp", type=int, choices=(1, 3), default=3, help="resampling order of the motion (3)")
     p.add_argument("--quiet", action="store_true", help="no per-volume VOLUME lines")
     return p
