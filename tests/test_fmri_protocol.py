@@ -72,6 +72,8 @@ def test_a_valid_fmri_protocol_compiles_to_volume_inputs_rois_and_features(tmp_p
     ("radius: 7 mm", "radius: 7 Hz", "p.yaml:8:50: radius: expected a length like '7 mm' or '1 cm', got '7 Hz'"),
     ("{name: transfer, feedback: false}", "{name: nf1}", "p.yaml:25:12: name: run 'nf1' is given twice"),
     ("thresholds: {target: 1 %}", "thresholds: {goal: 1 %}", "p.yaml:24:30: unknown threshold 'goal'; thresholds: target"),
+    ("center: [-21, -5, -16]", "center: [-21, -5]",
+     "p.yaml:8:26: rois.amy.sphere.center: too few items, item 3 is missing: centre [x, y, z] in mm"),
     ("volumes: {folder: scanner, pattern: \"*.dcm\"}", "volumes: {pattern: \"*.dcm\"}",
      "p.yaml:4:14: volumes: give exactly one of folder"),
 ])

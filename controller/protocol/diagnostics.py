@@ -65,6 +65,13 @@ def describe(err: dict[str, Any]) -> tuple[str, bool]:
         if close:
             msg += f" (did you mean {close[0]!r}?)"
         return msg + f"; valid {noun}s: {', '.join(valid)}", True
+    if kind == "missing" and isinstance(loc[-1], int) and len(loc) >= 2:  # a fixed-length list, e.g. [x, y, z]
+        owner = raw.type_at(loc[:-2])
+        field = owner.model_fields.get(loc[-2]) if isinstance(owner, type) and issubclass(owner, BaseModel) else None
+        msg = f"{path_text(loc[:-1])}: too few items, item {loc[-1] + 1} is missing"
+        if field is not None and field.description:
+            msg += f": {_lower_first(field.description)}"
+        return msg, False
     if kind == "missing":
         parent = loc[:-1]
         model = raw.type_at(parent)
