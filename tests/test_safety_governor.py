@@ -303,6 +303,29 @@ def test_min_inter_train(gov, clock) -> None:
     assert gov.request(req(clock, "tms", "set", intensity_pct=51)).limit == "busy"
 
 
+def test_a_set_the_device_did_not_take_is_undone_so_the_ramp_is_checked_from_the_real_current(site, tmp_path,
+                                                                                              clock) -> None:
+    bus = EventBus()
+    sub = bus.subscribe({SAFETY})
+    gov = armed(make(site, tmp_path / "l.jsonl", clock, publish=bus.publish), "tacs")
+    assert gov.request(req(clock, "tacs", "set", current_a=1e-3, frequency_hz=10))
+    clock.step(1)  # blanking
+    assert gov.request(req(clock, "tacs", "start", duration_s=60, ramp_s=10))
+    clock.step(10 + 2)
+    before = gov.settings("tacs")
+    assert gov.request(req(clock, "tacs", "set", current_a=1.2e-3))  # allowed at 0.1 mA/s ...
+    gov.not_applied("tacs", before, "device not ready")  # ... but the device refused it: it is still at 1 mA
+    assert gov.settings("tacs")["current_a"] == 1e-3
+    clock.step(2)
+    # 1.2 -> 1.4 mA in 2 s would be within 0.1 mA/s; from the real 1 mA it is 0.2 mA/s
+    refused(gov.request(req(clock, "tacs", "set", current_a=1.4e-3)), "ramp_rate_max", 0.4e-3 / 2, 1e-4)
+    assert gov.request(req(clock, "tacs", "set", current_a=1.2e-3))  # from 1 mA, at the rate
+    assert gov.settings("tacs")["current_a"] == 1.2e-3
+    events = [e.data for e in sub.drain() if e.data.get("what") == "not_applied"]
+    assert events and events[0]["device"] == "tacs" and events[0]["reason"] == "device not ready"
+    gov.ledger.close()
+
+
 def test_ramp_rate_and_continuous_stimulation(gov, clock) -> None:
     armed(gov, "tacs")
     assert gov.request(req(clock, "tacs", "set", current_a=1e-3, frequency_hz=10))

@@ -371,6 +371,21 @@ class Governor:
         with self._lock:
             return dict(self._devices[device].settings)
 
+    def not_applied(self, device: str, settings: dict[str, float], reason: str) -> None:
+        """An allowed ``set`` did not reach the device (it refused or failed): the model goes back to the
+        settings the device still has, so the next change is checked (ramp rate, increases) from the
+        device's real values, not from the value it never took. Kept as they are, on purpose: the dose
+        already counted (over-counting errs safe) and the change time (a shorter elapsed time makes the
+        next ramp-rate check stricter)."""
+        with self._lock:
+            dev = self._devices.get(device)
+            if dev is None:
+                return
+            dev.settings = dict(settings)
+            if dev.run is not None:
+                dev.run.settings = dict(settings)
+        self._emit("not_applied", device=device, reason=reason, settings=dict(settings))
+
     def running(self, device: str) -> bool:
         with self._lock:
             return self._devices[device].run is not None

@@ -180,6 +180,7 @@ class Stimulation:
 
     # ------------------------------------------------------------------ commands
     def _set(self, name: str, params: dict[str, float], t_source: float, rule: str, *, send: bool) -> Verdict:
+        before = self.governor.settings(name)  # what the device has, should it not take the change
         verdict = self.governor.request(StimRequest(name, SET, t_source, params, rule))
         if not verdict or not send:
             if not verdict:
@@ -198,6 +199,7 @@ class Stimulation:
         try:
             t_sent = link.driver.set_parameters(**kwargs)
         except (DeviceError, ValueError) as exc:
+            self.governor.not_applied(name, before, f"set {kwargs}: {exc}")
             self._device_fault(link, f"set {kwargs}: {exc}", not_ready=isinstance(exc, NotReady))
             return verdict
         self._command(name, SET, t_source, t_sent, rule, ok=True, params=params)
