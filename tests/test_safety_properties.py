@@ -623,6 +623,41 @@ class GovernorMachine(RuleBasedStateMachine):
             else:
                 self.submit(device, "fire", {})
 
+    @rule(data=st.data(), over=st.sampled_from([1.0001, 1.01, 1.5]))
+    def just_over_a_setting_limit(self, data, over: float) -> None:
+        """A setting just over one of the site's limits, on a prepared device: each must be refused with
+        its value (random settings reach some of these limits only rarely)."""
+        device, params = data.draw(st.sampled_from([
+            ("tms", {"intensity_pct": LIM["tms"].intensity_max * over}),
+            ("tms", {"frequency_hz": LIM["tms"].frequency_max * over}),
+            ("pulsed", {"current_a": LIM["pulsed"].current_max * over}),
+            ("tacs", {"current_a": LIM["tacs"].current_max * over}),
+            ("pulsed", {"pulse_width_s": LIM["pulsed"].pulse_width_max * over}),
+            ("pulsed", {"frequency_hz": LIM["pulsed"].frequency_max * over}),
+            ("stim", {"frequency_hz": LIM["stim"].frequency_max * over}),
+            # charge per phase = current x pulse width, each within its own limit
+            ("pulsed", {"current_a": 1.5e-3, "pulse_width_s": LIM["pulsed"].charge_per_phase_max / 1.5e-3 * over}),
+        ]), label="limit")
+        self.operator_prepares(device, data)
+        self.T += data.draw(st.sampled_from([0.0, 1.0, 2.0]), label="wait")
+        self.submit(device, "set", params)
+
+    @rule(data=st.data())
+    def exhaust_the_day(self, data) -> None:
+        """Trains on the charge-capped trigger box, session after session, until the daily charge cap
+        refuses: random sequences reach that cap only rarely (it takes several sessions in one day)."""
+        self.operator_prepares("stim", data)
+        self.submit("stim", "set", {"n_pulses": 40.0, "frequency_hz": 20.0})  # 40 x 0.2 uC per train
+        for _ in range(data.draw(st.integers(1, 40), label="trains")):
+            self.T += data.draw(st.sampled_from([0.1, 2.0, 2.5]), label="gap")
+            verdict = self.submit("stim", "fire", {})
+            if not verdict and verdict.limit == "charge_per_session_max":
+                self.restart(new_session=True)
+                self.operator_prepares("stim", data)
+                self.submit("stim", "set", {"n_pulses": 40.0, "frequency_hz": 20.0})
+            elif not verdict and verdict.limit == "charge_per_day_max":
+                break
+
     @rule(before=st.floats(0.0, 90.0, allow_nan=False))
     def to_midnight(self, before: float) -> None:
         """Jump to shortly before the next midnight in the site's time zone."""
