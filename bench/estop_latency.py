@@ -205,6 +205,17 @@ def _read_log(path: Path) -> list[dict]:
     return out
 
 
+def _last_disarm(logs, t0: float) -> float | None:
+    """When the last device logged its first disarm after t0 (None, said on stderr, if one never did in 5 s)."""
+    try:
+        firsts = _wait(lambda: (lambda ts: ts if all(ts) else None)(
+            [min(_disarm_times(log, t0), default=None) for log in logs]), 5, "the disarms logged")
+    except RuntimeError as exc:
+        print(f"  {exc}", file=sys.stderr)
+        return None
+    return max(firsts)
+
+
 def _disarm_times(path: Path, after: float) -> list[float]:
     entries = _read_log(path)
     kind = next((e.get("device") for e in entries if e.get("type") == "start"), None)
@@ -256,13 +267,10 @@ def _devices(n: int, hog: int) -> dict[str, list[float]]:
                         if r.returncode != 0:
                             print(f"estop failed: {r.returncode} {r.stdout} {r.stderr}", file=sys.stderr)
                             continue
-                        try:
-                            firsts = _wait(lambda: (lambda ts: ts if all(ts) else None)(
-                                [min(_disarm_times(log, t0), default=None) for log in logs]), 5, "the disarms logged")
-                        except RuntimeError as exc:
-                            print(f"  {exc}", file=sys.stderr)
+                        last = _last_disarm(logs, t0)
+                        if last is None:
                             continue
-                        out.setdefault(key, []).append(max(firsts) - t0)
+                        out.setdefault(key, []).append(last - t0)
                         time.sleep(0.2)
                 # a resident `neuroreflex estop --standby` terminal: Enter -> every device disarmed
                 standby = subprocess.Popen([*estop_commands()["neuroreflex estop"], "--standby", "--reason", "bench"],
@@ -274,13 +282,10 @@ def _devices(n: int, hog: int) -> dict[str, list[float]]:
                     t0 = time.monotonic()
                     standby.stdin.write("\n")
                     standby.stdin.flush()
-                    try:
-                        firsts = _wait(lambda: (lambda ts: ts if all(ts) else None)(
-                            [min(_disarm_times(log, t0), default=None) for log in logs]), 5, "the disarms logged")
-                    except RuntimeError as exc:
-                        print(f"  {exc}", file=sys.stderr)
+                    last = _last_disarm(logs, t0)
+                    if last is None:
                         continue
-                    out.setdefault(key, []).append(max(firsts) - t0)
+                    out.setdefault(key, []).append(last - t0)
                     time.sleep(0.2)
                 standby.stdin.close()
                 standby.wait(10)
