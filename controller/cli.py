@@ -12,6 +12,10 @@ import signal
 import sys
 from pathlib import Path
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: the E-STOP path starts here
+if TYPE_CHECKING:
+    from controller.session_args import SessionArgs
+
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from controller.protocol import ProtocolError, load_protocol
@@ -42,9 +46,6 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-DEFAULT_SITE = Path(__file__).resolve().parent.parent / "config" / "site.yaml"
-
-
 def _cmd_schema(args: argparse.Namespace) -> int:
     from controller.protocol import json_schema
 
@@ -58,34 +59,12 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return sim_main(args.sim_args)
 
 
-def _sim_options(args: argparse.Namespace):
-    from controller.runner import SimOptions
-
-    return SimOptions(channels=args.channels, rate=args.rate, chunk=args.chunk, seed=args.seed,
-                      learning_rate=args.learning_rate, replay=args.replay)
-
-
-def _run(protocol: Path, args: argparse.Namespace, sim) -> int:
+def _run(session: SessionArgs) -> int:
     from controller.protocol import ProtocolError
-    from controller.runner import RunOptions, SessionError, run_session
+    from controller.runner import SessionError, run_session
 
-    site = args.site
-    if site is None and sim is not None and DEFAULT_SITE.exists():
-        site = DEFAULT_SITE  # simulated devices: the example site's limits
-    opts = RunOptions(protocol_path=protocol, session_root=Path(args.session_dir), duration_s=args.duration, sim=sim,
-                      build_report=not args.no_report, site_config=Path(site) if site else None,
-                      arm=getattr(args, "arm", False), operator=getattr(args, "operator", "operator"),
-                      participant=getattr(args, "participant", "anonymous"),
-                      virtual_devices=False if getattr(args, "hardware", False) else None,
-                      run=getattr(args, "run", None),
-                      volumes_folder=Path(args.volumes_folder) if getattr(args, "volumes_folder", None) else None)
-    if sim is not None and hasattr(args, "speed"):
-        from controller.volume_session import FmriSimOptions
-
-        opts.fmri_sim = FmriSimOptions(replay=args.replay, speed=args.speed or args.replay_speed or 1.0,
-                                       seed=args.seed, volumes=args.volumes)
     try:
-        result = run_session(opts)
+        result = run_session(session.to_run_options())
     except ProtocolError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -102,26 +81,21 @@ def _run(protocol: Path, args: argparse.Namespace, sim) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    sim = _sim_options(args) if args.sim else None
-    if sim is not None and args.respiration:
-        sim.extra_args.append("--respiration")
-    if sim is not None and args.replay_start is not None:
-        sim.extra_args += ["--start", f"{args.replay_start:g}"]
-    if sim is not None and args.replay_speed is not None:
-        sim.extra_args += ["--speed", f"{args.replay_speed:g}"]
-    return _run(Path(args.protocol), args, sim)
+    from controller.session_args import SessionArgs
+
+    return _run(SessionArgs.from_namespace(args))
+
+
+DEMO_INTRO = ("neuroreflex demo: a simulated theta/beta neurofeedback session (ADHD protocol, shortened to ~3 min).\n"
+              "A simulated participant streams 64-channel EEG over LSL; the controller rewards a low theta/beta ratio\n"
+              "at Cz and the participant learns from the rewards.\n")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import protocols
+    from controller.session_args import SessionArgs
 
-    print("neuroreflex demo: a simulated theta/beta neurofeedback session (ADHD protocol, shortened to ~3 min).\n"
-          "A simulated participant streams 64-channel EEG over LSL; the controller rewards a low theta/beta ratio\n"
-          "at Cz and the participant learns from the rewards.\n")
-    sim = _sim_options(args)
-    if sim.learning_rate is None:
-        sim.learning_rate = DEMO_LEARNING_RATE
-    return _run(protocols.find("tbr_demo"), args, sim)
+    print(DEMO_INTRO)
+    return _run(SessionArgs.from_namespace(args))
 
 
 # The demo compresses 18 min of training into 2: the simulated participant learns 15x faster than its
@@ -140,29 +114,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
-    p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
-    p.add_argument("--session-dir", default="sessions", metavar="DIR", help="where session folders go")
-    p.add_argument("--no-report", action="store_true", help="do not build the report at the end")
-    g = p.add_argument_group("simulated participant" + ("" if demo else " (with --sim)"))
-    g.add_argument("--channels", type=int, default=64)
-    g.add_argument("--rate", type=float, default=500.0, metavar="HZ")
-    g.add_argument("--chunk", type=int, default=None, metavar="SAMPLES",
-                   help="samples per push (default 10; 1 for protocols that stimulate: a low-latency amplifier)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--learning-rate", type=float, default=None, help="participant model learning rate")
-    g.add_argument("--replay", default=None, metavar="FILE", help="stream a real recording instead")
-    g.add_argument("--replay-start", type=float, default=None, metavar="SECONDS", help="begin the replay part-way")
-    g.add_argument("--replay-speed", type=float, default=None, metavar="X",
-                   help="replay X times faster than real time (durations in the protocol stay in real seconds)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neuroreflex", description=__doc__.split("\n")[0])
     from controller import __version__
 
     parser.add_argument("--version", action="version", version=f"neuroreflex {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    from controller.session_args import (
+        add_fmri_arguments,
+        add_session_arguments,
+        add_simulator_arguments,
+        add_stimulation_arguments,
+    )
 
     p = sub.add_parser("validate", help="check a protocol file; errors as FILE:LINE:COL: message")
     p.add_argument("protocol")
@@ -180,27 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("protocol")
     p.add_argument("--sim", action="store_true",
                    help="simulated participant as the input, virtual devices for the stimulators")
-    p.add_argument("--site", default=None, metavar="SITE",
-                   help="site config: devices, ports, limits (with --sim default: config/site.yaml)")
-    p.add_argument("--arm", action="store_true", help="arm the devices at start (unattended tests); else press 'a'")
-    p.add_argument("--operator", default="operator", help="who arms (journaled)")
-    p.add_argument("--participant", default="anonymous", help="whose dose ledger counts daily doses")
-    p.add_argument("--respiration", action="store_true", help="with --sim: also stream a respiration belt")
-    p.add_argument("--hardware", action="store_true",
-                   help="with --sim: drive the devices on the site's ports (simulated participant, real stimulators)")
-    f = p.add_argument_group("fMRI")
-    f.add_argument("--run", default=None, metavar="RUN", help="which run of a multi-run protocol (name or number)")
-    f.add_argument("--volumes-folder", default=None, metavar="DIR",
-                   help="the scanner's real-time export folder (overrides the protocol's)")
-    f.add_argument("--speed", type=float, default=None, metavar="X",
-                   help="with --sim: the simulated scanner (or --replay of a 4D NIfTI) runs X times faster")
-    f.add_argument("--volumes", type=int, default=None, metavar="N", help="with --sim: stop the scanner after N volumes")
-    _add_run_options(p)
+    add_session_arguments(p)
+    add_stimulation_arguments(p)
+    add_fmri_arguments(p)
+    add_simulator_arguments(p, "simulated participant (with --sim)")
     p.set_defaults(func=_cmd_run)
 
+    import protocols
+
     p = sub.add_parser("demo", help="a ~3 min simulated theta/beta session, then the report")
-    _add_run_options(p, demo=True)
-    p.set_defaults(func=_cmd_demo)
+    add_session_arguments(p)
+    add_simulator_arguments(p, "simulated participant")
+    # what the demo does not offer, fixed: the demo protocol, always simulated, no stimulator, no fMRI
+    p.set_defaults(func=_cmd_demo, protocol=protocols.find("tbr_demo"), sim=True, arm=False, hardware=False,
+                   run=None, volumes_folder=None, speed=None, volumes=None, learning_rate=DEMO_LEARNING_RATE)
 
     p = sub.add_parser("report", help="(re)build the report of a session folder")
     p.add_argument("session_dir")
