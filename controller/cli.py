@@ -27,6 +27,16 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
             site = load_site(args.site)
         p = load_protocol(args.protocol, site=site)
+        live: list[str] = []
+        if args.check_streams or args.stream:
+            from controller.inputs.live_check import check_live_streams, parse_stream_options, with_streams
+            from controller.inputs.resolve import StreamNotFound
+
+            try:
+                live = check_live_streams(with_streams(p, parse_stream_options(args.stream)), args.protocol)
+            except (ValueError, StreamNotFound) as exc:
+                print(f"{args.protocol}: {exc}", file=sys.stderr)
+                return 2
     except ProtocolError as exc:  # SiteError is one too: FILE:LINE:COL for either file
         print(str(exc), file=sys.stderr)
         return 2
@@ -43,6 +53,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if p.devices:
         where = f"within the limits of site {site.name!r}" if site else "NOT checked against a site (give --site)"
         print(f"  stimulates {', '.join(p.devices)}: {where}")
+    if live:
+        print("\n".join(["  live streams checked (channels, rate, units):"] + live))
     return 0
 
 
@@ -61,12 +73,20 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 def _run(session: SessionArgs) -> int:
     from controller.protocol import ProtocolError
-    from controller.runner import SessionError, run_session
+    from controller.runner import SessionError, SessionInputError, run_session
 
     try:
-        result = run_session(session.to_run_options())
+        opts = session.to_run_options()
+    except ValueError as exc:  # e.g. --stream with no name
+        print(f"neuroreflex: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = run_session(opts)
     except ProtocolError as exc:
         print(str(exc), file=sys.stderr)
+        return 2
+    except SessionInputError as exc:  # bad input that no file position names (e.g. --stream INPUT=)
+        print(f"neuroreflex: {exc}", file=sys.stderr)
         return 2
     except SessionError as exc:
         print(f"neuroreflex: session failed: {exc}", file=sys.stderr)
@@ -122,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     from controller.session_args import (
         add_fmri_arguments,
+        add_stream_argument,
         add_session_arguments,
         add_simulator_arguments,
         add_stimulation_arguments,
@@ -130,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a protocol file; errors as FILE:LINE:COL: message")
     p.add_argument("protocol")
     p.add_argument("--site", default=None, metavar="SITE", help="also check its stimulation against this site config")
+    p.add_argument("--check-streams", action="store_true",
+                   help="also resolve each input's LSL stream now and check its channels, rate and units")
+    add_stream_argument(p, "check this stream (implies --check-streams)")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("schema", help="print the protocol JSON Schema (for editor completion)")
@@ -143,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("protocol")
     p.add_argument("--sim", action="store_true",
                    help="simulated participant as the input, virtual devices for the stimulators")
+    add_stream_argument(p, "e.g. a real amplifier or a recording streamed by another tool")
     add_session_arguments(p)
     add_stimulation_arguments(p)
     add_fmri_arguments(p)
@@ -155,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_session_arguments(p)
     add_simulator_arguments(p, "simulated participant")
     # what the demo does not offer, fixed: the demo protocol, always simulated, no stimulator, no fMRI
-    p.set_defaults(func=_cmd_demo, protocol=protocols.find("tbr_demo"), sim=True, arm=False, hardware=False,
+    p.set_defaults(func=_cmd_demo, protocol=protocols.find("tbr_demo"), sim=True, stream=[], arm=False, hardware=False,
                    run=None, volumes_folder=None, speed=None, volumes=None, learning_rate=DEMO_LEARNING_RATE)
 
     p = sub.add_parser("report", help="(re)build the report of a session folder")

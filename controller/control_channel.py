@@ -75,6 +75,10 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+def valid_session_id(session_id: str) -> bool:
+    return bool(_SESSION_ID.match(session_id or ""))
+
+
 def socket_path(session_id: str, directory: Path | None = None) -> Path:
     """Where session ``session_id`` listens."""
     if not _SESSION_ID.match(session_id or ""):

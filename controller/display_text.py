@@ -64,8 +64,12 @@ def describe_event(e: ev.Event) -> str | None:
         cycle = f" (cycle {d['cycle'] + 1})" if d.get("cycle") is not None else ""
         return f"block {d['index'] + 1}: {d['label']}{cycle}, {d['duration_s']:g} s"
     if e.kind == ev.THRESHOLD:
-        rate = f", reward rate was {100 * d['reward_rate']:.0f}%" if d.get("reward_rate") is not None else ""
-        return f"threshold {d['name']} = {d['value']:.4g} ({d['reason']}{rate})"
+        why = d["reason"]
+        if d.get("comparison_rate") is not None:
+            why += f": the comparison held {100 * d['comparison_rate']:.0f}% of the time"
+            if d.get("reward_rate") is not None:
+                why += f", {100 * d['reward_rate']:.0f}% of frames rewarded"
+        return f"threshold {d['name']} = {d['value']:.4g} ({why})"
     if e.kind == ev.STATE:
         return f"state: {d['state']}" + (f" ({d['reason']})" if d.get("reason") else "")
     if e.kind == ev.INPUT:

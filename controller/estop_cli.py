@@ -108,7 +108,11 @@ def estop(reason: str, session: str | None, directory: str | None, timeout: floa
     replies, code = send_and_check(cc.ESTOP, payload, session, directory, timeout)
     if code is not None:
         return code
-    print(f"E-STOP sent to {len(replies)} session(s)")
+    names = ", ".join(r.session for r in replies)
+    if session is None:  # no --session: every session of this user on this machine, said out loud
+        print(f"E-STOP sent to ALL {len(replies)} running session(s): {names} (--session ID for one)")
+    else:
+        print(f"E-STOP sent to session {names}")
     code = print_acks(replies)
     if code:
         print("E-STOP NOT confirmed by every session: use the device's own stop button", file=sys.stderr)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Event kinds, one vocabulary for journal, console and telemetry.
+SESSION_OPEN = "session_open"  # the journal's first line: who, what, where, which software
 SESSION_START = "session_start"
 SESSION_END = "session_end"
 STATE = "state"  # engine state changed (running, paused, inhibited, stopped ...)
@@ -26,6 +27,7 @@ INPUT = "input"  # input connected / stalled / resumed / clock jump
 FAULT = "fault"
 SAFETY = "safety"  # governor verdicts, arming, interlocks
 INFO = "info"
+OPERATOR = "operator"  # an operator act: pause, resume, skip, stop, arm, disarm, E-STOP; who, via what, why
 VOLUME = "volume"  # an fMRI volume was processed: motion, FD, ROI values, time per stage
 
 

@@ -28,21 +28,20 @@ CONFIRM_S = 3.0
 _LABELS = {"p": "pause", "r": "resume", "s": "skip block", "q": "stop", ESTOP_KEY: "E-STOP", ARM_KEY: "arm (twice)"}
 
 
-def key_actions(engine, estop: Callable[[str], object] | None = None,
-                arm: Callable[[], object] | None = None) -> dict[str, Callable[[], object]]:
-    """The engine's keys, plus ``e`` -> ``estop(reason)`` and ``a`` -> ``arm()`` when the session
-    drives a stimulator (the runner supplies both; ``arm`` arms the protocol's devices in the
-    operator's name)."""
+def key_actions(acts, estop: bool = False, arm: bool = False) -> dict[str, Callable[[], object]]:
+    """The session keys, through the operator's acts (controller.operator_acts: each one journaled
+    with the key that did it), plus ``e`` (E-STOP) and ``a`` (arm the protocol's devices in the
+    operator's name) when the session drives a stimulator."""
     actions: dict[str, Callable[[], object]] = {
-        "p": engine.pause,
-        "r": engine.resume,
-        "s": engine.skip_block,
-        "q": lambda: engine.stop("operator stop (key q)"),
+        "p": lambda: acts.pause(via="key p"),
+        "r": lambda: acts.resume(via="key r"),
+        "s": lambda: acts.skip(via="key s"),
+        "q": lambda: acts.stop(via="key q"),
     }
-    if estop is not None:
-        actions[ESTOP_KEY] = lambda: estop(f"operator E-STOP (key {ESTOP_KEY})")
-    if arm is not None:
-        actions[ARM_KEY] = arm
+    if estop:
+        actions[ESTOP_KEY] = lambda: acts.estop(f"operator E-STOP (key {ESTOP_KEY})", via=f"key {ESTOP_KEY}")
+    if arm:
+        actions[ARM_KEY] = lambda: acts.arm(via=f"key {ARM_KEY}")
     return actions
 
 

@@ -4,6 +4,10 @@ The keyboard, SIGINT/SIGTERM and the control channel (``neuroreflex estop|status
 from another terminal) all end here, so an E-STOP means the same thing whichever way it came:
 stimulation inhibited (source 'estop'), every device disarmed in parallel, the engine
 inhibited, and the cause journaled. Arming stays an explicit act with the operator's name.
+
+Every act is journaled as an ``operator`` event: what (``act``), who (``by``), through what
+(``via``: ``key p``, ``signal``, ``cli`` with the calling process, ``console``, ``remote``), why
+(``reason``, when one was given) and whether it took effect.
 """
 
 from __future__ import annotations
@@ -31,7 +35,31 @@ class OperatorActs:
         self._lock = threading.Lock()
         self.estops = 0
 
-    def estop(self, reason: str) -> dict[str, Any]:
+    def _journal(self, act: str, via: str, by: str | None, reason: str | None, **result: Any) -> None:
+        self.bus.publish(Event(ev.OPERATOR, now(), None, {"act": act, "by": by or self.operator, "via": via,
+                                                          "reason": reason or None, **result}))
+
+    def pause(self, via: str, by: str | None = None, reason: str | None = None) -> bool:
+        done = self.engine.pause(reason or f"paused ({via})")
+        self._journal("pause", via, by, reason, done=done)
+        return done
+
+    def resume(self, via: str, by: str | None = None, reason: str | None = None) -> bool:
+        done = self.engine.resume(reason or f"resumed ({via})")
+        self._journal("resume", via, by, reason, done=done)
+        return done
+
+    def skip(self, via: str, by: str | None = None, reason: str | None = None) -> bool:
+        block = self.engine.snapshot().get("block")
+        done = self.engine.skip_block(reason or f"skipped by the operator ({via})")
+        self._journal("skip", via, by, reason, done=done, block=block)
+        return done
+
+    def stop(self, via: str, by: str | None = None, reason: str | None = None) -> None:
+        self._journal("stop", via, by, reason)
+        self.engine.stop(f"operator stop ({via})" + (f": {reason}" if reason else ""))
+
+    def estop(self, reason: str, via: str = "signal", by: str | None = None) -> dict[str, Any]:
         """Inhibit and disarm everything now; safe from any thread, any number of times."""
         t0 = time.perf_counter()
         took = None
@@ -44,28 +72,34 @@ class OperatorActs:
         total = time.perf_counter() - t0
         self.bus.publish(Event(ev.SAFETY, now(), None, {"what": "estop_done", "reason": reason,
                                                         "disarm_s": took, "took_s": total}))
+        self._journal("estop", via, by, reason, took_s=total)
         return {"estopped": True, "disarmed": sorted(self.stim.stimulation.links) if self.stim else [],
                 "took_s": total}
 
-    def clear_estop(self, operator: str) -> dict[str, Any]:
+    def clear_estop(self, operator: str, via: str = "cli") -> dict[str, Any]:
         """After an E-STOP: the operator lifts it (devices stay disarmed until armed again)."""
         if self.stim is not None:
             self.stim.governor.clear(ESTOP_SOURCE)
         if self.engine is not None:
             self.engine.clear_inhibit(ESTOP_SOURCE)
         self.bus.publish(Event(ev.SAFETY, now(), None, {"what": "estop_cleared", "operator": operator}))
+        self._journal("clear_estop", via, operator, None)
         return {"cleared": True}
 
-    def arm(self, operator: str | None = None, device: str | None = None) -> dict[str, Any]:
-        if self.stim is None:
-            raise RuntimeError("this session drives no stimulator")
+    def arm(self, operator: str | None = None, device: str | None = None, via: str = "key a") -> dict[str, Any]:
         who = operator or self.operator
+        if self.stim is None:
+            self._journal("arm", via, who, None, device=device, done=False, refused="no stimulator")
+            raise RuntimeError("this session drives no stimulator")
         problems = self.stim.stimulation.arm(who, [device] if device else None)
+        self._journal("arm", via, who, None, device=device, done=not problems, refused="; ".join(problems) or None)
         if problems:
             raise RuntimeError("; ".join(problems))
         return {"armed": [device] if device else sorted(self.stim.stimulation.links), "by": who}
 
-    def disarm(self, device: str | None = None, reason: str = "operator") -> dict[str, Any]:
+    def disarm(self, device: str | None = None, reason: str = "operator", via: str = "cli",
+               by: str | None = None) -> dict[str, Any]:
+        self._journal("disarm", via, by, reason, device=device)
         if self.stim is None:
             return {"disarmed": []}
         if device is None:
@@ -91,14 +125,15 @@ class OperatorActs:
     def on_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         """The control channel's handler (estop/disarm are called on its listener thread)."""
         origin = args.get("origin") or "another terminal"
+        via = f"cli ({origin})"
         if name == "estop":
-            return self.estop(f"{args.get('reason') or 'E-STOP'} (from {origin})")
+            return self.estop(f"{args.get('reason') or 'E-STOP'} (from {origin})", via=via)
         if name == "disarm":
-            return self.disarm(args.get("device"), f"disarm from {origin}")
+            return self.disarm(args.get("device"), args.get("reason") or f"disarm from {origin}", via=via)
         if name == "status":
             return self.status()
         if name == "arm":
-            return self.arm(args.get("operator"), args.get("device"))
+            return self.arm(args.get("operator"), args.get("device"), via=via)
         if name == "clear_estop":
-            return self.clear_estop(args.get("operator") or origin)
+            return self.clear_estop(args.get("operator") or origin, via=via)
         raise ValueError(f"unknown command {name!r}")

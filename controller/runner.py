@@ -29,9 +29,10 @@ from controller.events import Event, EventBus
 from controller.inputs.reader import InputReader
 from controller.keyboard import KeyboardControl, help_text, key_actions
 from controller.operator_acts import OperatorActs
-from controller.inputs.resolve import channel_labels, resolve
-from controller.protocol import check_against_stream, load_protocol
+from controller.inputs.resolve import StreamNotFound, resolve, stream_facts
+from controller.protocol import load_protocol
 from controller.protocol.compiled import Protocol, StreamSelector
+from controller.protocol.stream_check import check_stream, located
 from controller.recording.journal import Journal
 from controller.recording.session import SessionFolder
 from controller.recording.xdf import XdfRecorder
@@ -40,6 +41,10 @@ from drivers.lsl_outputs import LslFeedbackOutput
 
 class SessionError(RuntimeError):
     """The session could not start or had to stop; the message says why."""
+
+
+class SessionInputError(SessionError):
+    """The command line asked for something the protocol does not have (exit 2, like a protocol error)."""
 
 
 @dataclass
@@ -62,8 +67,9 @@ class RunOptions:
     site_config: Path | None = None
     record_xdf: bool = True
     build_report: bool = True
-    lsl_prefix: str = "neuroreflex"
-    progress: TextIO | None = sys.stdout
+    lsl_prefix: str = "neuroreflex"  # outlets are named <lsl_prefix>-<session id>-<kind>
+    session_id: str | None = None  # None: a random one
+    progress: TextIO | None = field(default_factory=lambda: sys.stdout)  # the stdout of when the options are made
     keyboard: bool = True  # operator keys when stdin is a terminal
     resolve_timeout_s: float | None = None
     arm: bool = False  # arm the protocol's devices at start (unattended tests); otherwise the operator arms
@@ -73,6 +79,7 @@ class RunOptions:
     virtual_devices: bool | None = None  # None: with sim; False: the site's ports (simulated signals, real devices)
     run: str | None = None  # fMRI multi-run protocols: which run (name or 1-based number)
     volumes_folder: Path | None = None  # fMRI: the scanner's export folder (overrides the protocol's)
+    streams: dict[str, str] = field(default_factory=dict)  # input -> stream name ('' = the only input), overrides
     fmri_sim: Any = None  # controller.volume_session.FmriSimOptions; default from ``sim`` for fMRI protocols
 
 
@@ -124,18 +131,25 @@ def run_session(opts: RunOptions) -> SessionResult:
         protocol = select_run(protocol, opts.run)
     except RunChoiceError as exc:
         raise SessionError(str(exc)) from exc
-    fmri = _fmri_plan(protocol, opts) if protocol.volume_inputs else None
+    from controller.inputs.live_check import with_streams
+
+    try:
+        protocol = with_streams(protocol, opts.streams)
+    except ValueError as exc:
+        raise SessionInputError(str(exc)) from exc
+    session_id = _session_id(opts.session_id)
+    streams = f"{opts.lsl_prefix}-{session_id}"  # every outlet's name starts so: sessions never share a stream
+    fmri = _fmri_plan(protocol, opts, streams) if protocol.volume_inputs else None
     if protocol.devices and site is None:
         raise SessionError(f"{opts.protocol_path} drives stimulators ({', '.join(protocol.devices)}): "
                            "give the site configuration with its devices and limits (--site config/site.yaml)")
-    session_id = uuid.uuid4().hex[:8]
     sim_proc: subprocess.Popen | None = None
     sim_name = ""
     if opts.sim is not None and protocol.inputs:
         if opts.sim.chunk is None:
             opts.sim = replace(opts.sim, chunk=1 if protocol.devices else 10)
-        sim_name = f"{opts.lsl_prefix}-sim-eeg-{session_id}"
-        sim_proc = _start_simulator(opts.sim, sim_name, f"{opts.lsl_prefix}-markers")
+        sim_name = f"{streams}-sim-eeg"
+        sim_proc = _start_simulator(opts.sim, sim_name, f"{streams}-markers")
         first = next(iter(protocol.inputs))
         inputs = dict(protocol.inputs)
         inputs[first] = replace(inputs[first], stream=StreamSelector(name=sim_name))
@@ -145,13 +159,19 @@ def run_session(opts: RunOptions) -> SessionResult:
         protocol = replace(protocol, inputs=inputs)
         _say(opts, f"simulated participant started: LSL stream {sim_name!r}")
 
-    folder = SessionFolder.create(opts.session_root, Path(opts.protocol_path), opts.site_config)
+    try:  # every input found and checked before the session folder exists: a bad match leaves nothing behind
+        readers, pipelines = _open_inputs(protocol, opts, sim_proc)
+    except BaseException:
+        _end_simulator(sim_proc)
+        raise
+    identity = _identity(protocol, opts, site, session_id)
+    folder = SessionFolder.create(opts.session_root, Path(opts.protocol_path), opts.site_config, identity=identity)
     _say(opts, f"session folder: {folder.path}")
     bus = EventBus()
     journal = Journal(folder.journal_path)
     journal.start(bus)
+    bus.publish(Event(ev.SESSION_OPEN, now(), None, {**identity, "folder": folder.path.name}))
     recorder: XdfRecorder | None = None
-    readers: list[InputReader] = []
     display: TextDisplay | None = None
     output: LslFeedbackOutput | None = None
     engine: Engine | None = None
@@ -174,8 +194,10 @@ def run_session(opts: RunOptions) -> SessionResult:
             acts.stim = stim
             _say(opts, "devices " + ("ARMED (--arm)" if opts.arm else "disarmed: press 'a' twice to arm"))
         listener = _open_control_channel(session_id, acts, bus, opts, required=stim is not None)
-        readers, pipelines = _open_inputs(protocol, opts, sim_proc)
-        output = LslFeedbackOutput(opts.lsl_prefix, list(protocol.features), source_id=f"neuroreflex-{session_id}")
+        output = LslFeedbackOutput(streams, list(protocol.features), source_id=f"{streams}",
+                                   session={"session_id": session_id, "protocol": protocol.name})
+        _say(opts, f"session {session_id}: LSL outlets {streams}-features, -markers, -feedback "
+                   f"(displays: --session {session_id})")
         output.open()
         engine = Engine(fmri.engine_protocol(protocol) if fmri else protocol, bus, [output],
                         stimulation=stim.stimulation if stim else None,
@@ -189,8 +211,9 @@ def run_session(opts: RunOptions) -> SessionResult:
         if opts.record_xdf:
             predicates = [{"source_id": r.info.source_id()} for r in readers if isinstance(r, InputReader)]
             predicates += [{"source_id": sid} for sid in output.source_ids.values()]
-            if sim_proc is not None and fmri is None and opts.sim.replay is None:
-                predicates.append({"name": f"{sim_name}-state"})  # the participant's true state
+            if sim_proc is not None and fmri is None and opts.sim.replay is None and _stream_exists(
+                    f"{sim_name}-state", timeout_s=5.0):  # the participant's true state (resolves like its EEG)
+                predicates.append({"name": f"{sim_name}-state"})
             if sim_proc is not None and fmri is None and opts.sim.replay is not None and _stream_exists(f"{sim_name}-annotations"):
                 predicates.append({"name": f"{sim_name}-annotations"})  # e.g. the annotated seizure onset
             if sim_proc is not None and opts.sim is not None and "--respiration" in opts.sim.extra_args:
@@ -198,7 +221,10 @@ def run_session(opts: RunOptions) -> SessionResult:
             if fmri is not None:
                 predicates += fmri.record_predicates()
             recorder = XdfRecorder()
-            recorder.start(folder.xdf_path, predicates)
+            started_at = recorder.start(folder.xdf_path, predicates)
+            for reader in readers:  # the loop uses only what the XDF holds too (the inlets buffered since open)
+                if isinstance(reader, InputReader):
+                    reader.start_after = started_at
         start_data = _session_start_data(protocol, [r for r in readers if isinstance(r, InputReader)], session_id)
         if fmri is not None:
             start_data["fmri"] = fmri.start_data(protocol)
@@ -214,7 +240,7 @@ def run_session(opts: RunOptions) -> SessionResult:
         for reader in readers:
             reader.start()
         if opts.keyboard and KeyboardControl.available():
-            actions = key_actions(engine, estop=acts.estop, arm=(lambda: acts.arm()) if stim else None)
+            actions = key_actions(acts, estop=True, arm=stim is not None)
             keyboard = KeyboardControl(actions, notify=lambda text: _say(opts, text))
             keyboard.start()
             _say(opts, help_text(actions))
@@ -247,24 +273,50 @@ def run_session(opts: RunOptions) -> SessionResult:
 
 
 def _open_inputs(protocol: Protocol, opts: RunOptions, sim_proc) -> tuple[list[InputReader], dict]:
+    """Resolve, open and check every signal input against the protocol.
+
+    A stream that cannot serve its input (a missing channel, another rate, no units) is a
+    ``ProtocolError`` at the protocol's FILE:LINE:COL, like a load-time error (exit 2)."""
     readers, pipelines = [], {}
-    for name, spec in protocol.inputs.items():
-        timeout = opts.resolve_timeout_s or spec.resolve_timeout_s
-        if sim_proc is not None and sim_proc.poll() is not None:
-            raise SessionError(f"the simulator exited with code {sim_proc.returncode}: {sim_proc.stderr.read()}")
-        info = resolve(spec.stream, timeout)
-        reader = InputReader(name, info, on_chunk=lambda d, t: None, on_status=lambda s, d: None,
-                             stall_timeout_s=spec.stall_timeout_s)
-        reader.open(timeout)
-        labels = channel_labels(reader.full_info)
-        fs = info.nominal_srate()
-        problems = check_against_stream(protocol, name, fs, labels)
-        if problems:
-            raise SessionError(f"input {name!r} ({info.name()}): " + "; ".join(problems))
-        features = [f for f in protocol.features.values() if f.input == name]
-        pipelines[name] = FeaturePipeline(fs, labels, spec, features)
-        readers.append(reader)
+    try:
+        for name, spec in protocol.inputs.items():
+            timeout = opts.resolve_timeout_s or spec.resolve_timeout_s
+            if sim_proc is not None and sim_proc.poll() is not None:
+                raise SessionError(f"the simulator exited with code {sim_proc.returncode}: {sim_proc.stderr.read()}")
+            try:
+                info = resolve(spec.stream, timeout)
+            except StreamNotFound as exc:
+                raise SessionError(str(exc)) from exc
+            reader = InputReader(name, info, on_chunk=lambda d, t: None, on_status=lambda s, d: None,
+                                 stall_timeout_s=spec.stall_timeout_s)
+            readers.append(reader)
+            reader.open(timeout)
+            facts = stream_facts(reader.full_info)
+            checked = check_stream(protocol, name, facts)
+            if checked.problems:
+                raise located(opts.protocol_path, checked.problems, facts.name)
+            features = [f for f in protocol.features.values() if f.input == name]
+            units = checked.units
+            pipelines[name] = FeaturePipeline(facts.rate, facts.labels, spec, features, channel_types=facts.types,
+                                              scale=None if units is None else units.scale)
+            reader.units = units
+            _say(opts, f"input {name}: {facts.name}: units {units.summary if units else 'none'}"
+                 + (" (unit: from the protocol)" if units is not None and units.from_protocol else ""))
+    except BaseException:
+        for reader in readers:
+            reader.close()
+        raise
     return readers, pipelines
+
+
+def _end_simulator(sim_proc) -> None:
+    if sim_proc is None:
+        return
+    sim_proc.terminate()
+    try:
+        sim_proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        sim_proc.kill()
 
 
 CLOCK_JUMP_SETTLE_S = 2.0  # steady data after an input clock jump before stimulation may resume
@@ -327,7 +379,19 @@ def _wire(reader: InputReader, pipeline: FeaturePipeline, engine: Engine, bus: E
     reader.on_chunk, reader.on_status = on_chunk, on_status
 
 
-def _fmri_plan(protocol: Protocol, opts: RunOptions):
+def _session_id(chosen: str | None) -> str:
+    """The operator's id for the session (e.g. a room, kept across the runs of one participant) or a random one."""
+    from controller.control_channel import valid_session_id
+
+    if chosen is None:
+        return uuid.uuid4().hex[:8]
+    if not valid_session_id(chosen):
+        raise SessionInputError(f"--session-id {chosen!r}: use 1-64 letters, digits, '_', '-' or '.', "
+                                "starting with a letter or digit")
+    return chosen
+
+
+def _fmri_plan(protocol: Protocol, opts: RunOptions, streams: str):
     """The fMRI inputs' plan: simulator/replay (with --sim), the scanner folder, the scanner clock."""
     from controller.volume_session import FmriPlan, FmriSimOptions
 
@@ -337,7 +401,7 @@ def _fmri_plan(protocol: Protocol, opts: RunOptions):
     if protocol.inputs:
         raise SessionError(f"protocol {protocol.name!r} mixes signal streams and fMRI volumes; "
                            "one kind per session is supported")
-    return FmriPlan(protocol, opts.lsl_prefix, sim if opts.sim is not None or opts.fmri_sim else None,
+    return FmriPlan(protocol, streams, sim if opts.sim is not None or opts.fmri_sim else None,
                     opts.volumes_folder, opts.resolve_timeout_s)
 
 
@@ -410,6 +474,10 @@ def _shutdown(folder, bus, journal, recorder, readers, display, output, engine, 
         "blocks": engine.block_stats if engine else [],
         "samples": {r.input_name: getattr(r, "samples_received", getattr(r, "volumes_received", 0)) for r in readers},
     }
+    first = {r.input_name: {"first_sample_used": r.first_used, "dropped_before_recording": r.samples_dropped}
+             for r in readers if isinstance(r, InputReader)}
+    if first:
+        summary["inputs"] = first
     if recorder is not None:
         try:
             recorder.stop()
@@ -423,12 +491,7 @@ def _shutdown(folder, bus, journal, recorder, readers, display, output, engine, 
     journal.stop()
     if output is not None:
         output.close()
-    if sim_proc is not None:
-        sim_proc.terminate()
-        try:
-            sim_proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            sim_proc.kill()
+    _end_simulator(sim_proc)
     folder.finish(status, summary)
     report = None
     if opts.build_report:
@@ -466,8 +529,31 @@ def _session_start_data(protocol: Protocol, readers, session_id: str) -> dict[st
         "thresholds": {n: _main_threshold_kind(t) for n, t in protocol.thresholds.items()},
         "threshold_features": _threshold_features(protocol),
         "inputs": {r.input_name: {"name": r.info.name(), "source_id": r.info.source_id(),
-                                  "rate": r.info.nominal_srate(), "channels": r.info.channel_count()}
+                                  "rate": r.info.nominal_srate(), "channels": r.info.channel_count(),
+                                  "units": r.units.summary if r.units is not None else None,
+                                  "si_scale": r.units.scale.tolist() if r.units is not None else None,
+                                  "uses_samples_from": r.start_after}
                    for r in readers},
+        "pid": os.getpid(),
+    }
+
+
+def _identity(protocol: Protocol, opts: RunOptions, site, session_id: str) -> dict[str, Any]:
+    """Who, what and where: the manifest's ``identity`` and the journal's first line."""
+    from controller import __version__
+
+    return {
+        "session_id": session_id,
+        "participant": opts.participant,
+        "operator": opts.operator,
+        "site": site.name if site is not None else None,
+        "site_config": str(opts.site_config) if opts.site_config else None,
+        "protocol": protocol.name,
+        "protocol_file": str(opts.protocol_path),
+        "protocol_sha256": protocol.sha256,
+        "run": opts.run,
+        "simulated": opts.sim is not None,
+        "software": f"neuroreflex {__version__}",
         "pid": os.getpid(),
     }
 

@@ -36,6 +36,9 @@ class SessionArgs:
     site: Path | None
     operator: str
     participant: str
+    session_id: str | None
+    prefix: str
+    stream: tuple[str, ...]  # --stream [INPUT=]NAME, repeatable
     # stimulation
     arm: bool
     hardware: bool
@@ -66,6 +69,7 @@ class SessionArgs:
         for name in ("protocol", "session_dir", "site", "volumes_folder"):
             if values[name] is not None:
                 values[name] = Path(values[name])
+        values["stream"] = tuple(values["stream"])
         return cls(**values)
 
     def site_config(self) -> Path | None:
@@ -96,7 +100,13 @@ class SessionArgs:
                           sim=sim, fmri_sim=fmri_sim, build_report=not self.no_report,
                           site_config=self.site_config(), arm=self.arm, operator=self.operator,
                           participant=self.participant, virtual_devices=False if self.hardware else None,
-                          run=self.run, volumes_folder=self.volumes_folder)
+                          session_id=self.session_id, lsl_prefix=self.prefix,
+                          run=self.run, volumes_folder=self.volumes_folder, streams=self.stream_names())
+
+    def stream_names(self) -> dict[str, str]:
+        from controller.inputs.live_check import parse_stream_options
+
+        return parse_stream_options(list(self.stream))
 
 
 def add_session_arguments(p: argparse.ArgumentParser) -> None:
@@ -108,6 +118,17 @@ def add_session_arguments(p: argparse.ArgumentParser) -> None:
                    help="site config: devices, ports, limits (with simulated devices default: config/site.yaml)")
     p.add_argument("--operator", default="operator", help="who runs the session and arms (journaled)")
     p.add_argument("--participant", default="anonymous", help="whose session (and dose ledger) this is")
+    p.add_argument("--session-id", default=None, metavar="ID",
+                   help="the session's id in its LSL stream names, control channel and journal (default: random); "
+                        "keep one id across the runs of a participant so displays follow run after run")
+    p.add_argument("--prefix", default="neuroreflex", metavar="NAME",
+                   help="LSL name prefix: outlets are NAME-ID-features, -markers, -feedback (default: %(default)s)")
+
+
+def add_stream_argument(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--stream", action="append", default=[], metavar="[INPUT=]NAME",
+                   help=f"select the input's LSL stream by this exact name instead of the protocol's selector; "
+                        f"{what} (repeat as INPUT=NAME for protocols with several inputs)")
 
 
 def add_stimulation_arguments(p: argparse.ArgumentParser) -> None:

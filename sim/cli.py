@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     eeg.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     eeg.add_argument("--learning-rate", type=float, default=None, help="participant learning rate (default 0.001)")
     eeg.add_argument("--line-freq", type=float, choices=(0.0, 50.0, 60.0), default=50.0, help="mains Hz, 0 = none")
-    eeg.add_argument("--marker-stream", default=DEFAULT_MARKER_STREAM, help="controller marker stream to learn from")
+    eeg.add_argument("--marker-stream", default=DEFAULT_MARKER_STREAM,
+                     help="the controller's marker stream to learn from (default: the only one matching "
+                          f"{DEFAULT_MARKER_STREAM}; a session's is neuroreflex-<session id>-markers)")
     eeg.add_argument("--duration", type=positive_float, default=None, help="stop after this many seconds")
     eeg.add_argument("--quiet", action="store_true", help="no startup message")
     resp = sub.add_parser("resp", help="stream a simulated respiration belt (and its true phase) over LSL")

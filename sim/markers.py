@@ -8,6 +8,7 @@ connects to whichever stream of that name appears next.
 
 from __future__ import annotations
 
+import fnmatch
 import threading
 from collections.abc import Callable
 
@@ -24,7 +25,8 @@ def is_reward(text: str) -> bool:
 
 
 class MarkerListener:
-    """Background LSL inlet on the marker stream called ``name``; calls ``on_reward(count)``."""
+    """Background LSL inlet on the marker stream called ``name`` (or the only one matching it, when
+    it holds a ``*``: ``neuroreflex-*-markers``); calls ``on_reward(count)``."""
 
     def __init__(
         self,
@@ -58,7 +60,13 @@ class MarkerListener:
             self._thread.join(timeout)
 
     def _resolve(self) -> pylsl.StreamInlet | None:
-        infos = pylsl.resolve_byprop("name", self.name, minimum=1, timeout=self._resolve_timeout)
+        if "*" in self.name:  # a pattern (a session's name carries its id): the only match, never a guess
+            infos = pylsl.resolve_streams(wait_time=max(self._resolve_timeout, 1.0))  # all of them, to see a second
+            infos = [i for i in infos if i.type() == self.stream_type and fnmatch.fnmatchcase(i.name(), self.name)]
+            if len(infos) != 1:
+                return None
+        else:
+            infos = pylsl.resolve_byprop("name", self.name, minimum=1, timeout=self._resolve_timeout)
         for info in infos:
             if info.type() == self.stream_type and info.channel_format() == pylsl.cf_string:
                 inlet = pylsl.StreamInlet(info, recover=False)

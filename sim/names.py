@@ -5,6 +5,8 @@ generator (scipy.signal) just to read these names cost them ~2 s of start-up.
 """
 
 DEFAULT_NAME = "neuroreflex-sim-eeg"  # simulated EEG; its participant state is "<name>-state"
-DEFAULT_MARKER_STREAM = "neuroreflex-markers"  # the controller's marker stream the participant learns from
+# the controller's marker stream the participant learns from: the only session's on the network
+# (a session's outlets are neuroreflex-<session id>-*; a session started with --sim names its own)
+DEFAULT_MARKER_STREAM = "neuroreflex-*-markers"
 DEFAULT_REPLAY_NAME = "neuroreflex-replay"  # a replayed recording; its annotations are "<name>-annotations"
 DEFAULT_RESP_NAME = "neuroreflex-sim-resp"  # standalone `sim resp`; its true phase is "<name>-phase"

@@ -434,7 +434,7 @@ def test_estop_standby_sends_an_estop_on_every_enter(cdir):
                 proc.stdin.write("\n")
                 proc.stdin.flush()
                 lines = [proc.stdout.readline() for _ in range(3)]
-                assert lines[0].strip() == "E-STOP sent to 1 session(s)", lines
+                assert lines[0].strip() == "E-STOP sent to ALL 1 running session(s): s1 (--session ID for one)", lines
                 assert "session s1: acknowledged: estop done" in lines[1], lines
                 assert lines[2].startswith("E-STOP standby: Enter again"), lines
                 assert len(h.calls) == n and h.calls[-1][0] == "estop" and h.calls[-1][1]["reason"] == "standby test"

@@ -201,7 +201,7 @@ def test_adaptive_threshold_tracks_target_reward_rate():
     sub = bus.subscribe({ev.THRESHOLD})
     run_values(engine, clock, rng.normal(1.0, 0.2, 2000), start_index=50)
     for e in sub.drain():
-        rates.append(e.data["reward_rate"])
+        rates.append(e.data["comparison_rate"])
     assert len(rates) == 40
     assert abs(np.mean(rates[1:]) - 0.7) < 0.08
 
@@ -283,3 +283,29 @@ def test_percentile_over_no_values_is_a_published_fault_not_a_silent_zero():
     [fault] = sub.drain()
     assert "no values of 'tbr' during 'baseline'" in fault.data["reason"]
     assert engine.thresholds.values["goal"] is None
+
+
+def test_adaptation_reports_how_often_the_comparison_held_and_how_often_it_rewarded():
+    """The issue-10 field report: 'reward rate was 58%' while no reward had been given. The comparison
+    rate and the reward rate are different numbers and both are published."""
+    clock = FakeClock()
+    bus = EventBus()
+    sub = bus.subscribe({ev.THRESHOLD})
+    adapt = AdaptSpec(every_s=5.0, target_reward_rate=0.7, direction="below", feature="tbr")
+    rule = Rule(0, ("train",), And((lt("tbr", "goal"), Compare(FeatureRef("emg"), "<", Constant(1.0)))),
+                Action(feedback="reward"))
+    protocol = make_protocol(blocks(("train", 1000),), {"goal": ThresholdSpec("goal", fixed=2.0, adapt=adapt)}, (rule,))
+    engine = Engine(protocol, bus, [RecordingOutput(clock)], clock=clock)
+    engine.start()
+    for i in range(50):  # one 5 s period: tbr always under the goal, emg blocks the reward 4 frames in 5
+        clock.t += 0.1
+        t = clock.t
+        engine.on_features([FV("tbr", 1.0 + 0.001 * i, t, i), FV("emg", 0.5 if i % 5 == 0 else 2.0, t, i)])
+    [change] = [e for e in sub.drain() if e.data["reason"] == "adapt"]
+    assert change.data["comparison_rate"] == 1.0
+    # the period's 50th value adapts the threshold before that frame's rule runs (with the new value),
+    # so the period's rewards are those of its first 49 frames: 10 of 49
+    assert change.data["reward_rate"] == pytest.approx(10 / 49)
+    from controller.display_text import describe_event
+
+    assert describe_event(change).endswith("(adapt: the comparison held 100% of the time, 20% of frames rewarded)")

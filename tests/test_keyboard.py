@@ -46,34 +46,56 @@ def test_not_a_terminal_is_not_available(tmp_path):
 
 
 class _Engine:
+    """The engine's operator-facing calls, recorded."""
+
     def __init__(self) -> None:
-        self.acts: list[str] = []
+        self.calls: list[tuple[str, object]] = []
 
-    def pause(self):
-        self.acts.append("pause")
+    def pause(self, reason=None):
+        self.calls.append(("pause", reason))
+        return True
 
-    def resume(self):
-        self.acts.append("resume")
+    def resume(self, reason=None):
+        self.calls.append(("resume", reason))
+        return True
 
-    def skip_block(self):
-        self.acts.append("skip")
+    def skip_block(self, reason=None):
+        self.calls.append(("skip", reason))
+        return True
 
     def stop(self, reason):
-        self.acts.append(reason)
+        self.calls.append(("stop", reason))
+
+    def set_inhibit(self, source, reason):
+        self.calls.append(("inhibit", reason))
+
+    def snapshot(self):
+        return {"block": "train"}
 
 
-def test_estop_and_arm_keys_exist_only_when_the_runner_supplies_them():
+def test_keys_act_through_the_operators_acts_and_each_act_is_journaled_with_its_key():
+    from controller import events as ev
+    from controller.events import EventBus
     from controller.keyboard import help_text, key_actions
+    from controller.operator_acts import OperatorActs
 
+    bus = EventBus()
+    sub = bus.subscribe({ev.OPERATOR})
     eng = _Engine()
-    plain = key_actions(eng)
+    acts = OperatorActs(eng, bus, "s1", "p", operator="ana")
+    plain = key_actions(acts)
     assert set(plain) == {"p", "r", "s", "q"} and "E-STOP" not in help_text(plain)
-    reasons: list[str] = []
-    full = key_actions(eng, estop=reasons.append, arm=lambda: None)
+    for key in "prsq":
+        plain[key]()
+    full = key_actions(acts, estop=True, arm=True)
     assert set(full) == {"p", "r", "s", "q", "e", "a"}
     full["e"]()
-    assert reasons == ["operator E-STOP (key e)"]
     assert help_text(full).startswith("keys: [e] E-STOP")
+    assert [c[0] for c in eng.calls] == ["pause", "resume", "skip", "stop", "inhibit"]
+    assert eng.calls[2] == ("skip", "skipped by the operator (key s)")
+    journaled = [(e.data["act"], e.data["via"], e.data["by"]) for e in sub.drain()]
+    assert journaled == [("pause", "key p", "ana"), ("resume", "key r", "ana"), ("skip", "key s", "ana"),
+                         ("stop", "key q", "ana"), ("estop", "key e", "ana")]
 
 
 def _started(actions, **kw):

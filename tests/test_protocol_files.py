@@ -10,6 +10,7 @@ import pytest
 import protocols
 from controller.protocol import load_protocol, loads_protocol
 from controller.protocol.compiled import (
+    AverageOfType,
     Action,
     AdaptSpec,
     And,
@@ -38,7 +39,7 @@ inputs:
   eeg:
     stream: {type: EEG}            # any of name/type/source_id
     channels: [Cz, Fp1, Fp2]
-    reference: average             # or [A1, A2] or omitted
+    reference: {average: all EEG}  # or average (of these channels), [A1, A2] or omitted
     highpass: 0.5 Hz               # optional
     notch: 50 Hz                   # optional
     stall: 1 s                     # optional, default 1 s
@@ -84,7 +85,7 @@ def test_example_compiles_to_expected_objects() -> None:
             name="eeg",
             stream=StreamSelector(type="EEG"),
             channels=("Cz", "Fp1", "Fp2"),
-            reference="average",
+            reference=AverageOfType("EEG"),
             highpass_hz=0.5,
             notch_hz=50.0,
             stall_timeout_s=1.0,

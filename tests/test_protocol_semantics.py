@@ -133,8 +133,14 @@ def test_relative_power_band_outside_total() -> None:
 
 def test_welch_window_too_coarse_for_a_narrow_band() -> None:
     text = edit(("features:\n", "features:\n  smr: {band_power: {input: eeg, band: [12 Hz, 14 Hz], window: 250 ms, every: 100 ms}}\n"))
-    check(text, ("250 ms", "window: 250 ms gives a spectral resolution of 4 Hz, coarser than the 2 Hz wide band "
-                           "[12 Hz, 14 Hz], which may then hold no frequency bin; use a window of at least 500 ms"))
+    check(text, ("250 ms", "window: Welch segments of 250 ms give a spectral resolution of 4 Hz, coarser than the "
+                           "2 Hz wide band [12 Hz, 14 Hz], which may then hold no frequency bin; use a window of at "
+                           "least 500 ms"))
+    # past 1 s the default segment is 1 s: a narrower band needs a longer segment, which the window holds
+    narrow = text.replace("[12 Hz, 14 Hz], window: 250 ms", "[12 Hz, 12.5 Hz], window: 4 s")
+    check(narrow, ("4 s", "window: Welch segments of 1 s give a spectral resolution of 1 Hz, coarser than the "
+                          "0.5 Hz wide band [12 Hz, 12.5 Hz], which may then hold no frequency bin; give segment: 2 s"))
+    loads_protocol(narrow.replace("window: 4 s", "window: 4 s, segment: 2 s"))
     # the same window is fine for a band-pass (iir) power estimate
     loads_protocol(text.replace("every: 100 ms}}\n  tbr", "every: 100 ms, method: iir}}\n  tbr"))
 

@@ -52,7 +52,7 @@ def session(tmp_path_factory) -> Path:
     protocol.write_text(PROTOCOL)
     opts = RunOptions(
         protocol_path=protocol, session_root=root, sim=SimOptions(channels=16, rate=250.0, chunk=5, seed=3),
-        lsl_prefix=f"e2e-{uuid.uuid4().hex[:6]}", progress=None,
+        lsl_prefix=f"e2e-{uuid.uuid4().hex[:6]}", progress=None, participant="p07", operator="ana",
     )
     result = run_session(opts)
     assert result.status == "completed"
@@ -70,7 +70,13 @@ def test_session_folder_contents(session):
 def test_journal_tells_the_whole_session(session):
     events = read_journal(session / "journal.jsonl")
     kinds = [e["kind"] for e in events]
-    assert kinds[0] == "session_start" and kinds[-1] == "session_end"
+    assert kinds[0] == "session_open" and kinds[-1] == "session_end" and "session_start" in kinds
+    identity = events[0]["data"]
+    assert (identity["participant"], identity["operator"], identity["protocol"]) == ("p07", "ana", "e2e-tbr")
+    assert identity["software"].startswith("neuroreflex ") and identity["protocol_sha256"]
+    manifest = json.loads((session / "manifest.json").read_text())
+    assert {k: manifest["identity"][k] for k in ("participant", "operator", "session_id")} == \
+        {k: identity[k] for k in ("participant", "operator", "session_id")}
     labels = [e["data"]["label"] for e in events if e["kind"] == "block_start"]
     assert labels == ["baseline", "train", "rest", "train", "rest"]
     thresholds = [e["data"] for e in events if e["kind"] == "threshold"]
@@ -121,6 +127,17 @@ def test_xdf_holds_every_stream_with_the_journaled_samples(session):
     assert labels == ["tbr", "emg", "blink"]
     tbr = [e["data"]["value"] for e in feats if e["data"]["name"] == "tbr"]
     np.testing.assert_allclose(fx["time_series"][-len(tbr):, 0], tbr, rtol=1e-12)
+    # every number in the Features stream is fresh: the value journaled for that feature at that
+    # source sample; a feature not computed at a sample is NaN there, never its previous value
+    # (frame by frame: pyxdf's clock correction moves the stamps by some microseconds)
+    by_frame: dict[float, dict[str, float]] = {}
+    for e in feats:
+        by_frame.setdefault(e["t_source"], {})[e["data"]["name"]] = e["data"]["value"]
+    for (t, journaled), t_x, row in zip(sorted(by_frame.items()), fx["time_stamps"], fx["time_series"]):
+        assert t_x == pytest.approx(t, abs=1e-3)
+        streamed = {labels[i]: float(v) for i, v in enumerate(row) if np.isfinite(v)}
+        assert streamed.keys() == journaled.keys()
+        assert all(streamed[k] == pytest.approx(journaled[k], rel=1e-12) for k in streamed)
 
 
 def test_report_was_built(session):
@@ -128,3 +145,37 @@ def test_report_was_built(session):
     assert report.is_file()
     pngs = list((session / "report").glob("*.png"))
     assert len(pngs) >= 4
+
+
+def test_every_feature_is_recomputed_from_the_xdf_alone_from_the_first_one(session):
+    """The recording is complete (issue 10): the loop used no sample that LabRecorder missed, so the
+    XDF alone reproduces every journaled feature value, the first ones included."""
+    from controller.dsp.offline import offline_feature
+    from controller.protocol import load_protocol
+
+    protocol = load_protocol(session / "protocol.yaml")
+    manifest = json.loads((session / "manifest.json").read_text())
+    first_used = manifest["summary"]["inputs"]["eeg"]["first_sample_used"]
+    streams, _ = pyxdf.load_xdf(str(session / "recording.xdf"), dejitter_timestamps=False)
+    [eeg] = [s for s in streams if s["info"]["type"][0] == "EEG"]
+    stamps = eeg["time_stamps"]
+    i0 = int(np.argmin(np.abs(stamps - first_used)))
+    assert abs(stamps[i0] - first_used) < 1e-3, "the first sample the loop used is in the XDF"
+    channels = eeg["info"]["desc"][0]["channels"][0]["channel"]
+    labels = [c["label"][0] for c in channels]
+    assert {c["unit"][0] for c in channels} == {"volts"}
+    data = np.asarray(eeg["time_series"], dtype=np.float64)[i0:]
+    fs = float(eeg["info"]["nominal_srate"][0])
+
+    events = read_journal(session / "journal.jsonl")
+    journaled: dict[str, dict[int, float]] = {}
+    for e in events:
+        if e["kind"] == "feature":
+            journaled.setdefault(e["data"]["name"], {})[e["data"]["sample_index"]] = e["data"]["value"]
+    for name, spec in protocol.features.items():
+        ends, values = offline_feature(data, fs, labels, protocol.inputs["eeg"], spec)
+        offline = dict(zip(ends.tolist(), values.tolist()))
+        online = journaled[name]
+        assert min(online) == min(offline), f"{name}: the first value the loop computed is reproduced"
+        for k, v in online.items():
+            assert v == pytest.approx(offline[k], rel=1e-9, abs=1e-20), (name, k)

@@ -139,6 +139,25 @@ def test_marker_listener_reconnects_when_the_controller_restarts():
         listener.stop()
 
 
+def test_marker_listener_by_pattern_follows_the_only_session_and_never_guesses():
+    """A standalone simulator learns from 'neuroreflex-*-markers': the only session visible; with two
+    sessions it takes neither (it cannot know which one its participant is in)."""
+    base = unique("pat")
+    got = []
+    listener = MarkerListener(f"{base}-*-markers", got.append, resolve_timeout=0.3).start()
+    try:
+        first = marker_outlet(f"{base}-s1-markers")
+        second = marker_outlet(f"{base}-s2-markers")
+        time.sleep(1.5)
+        assert not listener.connected.is_set()
+        del second
+        assert wait_for(listener.connected.is_set)
+        first.push_sample(["reward"])
+        assert wait_for(lambda: sum(got) == 1)
+    finally:
+        listener.stop()
+
+
 @pytest.mark.skipif(not EDF_64.is_file(), reason=f"real recording not available: {EDF_64}")
 def test_replay_of_a_real_edf():
     from sim.replay import make_player

@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``display`` subcommand's arguments (``set_defaults(func=main)`` is the caller's)."""
     parser.add_argument("which", choices=WHICH, help="the participant's thermometer or the operator's fMRI panel")
     parser.add_argument("--prefix", default="neuroreflex", help="LSL stream prefix of the session (default: %(default)s)")
+    parser.add_argument("--session", default=None, metavar="ID",
+                        help="the session to follow (its id: `neuroreflex status` lists them); default: the only "
+                             "session visible (several visible: an error that lists them)")
     parser.add_argument("--fullscreen", action="store_true", help="full screen (the projector's screen)")
     parser.add_argument("--size", default="1024x768", metavar="WxH", help="window size when not full screen")
     g = parser.add_argument_group("thermometer")
@@ -127,6 +130,16 @@ def main(args: argparse.Namespace) -> int:
         print("neuroreflex display: no screen (DISPLAY/WAYLAND_DISPLAY unset); for a headless test set "
               "QT_QPA_PLATFORM=offscreen", file=sys.stderr)
         return 1
+    from controller.lsl_sessions import SessionChoiceError, choose_session
+
+    kind = "feedback" if args.which == "thermometer" else "fmri-qc"
+    try:
+        streams = choose_session(args.prefix, args.session, kind, wait_s=args.quit_after,
+                                 say=lambda text: print(f"neuroreflex display: {text}", file=sys.stderr))
+    except SessionChoiceError as exc:
+        print(f"neuroreflex display: {exc}", file=sys.stderr)
+        return 2
+    print(f"neuroreflex display: following {streams}-*", file=sys.stderr)
     from PySide6 import QtCore
 
     from controller.display.qt import application
@@ -135,12 +148,12 @@ def main(args: argparse.Namespace) -> int:
     if args.which == "thermometer":
         from controller.display.thermometer import LslThermometer
 
-        window = LslThermometer(args.prefix, state)
+        window = LslThermometer(streams, state)
     else:
         from controller.display.model import PanelState
         from controller.display.panel import LslOperatorPanel
 
-        window = LslOperatorPanel(args.prefix, PanelState(fd_threshold_mm=args.fd_threshold, tr_s=args.tr))
+        window = LslOperatorPanel(streams, PanelState(fd_threshold_mm=args.fd_threshold, tr_s=args.tr))
     window.resize(*size)
     if args.fullscreen:
         window.showFullScreen()

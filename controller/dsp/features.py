@@ -85,10 +85,11 @@ class WelchFeature:
 
     __slots__ = ("_source", "_window", "_powers")
 
-    def __init__(self, source: ChannelSource, fs: float, window: int, bands: tuple[Band, ...]) -> None:
+    def __init__(self, source: ChannelSource, fs: float, window: int, bands: tuple[Band, ...],
+                 segment_s: float | None = None, overlap: float = 0.5) -> None:
         self._source = source
         self._window = window
-        self._powers = WelchBandPowers(fs, window, bands)
+        self._powers = WelchBandPowers(fs, window, bands, segment_s, overlap)
 
     def __call__(self) -> float:
         return combine_powers(self._powers(self._source.window(self._window)))

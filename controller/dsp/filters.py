@@ -63,7 +63,7 @@ class Conditioner:
     reduction over the chunk; filtering is done only for the picked channels.
     """
 
-    __slots__ = ("_n_stream", "_picks", "_ref", "_ref_scale", "_filter")
+    __slots__ = ("_n_stream", "_picks", "_ref", "_ref_scale", "_filter", "_scale")
 
     def __init__(
         self,
@@ -71,9 +71,18 @@ class Conditioner:
         picks: Sequence[int] | np.ndarray,
         reference: None | str | Sequence[int] | np.ndarray,
         sos: np.ndarray | None,
+        scale: np.ndarray | None = None,
     ) -> None:
-        """``reference``: None (as recorded), "average" (all stream channels) or column indices."""
+        """``reference``: None (as recorded), "average" (all stream channels) or column indices.
+        ``scale``: per stream column factor to SI (e.g. 1e-6 for a µV amplifier), applied first."""
         self._n_stream = n_stream_channels
+        self._scale = None
+        if scale is not None:
+            scale = np.asarray(scale, dtype=np.float64)
+            if scale.shape != (n_stream_channels,):
+                raise ValueError(f"scale must have one factor per stream channel ({n_stream_channels}), got {scale.shape}")
+            if not np.all(scale == 1.0):
+                self._scale = scale
         self._picks = np.asarray(picks, dtype=np.intp)
         if reference is None:
             self._ref = None
@@ -100,6 +109,8 @@ class Conditioner:
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Chunk ``(n, n_stream)`` -> conditioned picked channels ``(n_picks, n)`` (a new array)."""
+        if self._scale is not None:
+            chunk = chunk * self._scale
         out = chunk.T.take(self._picks, axis=0)  # new C-contiguous (n_picks, n)
         ref = self._ref
         if ref is not None:

@@ -18,7 +18,8 @@ from controller.protocol.compiled import FeatureSpec, InputSpec
 from .design import bandpass_sos, conditioning_sos
 from .features import DEFAULT_TOTAL_BAND
 from .labels import resolve_channels
-from .spectral import band_mask, welch_nperseg
+from .reference import reference_columns
+from .spectral import band_mask, welch_noverlap, welch_nperseg
 
 
 def offline_feature(
@@ -27,18 +28,17 @@ def offline_feature(
     stream_labels: Sequence[str],
     input_spec: InputSpec,
     feature: FeatureSpec,
+    channel_types: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(sample_indices, values) of ``feature`` over ``data`` ``(n_samples, n_stream_channels)``."""
+    """(sample_indices, values) of ``feature`` over ``data`` ``(n_samples, n_stream_channels)`` in SI."""
     data = np.asarray(data, dtype=np.float64)
     labels = list(stream_labels)
     cols = resolve_channels(feature.channels, labels, where=f"stream of input {input_spec.name!r}")
 
     # Reference, then high-pass/notch, on the whole recording.
     x = data[:, cols]
-    if input_spec.reference == "average":
-        x = x - data.mean(axis=1)[:, None]
-    elif input_spec.reference is not None:
-        ref_cols = resolve_channels(tuple(input_spec.reference), labels, where="reference")
+    ref_cols = reference_columns(input_spec, labels, channel_types)
+    if ref_cols is not None:
         x = x - data[:, ref_cols].mean(axis=1)[:, None]
     sos = conditioning_sos(fs, input_spec)
     if sos is not None:
@@ -62,7 +62,8 @@ def offline_feature(
         bands = [feature.band, feature.total or DEFAULT_TOTAL_BAND]
 
     if feature.method == "welch":
-        nperseg = welch_nperseg(window, fs)
+        nperseg = welch_nperseg(window, fs, feature.segment_s)
+        noverlap = welch_noverlap(nperseg, feature.overlap)
         df = fs / nperseg
         powers = np.empty((ends.size, len(bands)))
         for j, k in enumerate(ends):
@@ -71,7 +72,7 @@ def offline_feature(
                 fs=fs,
                 window="hann",
                 nperseg=nperseg,
-                noverlap=nperseg // 2,
+                noverlap=noverlap,
                 detrend="constant",
                 axis=0,
             )  # psd: (n_freqs, n_channels)

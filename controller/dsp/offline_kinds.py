@@ -24,6 +24,7 @@ from controller.protocol.compiled import FeatureSpec, InputSpec
 from .design import bandpass_sos, conditioning_sos
 from .feature_kinds import halfwave_durations
 from .labels import resolve_channels
+from .reference import reference_columns
 from .phase import PhaseEstimate
 from .phase_etp import fit_etp
 from .phase_feature import gate_length, make_method, spatial_weights
@@ -37,16 +38,16 @@ _REDUCE = {"mean": np.mean, "median": np.median, "max": np.max}
 
 
 def conditioned(
-    data: np.ndarray, fs: float, labels: Sequence[str], input_spec: InputSpec, channels: Sequence[str]
+    data: np.ndarray, fs: float, labels: Sequence[str], input_spec: InputSpec, channels: Sequence[str],
+    channel_types: Sequence[str] | None = None,
 ) -> np.ndarray:
     """``channels`` of ``data`` ``(n_samples, n_stream)`` re-referenced and high-passed/notched as the input says."""
     data = np.asarray(data, dtype=np.float64)
     labels = list(labels)
     x = data[:, resolve_channels(channels, labels, where=f"stream of input {input_spec.name!r}")]
-    if input_spec.reference == "average":
-        x = x - data.mean(axis=1)[:, None]
-    elif input_spec.reference is not None:
-        x = x - data[:, resolve_channels(tuple(input_spec.reference), labels, where="reference")].mean(axis=1)[:, None]
+    ref_cols = reference_columns(input_spec, labels, channel_types)
+    if ref_cols is not None:
+        x = x - data[:, ref_cols].mean(axis=1)[:, None]
     sos = conditioning_sos(fs, input_spec)
     return x if sos is None else signal.sosfilt(sos, x, axis=0)
 

@@ -30,6 +30,7 @@ from .features import (
 )
 from .filters import Conditioner, StreamingSOS
 from .labels import resolve_channels
+from .reference import reference_columns
 from .ring import RingBuffer
 from .schedule import WindowSchedule, feature_window
 from .slope import lowpass_sos
@@ -72,7 +73,12 @@ class FeaturePipeline:
         stream_labels: Sequence[str],
         input_spec: InputSpec,
         features: Sequence[FeatureSpec],
+        *,
+        channel_types: Sequence[str] | None = None,
+        scale: np.ndarray | None = None,
     ) -> None:
+        """``channel_types``: each stream channel's type (for ``{average: all EEG}``); ``scale``: each
+        stream channel's factor to SI (controller.inputs.channel_units), applied before anything else."""
         if not (math.isfinite(fs) and fs > 0):
             raise ValueError(f"input {input_spec.name!r}: sampling rate must be a positive number, got {fs}")
         self.fs = float(fs)
@@ -110,12 +116,10 @@ class FeaturePipeline:
             feature_cols.append(rows)
         self.channels = tuple(labels[c] for c in needed)  # stream labels, in conditioned-row order
 
-        ref = input_spec.reference
-        if ref is not None and not isinstance(ref, str):
-            ref = resolve_channels(tuple(ref), labels, where=f"reference of {where}")
-        elif isinstance(ref, str) and ref != "average":
-            raise ValueError(f"{where}: reference must be 'average' or a list of channel labels, got {ref!r}")
-        self._conditioner = Conditioner(self._n_stream, needed, ref, conditioning_sos(self.fs, input_spec))
+        ref = reference_columns(input_spec, labels, channel_types)
+        if ref is not None and ref.size == self._n_stream and np.array_equal(ref, np.arange(self._n_stream)):
+            ref = "average"  # every column: a plain row mean, no gather
+        self._conditioner = Conditioner(self._n_stream, needed, ref, conditioning_sos(self.fs, input_spec), scale)
 
         self._features = self._build_features(features, feature_cols)
         self._count = 0
@@ -179,7 +183,7 @@ class FeaturePipeline:
             elif spec.kind == "peak_to_peak":
                 evaluate = PeakToPeakFeature(source(bands[0], rows), window)
             elif spec.method == "welch":
-                evaluate = WelchFeature(source(None, rows), fs, window, power_bands(spec))
+                evaluate = WelchFeature(source(None, rows), fs, window, power_bands(spec), spec.segment_s, spec.overlap)
             else:
                 evaluate = IirPowerFeature([source(b, rows) for b in bands], window)
             scheduled.append(_Scheduled(spec.name, WindowSchedule(window, every), evaluate))

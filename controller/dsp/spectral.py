@@ -1,8 +1,9 @@
 """Welch band power on one window, with everything but the FFT precomputed.
 
-Matches ``scipy.signal.welch(x, fs, window='hann', nperseg=P, noverlap=P // 2,
-detrend='constant')`` with P = min(window, 1 s of samples); a band's power is the sum of the
-PSD bins with lo <= f <= hi times the bin width fs / P.
+Matches ``scipy.signal.welch(x, fs, window='hann', nperseg=P, noverlap=floor(P * overlap),
+detrend='constant')`` with P = the feature's ``segment`` in samples (default min(window, 1 s of
+samples)) and ``overlap`` 50 % by default; a band's power is the sum of the PSD bins with
+lo <= f <= hi times the bin width fs / P.
 """
 
 from __future__ import annotations
@@ -14,15 +15,22 @@ from numpy.lib.stride_tricks import as_strided
 from scipy import fft as sp_fft
 from scipy import signal
 
-from controller.protocol.compiled import Band
+from controller.protocol.compiled import WELCH_DEFAULT_SEGMENT_S, Band
 
 # Bin edges equal to a band edge count as inside; this slack absorbs float rounding of f = i * fs / P.
 BIN_TOLERANCE = 1e-6
 
 
-def welch_nperseg(window: int, fs: float) -> int:
-    """Segment length: the whole window, at most one second of samples."""
-    return int(min(window, round(fs)))
+def welch_nperseg(window: int, fs: float, segment_s: float | None = None) -> int:
+    """Segment length in samples: the protocol's ``segment``, else the whole window, at most 1 s."""
+    if segment_s is None:
+        return int(min(window, round(fs * WELCH_DEFAULT_SEGMENT_S)))
+    return int(min(window, round(fs * segment_s)))
+
+
+def welch_noverlap(nperseg: int, overlap: float) -> int:
+    """Samples shared by consecutive segments (``overlap`` a fraction, 0.5 = the usual half)."""
+    return int(nperseg * overlap)
 
 
 def band_mask(freqs: np.ndarray, band: Band, df: float) -> np.ndarray:
@@ -36,11 +44,12 @@ class WelchBandPowers:
 
     __slots__ = ("window", "nperseg", "step", "n_segments", "_win", "_weights")
 
-    def __init__(self, fs: float, window: int, bands: Sequence[Band]) -> None:
-        nperseg = welch_nperseg(window, fs)
+    def __init__(self, fs: float, window: int, bands: Sequence[Band], segment_s: float | None = None,
+                 overlap: float = 0.5) -> None:
+        nperseg = welch_nperseg(window, fs, segment_s)
         if nperseg < 2:
-            raise ValueError(f"Welch needs a window of at least 2 samples, got {window} at fs={fs} Hz")
-        noverlap = nperseg // 2
+            raise ValueError(f"Welch needs segments of at least 2 samples, got {nperseg} at fs={fs} Hz")
+        noverlap = welch_noverlap(nperseg, overlap)
         self.window = window
         self.nperseg = nperseg
         self.step = nperseg - noverlap

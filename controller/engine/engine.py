@@ -63,6 +63,10 @@ class Engine:
         self._history: dict[str, list[float]] = defaultdict(list)  # feature values in the current block
         self._frames = 0  # rule evaluations in the current block
         self._rewarded = 0  # of which at least one rule fired
+        # adaptive thresholds: [frames, rewarded frames] since each one's last adaptation
+        self._adaptive = [n for n, spec in protocol.thresholds.items() if spec.adapt is not None]
+        self._adapt_counts: dict[str, list[int]] = {}
+        self._skipped: str | None = None  # while skip_block ends a block: the operator's reason
         self.block_stats: list[dict[str, Any]] = []
         self._routes = {
             kind: [o for o in outputs if kind in o.accepts] for kind in ("marker", "feedback", "features")
@@ -79,8 +83,8 @@ class Engine:
     def _publish(self, kind: str, t_source: float | None = None, *, at: float | None = None, **data: Any) -> None:
         self.bus.publish(Event(kind, self.clock() if at is None else at, t_source, data))
 
-    def _publish_state(self) -> None:
-        reason = "; ".join(self.inhibitions.values()) if self.inhibitions else None
+    def _publish_state(self, why: str | None = None) -> None:
+        reason = "; ".join(self.inhibitions.values()) if self.inhibitions else why
         self._publish(ev.STATE, state=self.state, reason=reason)
 
     def snapshot(self) -> dict[str, Any]:
@@ -123,27 +127,39 @@ class Engine:
             self._publish_state()
             self._apply(self.timeline.start(t))
 
-    def pause(self) -> None:
+    def pause(self, reason: str | None = None) -> bool:
+        """Pause the timeline and the rules; False when there was nothing to pause."""
         with self._lock:
             if self._state == RUNNING:
                 self.timeline.pause(self.clock())
                 self._state = PAUSED
                 self._reset_conditions()
-                self._publish_state()
+                self._publish_state(reason)
+                return True
+            return False
 
-    def resume(self) -> None:
+    def resume(self, reason: str | None = None) -> bool:
         with self._lock:
             if self._state == PAUSED:
                 self.timeline.resume(self.clock())
                 self._state = RUNNING
-                self._publish_state()
+                self._publish_state(reason)
+                return True
+            return False
 
-    def skip_block(self) -> None:
+    def skip_block(self, reason: str | None = None) -> bool:
+        """End the current block now (its block_end says skipped, and why) and start the next."""
         with self._lock:
             if self._state in (RUNNING, PAUSED):
                 transition = self.timeline.skip(self.clock())
                 if transition:
-                    self._apply([transition])
+                    self._skipped = reason or "skipped"
+                    try:
+                        self._apply([transition])
+                    finally:
+                        self._skipped = None
+                    return True
+            return False
 
     def stop(self, reason: str = "operator stop") -> None:
         with self._lock:
@@ -231,6 +247,10 @@ class Engine:
                 fired = True
                 self._fire(rule, t_src, label)
         self._rewarded += fired
+        for name in self._adaptive:
+            counts = self._adapt_counts.setdefault(name, [0, 0])
+            counts[0] += 1
+            counts[1] += fired
 
     def _may_fire(self, rule: Rule, t: float) -> bool:
         pacing = self.pacing[rule.index]
@@ -312,7 +332,8 @@ class Engine:
         b = tr.ended
         stats = {"index": b.index, "label": b.label, "cycle": b.cycle, "frames": self._frames,
                  "rewarded": self._rewarded,
-                 "reward_rate": (self._rewarded / self._frames) if self._frames else None}
+                 "reward_rate": (self._rewarded / self._frames) if self._frames else None,
+                 "skipped": self._skipped is not None, "skip_reason": self._skipped}
         self.block_stats.append(stats)
         self._send(Command("marker", tr.t, {"text": f"block_end:{b.label}"}))
         self._publish(ev.BLOCK_END, tr.t, **stats)
@@ -328,8 +349,12 @@ class Engine:
 
     def _threshold_changed(self, change: ThresholdChange, t_source: float | None) -> None:
         t = self.clock()
+        reward_rate = None
+        if change.reason == "adapt":  # the rewards actually given over the same period, for comparison
+            frames, rewarded = self._adapt_counts.pop(change.name, (0, 0))
+            reward_rate = rewarded / frames if frames else None
         self._publish(ev.THRESHOLD, t_source, at=t, name=change.name, value=change.value, reason=change.reason,
-                      reward_rate=change.reward_rate, n_values=change.n_values)
+                      comparison_rate=change.comparison_rate, reward_rate=reward_rate, n_values=change.n_values)
         if change.value is not None:  # displays draw the target line from it (e.g. the fMRI thermometer)
             self._send(Command("marker", t_source if t_source is not None else t,
                                {"text": f"threshold:{change.name}={change.value:.6g}"}))

@@ -4,7 +4,8 @@ Adaptation: over each adaptation period (``every`` seconds of feature time spent
 where the threshold is used) the threshold moves to the quantile of that period's feature
 values that would have given the target rate (reward when below: the ``target`` quantile;
 when above: the ``1 - target`` quantile). The observed rate of the comparison in the
-period is reported with each change so the report can show the controller at work.
+period (how often the comparison held, ``comparison_rate``; not the reward rate, which also
+needs the rule's other conditions and pacing) is reported with each change.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class ThresholdChange:
     name: str
     value: float
     reason: str  # "fixed" | "percentile" | "adapt"
-    reward_rate: float | None = None
+    comparison_rate: float | None = None  # adapt: fraction of the period's values for which the comparison held
     n_values: int = 0
 
 
@@ -86,7 +87,7 @@ class ThresholdBank:
         value = float(np.quantile(values, q))
         self._periods[name] = _AdaptPeriod()
         self.values[name] = value
-        return ThresholdChange(name, value, "adapt", reward_rate=observed, n_values=int(values.size))
+        return ThresholdChange(name, value, "adapt", comparison_rate=observed, n_values=int(values.size))
 
     def adaptive_for(self, feature: str) -> list[str]:
         return [n for n, s in self.specs.items() if s.adapt is not None and s.adapt.feature == feature]

@@ -58,6 +58,12 @@ class InputReader(threading.Thread):
         self._inlet = pylsl.StreamInlet(info, max_buflen=60, recover=True, processing_flags=pylsl.proc_clocksync)
         self._opened = threading.Event()
         self.full_info: pylsl.StreamInfo = info
+        self.units = None  # controller.protocol.signal_units.InputUnits, once checked
+        # Samples stamped before this LSL time are dropped: the recorder subscribed then, so
+        # everything the loop uses is also in the XDF (set it before start()).
+        self.start_after: float | None = None
+        self.samples_dropped = 0  # before start_after
+        self.first_used: float | None = None  # timestamp of the first sample handed on
 
     def open(self, timeout_s: float = 10.0) -> None:
         """Open the inlet before the thread starts, so a dead stream fails the session early."""
@@ -70,6 +76,11 @@ class InputReader(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
+
+    def close(self) -> None:
+        """Close an inlet that was opened but whose thread never ran (a session that did not start)."""
+        if not self.is_alive():
+            self._inlet.close_stream()
 
     def run(self) -> None:
         try:
@@ -113,6 +124,14 @@ class InputReader(threading.Thread):
                 gap = gaps[np.argmax(jumps)]
                 self.on_status("clock_jump", f"timestamp moved {gap * 1000:+.1f} ms between samples")
             last_ts = ts[-1]
+            if self.first_used is None and self.start_after is not None:
+                keep = int(np.searchsorted(ts, self.start_after, side="left"))  # stamps rise within a chunk
+                self.samples_dropped += keep
+                if keep == n:
+                    continue
+                data, ts, n = data[keep:], ts[keep:], n - keep
+            if self.first_used is None:
+                self.first_used = float(ts[0])
             self.samples_received += n
             self.on_chunk(data, ts)
         self._inlet.close_stream()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pylsl
 
 from controller.protocol.compiled import StreamSelector
+from controller.protocol.stream_check import StreamFacts
 
 
 class StreamNotFound(RuntimeError):
@@ -76,18 +77,27 @@ def resolve(selector: StreamSelector, timeout_s: float) -> pylsl.StreamInfo:
     raise StreamNotFound(f"no LSL stream matches [{pred}] after {timeout_s:g} s. Visible streams:\n  {listing}")
 
 
-def channel_labels(info: pylsl.StreamInfo) -> list[str]:
-    """Labels from desc/channels/channel/label (the XDF meta-data convention), else ch1..chN.
-
-    ``info`` must be the full description (``StreamInlet.info()``): a resolver's answer
-    carries only the header, without desc.
-    """
-    labels: list[str] = []
+def channel_field(info: pylsl.StreamInfo, field: str) -> list[str] | None:
+    """``desc/channels/channel/<field>`` of every channel, or None when the description does not
+    give one entry per channel. ``info`` must be the full description (``StreamInlet.info()``):
+    a resolver's answer carries only the header, without desc."""
+    values: list[str] = []
     ch = info.desc().child("channels").child("channel")
     while not ch.empty():
-        labels.append(ch.child_value("label"))
+        values.append(ch.child_value(field))
         ch = ch.next_sibling()
-    n = info.channel_count()
-    if len(labels) != n or any(not lab for lab in labels):
-        return [f"ch{i + 1}" for i in range(n)]
+    return values if len(values) == info.channel_count() else None
+
+
+def channel_labels(info: pylsl.StreamInfo) -> list[str]:
+    """Labels from desc/channels/channel/label (the XDF meta-data convention), else ch1..chN."""
+    labels = channel_field(info, "label")
+    if labels is None or any(not lab for lab in labels):
+        return [f"ch{i + 1}" for i in range(info.channel_count())]
     return labels
+
+
+def stream_facts(info: pylsl.StreamInfo) -> StreamFacts:
+    """Rate, labels, channel types and units of a stream, from its full description."""
+    return StreamFacts(info.name(), info.nominal_srate(), tuple(channel_labels(info)),
+                       tuple(channel_field(info, "type") or ()), tuple(channel_field(info, "unit") or ()))

@@ -33,18 +33,27 @@ class StreamSelector:
 
 
 @dataclass(frozen=True)
+class AverageOfType:
+    """Reference: the common average of every stream channel of this type (``{average: all EEG}``)."""
+
+    channel_type: str
+
+
+@dataclass(frozen=True)
 class InputSpec:
     """One signal input (an LSL stream) and how it is conditioned before features."""
 
     name: str
     stream: StreamSelector
     channels: tuple[str, ...]  # labels to pick; empty = every channel of the stream
-    reference: str | tuple[str, ...] | None = None  # None (as recorded), "average", or labels to average
+    # None (as recorded), "average" (of the input's channels), labels to average, or AverageOfType
+    reference: str | tuple[str, ...] | AverageOfType | None = None
     highpass_hz: float | None = None  # causal Butterworth, applied to picked channels
     notch_hz: float | None = None  # causal notch (line noise), applied to picked channels
     stall_timeout_s: float = 1.0  # no samples this long -> "input stalled"
     resolve_timeout_s: float = 10.0
     rate_hz: float | None = None  # expected nominal rate as written in the protocol (checked against the stream)
+    unit: str | None = None  # the unit of channels whose stream description gives none (e.g. "uV")
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,9 @@ FeatureKind = Literal[
 PowerMethod = Literal["welch", "iir"]
 
 
+WELCH_DEFAULT_SEGMENT_S = 1.0  # Welch's segment when a feature gives none: the window, at most this
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """A scalar feature computed on a sliding window of one input, averaged over channels.
@@ -164,6 +176,9 @@ class FeatureSpec:
     numerator: Band | None = None  # band_ratio
     denominator: Band | None = None  # band_ratio
     total: Band | None = None  # relative_power: the reference band (default 1-40 Hz)
+    # Welch's method: segment length (None: the window, at most 1 s) and overlap (fraction of a segment)
+    segment_s: float | None = None
+    overlap: float = 0.5
     # Kind-specific parameters of the newer kinds (None for the spectral kinds); each is a
     # frozen dataclass defined by the feature's owner, e.g. SeizureParams, PhaseParams.
     params: Any = None

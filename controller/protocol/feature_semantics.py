@@ -90,6 +90,8 @@ def compile_feature(name: str, feat: raw.FeatureDecl, input_channels: tuple[str,
         numerator=_band(getattr(p, "numerator", None)),
         denominator=_band(getattr(p, "denominator", None)),
         total=_band(getattr(p, "total", None)),
+        segment_s=getattr(p, "segment", None),
+        overlap=getattr(p, "overlap", 50.0) / 100.0,
         params=kind_params(kind, p),
     )
 

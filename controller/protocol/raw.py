@@ -31,7 +31,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from controller.protocol import units
-from controller.protocol.compiled import PHASE_TARGETS
+from controller.protocol.compiled import PHASE_TARGETS, AverageOfType
 from controller.protocol.condition import KEYWORDS
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -182,13 +182,44 @@ ChannelList = Annotated[
 ]
 
 
+_ALL_OF_TYPE = "all "
+
+
 def _reference(value: Any) -> Any:
     if value == "average":
         return value
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         _unique("reference channel")(tuple(value))
         return tuple(value)
-    fail(f"expected 'average' or a list of channel labels like [A1, A2], got {units.shown(value)}")
+    if isinstance(value, dict) and list(value) == ["average"]:
+        inner = value["average"]
+        if isinstance(inner, list) and len(inner) == 1 and isinstance(inner[0], str):
+            inner = inner[0]  # {average: [all EEG]} reads as {average: all EEG}
+        if isinstance(inner, str) and inner.startswith(_ALL_OF_TYPE) and inner[len(_ALL_OF_TYPE):].strip():
+            return AverageOfType(inner[len(_ALL_OF_TYPE):].strip())
+        if isinstance(inner, list) and inner and all(isinstance(v, str) for v in inner):
+            _unique("reference channel")(tuple(inner))
+            return tuple(inner)
+        fail(f"average: expected 'all TYPE' (e.g. all EEG: every EEG channel of the stream) or a list of channel "
+             f"labels, got {units.shown(inner)}")
+    fail("expected 'average' (of the input's channels), a list of channel labels like [A1, A2], or "
+         f"{{average: all EEG}} (every EEG channel of the stream), got {units.shown(value)}")
+
+
+def _signal_unit(value: Any) -> str:
+    from controller.protocol.signal_units import KNOWN_UNITS, parse_unit
+
+    if not isinstance(value, str) or parse_unit(value) is None:
+        fail(f"expected the unit the amplifier sends, one of {KNOWN_UNITS}; got {units.shown(value)}")
+    return value.strip()
+
+
+SignalUnit = Annotated[
+    str,
+    BeforeValidator(_signal_unit),
+    WithJsonSchema({"type": "string", "examples": ["uV", "V", "fT", "fT/cm", "umol/L"],
+                    "description": "The unit of channels whose stream description gives none."}),
+]
 
 
 Reference = Annotated[
@@ -197,8 +228,13 @@ Reference = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"const": "average", "description": "Common average of the input's channels."},
+                {"const": "average", "description": "Common average of the input's channels (only those listed in channels)."},
                 {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "Channels to average as the reference, e.g. [A1, A2]."},
+                {"type": "object", "additionalProperties": False, "required": ["average"],
+                 "properties": {"average": {"anyOf": [
+                     {"type": "string", "pattern": "^all .+", "examples": ["all EEG"]},
+                     {"type": "array", "items": {"type": "string"}, "minItems": 1}]}},
+                 "description": "{average: all EEG}: every stream channel of that type (from the stream description)."},
             ]
         }
     ),
@@ -313,7 +349,12 @@ class InputDecl(Decl):
     stream: StreamDecl = Field(description="Which LSL stream to resolve, e.g. {type: EEG}.")
     channels: ChannelList = Field(description="Channel labels to take from the stream, e.g. [Cz, Fp1, Fp2].")
     reference: Reference | None = Field(
-        None, description="Re-reference: 'average', or a list of channels to average, e.g. [A1, A2]. Omit to keep the recorded reference."
+        None, description="Re-reference: 'average' (of the channels listed here), a list of channels to average, e.g. "
+                          "[A1, A2], or {average: all EEG} (every EEG channel of the stream). Omit to keep the recorded reference."
+    )
+    unit: SignalUnit | None = Field(
+        None, description="The unit the stream's values are in, for a stream whose description gives no channel units "
+                          "(e.g. uV). A unit the stream does give must agree. Values are converted to SI (V) on the way in."
     )
     highpass: Frequency | None = Field(None, description="Causal high-pass cut-off, e.g. 0.5 Hz.")
     notch: Frequency | None = Field(None, description="Line-noise notch, e.g. 50 Hz.")
@@ -360,27 +401,50 @@ class _FeatureCommon(Decl):
     every: Duration = Field(description="How often the feature is computed, e.g. 100 ms; at most the window.")
 
 
-class BandPowerDecl(_FeatureCommon):
+def _overlap(value: Any) -> float:
+    try:
+        q = units.parse_quantity(value, units.PERCENT)
+    except units.UnitError as exc:
+        fail(str(exc))
+    if not 0 <= q.value < 100:
+        fail(f"must be at least 0 % and under 100 %, got {units.shown(value)}")
+    return q.value
+
+
+Overlap = Annotated[
+    float,
+    BeforeValidator(_overlap),
+    WithJsonSchema(_quantity_schema(units.PERCENT, ["50 %"], "Overlap of consecutive Welch segments, 0 % to under 100 %.")),
+]
+
+
+class _PowerCommon(_FeatureCommon):
+    method: PowerMethod = Field("welch", description="welch (spectrum of the window) or iir (band-pass filter, mean square).")
+    segment: Duration | None = Field(
+        None, description="welch: length of each FFT segment inside the window. Default: the window, at most 1 s "
+                          "(a 2 s window gives 3 segments of 1 s at 50 % overlap; frequency resolution 1/segment)."
+    )
+    overlap: Overlap = Field("50 %", validate_default=True, description="welch: overlap of consecutive segments; default 50 %.")
+
+
+class BandPowerDecl(_PowerCommon):
     """Mean power in a frequency band."""
 
     band: FreqBand = Field(description="The band, e.g. [13 Hz, 21 Hz].")
-    method: PowerMethod = Field("welch", description="welch (spectrum of the window) or iir (band-pass filter, mean square).")
 
 
-class BandRatioDecl(_FeatureCommon):
+class BandRatioDecl(_PowerCommon):
     """Power in the numerator band divided by power in the denominator band (e.g. theta/beta)."""
 
     numerator: FreqBand = Field(description="Band on top of the ratio, e.g. [4 Hz, 8 Hz].")
     denominator: FreqBand = Field(description="Band below the ratio, e.g. [13 Hz, 21 Hz].")
-    method: PowerMethod = Field("welch", description="welch or iir, as for band_power.")
 
 
-class RelativePowerDecl(_FeatureCommon):
+class RelativePowerDecl(_PowerCommon):
     """Power in a band as a fraction of the power in a total band."""
 
     band: FreqBand = Field(description="The band, e.g. [8 Hz, 12 Hz].")
     total: FreqBand = Field(("1 Hz", "40 Hz"), validate_default=True, description="The reference band; default [1 Hz, 40 Hz].")
-    method: PowerMethod = Field("welch", description="welch or iir, as for band_power.")
 
 
 class PeakToPeakDecl(_FeatureCommon):

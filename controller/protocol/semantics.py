@@ -103,6 +103,16 @@ class _Use:
     text: str  # the comparison as written, for messages
 
 
+def _longer_segment(segment: float | None, window: float, need: float) -> str:
+    """How to get Welch segments of at least ``need`` seconds."""
+    if segment is not None:
+        return f"use a segment of at least {_sec(need)}" + ("" if need <= window + _EPS else
+                                                            f" (and a window at least as long)")
+    if need <= window + _EPS:  # the default segment (1 s) is what is too short
+        return f"give segment: {_sec(need)}"
+    return f"use a window of at least {_sec(need)}"
+
+
 class Semantics:
     """Checks a protocol document as a whole; ``compile()`` builds the compiled Protocol."""
 
@@ -247,7 +257,14 @@ class Semantics:
 
     def _check_inputs(self) -> None:
         for name, inp in self.inputs.items():
-            if is_volume_input(inp) or inp.rate is None:
+            if is_volume_input(inp):
+                continue
+            if inp.reference == "average" and len(inp.channels) < 2:
+                self.error(("inputs", name, "reference"),
+                           f"reference: the average of the input's only channel ({', '.join(inp.channels)}) is the "
+                           "channel itself, so nothing would be left; list more channels, use {average: all EEG} "
+                           "(every EEG channel of the stream) or name the reference channels, e.g. [A1, A2]")
+            if inp.rate is None:
                 continue
             nyquist = inp.rate / 2
             for field in ("highpass", "notch"):
@@ -317,17 +334,28 @@ class Semantics:
                 f"frequency of this feature; use a window of at least {_sec(need)}",
             )
             return
+        segment = getattr(p, "segment", None)
         if getattr(p, "method", "welch") != "welch":
+            if segment is not None:
+                self.error(base + ("segment",), "segment: only method welch splits the window into segments; "
+                           "remove segment, or use method: welch", key=True)
             return
-        resolution = 1.0 / p.window
+        if segment is not None and segment > p.window + _EPS:
+            self.error(base + ("segment",), f"segment: {_sec(segment)} is longer than the window {_sec(p.window)}; "
+                       f"use a segment of at most {_sec(p.window)}")
+            return
+        # the frequency resolution is 1 / segment (default: the window, at most 1 s, as controller.dsp.spectral)
+        length = segment if segment is not None else min(p.window, c.WELCH_DEFAULT_SEGMENT_S)
+        field_name = "segment" if segment is not None else "window"
+        resolution = 1.0 / length
         for field, band in bands:
             width = band[1] - band[0]
             if width < resolution - _EPS:
                 self.error(
-                    base + ("window",),
-                    f"window: {_sec(p.window)} gives a spectral resolution of {_hz(resolution)}, coarser than "
-                    f"the {_hz(width)} wide {field} {_band_text(band)}, which may then hold no frequency bin; "
-                    f"use a window of at least {_sec(1.0 / width)}",
+                    base + (field_name,),
+                    f"{field_name}: Welch segments of {_sec(length)} give a spectral resolution of "
+                    f"{_hz(resolution)}, coarser than the {_hz(width)} wide {field} {_band_text(band)}, which may "
+                    f"then hold no frequency bin; {_longer_segment(segment, p.window, 1.0 / width)}",
                 )
                 return
 
@@ -535,6 +563,7 @@ class Semantics:
                 stall_timeout_s=inp.stall,
                 resolve_timeout_s=inp.resolve_timeout,
                 rate_hz=inp.rate,
+                unit=inp.unit,
             )
             for name, inp in decl.inputs.items()
             if not is_volume_input(inp)

@@ -145,13 +145,15 @@ class SessionFolder:
         *,
         source: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
+        identity: dict[str, Any] | None = None,
     ) -> SessionFolder:
         """Make a new, unique session folder under ``root`` and write its manifest.
 
         ``name`` is the protocol's name (defaults to the protocol file's stem). ``source``
         describes the data source when it is not a live participant (e.g. a replayed public
         recording) and should carry a ``citation``; reports print it on every figure.
-        ``extra`` is stored as is under ``"extra"``.
+        ``extra`` is stored as is under ``"extra"``; ``identity`` (participant, operator, site, ...)
+        under ``"identity"``.
         """
         protocol_path = Path(protocol_path)
         site_path = Path(site_config_path) if site_config_path is not None else None
@@ -169,6 +171,7 @@ class SessionFolder:
             "format": MANIFEST_FORMAT,
             "session_id": folder.session_id,
             "status": "running",
+            "identity": identity or {},
             "protocol": {
                 "name": protocol_name,
                 "source_path": str(protocol_path.resolve()),

@@ -92,6 +92,9 @@ def predicate_text(stream: StreamPredicate) -> str:
     return " and ".join(f"{key}='{value}'" for key, value in stream.items())
 
 
+PREFLIGHT_ROUNDS = 3  # resolve rounds of resolve_wait_s before a requested stream counts as missing
+
+
 def check_predicate(stream: Any) -> StreamPredicate:
     """Validate one stream predicate dict, e.g. ``{"name": "EEG-1", "source_id": "amp1"}``."""
     if not isinstance(stream, dict) or not stream:
@@ -250,8 +253,16 @@ class XdfRecorder:
         return found > 0 and started >= found
 
     def _preflight(self, streams: list[StreamPredicate]) -> None:
-        """Resolve here first (as LabRecorderCLI will), so an error names every missing stream."""
-        infos = pylsl.resolve_streams(self.resolve_wait_s)
+        """Resolve here first (as LabRecorderCLI will), so an error names every missing stream.
+
+        A stream that was just created can take more than one resolve round to be seen on a busy
+        machine or network: a miss is looked for again, up to ``PREFLIGHT_ROUNDS`` rounds."""
+        for _ in range(PREFLIGHT_ROUNDS - 1):
+            infos = pylsl.resolve_streams(self.resolve_wait_s)
+            if all(any(_matches(info, predicate_text(s)) for info in infos) for s in streams):
+                break
+        else:
+            infos = pylsl.resolve_streams(self.resolve_wait_s)
         self._seen = sorted(_describe(info) for info in infos)
         missing, owners = [], {}
         for stream in streams:
@@ -267,7 +278,7 @@ class XdfRecorder:
                         "it would be recorded twice"
                     )
         if missing:
-            raise StreamsNotFoundError(missing, self._seen, self.resolve_wait_s)
+            raise StreamsNotFoundError(missing, self._seen, self.resolve_wait_s * PREFLIGHT_ROUNDS)
 
     def _record_matches(self, streams: list[StreamPredicate]) -> None:
         self.matched = {predicate_text(s): [] for s in streams}

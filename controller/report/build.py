@@ -68,6 +68,10 @@ def summarize(data: SessionData, xdf: list[dict[str, Any]] | dict[str, str]) -> 
         "reward_rate_definition": metrics.REWARD_RATE_DEFINITION,
         "learning_curve": metrics.learning_curve(train),
         "thresholds": metrics.threshold_summary(data),
+        "threshold_adaptations": [{**a, "t_s": a["t"] - data.t0} for a in data.adaptations],
+        "identity": manifest.get("identity") or {},
+        "inputs": {name: {k: v for k, v in spec.items() if k != "si_scale"}
+                   for name, spec in data.input_streams.items()},
         "latency_ms": metrics.latency_stats(data),
         "signal_quality": metrics.signal_quality(data),
         "engine_summary": data.engine_summary,

@@ -76,6 +76,8 @@ class SessionData:
     states: list[tuple[float, str, str | None]]
     inputs: list[tuple[float, str, str, str]]
     faults: list[dict[str, Any]]
+    adaptations: list[dict[str, Any]]  # adaptive threshold changes: the comparison rate and the reward rate
+    input_streams: dict[str, dict[str, Any]]  # input -> its stream at start: name, rate, channels, units
     counts: dict[str, int]
     journal_problems: list[str]
     events: list[dict[str, Any]] = field(default_factory=list)  # the whole journal, in order (stimulation etc.)
@@ -164,6 +166,7 @@ def from_events(
     states: list[tuple[float, str, str | None]] = []
     inputs: list[tuple[float, str, str, str]] = []
     faults: list[dict[str, Any]] = []
+    adaptations: list[dict[str, Any]] = []
     conditions: list[str] = []
     for e in events:
         kind, d = e["kind"], e.get("data") or {}
@@ -183,6 +186,10 @@ def from_events(
             thr.setdefault(str(d.get("name")), []).append(
                 (float(e["t"]), _num(d.get("value")), current, str(d.get("reason", "")))
             )
+            if d.get("reason") == "adapt":
+                adaptations.append({"t": float(e["t"]), "name": d.get("name"), "value": d.get("value"),
+                                    "comparison_rate": d.get("comparison_rate"), "reward_rate": d.get("reward_rate"),
+                                    "n_values": d.get("n_values")})
         elif kind == ev.DECISION:
             action = str(d.get("action", ""))
             dec.append((_when(e), _num(d.get("rule")), current, _num(d.get("latency_s")), action))
@@ -254,6 +261,8 @@ def from_events(
         states=states,
         inputs=inputs,
         faults=faults,
+        adaptations=adaptations,
+        input_streams=dict(start_data.get("inputs") or {}),
         counts=dict(Counter(e["kind"] for e in events)),
         journal_problems=problems,
         events=events,

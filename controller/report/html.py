@@ -53,6 +53,11 @@ def render(summary: dict[str, Any], figures: dict[str, tuple[Path, str]]) -> str
     parts.append(f"<h1>{escape(s['protocol'])}</h1><p class='meta'>session <b>{escape(s['session_id'])}</b> · "
                  f"status <b>{_fmt(s['status'])}</b> · started {_fmt(s['start_iso'])} · "
                  f"duration {_fmt(s['duration_s'])} s · feedback feature <b>{_fmt(s['feedback_feature'])}</b></p>")
+    who = s.get("identity") or {}
+    if who:
+        parts.append(f"<p class='meta'>participant <b>{_fmt(who.get('participant'))}</b> · operator "
+                     f"<b>{_fmt(who.get('operator'))}</b> · site {_fmt(who.get('site'))} · "
+                     f"{_fmt(who.get('software'))}" + (" · simulated" if who.get("simulated") else "") + "</p>")
     if s.get("citation"):
         parts.append(f"<p class='meta'>Data source: {escape(s['citation'])}</p>")
     for problem in s["journal"]["problems"]:
@@ -93,6 +98,13 @@ def render(summary: dict[str, Any], figures: dict[str, tuple[Path, str]]) -> str
         [{"name": k, **v, "reasons": ", ".join(v["reasons"])} for k, v in s["thresholds"].items()],
         [("name", "threshold"), ("feature", "feature"), ("n_updates", "updates"), ("initial", "initial"),
          ("final", "final"), ("reasons", "set by")], left={"name", "feature", "reasons"}))
+    if s.get("threshold_adaptations"):
+        parts.append("<p class='meta'>Adaptations: the comparison rate is how often the threshold's comparison "
+                     "held over the period; the reward rate is how many frames were rewarded (all the rule's "
+                     "conditions and its pacing).</p>" + _table(
+            s["threshold_adaptations"],
+            [("t_s", "time (s)"), ("name", "threshold"), ("value", "new value"), ("comparison_rate", "comparison rate"),
+             ("reward_rate", "reward rate"), ("n_values", "values")], left={"name"}))
 
     lat = s["latency_ms"]
     parts.append("<h2>Loop latency (ms)</h2><p class='meta'>" + escape(metrics.LATENCY_DEFINITION) + "</p>")
@@ -110,6 +122,13 @@ def render(summary: dict[str, Any], figures: dict[str, tuple[Path, str]]) -> str
                              ("unresumed", "never resumed"), ("clock_jumps", "clock jumps")], left={"input"}))
     else:
         parts.append("<p>No engine-state or input events in the journal.</p>")
+
+    if s.get("inputs"):
+        parts.append("<h2>Inputs</h2><p class='meta'>Each stream as found at start; values were converted to SI "
+                     "units by the stream's own channel units (or the protocol's unit:).</p>" + _table(
+            [{"input": k, **v} for k, v in s["inputs"].items()],
+            [("input", "input"), ("name", "stream"), ("rate", "Hz"), ("channels", "channels"), ("units", "units")],
+            left={"input", "name", "units"}))
 
     parts.append("<h2>Recording (XDF)</h2>")
     if isinstance(s["xdf"], list):

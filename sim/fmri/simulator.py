@@ -211,8 +211,9 @@ def build_parser(prog: str = "sim fmri") -> argparse.ArgumentParser:
                      help="fixed design, e.g. 'rest:20s,3*(happy:40s,count:40s,rest:40s)' (durations s, min or tr); "
                           "default: follow the controller's block markers live")
     des.add_argument("--prefix", default=DEFAULT_PREFIX,
-                     help=f"the controller's LSL prefix: markers '<prefix>-markers', feedback '<prefix>-feedback' "
-                          f"(default {DEFAULT_PREFIX}); '' = no controller")
+                     help=f"the controller session's LSL names: markers '<prefix>-markers', feedback '<prefix>-feedback'; "
+                          f"a session's are 'neuroreflex-<session id>' (printed at its start; default {DEFAULT_PREFIX}); "
+                          "'' = no controller")
     des.add_argument("--target", default="amygdala_l",
                      help="what the participant learns to raise: an ROI name, dmn-cen, or mni:X,Y,Z (the phantom's "
                           "ROI nearest that MNI point, e.g. a protocol's sphere centre; default amygdala_l)")

@@ -1,0 +1,78 @@
+"""A real recording streamed over LSL as an amplifier sends it: its units, blocks of samples, real time.
+
+Tests use it instead of the simulator's happy path: a g.USBamp-like stream publishes microvolts
+(or volts, or no unit at all) in blocks of 8, with channel types (EEG, ECG, a trigger column) in
+its description, and starts when told, so two sessions see the very same samples from sample 0.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pylsl
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+EEGMAT = DATA / "eeg" / "physionet_eegmat_Subject00_1_rest.edf"
+
+
+def eegmat_volts(seconds: float) -> tuple[np.ndarray, float, list[str], list[str]]:
+    """The first ``seconds`` of the PhysioNet eegmat rest recording: (samples x channels in V, rate,
+    labels, types); plus a trigger column (type TRIG) that an amplifier adds and no EEG average may use."""
+    import mne
+
+    raw = mne.io.read_raw_edf(EEGMAT, preload=True, infer_types=True, verbose="error")
+    fs = float(raw.info["sfreq"])
+    n = int(seconds * fs)
+    data = raw.get_data()[:, :n].T
+    types = [t.upper() for t in raw.get_channel_types()]
+    trigger = np.where((np.arange(n) // int(fs)) % 2 == 1, 5.0, 0.0)  # 5 V TTL, every other second
+    return np.column_stack([data, trigger]), fs, [*raw.ch_names, "TRIG"], [*types, "TRIG"]
+
+
+class BlockAmplifier(threading.Thread):
+    """Pushes ``data`` in blocks at its rate from the moment ``start_when()`` turns true.
+
+    ``units``: one unit per channel to write in the description ('' writes none), and ``scale``
+    the factor from volts to what is pushed (1e6 for a µV amplifier).
+    """
+
+    def __init__(self, name: str, data_volts: np.ndarray, fs: float, labels: Sequence[str], types: Sequence[str],
+                 units: Sequence[str], scale: np.ndarray | float, *, block: int = 8,
+                 start_when: Callable[[], bool] = lambda: True) -> None:
+        super().__init__(name=f"amplifier:{name}", daemon=True)
+        self.data = np.ascontiguousarray(data_volts * scale, dtype=np.float64)
+        self.fs, self.block, self.start_when = fs, block, start_when
+        info = pylsl.StreamInfo(name, "EEG", self.data.shape[1], fs, pylsl.cf_double64, f"{name}-amp")
+        channels = info.desc().append_child("channels")
+        for label, ctype, unit in zip(labels, types, units, strict=True):
+            ch = channels.append_child("channel")
+            ch.append_child_value("label", label)
+            ch.append_child_value("type", ctype)
+            if unit:
+                ch.append_child_value("unit", unit)
+        self.outlet = pylsl.StreamOutlet(info, chunk_size=block)
+        self.stopped = threading.Event()
+        self.pushed = 0
+
+    def run(self) -> None:
+        while not self.start_when():
+            if self.stopped.wait(0.02):
+                return
+        time.sleep(0.1)  # the first block's back-dated stamps stay after the cue
+        t0 = time.monotonic()
+        for start in range(0, len(self.data) - self.block + 1, self.block):
+            due = t0 + (start + self.block) / self.fs
+            delay = due - time.monotonic()
+            if delay > 0 and self.stopped.wait(delay):
+                return
+            self.outlet.push_chunk(self.data[start:start + self.block], pylsl.local_clock())
+            self.pushed = start + self.block
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.ident is not None:  # started
+            self.join(5)
