@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_session_arguments(p)
     add_simulator_arguments(p, "simulated participant")
     # what the demo does not offer, fixed: the demo protocol, always simulated, no stimulator, no fMRI
-    p.set_defaults(func=_cmd_demo, protocol=protocols.find("tbr_demo"), sim=True, stream=[], arm=False, hardware=False,
+    p.set_defaults(func=_cmd_demo, protocol=protocols.find("tbr_demo"), sim=True, stream=[], arm=False, hardware=False, virtual_devices=False,
                    run=None, volumes_folder=None, speed=None, volumes=None, learning_rate=DEMO_LEARNING_RATE)
 
     p = sub.add_parser("report", help="(re)build the report of a session folder")

@@ -145,27 +145,26 @@ def run_session(opts: RunOptions) -> SessionResult:
                            "give the site configuration with its devices and limits (--site config/site.yaml)")
     sim_proc: subprocess.Popen | None = None
     sim_name = ""
-    if opts.sim is not None and protocol.inputs:
-        if opts.sim.chunk is None:
-            opts.sim = replace(opts.sim, chunk=1 if protocol.devices else 10)
-        sim_name = f"{streams}-sim-eeg"
-        sim_proc = _start_simulator(opts.sim, sim_name, f"{streams}-markers")
-        first = next(iter(protocol.inputs))
-        inputs = dict(protocol.inputs)
-        inputs[first] = replace(inputs[first], stream=StreamSelector(name=sim_name))
-        for name, spec in protocol.inputs.items():  # the simulator's other streams are named after the first
-            if name != first and spec.stream.type:
-                inputs[name] = replace(spec, stream=StreamSelector(name=f"{sim_name}-{spec.stream.type.lower()}"))
-        protocol = replace(protocol, inputs=inputs)
-        _say(opts, f"simulated participant started: LSL stream {sim_name!r}")
-
     try:  # every input found and checked before the session folder exists: a bad match leaves nothing behind
+        if opts.sim is not None and protocol.inputs:
+            if opts.sim.chunk is None:
+                opts.sim = replace(opts.sim, chunk=1 if protocol.devices else 10)
+            sim_name = f"{streams}-sim-eeg"
+            sim_proc = _start_simulator(opts.sim, sim_name, f"{streams}-markers")
+            protocol = _inputs_from_simulator(protocol, sim_name)
+            _say(opts, f"simulated participant started: LSL stream {sim_name!r}")
         readers, pipelines = _open_inputs(protocol, opts, sim_proc)
     except BaseException:
-        _end_simulator(sim_proc)
+        _end_simulator(sim_proc)  # nothing may outlive a session that did not start
         raise
     identity = _identity(protocol, opts, site, session_id)
-    folder = SessionFolder.create(opts.session_root, Path(opts.protocol_path), opts.site_config, identity=identity)
+    try:
+        folder = SessionFolder.create(opts.session_root, Path(opts.protocol_path), opts.site_config, identity=identity)
+    except BaseException:  # e.g. a full disk or a folder without write permission
+        for reader in readers:
+            reader.close()
+        _end_simulator(sim_proc)
+        raise
     _say(opts, f"session folder: {folder.path}")
     bus = EventBus()
     journal = Journal(folder.journal_path)
@@ -309,6 +308,17 @@ def _open_inputs(protocol: Protocol, opts: RunOptions, sim_proc) -> tuple[list[I
     return readers, pipelines
 
 
+def _inputs_from_simulator(protocol: Protocol, sim_name: str) -> Protocol:
+    """The simulator stands in for the first input; its other streams are named after it."""
+    first = next(iter(protocol.inputs))
+    inputs = dict(protocol.inputs)
+    inputs[first] = replace(inputs[first], stream=StreamSelector(name=sim_name))
+    for name, spec in protocol.inputs.items():
+        if name != first and spec.stream.type:
+            inputs[name] = replace(spec, stream=StreamSelector(name=f"{sim_name}-{spec.stream.type.lower()}"))
+    return replace(protocol, inputs=inputs)
+
+
 def _end_simulator(sim_proc) -> None:
     if sim_proc is None:
         return
@@ -355,7 +365,7 @@ def _wire(reader: InputReader, pipeline: FeaturePipeline, engine: Engine, bus: E
         if bad["jump_at"] is not None and governor is not None and now() - bad["jump_at"] >= CLOCK_JUMP_SETTLE_S:
             bad["jump_at"] = None  # the windows now hold only samples of the new time base
             governor.clear(f"clock_jump:{name}")
-        engine.on_features(pipeline.push(data, timestamps))
+        engine.on_features(pipeline.push(data, timestamps, reader.chunk_arrival))
 
     def on_status(status: str, detail: str) -> None:
         bus.publish(Event(ev.INPUT, now(), None, {"input": name, "status": status, "detail": detail}))

@@ -42,6 +42,7 @@ class SessionArgs:
     # stimulation
     arm: bool
     hardware: bool
+    virtual_devices: bool
     # the simulated participant (with sim)
     channels: int
     rate: float
@@ -82,6 +83,9 @@ class SessionArgs:
         from controller.runner import RunOptions, SimOptions
         from controller.volume_session import FmriSimOptions
 
+        if self.hardware and self.virtual_devices:
+            raise ValueError("--hardware (the site's real ports) and --virtual-devices exclude each other")
+
         sim = None
         fmri_sim = None
         if self.sim:
@@ -99,7 +103,8 @@ class SessionArgs:
         return RunOptions(protocol_path=self.protocol, session_root=self.session_dir, duration_s=self.duration,
                           sim=sim, fmri_sim=fmri_sim, build_report=not self.no_report,
                           site_config=self.site_config(), arm=self.arm, operator=self.operator,
-                          participant=self.participant, virtual_devices=False if self.hardware else None,
+                          participant=self.participant,
+                          virtual_devices=False if self.hardware else (True if self.virtual_devices else None),
                           session_id=self.session_id, lsl_prefix=self.prefix,
                           run=self.run, volumes_folder=self.volumes_folder, streams=self.stream_names())
 
@@ -135,6 +140,10 @@ def add_stimulation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arm", action="store_true", help="arm the devices at start (unattended tests); else press 'a'")
     p.add_argument("--hardware", action="store_true",
                    help="with --sim: drive the devices on the site's ports (simulated participant, real stimulators)")
+    p.add_argument("--virtual-devices", action="store_true",
+                   help="virtual stimulators (sim/, the real protocols on pseudo-terminals) in place of the site's "
+                        "ports, whatever the input: a real amplifier or a recording streamed by another tool "
+                        "(--sim implies it)")
 
 
 def add_simulator_arguments(p: argparse.ArgumentParser, title: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import tempfile
 import threading
 import uuid
@@ -19,32 +18,13 @@ import pytest
 
 from controller.cli import DEMO_LEARNING_RATE, build_parser, main
 from controller.session_args import DEFAULT_SITE, SessionArgs
+from test_cli import SHORT  # the same short protocol the subprocess CLI tests run
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SHORT = """
-protocol: cli-main-short
-inputs:
-  eeg: {stream: {type: EEG}, channels: [Cz]}
-features:
-  tbr: {band_ratio: {input: eeg, numerator: [4 Hz, 8 Hz], denominator: [13 Hz, 21 Hz], window: 2 s, every: 100 ms}}
-thresholds:
-  goal: {percentile: {feature: tbr, during: baseline, q: 50}}
-timeline: [{baseline: 4 s}, {train: 4 s}]
-rules:
-  - {during: train, when: tbr < goal, do: {feedback: reward}}
-feedback: {value: tbr, range: [4.0, 1.0]}
-"""
 
 COVERED = {"validate", "schema", "sim", "run", "demo", "report", "display", "estop", "status", "arm", "disarm"}
 
-
-@pytest.fixture(autouse=True)
-def _keep_sigterm():
-    """main() turns SIGTERM into KeyboardInterrupt for the session it runs; give pytest its own back."""
-    before = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, before)
 
 
 @pytest.fixture

@@ -119,6 +119,11 @@ def test_thermometer_state_bar_only_in_feedback_blocks_and_not_from_the_previous
     s.on_markers(["block_end:happy", "block_start:rest"], [140.0, 140.0])
     s.on_feedback(np.array([[0.9, 1.8]]), np.array([139.5]))  # acquired in happy, arrives in rest
     assert s.text == "Rest" and not s.bar_visible and s.value is None
+    # the feedback link can be faster than the marker link: a value acquired after the next block began,
+    # arriving before that block's start marker, is the new block's (the bar shows at once, not a TR later)
+    s.on_feedback(np.array([[0.7, 1.4]]), np.array([182.0]))
+    s.on_markers(["block_end:rest", "block_start:happy"], [180.0, 180.0])
+    assert s.text == "Recall a happy memory" and s.bar_visible and s.value == 0.7
     fixed = ThermometerState(feedback_blocks=frozenset({"happy"}), target_threshold="goal", feedback_range=(0.0, 2.0))
     fixed.on_markers(["block_start:happy", "threshold:goal=1.5", "threshold:other=0.1"], [0.0, 0.0, 0.0])
     assert fixed.bar_visible and fixed.target == 0.75

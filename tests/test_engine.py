@@ -309,3 +309,43 @@ def test_adaptation_reports_how_often_the_comparison_held_and_how_often_it_rewar
     from controller.display_text import describe_event
 
     assert describe_event(change).endswith("(adapt: the comparison held 100% of the time, 20% of frames rewarded)")
+
+
+def test_a_decision_carries_its_chunks_arrival_so_the_controller_delay_excludes_the_amplifiers_block():
+    """Issue 11: with a block of 32 samples, the detecting sample is older than its block's arrival by
+    up to 31 samples; the loop budget is for the controller (arrival -> command), the sample's own age
+    is the end-to-end latency (both journaled)."""
+    from controller.dsp.features import FeatureValue
+    from controller.protocol.compiled import StimAction
+
+    class Stim:
+        governor = None
+
+        def __init__(self) -> None:
+            self.latencies: list[float] = []
+            self.calls: list[tuple[float, float | None]] = []
+
+        def observe_latency(self, latency_s: float) -> None:
+            self.latencies.append(latency_s)
+
+        def execute(self, action, t_source, rule, features, at=None, arrival=None) -> None:
+            self.calls.append((t_source, arrival))
+
+    clock = FakeClock()
+    bus = EventBus()
+    sub = bus.subscribe({ev.DECISION})
+    stim = Stim()
+    rule = Rule(0, ("train",), lt("tbr", "goal"), Action(stimulation=StimAction("stimulate", "tms")))
+    engine = Engine(make_protocol(blocks(("train", 100),), {"goal": ThresholdSpec("goal", fixed=2.0)}, (rule,)),
+                    bus, [RecordingOutput(clock)], clock=clock, stimulation=stim)
+    engine.start()
+    clock.t += 1.0
+    arrival = clock.t - 0.001  # the block arrived 1 ms ago; its first sample is 124 ms older (32 at 256 Hz)
+    sample = arrival - 31 / 256
+    engine.on_features([FeatureValue("tbr", 1.0, sample, 0, arrival=arrival), FeatureValue("emg", 1.0, sample, 0,
+                                                                                          arrival=arrival)])
+    assert stim.calls == [(sample, arrival)]
+    assert stim.latencies == [pytest.approx(0.001)]
+    [decision] = sub.drain()
+    assert decision.data["controller_latency_s"] == pytest.approx(0.001)
+    assert decision.data["latency_s"] == pytest.approx(0.001 + 31 / 256)

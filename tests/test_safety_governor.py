@@ -503,6 +503,23 @@ def test_mid_run_increase_counts_the_extra_dose(gov, clock) -> None:
     assert gov.totals("tacs")["session"].charge_c == pytest.approx(60e-3 + 0.5e-3 * 40)
 
 
+def test_a_set_when_the_clocks_disagree_on_whether_the_run_is_over_counts_the_larger_dose(gov, clock) -> None:
+    """Found by the randomized property search: by the wall clock the run had ended, by the (slow) LSL
+    clock 0.5 s were left; the dose of a set then must be counted from the clock that leaves more time,
+    and the governor must not fail (it had raised an internal error and inhibited everything)."""
+    armed(gov, "tacs")
+    assert gov.request(req(clock, "tacs", "set", current_a=1e-3, frequency_hz=10))
+    clock.step(1)
+    assert gov.request(req(clock, "tacs", "start", duration_s=20, ramp_s=10))
+    before = gov.totals("tacs")["session"].charge_c
+    clock.step(20)
+    clock.lsl_only(-0.5)  # the LSL clock is 0.5 s slow: by it the run has 0.5 s left
+    v = gov.request(req(clock, "tacs", "set", current_a=1e-3))
+    assert v, str(v)
+    assert "governor" not in gov.inhibitions
+    assert gov.totals("tacs")["session"].charge_c == pytest.approx(before + 1e-3 * 0.5)
+
+
 # ----------------------------------------------------------------------------- interlocks
 
 
@@ -541,6 +558,34 @@ def test_clearing_a_clock_jump_keeps_intervals_from_the_jump(gov, clock) -> None
     assert gov.clear("clock")
     clock.step(5.9)  # the train's end is placed at the jump's time + 1 s: only 4.9 s have passed
     refused(gov.request(req(clock, "tms", "fire")), "min_inter_train", 4.9, 5.0)
+
+
+def test_the_loop_budget_counts_from_the_data_arrival_and_the_end_to_end_bound_from_the_sample(site, tmp_path, clock,
+                                                                                               gov) -> None:
+    """Issue 11: an amplifier sends blocks (8 samples at 256 Hz = 31 ms); the detecting sample is that
+    old when its block arrives. max_loop_latency bounds the controller's delay (arrival -> command);
+    the optional max_end_to_end_latency bounds the time from the sample, block included."""
+    bounded = loads_site(SITE.replace("max_loop_latency: 5 ms", "max_loop_latency: 5 ms\nmax_end_to_end_latency: 60 ms"),
+                         "test-site.yaml")
+    assert bounded.max_end_to_end_latency_s == pytest.approx(0.060) and site.max_end_to_end_latency_s is None
+    g = make(bounded, tmp_path / "bounded.jsonl", clock)
+    _prep_tms(g, clock)
+    block = 31.25e-3
+    # a sample 31 ms old in a block that arrived 2 ms ago: within both
+    assert g.request(StimRequest("tms", "fire", clock.t - 0.002, {}, t_sample=clock.t - 0.002 - block))
+    clock.step(1)
+    # the same block arriving 50 ms late (a stalled network): the sample is 81 ms old
+    v = g.request(StimRequest("tms", "fire", clock.t - 0.002, {}, t_sample=clock.t - 0.052 - block))
+    refused(v, "max_end_to_end_latency", 0.052 + block, 0.060)
+    assert "end-to-end latency (from the detecting sample)" in str(v)
+    clock.step(1)
+    # the controller itself slow: 6 ms from arrival
+    refused(g.request(StimRequest("tms", "fire", clock.t - 0.006, {}, t_sample=clock.t - 0.006)),
+            "max_loop_latency", 0.006, 0.005)
+    g.ledger.close()
+    # without an end-to-end bound only the controller's delay counts, however old the block's samples
+    _prep_tms(gov, clock)
+    assert gov.request(StimRequest("tms", "fire", clock.t - 0.002, {}, t_sample=clock.t - 0.5))
 
 
 def test_stale_decision_and_latency_budget(gov, clock) -> None:

@@ -9,7 +9,6 @@ of them and says so.
 from __future__ import annotations
 
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -49,12 +48,6 @@ def control_dir(monkeypatch):
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
-
-@pytest.fixture(autouse=True)
-def _keep_sigterm():
-    before = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, before)
 
 
 def _start(tmp_path: Path, which: str, prefix: str, session_id: str, results: dict) -> threading.Thread:

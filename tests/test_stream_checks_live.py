@@ -4,11 +4,12 @@ never started leaves no session folder."""
 
 from __future__ import annotations
 
-import signal
 import uuid
 
 import numpy as np
 import pytest
+
+from pathlib import Path
 
 from amplifier import BlockAmplifier
 from controller.cli import main
@@ -28,15 +29,10 @@ features:
 timeline: [{{train: 5 s}}]
 """
 
+ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["Cz", "Fp1", "Fp2", "TRIG"]
 TYPES = ["EEG", "EEG", "EEG", "TRIG"]
 
-
-@pytest.fixture(autouse=True)
-def _keep_sigterm():
-    before = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, before)
 
 
 @pytest.fixture
@@ -87,3 +83,71 @@ def test_run_on_a_stream_without_a_channel_exits_2_and_leaves_no_session(tmp_pat
     err = capsys.readouterr().err
     assert f"{path}:5:25: stream '{amp}': input 'eeg': channel 'Pz' is not in the stream" in err
     assert not sessions.exists() or not any(sessions.iterdir())
+
+
+STIM = """\
+protocol: live-virtual
+inputs:
+  eeg: {{stream: {{type: EEG}}, channels: [Cz, Fp1, Fp2], reference: {{average: all EEG}}}}
+features:
+  alpha: {{relative_power: {{input: eeg, channels: [Cz], band: [8 Hz, 12 Hz], window: 1 s, every: 125 ms}}}}
+timeline: [{{baseline: 2 s}}, {{stim: 4 s}}]
+devices:
+  tavns: {{current: 0.5 mA, pulse_width: 250 us, phases: 2, frequency: 25 Hz, pulses: 25}}
+rules:
+  - {{during: stim, when: alpha > 0, do: {{stimulate: {{device: tavns}}}}, per_session: 1}}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", [1, 8, 32])
+def test_virtual_devices_on_an_external_stream_in_blocks(tmp_path, capsys, monkeypatch, block):
+    """Issue 11: virtual stimulators without the simulated participant (the input is an amplifier
+    streaming µV in blocks, as a g.USBamp sends 8 at a time), under the example site's 5 ms limit.
+    The limit bounds the controller's delay (the chunk's arrival -> command bytes); a sample early in a
+    block of 32 at 256 Hz is 121 ms old when its block arrives, and that is the amplifier's delay: the
+    journal reports both latencies."""
+    import shutil
+    import tempfile
+
+    from controller.control_client import ENV_DIR
+    from controller.recording.journal import read_journal
+    from controller.report.device_logs import read_device_logs
+
+    control = tempfile.mkdtemp(prefix="nr-vd-")
+    monkeypatch.setenv(ENV_DIR, control)
+    name = f"live-stim-{uuid.uuid4().hex[:6]}"
+    rng = np.random.default_rng(0)
+    data = rng.normal(0, 10e-6, (256 * 14, 4))
+    a = BlockAmplifier(name, data, 256.0, LABELS, TYPES, ["uV", "uV", "uV", ""], 1e6, block=block)
+    a.start()
+    path = tmp_path / "p.yaml"
+    path.write_text(STIM.format())
+    sessions = tmp_path / "sessions"
+    try:
+        code = main(["run", str(path), "--stream", name, "--virtual-devices", "--arm", "--site",
+                     str(ROOT / "config" / "site.yaml"), "--session-dir", str(sessions), "--no-report"])
+    finally:
+        a.stop()
+        shutil.rmtree(control, ignore_errors=True)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "virtual triggerbox for 'tavns'" in out
+    [session] = [p for p in sessions.iterdir() if p.is_dir() and p.name != "ledger"]
+    events = read_journal(session / "journal.jsonl")
+    blocks = [e["data"]["detail"] for e in events if e["kind"] == "input" and e["data"]["status"] == "blocks"]
+    assert blocks and blocks[0].startswith(f"{block} sample(s) per chunk")
+    [start] = [e["data"] for e in events if e["kind"] == "command" and e["data"]["kind"] == "fire"]
+    assert start["ok"], start
+    assert 0 <= start["controller_latency_s"] <= start["latency_s"]
+    logs, problems = read_device_logs(session)
+    assert not problems
+    pulses = [m for m in logs["tavns"].meaning if m.startswith("pulse code")]
+    assert len(pulses) == 25, logs["tavns"].meaning  # the whole 25 Hz train reached the virtual box
+
+
+def test_hardware_and_virtual_devices_exclude_each_other(tmp_path, capsys):
+    path = _protocol(tmp_path)
+    assert main(["run", str(path), "--sim", "--hardware", "--virtual-devices", "--no-report",
+                 "--session-dir", str(tmp_path / "s")]) == 2
+    assert "--hardware (the site's real ports) and --virtual-devices exclude each other" in capsys.readouterr().err

@@ -38,6 +38,9 @@ class ThermometerState:
     updates: int = 0  # feedback values received in total
     _fed_this_block: bool = False
     _block_t: float = -np.inf  # stamp of the current block's start marker
+    # the newest feedback value and its stamp: the marker and feedback streams arrive on separate links,
+    # so a value acquired in a new block can arrive before that block's start marker
+    _last: tuple[float, float, float | None] | None = None
 
     @property
     def text(self) -> str:
@@ -57,6 +60,9 @@ class ThermometerState:
             if m.kind == "block_start":
                 self.block, self.value, self.raw, self._fed_this_block = m.label, None, None, False
                 self._block_t = float(stamps[i]) if stamps is not None else -np.inf
+                if self._last is not None and self._last[0] >= self._block_t:  # it came first, it is this block's
+                    _, self.value, self.raw = self._last
+                    self._fed_this_block = True
             elif m.kind == "block_end" and m.label == self.block:
                 self.block, self.value, self._fed_this_block = None, None, False
             elif m.kind == "target" and m.value is not None:
@@ -73,6 +79,9 @@ class ThermometerState:
         """
         self.updates += len(rows)
         if stamps is not None and len(rows):
+            last = rows[-1]
+            self._last = (float(stamps[-1]), float(np.clip(last[0], 0.0, 1.0)),
+                          float(last[1]) if rows.shape[1] > 1 else None)
             rows = rows[np.asarray(stamps) >= self._block_t]
         if len(rows) == 0:
             return

@@ -216,8 +216,9 @@ class FeaturePipeline:
         self._count = 0
         self._next_due = self._earliest_due()
 
-    def push(self, chunk: np.ndarray, timestamps: np.ndarray) -> list[FeatureValue]:
-        """Feed ``chunk`` ``(n_samples, n_stream_channels)`` with its LSL ``timestamps``.
+    def push(self, chunk: np.ndarray, timestamps: np.ndarray, arrival: float | None = None) -> list[FeatureValue]:
+        """Feed ``chunk`` ``(n_samples, n_stream_channels)`` with its LSL ``timestamps`` (and the LSL
+        time it arrived, carried on each value: the controller's delay counts from there).
 
         Returns the feature values that fell due inside the chunk, in sample order (ties in
         feature order).
@@ -244,9 +245,9 @@ class FeaturePipeline:
             for stage, data in zip(self._stages, outputs):
                 stage.ring.write(data)
             return []
-        return self._emit(conditioned, outputs, timestamps, start, end)
+        return self._emit(conditioned, outputs, timestamps, start, end, arrival)
 
-    def _emit(self, conditioned, outputs, timestamps, start: int, end: int) -> list[FeatureValue]:
+    def _emit(self, conditioned, outputs, timestamps, start: int, end: int, arrival: float | None) -> list[FeatureValue]:
         due = []
         for i, f in enumerate(self._features):
             due.extend((k, i) for k in f.schedule.take_due(end))
@@ -262,9 +263,9 @@ class FeaturePipeline:
             t = float(timestamps[k - start])
             if f.timed:
                 value, at = f.evaluate(t, k)
-                values.append(FeatureValue(f.name, value, t, k, at))
+                values.append(FeatureValue(f.name, value, t, k, at, arrival=arrival))
             else:
-                values.append(FeatureValue(f.name, f.evaluate(), t, k))
+                values.append(FeatureValue(f.name, f.evaluate(), t, k, arrival=arrival))
         if written < end - start:
             self._write(conditioned, outputs, written, end - start)
         self._next_due = self._earliest_due()

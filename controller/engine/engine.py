@@ -209,6 +209,10 @@ class Engine:
 
     def _frame(self, group: Sequence[Any]) -> None:
         t_src = group[-1].source_time
+        # when the controller had the data: the controller's delay counts from here, not from the
+        # sample's own stamp, which is older by the amplifier's block (its acquisition delay)
+        t_arr = getattr(group[-1], "arrival", None)
+        t_arr = t_src if t_arr is None else t_arr
         block = self.timeline.current
         label = block.label if block else None
         if getattr(group[-1], "block", None) is not None:  # an fMRI volume: the block it was acquired in
@@ -227,7 +231,7 @@ class Engine:
                         self._threshold_changed(change, t_src)
         self._send(Command("features", t_src, {"values": updated}))
         if self.stimulation is not None:
-            self.stimulation.observe_latency(self.clock() - t_src)
+            self.stimulation.observe_latency(self.clock() - t_arr)
         self._check_interlocks(t_src)
         if self.inhibitions:
             return
@@ -245,7 +249,7 @@ class Engine:
         for rule, evaluate in live:
             if evaluate(self.latest, self.thresholds.values, t_src) and self._may_fire(rule, t_src):
                 fired = True
-                self._fire(rule, t_src, label)
+                self._fire(rule, t_src, label, t_arr)
         self._rewarded += fired
         for name in self._adaptive:
             counts = self._adapt_counts.setdefault(name, [0, 0])
@@ -262,16 +266,18 @@ class Engine:
             self._publish(ev.INFO, t, rule=rule.index, what="rule paced", reason=f"{rule.label}: {why}")
         return False
 
-    def _fire(self, rule: Rule, t_src: float, label: str | None) -> None:
+    def _fire(self, rule: Rule, t_src: float, label: str | None, arrival: float | None = None) -> None:
         stim = rule.do.stimulation
         if stim is not None:
             action = f"{stim.kind}:{stim.device}"
             t_sent = self._send(Command("marker", t_src, {"text": action}))
             self._publish(ev.DECISION, t_src, rule=rule.index, action=action, block=label,
-                          latency_s=t_sent - t_src, condition=rule.source)
+                          latency_s=t_sent - t_src, controller_latency_s=t_sent - (arrival or t_src),
+                          condition=rule.source)
             if self.stimulation is not None:
                 at = self.latest_at.get(stim.at) if stim.at else None
-                self.stimulation.execute(stim, t_src, self.rule_label(rule), dict(self.latest), at=at)
+                self.stimulation.execute(stim, t_src, self.rule_label(rule), dict(self.latest), at=at,
+                                         arrival=arrival)
             return
         action = rule.do.feedback or rule.do.marker or "rule"
         t_sent = self._send(Command("marker", t_src, {"text": action}))

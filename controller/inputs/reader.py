@@ -16,6 +16,7 @@ import pylsl
 from controller.clock import now
 
 ChunkHandler = Callable[[np.ndarray, np.ndarray], None]
+BLOCK_SAMPLE = 16  # chunks looked at to report the amplifier's block size
 StatusHandler = Callable[[str, str], None]  # (status, detail): connected|stalled|resumed|clock_jump|lost
 
 
@@ -64,6 +65,8 @@ class InputReader(threading.Thread):
         self.start_after: float | None = None
         self.samples_dropped = 0  # before start_after
         self.first_used: float | None = None  # timestamp of the first sample handed on
+        self.chunk_arrival: float | None = None  # LSL time the chunk being handed on was pulled
+        self.block_sizes: list[int] = []  # the first chunks' sizes: the amplifier's block, reported once
 
     def open(self, timeout_s: float = 10.0) -> None:
         """Open the inlet before the thread starts, so a dead stream fails the session early."""
@@ -76,6 +79,15 @@ class InputReader(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
+
+    def _note_block(self, n: int) -> None:
+        """After the first chunks: how many samples the amplifier sends at once. Its samples wait that
+        long in the device before the controller sees them (the acquisition delay, not the controller's)."""
+        self.block_sizes.append(n)
+        if len(self.block_sizes) == BLOCK_SAMPLE:
+            block = int(np.median(self.block_sizes))
+            ms = f", {1000 * block / self.srate:.1f} ms" if self.srate > 0 else ""
+            self.on_status("blocks", f"{block} sample(s) per chunk{ms} of acquisition delay")
 
     def close(self) -> None:
         """Close an inlet that was opened but whose thread never ran (a session that did not start)."""
@@ -133,5 +145,8 @@ class InputReader(threading.Thread):
             if self.first_used is None:
                 self.first_used = float(ts[0])
             self.samples_received += n
+            self.chunk_arrival = t
             self.on_chunk(data, ts)
+            if len(self.block_sizes) < BLOCK_SAMPLE:
+                self._note_block(n)
         self._inlet.close_stream()

@@ -99,9 +99,11 @@ def commands_figure(data: SessionData, stim: SessionStimulation, features: list[
 
 
 def stim_latency_figure(data: SessionData, stim: SessionStimulation, stats: dict[str, Any]) -> Figure | None:
-    """Histograms of source -> sent and source -> arrival latency of delivered stimuli (ms)."""
+    """Histograms of the controller's delay (chunk arrival -> sent), and source -> sent and source -> arrival
+    (end to end, from the detecting sample) of delivered stimuli (ms)."""
     lat = latency_arrays(stim)
-    series = [(lat[k] * 1e3, k, c) for k, c in (("source_to_sent", "#4c72b0"), ("source_to_arrival", "#dd8452"))
+    series = [(lat[k] * 1e3, k, c) for k, c in (("chunk_arrival_to_sent", "#55a868"), ("source_to_sent", "#4c72b0"),
+                                                  ("source_to_arrival", "#dd8452"))
               if lat[k].size]
     if not series:
         return None

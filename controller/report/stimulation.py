@@ -8,7 +8,10 @@ virtual devices' logs when the session ran with --sim (:mod:`controller.report.d
 Definitions (printed in the report):
 
 - source -> sent = ``t_sent - t_source``: from the newest sample behind the decision to the
-  moment the driver handed the command to the link (the dispatcher's ``latency_s``);
+  moment the driver handed the command to the link (the dispatcher's ``latency_s``): end to end,
+  the amplifier's block included;
+- chunk arrival -> sent: the controller's own delay (``controller_latency_s``), what the site's
+  ``max_loop_latency`` bounds;
 - source -> arrival = logged arrival at the device - ``t_source``; sent -> arrival the link's part;
 - latency statistics count delivered 'fire' and 'start' commands (those that stimulate);
 - a governor refusal appears twice in the journal (the verdict, then the dispatcher's refused
@@ -35,8 +38,10 @@ DELIVERING = ("fire", "start")
 INHIBITED = ("inhibited", "inhibit")  # governor 'what' for a raised interlock (tolerating both spellings)
 DEVICE_FAULT_PREFIX = "device:"
 LATENCY_DEFINITION = (
-    "source -> sent = t_sent - t_source (newest sample behind the decision to the command leaving the driver); "
-    "source -> arrival = logged arrival at the device - t_source; statistics over delivered fire/start commands"
+    "source -> sent = t_sent - t_source (newest sample behind the decision to the command leaving the driver: "
+    "end to end, the amplifier's block included); chunk arrival -> sent = the controller's own delay (what the "
+    "site's max_loop_latency bounds); source -> arrival = logged arrival at the device - t_source; statistics "
+    "over delivered fire/start commands"
 )
 _PULSES = re.compile(r"^\s*([\d.]+(?:e[+-]?\d+)?)\s+pulses?\b")
 
@@ -165,6 +170,8 @@ def _command_row(d: dict[str, Any], t: float, t_source: float | None, t0: float,
         "verdict": _verdict_text(ok, kind, reason, note), "reason": reason or None, "note": note or None,
         "pulses": pulses_of(note) if ok and kind in DELIVERING else None,
         "params": d.get("params"), "latency_ms": latency * 1e3 if latency is not None else None,
+        "controller_ms": _num(d.get("controller_latency_s")) * 1e3 if _num(d.get("controller_latency_s")) is not None
+        else None,
         "limit": None, "value": None, "limit_value": None,
     }
     if not ok and kind != "not_ready":
@@ -221,8 +228,8 @@ def latency_arrays(stim: SessionStimulation) -> dict[str, np.ndarray]:
     def col(key: str) -> np.ndarray:
         return np.array([c[key] / 1e3 for c in rows if c[key] is not None], dtype=float)
 
-    return {"source_to_sent": col("latency_ms"), "source_to_arrival": col("source_to_arrival_ms"),
-            "sent_to_arrival": col("sent_to_arrival_ms")}
+    return {"source_to_sent": col("latency_ms"), "chunk_arrival_to_sent": col("controller_ms"),
+            "source_to_arrival": col("source_to_arrival_ms"), "sent_to_arrival": col("sent_to_arrival_ms")}
 
 
 def summary(stim: SessionStimulation | None) -> dict[str, Any] | None:

@@ -20,8 +20,11 @@ STIMULATING = frozenset({FIRE, START})
 class StimRequest:
     """A command for the governor: kind and parameters as the stimulator driver takes them.
 
-    ``t`` is the source time (LSL) of the newest sample that caused the decision (for an
-    operator command: the time of the click). ``params`` are SI: intensity_pct,
+    ``t`` is when the controller had the data that decided: the arrival (LSL clock) of the chunk
+    holding the detecting sample; the site's ``max_loop_latency`` bounds ``now - t``, the
+    controller's own delay. ``t_sample`` is that sample's LSL time stamp (earlier by the
+    amplifier's block and transport); the optional ``max_end_to_end_latency`` bounds
+    ``now - t_sample``. For an operator command both are the time of the click. ``params`` are SI: intensity_pct,
     current_a, frequency_hz, pulse_width_s, phases, n_pulses (settings, for 'set'), and
     duration_s, ramp_s for 'start'. ``rule`` says who asked, e.g. "rule 2 'tbr < goal'".
     """
@@ -31,6 +34,7 @@ class StimRequest:
     t: float
     params: Mapping[str, float] = field(default_factory=dict)
     rule: str | None = None
+    t_sample: float | None = None
 
 
 @dataclass(frozen=True)

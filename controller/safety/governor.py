@@ -424,7 +424,11 @@ class Governor:
             v.append(L.state(L.CLOCK, name, f"{name} {req.kind}: the source time is {q.fmt(t - now, units.DURATION)} "
                              f"ahead of the clock (clock mismatch)"))
         elif L.exceeds(now - t, budget):
-            v.append(L.above(name, "decision latency", now - t, L.LATENCY, budget, units.DURATION))
+            v.append(L.above(name, "controller delay", now - t, L.LATENCY, budget, units.DURATION))
+        bound, t_sample = self.site.max_end_to_end_latency_s, req.t_sample
+        if bound is not None and t_sample is not None and math.isfinite(t_sample) and L.exceeds(now - t_sample, bound):
+            v.append(L.above(name, "end-to-end latency (from the detecting sample)", now - t_sample, L.END_TO_END,
+                             bound, units.DURATION))
         return v
 
     def _gate_violations(self, dev: _Device, kind: str, stamp: Stamp) -> list[Violation]:
@@ -474,12 +478,21 @@ class Governor:
             total = run.t_end - run.t_start
             v += L.setting_violations(cfg, START, new, dosing.delivery(START, new, total),
                                       motor_threshold=self._mt(dev), complete=True)
-            remaining = run.t_end - now
+            # How long the run has left, bounded by both clocks: after a clock fault the LSL clock may
+            # say less time passed than did. The old settings' pulses still to come are counted over
+            # the SHORTEST time left (rounded down), the new settings' over the LONGEST (rounded up),
+            # so an uncertain clock can only make the dose counted larger, never smaller.
+            elapsed = (now - run.t_start, (wall_now - run.wall).total_seconds())
+            remaining = min(total, total - min(elapsed))
             if remaining > 0:
-                before = dosing.delivery(START, old, remaining, rounding=dosing.DOWN)
+                least = total - max(elapsed)
                 after = dosing.delivery(START, new, remaining, rounding=dosing.UP)
-                extra = Totals(max(0.0, after.pulses - before.pulses),
-                               max(0.0, (after.charge_c or 0.0) - (before.charge_c or 0.0)))
+                if least > 0:
+                    before = dosing.delivery(START, old, least, rounding=dosing.DOWN)
+                    old_pulses, old_charge = before.pulses, before.charge_c or 0.0
+                else:  # by the other clock the run is over: none of its pulses can be counted as still to come
+                    old_pulses, old_charge = 0.0, 0.0
+                extra = Totals(max(0.0, after.pulses - old_pulses), max(0.0, (after.charge_c or 0.0) - old_charge))
                 session, day = self._prior(name, wall_now)
                 v += L.dose_violations(cfg, START, extra, after.charge_c is not None, session, day, new)
                 if extra.pulses > 0 or extra.charge_c > 0:
@@ -700,7 +713,7 @@ class Governor:
             log.warning("safety: %s", verdict)
         self._emit("allowed" if verdict.allowed else "refused", verdict=str(verdict), device=verdict.device,
                     command=verdict.kind, limit=verdict.limit, value=verdict.value, limit_value=verdict.limit_value,
-                    rule=verdict.rule, t_source=req.t if req is not None else None)
+                    rule=verdict.rule, t_source=_sample_time(req))
 
     def _emit(self, what: str, **data: object) -> None:
         if self._publish is None:
@@ -749,6 +762,13 @@ class Governor:
         for dev in self._devices.values():
             if dev.run is not None and dev.run.t_end <= now:
                 dev.run = None
+
+
+def _sample_time(req: StimRequest | None) -> float | None:
+    """The journal places a verdict at the detecting sample's time, like the decision and the command."""
+    if req is None:
+        return None
+    return req.t_sample if req.t_sample is not None else req.t
 
 
 def _later(a: float | None, b: float) -> float:

@@ -38,7 +38,8 @@ OPERATOR = "operator"  # arming is an operator act
 ARMED = "armed"  # the device is not armed
 INHIBITED = "inhibited"  # an interlock is active
 CLOCK = "clock"  # the clock went back / source time in the future
-LATENCY = "max_loop_latency"  # the decision is older than the latency budget
+LATENCY = "max_loop_latency"  # the controller's delay (data arrival -> command) is over its budget
+END_TO_END = "max_end_to_end_latency"  # detecting sample -> command (incl. the amplifier's block) is over the bound
 BUSY = "busy"  # a train or continuous stimulation is in progress
 LEDGER = "ledger"  # the dose could not be recorded
 INTERNAL = "internal"  # the governor failed: it fails closed
@@ -50,7 +51,7 @@ LIMITS = (
     "pulses_per_session_max", "pulses_per_day_max", "charge_per_phase_max", "charge_per_session_max",
     "charge_per_day_max", "charge_density_max", "shannon_k_max", "ramp_rate_max", "blanking",
 )
-ALL_REASONS = frozenset(LIMITS) | STATE_REASONS | {LATENCY}
+ALL_REASONS = frozenset(LIMITS) | STATE_REASONS | {LATENCY, END_TO_END}
 
 
 @dataclass(frozen=True)

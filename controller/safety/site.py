@@ -92,7 +92,8 @@ class Site:
     name: str
     devices: Mapping[str, DeviceConfig]
     timezone: str | None = None  # IANA name; None = the host's local time zone
-    max_loop_latency_s: float = 0.005
+    max_loop_latency_s: float = 0.005  # controller delay: data arrival -> command
+    max_end_to_end_latency_s: float | None = None  # detecting sample -> command (None: no such bound)
     input_stall_s: float = 1.0
     description: str = ""
     path: str = ""
@@ -251,6 +252,7 @@ class _Semantics:
             description=decl.description,
             timezone=tz,
             max_loop_latency_s=decl.max_loop_latency,
+            max_end_to_end_latency_s=decl.max_end_to_end_latency,
             input_stall_s=decl.input_stall,
             devices=MappingProxyType(devices),
         )

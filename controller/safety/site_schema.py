@@ -286,7 +286,12 @@ class SiteDecl(Decl):
     description: str = Field("", description="What this configuration is for, in one line.")
     timezone: Text | None = Field(None, description="IANA time zone for day boundaries of daily limits, e.g. Europe/Berlin; default: the host's.")
     max_loop_latency: Duration = Field(
-        "5 ms", validate_default=True, description="Largest accepted time from the triggering sample to a stimulation command."
+        "5 ms", validate_default=True, description="Largest accepted controller delay: from the arrival of the data that "
+        "decided (the chunk holding the detecting sample) to the stimulation command."
+    )
+    max_end_to_end_latency: Duration | None = Field(
+        None, description="Optional: largest accepted time from the detecting sample (its LSL time stamp: the amplifier's "
+        "block and the transport included) to the stimulation command, e.g. 100 ms."
     )
     input_stall: Duration = Field("1 s", validate_default=True, description="An input silent this long inhibits stimulation.")
     devices: dict[Name, DeviceDecl] = Field(min_length=1, description="Stimulators by name; protocols refer to them by that name.")

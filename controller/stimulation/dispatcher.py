@@ -137,16 +137,22 @@ class Stimulation:
 
     # ------------------------------------------------------------------ hot path
     def execute(self, action: StimAction, t_source: float, rule: str, features: Mapping[str, float],
-                at: float | None = None) -> None:
-        """Carry out one rule's action. ``at``: LSL time a timed pulse should land at."""
+                at: float | None = None, arrival: float | None = None) -> None:
+        """Carry out one rule's action. ``t_source``: the detecting sample's LSL time; ``arrival``: when
+        its chunk reached the controller (default: ``t_source``), from which the controller's delay is
+        counted; ``at``: LSL time a timed pulse should land at."""
+        basis = t_source if arrival is None else arrival
         if action.kind == "stimulate" and action.at is not None and at is not None and math.isfinite(at):
             link = self.links.get(action.device)
             lead = link.lead_s if link is not None else 0.0
-            self._timed.put((at - lead, action, t_source, self.clock(), rule, dict(features)))
+            self._timed.put((at - lead, action, t_source, basis, self.clock(), rule, dict(features)))
             return
-        self._execute(action, t_source, rule, features)
+        self._execute(action, t_source, rule, features, basis)
 
-    def _execute(self, action: StimAction, t_source: float, rule: str, features: Mapping[str, float]) -> None:
+    def _execute(self, action: StimAction, t_source: float, rule: str, features: Mapping[str, float],
+                 basis: float | None = None) -> None:
+        """``basis``: the time the governor counts the decision's age from (the data's arrival)."""
+        basis = t_source if basis is None else basis
         name = action.device
         link = self.links.get(name)
         if link is None:
@@ -155,7 +161,7 @@ class Stimulation:
         settings = {k: (v(features.get(v.feature, math.nan)) if isinstance(v, FeatureScale) else v)
                     for k, v in action.settings.items()}
         if action.kind == "stop":
-            self._stop(link, t_source, rule)
+            self._stop(link, t_source, rule, basis)
             return
         if action.kind == "set":
             if action.ramp_rate is not None and "current_a" in settings:
@@ -163,25 +169,33 @@ class Stimulation:
                 with self._lock:
                     link.ramp_target, link.ramp_rate, link.ramp_rule = target, action.ramp_rate, rule
                 if settings:
-                    self._set(name, settings, t_source, rule, send=True)
+                    self._set(name, settings, t_source, rule, send=True, basis=basis)
                 return
-            self._set(name, settings, t_source, rule, send=True)
+            self._set(name, settings, t_source, rule, send=True, basis=basis)
             return
         current = self.governor.settings(name)
         changed = {k: v for k, v in settings.items() if not _same(current.get(k), v)}
         if changed:
-            verdict = self._set(name, changed, t_source, rule, send=sends_settings_while_idle(link.kind))
+            verdict = self._set(name, changed, t_source, rule, send=sends_settings_while_idle(link.kind), basis=basis)
             if not verdict:
                 return
         if action.fires:
-            self._fire(link, t_source, rule)
+            self._fire(link, t_source, rule, basis)
         else:
-            self._start(link, t_source, rule, action.duration_s or 0.0, action.ramp_s)
+            self._start(link, t_source, rule, action.duration_s or 0.0, action.ramp_s, basis)
 
     # ------------------------------------------------------------------ commands
-    def _set(self, name: str, params: dict[str, float], t_source: float, rule: str, *, send: bool) -> Verdict:
+    def _request(self, name: str, kind: str, t_source: float, basis: float | None, params: Mapping[str, float],
+                 rule: str) -> Verdict:
+        """The governor judges the decision's age from ``basis`` (arrival) and, where the site bounds it,
+        the end-to-end time from the detecting sample."""
+        return self.governor.request(StimRequest(name, kind, t_source if basis is None else basis, dict(params),
+                                                 rule, t_sample=t_source))
+
+    def _set(self, name: str, params: dict[str, float], t_source: float, rule: str, *, send: bool,
+             basis: float | None = None) -> Verdict:
         before = self.governor.settings(name)  # what the device has, should it not take the change
-        verdict = self.governor.request(StimRequest(name, SET, t_source, params, rule))
+        verdict = self._request(name, SET, t_source, basis, params, rule)
         if not verdict or not send:
             if not verdict:
                 self._command(name, SET, t_source, None, rule, ok=False, reason=verdict.reason, params=params)
@@ -202,11 +216,11 @@ class Stimulation:
             self.governor.not_applied(name, before, f"set {kwargs}: {exc}")
             self._device_fault(link, f"set {kwargs}: {exc}", not_ready=isinstance(exc, NotReady))
             return verdict
-        self._command(name, SET, t_source, t_sent, rule, ok=True, params=params)
+        self._command(name, SET, t_source, t_sent, rule, ok=True, params=params, basis=basis)
         return verdict
 
-    def _fire(self, link: Link, t_source: float, rule: str) -> None:
-        verdict = self.governor.request(StimRequest(link.name, FIRE, t_source, {}, rule))
+    def _fire(self, link: Link, t_source: float, rule: str, basis: float | None = None) -> None:
+        verdict = self._request(link.name, FIRE, t_source, basis, {}, rule)
         if not verdict:
             self._command(link.name, FIRE, t_source, None, rule, ok=False, reason=verdict.reason)
             return
@@ -215,14 +229,15 @@ class Stimulation:
         except DeviceError as exc:
             self._device_fault(link, f"fire: {exc}", not_ready=isinstance(exc, NotReady))
             return
-        self._command(link.name, FIRE, t_source, t_sent, rule, ok=True, note=verdict.note)
-        self.observe_latency(t_sent - t_source)
+        self._command(link.name, FIRE, t_source, t_sent, rule, ok=True, note=verdict.note, basis=basis)
+        self.observe_latency(t_sent - (t_source if basis is None else basis))
 
-    def _start(self, link: Link, t_source: float, rule: str, duration_s: float, ramp_s: float | None) -> None:
+    def _start(self, link: Link, t_source: float, rule: str, duration_s: float, ramp_s: float | None,
+               basis: float | None = None) -> None:
         params = {"duration_s": duration_s}
         if ramp_s is not None:
             params["ramp_s"] = ramp_s
-        verdict = self.governor.request(StimRequest(link.name, START, t_source, params, rule))
+        verdict = self._request(link.name, START, t_source, basis, params, rule)
         if not verdict:
             self._command(link.name, START, t_source, None, rule, ok=False, reason=verdict.reason)
             return
@@ -234,22 +249,22 @@ class Stimulation:
             return
         with self._lock:
             link.running_until = t_sent + duration_s
-        self._command(link.name, START, t_source, t_sent, rule, ok=True, note=verdict.note)
+        self._command(link.name, START, t_source, t_sent, rule, ok=True, note=verdict.note, basis=basis)
         if link.kind == "starstim":
             threading.Thread(target=self._apply_when_running, args=(link, rule), daemon=True).start()
 
-    def _stop(self, link: Link, t_source: float, rule: str) -> None:
+    def _stop(self, link: Link, t_source: float, rule: str, basis: float | None = None) -> None:
         with self._lock:
             link.running_until = None
             link.ramp_target = None
-        self.governor.request(StimRequest(link.name, STOP, t_source, {}, rule))
+        self._request(link.name, STOP, t_source, basis, {}, rule)
         try:
             t_sent = link.driver.stop()
         except DeviceError as exc:
             self._device_fault(link, f"stop: {exc}")
             return
         self.governor.confirm_stopped(link.name, t_sent)
-        self._command(link.name, STOP, t_source, t_sent, rule, ok=True)
+        self._command(link.name, STOP, t_source, t_sent, rule, ok=True, basis=basis)
 
     def _apply_when_running(self, link: Link, rule: str) -> None:
         """Starstim starts with its template's settings; once at full stimulation, send ours."""
@@ -361,12 +376,14 @@ class Stimulation:
         self._command(name, kind, t_source, None, rule, ok=False, reason=reason)
 
     def _command(self, device: str, kind: str, t_source: float | None, t_sent: float | None, rule: str | None, *,
-                 ok: bool, reason: str = "", note: str = "", params: Mapping[str, Any] | None = None) -> None:
+                 ok: bool, reason: str = "", note: str = "", params: Mapping[str, Any] | None = None,
+                 basis: float | None = None) -> None:
         data: dict[str, Any] = {"device": device, "kind": kind, "ok": ok, "rule": rule}
         if t_sent is not None:
             data["t_sent"] = t_sent
         if t_source is not None and t_sent is not None:
-            data["latency_s"] = t_sent - t_source
+            data["latency_s"] = t_sent - t_source  # end to end: from the detecting sample
+            data["controller_latency_s"] = t_sent - (t_source if basis is None else basis)  # from its arrival
         if reason:
             data["reason"] = reason
         if note:
@@ -381,15 +398,15 @@ class Stimulation:
             item = self._timed.get()
             if item is None:
                 return
-            at, action, t_source, t_decided, rule, features = item
+            at, action, t_source, basis, t_decided, rule, features = item
             wait = at - self.clock()
             if wait > 0.002:
                 time.sleep(wait - 0.002)
             while self.clock() < at:
                 pass  # the last 2 ms: spin, sleep() is too coarse for phase
             # the decision's age counts from when it was made, not from the planned wait
-            shifted = t_source + max(0.0, at - t_decided)
-            self._execute(action, shifted, rule, features)
+            wait = max(0.0, at - t_decided)
+            self._execute(action, t_source + wait, rule, features, basis + wait)
 
 
 def fired_today(governor: Governor, device: str, rule: str, wall: datetime) -> int:

@@ -1,0 +1,17 @@
+"""Shared test set-up. Tests sit beside their helpers (amplifier.py, stim_session_rig.py) and import them
+by name; sessions are isolated by their ids, so files run in parallel (pytest-xdist, see pyproject.toml)."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _keep_sigterm():
+    """``controller.cli.main`` turns SIGTERM into KeyboardInterrupt for the session it runs; a test that calls
+    it in-process gets pytest's own handler back afterwards."""
+    before = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, before)
