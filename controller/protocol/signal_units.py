@@ -114,5 +114,12 @@ def input_units(stream_units: Sequence[str], labels: Sequence[str], used: Sequen
                         f"e.g. unit: uV (or unit: V)")
     if problems:
         return None, problems
-    summary = "; ".join(f"{', '.join(chs)}: {what}" for what, chs in groups.items())
+    summary = "; ".join(f"{_channels_text(chs)}: {what}" for what, chs in groups.items())
     return InputUnits(scale, summary, filled), []
+
+
+def _channels_text(labels: list[str], most: int = 6) -> str:
+    """A few labels in full; a long montage as its count, first and last."""
+    if len(labels) <= most:
+        return ", ".join(labels)
+    return f"{len(labels)} channels ({labels[0]} ... {labels[-1]})"
