@@ -66,6 +66,15 @@ def _start(tmp_path: Path, which: str, prefix: str, session_id: str, results: di
     return t
 
 
+def _wait_for(done, what: str, limit_s: float = 60.0) -> None:
+    """Poll until ``done()``; the limit only turns a hang into a failure that says what never happened."""
+    give_up = time.monotonic() + limit_s
+    while not done():
+        if time.monotonic() > give_up:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
 def _started(tmp_path: Path, which: str) -> bool:
     return any("session_start" in j.read_text() for j in (tmp_path / which).glob("*/journal.jsonl"))
 
@@ -75,10 +84,7 @@ def test_two_sessions_keep_their_displays_recordings_and_estops_apart(tmp_path, 
     a, b = f"a{uuid.uuid4().hex[:5]}", f"b{uuid.uuid4().hex[:5]}"
     results: dict = {}
     threads = [_start(tmp_path, "one", prefix, a, results), _start(tmp_path, "two", prefix, b, results)]
-    deadline = time.monotonic() + 60
-    while not (_started(tmp_path, "one") and _started(tmp_path, "two")):
-        assert time.monotonic() < deadline, "the sessions did not start"
-        time.sleep(0.1)
+    _wait_for(lambda: _started(tmp_path, "one") and _started(tmp_path, "two"), "both sessions to start")
 
     # displays: both sessions are visible; none is picked silently
     assert {s.session_id for s in visible_sessions(prefix)} == {a, b}
