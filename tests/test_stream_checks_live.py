@@ -118,12 +118,17 @@ def test_virtual_devices_on_an_external_stream_in_blocks(tmp_path, capsys, monke
     monkeypatch.setenv(ENV_DIR, control)
     name = f"live-stim-{uuid.uuid4().hex[:6]}"
     rng = np.random.default_rng(0)
-    data = rng.normal(0, 10e-6, (256 * 14, 4))
-    a = BlockAmplifier(name, data, 256.0, LABELS, TYPES, ["uV", "uV", "uV", ""], 1e6, block=block)
+    data = rng.normal(0, 10e-6, (256 * 30, 4))
+    sessions = tmp_path / "sessions"
+
+    def session_started() -> bool:  # the amplifier streams from then on: a slow start cannot exhaust it
+        return any("session_start" in j.read_text() for j in sessions.glob("*/journal.jsonl"))
+
+    a = BlockAmplifier(name, data, 256.0, LABELS, TYPES, ["uV", "uV", "uV", ""], 1e6, block=block,
+                       start_when=session_started)
     a.start()
     path = tmp_path / "p.yaml"
     path.write_text(STIM.format())
-    sessions = tmp_path / "sessions"
     try:
         code = main(["run", str(path), "--stream", name, "--virtual-devices", "--arm", "--site",
                      str(ROOT / "config" / "site.yaml"), "--session-dir", str(sessions), "--no-report"])

