@@ -29,10 +29,11 @@ from controller.events import Event, EventBus
 from controller.inputs.reader import InputReader
 from controller.keyboard import KeyboardControl, help_text, key_actions
 from controller.operator_acts import OperatorActs
-from controller.inputs.resolve import StreamNotFound, resolve, stream_facts
+from controller.inputs.live_check import open_and_check, with_streams
+from controller.inputs.resolve import StreamNotFound
 from controller.protocol import load_protocol
 from controller.protocol.compiled import Protocol, StreamSelector
-from controller.protocol.stream_check import check_stream, located
+from controller.protocol.stream_check import located
 from controller.recording.journal import Journal
 from controller.recording.session import SessionFolder
 from controller.recording.xdf import XdfRecorder
@@ -131,8 +132,6 @@ def run_session(opts: RunOptions) -> SessionResult:
         protocol = select_run(protocol, opts.run)
     except RunChoiceError as exc:
         raise SessionError(str(exc)) from exc
-    from controller.inputs.live_check import with_streams
-
     try:
         protocol = with_streams(protocol, opts.streams)
     except ValueError as exc:
@@ -283,15 +282,10 @@ def _open_inputs(protocol: Protocol, opts: RunOptions, sim_proc) -> tuple[list[I
             if sim_proc is not None and sim_proc.poll() is not None:
                 raise SessionError(f"the simulator exited with code {sim_proc.returncode}: {sim_proc.stderr.read()}")
             try:
-                info = resolve(spec.stream, timeout)
+                reader, facts, checked = open_and_check(protocol, name, timeout, spec.stall_timeout_s)
             except StreamNotFound as exc:
                 raise SessionError(str(exc)) from exc
-            reader = InputReader(name, info, on_chunk=lambda d, t: None, on_status=lambda s, d: None,
-                                 stall_timeout_s=spec.stall_timeout_s)
             readers.append(reader)
-            reader.open(timeout)
-            facts = stream_facts(reader.full_info)
-            checked = check_stream(protocol, name, facts)
             if checked.problems:
                 raise located(opts.protocol_path, checked.problems, facts.name)
             features = [f for f in protocol.features.values() if f.input == name]

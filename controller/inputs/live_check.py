@@ -48,32 +48,41 @@ def parse_stream_options(values: list[str]) -> dict[str, str]:
     return out
 
 
+def open_and_check(protocol: Protocol, name: str, timeout_s: float, stall_timeout_s: float = 1.0):
+    """Resolve input ``name``'s stream, open its inlet and check the stream against the protocol:
+    ``(reader, facts, check)``. The one path for ``run`` and ``validate --stream``; the caller closes
+    the reader when it will not run it. Raises ``StreamNotFound`` (none or several streams match)."""
+    from controller.inputs.reader import InputReader
+    from controller.inputs.resolve import resolve, stream_facts
+
+    info = resolve(protocol.inputs[name].stream, timeout_s)
+    reader = InputReader(name, info, on_chunk=lambda d, t: None, on_status=lambda s, d: None,
+                         stall_timeout_s=stall_timeout_s)
+    try:
+        reader.open(timeout_s)
+        facts = stream_facts(reader.full_info)
+    except BaseException:
+        reader.close()
+        raise
+    return reader, facts, check_stream(protocol, name, facts)
+
+
 def check_live_streams(protocol: Protocol, path: str | Path, timeout_s: float | None = None) -> list[str]:
     """Resolve every signal input now and check it; returns one line per input on success.
 
     Raises ``ProtocolError`` (FILE:LINE:COL) for a stream that cannot serve its input, and
     ``RuntimeError`` (``StreamNotFound``) for an input with no (or several) matching streams.
     """
-    from controller.inputs.reader import InputReader
-    from controller.inputs.resolve import resolve, stream_facts
-
     lines, issues = [], []
     for name, spec in protocol.inputs.items():
-        timeout = timeout_s or spec.resolve_timeout_s
-        info = resolve(spec.stream, timeout)
-        reader = InputReader(name, info, on_chunk=lambda d, t: None, on_status=lambda s, d: None)
-        try:
-            reader.open(timeout)
-            facts = stream_facts(reader.full_info)
-        finally:
-            reader.close()
-        checked = check_stream(protocol, name, facts)
+        reader, facts, checked = open_and_check(protocol, name, timeout_s or spec.resolve_timeout_s)
+        reader.close()
         if checked.problems:
             issues += located(path, checked.problems, facts.name).issues
             continue
         units = checked.units.summary if checked.units is not None else "none"
         lines.append(f"  input {name}: stream {facts.name!r} ({len(facts.labels)} ch, {facts.rate:g} Hz, "
-                     f"source_id {info.source_id()!r}); units {units}")
+                     f"source_id {reader.info.source_id()!r}); units {units}")
     if issues:
         raise ProtocolError(issues)
     return lines
