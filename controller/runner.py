@@ -29,6 +29,7 @@ from controller.events import Event, EventBus
 from controller.inputs.reader import InputReader
 from controller.keyboard import KeyboardControl, help_text, key_actions
 from controller.operator_acts import OperatorActs
+from controller.engine.signal_clock import SignalClock, common_speed
 from controller.inputs.live_check import open_and_check, with_streams
 from controller.inputs.resolve import StreamNotFound
 from controller.protocol import load_protocol
@@ -197,9 +198,14 @@ def run_session(opts: RunOptions) -> SessionResult:
         _say(opts, f"session {session_id}: LSL outlets {streams}-features, -markers, -feedback "
                    f"(displays: --session {session_id})")
         output.open()
+        try:
+            speed = common_speed({r.input_name: r.speed for r in readers})
+        except ValueError as exc:
+            raise SessionError(str(exc)) from exc
         engine = Engine(fmri.engine_protocol(protocol) if fmri else protocol, bus, [output],
                         stimulation=stim.stimulation if stim else None,
-                        fired_today=_fired_today(stim, protocol) if stim else None)
+                        fired_today=_fired_today(stim, protocol) if stim else None,
+                        signal_clock=SignalClock(speed))
         acts.engine = engine
         for reader in readers:
             _wire(reader, pipelines[reader.input_name], engine, bus, stim.governor if stim else None)
@@ -282,7 +288,7 @@ def _open_inputs(protocol: Protocol, opts: RunOptions, sim_proc) -> tuple[list[I
             if sim_proc is not None and sim_proc.poll() is not None:
                 raise SessionError(f"the simulator exited with code {sim_proc.returncode}: {sim_proc.stderr.read()}")
             try:
-                reader, facts, checked = open_and_check(protocol, name, timeout, spec.stall_timeout_s)
+                reader, facts, checked = open_and_check(protocol, name, timeout, spec.stall_timeout_s, spec.max_gap_s)
             except StreamNotFound as exc:
                 raise SessionError(str(exc)) from exc
             readers.append(reader)
@@ -293,6 +299,10 @@ def _open_inputs(protocol: Protocol, opts: RunOptions, sim_proc) -> tuple[list[I
             pipelines[name] = FeaturePipeline(facts.rate, facts.labels, spec, features, channel_types=facts.types,
                                               scale=None if units is None else units.scale)
             reader.units = units
+            reader.speed = facts.speed
+            if facts.speed != 1.0:
+                _say(opts, f"input {name}: a recording replayed at x{facts.speed:g}: the timeline and the rules "
+                           "run on its signal time")
             _say(opts, f"input {name}: {facts.name}: units {units.summary if units else 'none'}"
                  + (" (unit: from the protocol)" if units is not None and units.from_protocol else ""))
     except BaseException:
@@ -361,6 +371,20 @@ def _wire(reader: InputReader, pipeline: FeaturePipeline, engine: Engine, bus: E
             governor.clear(f"clock_jump:{name}")
         engine.on_features(pipeline.push(data, timestamps, reader.chunk_arrival))
 
+    def start_over(why: str) -> None:
+        """Windows restart after a short gap; after a long one (or time going back) everything does."""
+        gap = reader.last_gap_s
+        if gap is not None and 0.0 <= gap <= reader.max_gap_s:
+            pipeline.restart_windows()
+            return
+        pipeline.reset()
+        if pipeline.warmup_s > 0:
+            missed = "an unknown time" if gap is None else f"{gap:+.3f} s"
+            bus.publish(Event(ev.INPUT, now(), None, {
+                "input": name, "status": "rewarming",
+                "detail": f"{why} ({missed}, max_gap {reader.max_gap_s:g} s): features start over; "
+                          f"the longest needs {pipeline.warmup_s:g} s of signal before it has a value"}))
+
     def on_status(status: str, detail: str) -> None:
         bus.publish(Event(ev.INPUT, now(), None, {"input": name, "status": status, "detail": detail}))
         if status in ("stalled", "lost"):
@@ -368,13 +392,15 @@ def _wire(reader: InputReader, pipeline: FeaturePipeline, engine: Engine, bus: E
             if governor is not None:
                 governor.inhibit(f"input_stall:{name}", f"input {name} {status}: {detail}")
         elif status == "resumed":
-            pipeline.reset()
+            start_over("input resumed after a stall")
             engine.clear_inhibit(source)
             if governor is not None:
                 governor.input_seen(name)
                 governor.clear(f"input_stall:{name}")
+        elif status == "gap":
+            pipeline.restart_windows()  # lost samples: no window spans them; trends carry on
         elif status == "clock_jump":
-            pipeline.reset()  # windows spanning the jump would mix two time bases
+            start_over("input clock jump")  # windows spanning the jump would mix two time bases
             if governor is not None:
                 bad["jump_at"] = now()
                 governor.inhibit(f"clock_jump:{name}", f"input {name}: clock jump ({detail}); "

@@ -260,6 +260,60 @@ def test_ema_trend_of_a_constant_is_that_constant_and_a_zero_trend_is_undefined(
     assert math.isnan(r[1])  # flat signal: trend 0, ratio undefined
 
 
+@pytest.mark.parametrize("kind", ["mean", "ema"])
+@pytest.mark.parametrize("hold_max", [None, 7])
+def test_held_trend_streaming_equals_its_spelled_out_reference(kind, hold_max):
+    rng = np.random.default_rng(11)
+    values = np.abs(rng.standard_normal((400, 3))) + 0.5
+    values[150:230, 0] *= 5.0  # an episode on channel 0 only
+    values[300:320, 1] *= 4.0
+    trend = Trend(3, length=40, min_count=10, kind=kind, hold_above=1.6, hold_max=hold_max)
+    got = np.array([trend.ratio(v) for v in values])
+    ref = offline_trend_ratio(values, 40, 10, kind, hold_above=1.6, hold_max=hold_max)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_allclose(got[10:], ref[10:], rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["mean", "ema"])
+def test_a_held_trend_keeps_a_sustained_episode_above_its_baseline(kind):
+    """A 60 s mean fed a 3x seizure loses its ratio within the seizure; held, it keeps it."""
+    values = np.ones((1200, 1))
+    values[600:, 0] = 3.0  # the episode: 3x the baseline, sustained for 60 s at 10 evaluations/s
+    free = Trend(1, length=600, min_count=100, kind=kind)
+    held = Trend(1, length=600, min_count=100, kind=kind, hold_above=1.5)
+    r_free = np.array([free.ratio(v)[0] for v in values])
+    r_held = np.array([held.ratio(v)[0] for v in values])
+    assert r_free[600] == pytest.approx(3.0) and r_free[-1] < 1.5  # adapted into the seizure
+    np.testing.assert_allclose(r_held[600:], 3.0)  # held at the pre-episode baseline throughout
+    assert held.holding[0] and not free.holding[0]
+
+
+def test_a_hold_ends_after_hold_max_and_the_next_episode_holds_afresh():
+    trend = Trend(1, length=20, min_count=5, kind="mean", hold_above=1.5, hold_max=10)
+    values = np.concatenate([np.ones(50), np.full(60, 3.0), np.ones(60), np.full(5, 6.0)])
+    r = np.array([trend.ratio(np.array([v]))[0] for v in values])
+    np.testing.assert_allclose(r[50:60], 3.0)  # held for its first 10 evaluations
+    assert r[75] < 2.0  # then the trend follows the lasting change
+    assert r[-5:] == pytest.approx(np.full(5, r[-5]))  # a new episode: held again from its first value
+    assert trend.holding[0]
+
+
+def test_hold_settings_are_checked():
+    with pytest.raises(ValueError, match="hold_above is a ratio to the trend above 1"):
+        Trend(1, 10, 5, hold_above=0.9)
+    with pytest.raises(ValueError, match="hold_max must be at least one evaluation"):
+        Trend(1, 10, 5, hold_above=1.5, hold_max=0)
+
+
+def test_held_detector_equals_the_offline_reference():
+    x = _noise(6000)[:, None] * np.ones((1, 2))
+    x[3000:, 0] *= 4.0
+    params = TrendedWindowParams(window_s=1.0, every_s=0.1, trend_s=20.0, band=Band(1, 30), hold_above=1.5,
+                                 hold_max_s=15.0)
+    got = _stream(LineLengthDetector(100.0, 2, params), x, 13)
+    _assert_same(got, offline_line_length(x, 100.0, params))
+
+
 # --------------------------------------------------------------------------- plumbing and errors
 
 

@@ -349,3 +349,65 @@ def test_a_decision_carries_its_chunks_arrival_so_the_controller_delay_excludes_
     [decision] = sub.drain()
     assert decision.data["controller_latency_s"] == pytest.approx(0.001)
     assert decision.data["latency_s"] == pytest.approx(0.001 + 31 / 256)
+
+
+# ---------------------------------------------------------------- the signal's clock (issue 11, item 4)
+
+def _replayed_session(speed: float):
+    """A detector-like rule on a fixed signal, delivered as a replay at ``speed``: what was decided when."""
+    from controller.engine.signal_clock import SignalClock
+
+    clock = FakeClock()
+    bus = EventBus()
+    sub = bus.subscribe({ev.DECISION, ev.BLOCK_START, ev.INFO})
+    rule = Rule(0, ("watch",), Sustained(lt("tbr", "goal"), 1.0), Action(marker="onset"), source="tbr < goal for 1 s",
+                refractory_s=3.0, max_per_episode=2, episode_gap_s=10.0)
+    protocol = make_protocol(blocks(("rest", 5.0), ("watch", 40.0)), {"goal": ThresholdSpec("goal", fixed=2.0)}, (rule,))
+    signal = SignalClock(speed)
+    engine = Engine(protocol, bus, [RecordingOutput(clock)], clock=clock, signal_clock=signal)
+    t0 = clock.t
+    engine.start()
+    dt = 0.1  # signal seconds between values
+    for k in range(1, 400):
+        s = k * dt  # signal seconds since the start
+        clock.t = t0 + s / speed  # the LSL stamp of a replay at `speed`
+        low = (8.0 <= s < 20.0) or (27.0 <= s < 30.0)  # two "episodes"
+        engine.on_features([FV("tbr", 1.0 if low else 3.0, clock.t, k), FV("emg", 1.0, clock.t, k)])
+        engine.tick()
+    events = sub.drain()
+    to_signal = lambda t: round((t - t0) * speed, 6)  # noqa: E731
+    decisions = [to_signal(e.t_source) for e in events if e.kind == ev.DECISION]
+    starts = [(e.data["label"], to_signal(e.t_source)) for e in events if e.kind == ev.BLOCK_START]
+    return decisions, starts
+
+
+@pytest.mark.parametrize("speed", [2.0, 4.0, 8.0])
+def test_a_replay_at_any_speed_decides_exactly_as_in_real_time(speed):
+    """`for`, refractory, per-episode caps, episode gaps and block times count the signal's seconds."""
+    real = _replayed_session(1.0)
+    fast = _replayed_session(speed)
+    assert real == fast
+    decisions, starts = real
+    assert starts == [("rest", 0.0), ("watch", 5.0)]
+    # low from 8 s: held 1 s -> 9 s; refractory 3 s -> 12 s; then 2 per episode reached until 20 s;
+    # low again from 27 s: held 1 s -> 28 s, 16 s after the last firing (> the 10 s gap): a new episode.
+    assert decisions == [9.0, 12.0, 28.0]
+
+
+def test_a_sample_acquired_before_a_block_began_is_judged_by_the_block_it_was_acquired_in():
+    clock = FakeClock()
+    bus = EventBus()
+    sub = bus.subscribe({ev.DECISION})
+    rule = Rule(0, ("stim",), lt("tbr", "goal"), Action(marker="go"), source="tbr < goal")
+    engine = Engine(make_protocol(blocks(("rest", 10.0), ("stim", 10.0)), {"goal": ThresholdSpec("goal", fixed=2.0)},
+                                  (rule,)), bus, [RecordingOutput(clock)], clock=clock)
+    t0 = clock.t
+    engine.start()
+    clock.t = t0 + 10.005
+    engine.tick()  # the control loop has moved on to 'stim' ...
+    sample = t0 + 9.997  # ... when a chunk arrives whose sample was acquired 3 ms before 'stim' began
+    engine.on_features([FV("tbr", 1.0, sample, 1), FV("emg", 1.0, sample, 1)])
+    assert sub.drain() == []
+    engine.on_features([FV("tbr", 1.0, t0 + 10.001, 2), FV("emg", 1.0, t0 + 10.001, 2)])
+    [decision] = sub.drain()
+    assert decision.t_source == t0 + 10.001 and decision.data["block"] == "stim"

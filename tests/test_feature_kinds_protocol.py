@@ -18,6 +18,7 @@ import pytest
 from controller.protocol import ProtocolError, check_against_stream, json_schema, load_protocol, loads_protocol
 from controller.protocol.compiled import (
     Band,
+    ChannelsAbove,
     Compare,
     Constant,
     FeatureRef,
@@ -85,6 +86,36 @@ def test_percent_feature_against_other_families() -> None:
         "range: ll (line_length) is a percentage: give the limits with %, e.g. [100 %, 300 %], got 1",
         "range: ll (line_length) is a percentage: give the limits with %, e.g. [100 %, 300 %], got 3",
     ]
+
+
+def test_channel_votes_and_trend_holds_compile() -> None:
+    text = (GOOD / "seizure_8ch.yaml").read_text(encoding="utf-8")
+    text = text.replace("trend: 60 s, reduce: max}}", "trend: 60 s, hold_above: 150 %, hold_max: 2 min, reduce: {channels_above: 200 %}}}", 1)
+    text = text.replace("window: 1 s, every: 100 ms, reduce: max}}", "window: 1 s, every: 100 ms, reduce: {channels_above: 2}}}")
+    text = text.replace("ll > 200 % for 1 s and hw > 6", "ll >= 2 for 1 s and hw >= 2")
+    p = loads_protocol(text)
+    assert p.features["ll"].params == SeizureParams(60.0, "mean", None, ChannelsAbove(2.0), 1.5, 120.0)
+    assert p.features["hw"].params.reduce == ChannelsAbove(2.0)
+    assert p.rules[0].when.items[0] == Sustained(Compare(FeatureRef("ll"), ">=", Constant(2.0)), 1.0)
+
+
+def test_channel_votes_and_trend_holds_report_mistakes_where_they_are() -> None:
+    text = (GOOD / "seizure_8ch.yaml").read_text(encoding="utf-8")
+    text = text.replace("trend: 60 s, reduce: max}}", "trend: 60 s, hold_above: 90 %, reduce: {channels_above: 2}}}", 1)
+    text = text.replace("window: 1 s, every: 100 ms, reduce: max}}", "window: 1 s, every: 100 ms, reduce: {channels_above: 50 %}}}")
+    text = text.replace("trend_kind: ema, warmup: 30 s, reduce: max", "trend_kind: ema, warmup: 30 s, reduce: {votes: 2}")
+    with pytest.raises(ProtocolError) as info:
+        loads_protocol(text, "p.yaml")
+    lines = text.splitlines()
+    got = {(i.line, i.message) for i in info.value.issues}
+    ll_line = next(n for n, t in enumerate(lines, 1) if t.startswith("  ll:"))
+    hw_line = next(n for n, t in enumerate(lines, 1) if t.startswith("  hw:"))
+    area_line = next(n for n, t in enumerate(lines, 1) if t.startswith("  area:"))
+    assert (ll_line, "hold_above: must be above 100 % (100 % is the trend itself), got 90 %") in got
+    assert (ll_line, "channels_above: line length and area are percentages of their trend; write e.g. 200 %, not 2") in got
+    assert (hw_line, "channels_above: a half-wave count is a plain number, e.g. 6, not 50 %") in got
+    assert (area_line, "reduce: expected mean, median, max or a channel vote like {channels_above: 200 %}, "
+                       "got {'votes': 2}") in got
 
 
 def test_phase_and_slope_compile_to_their_params(mu) -> None:

@@ -36,7 +36,7 @@ EEGMMIDB = SHARED / "eeg" / "physionet_eegmmidb_S001R01_baseline_eyes_open.edf"
 EEGMAT = SHARED / "eeg" / "physionet_eegmat_Subject00_1_rest.edf"
 CH = ("c3", "c4", "cz", "p3", "p4", "t3", "t4", "t5")
 FS = 100.0
-ONSET = 32678 // 2  # MANIFEST: first half pre-ictal, second half ictal
+ONSET = 18000  # MANIFEST (corrected): the electrographic onset is at about 180 s
 CHUNKS = (1, 7, 32)
 DEG = math.pi / 180
 
@@ -98,6 +98,9 @@ EXTRA_FEATURES = """\
   sl_c3:    {slope: {input: ieeg, channels: [c3], lowpass: 2 Hz, window: 500 ms, every: 50 ms}}
   sl_band:  {slope: {input: ieeg, channels: [c3, c4], band: [1 Hz, 30 Hz], window: 300 ms, every: 100 ms}}
   ptp:      {peak_to_peak: {input: ieeg, band: [1 Hz, 30 Hz], window: 500 ms, every: 100 ms}}
+  ll_vote:  {line_length: {input: ieeg, band: [2 Hz, 8 Hz], window: 1 s, every: 100 ms, trend: 30 s, hold_above: 150 %, hold_max: 20 s, reduce: {channels_above: 150 %}}}
+  area_hold: {area: {input: ieeg, band: [2 Hz, 8 Hz], window: 1 s, every: 100 ms, trend: 30 s, trend_kind: ema, hold_above: 130 %, reduce: max}}
+  hw_vote:  {halfwave: {input: ieeg, band: [3 Hz, 30 Hz], min_amplitude: 50 uV, window: 1 s, every: 100 ms, reduce: {channels_above: 3}}}
   beta:     {band_power: {input: ieeg, band: [3 Hz, 30 Hz], method: iir, window: 1 s, every: 100 ms}}
 """
 
@@ -158,6 +161,52 @@ def test_seizure_values_mark_the_ictal_half(seizure_offline) -> None:
     held = np.convolve(ll > 200, np.ones(10), "full")[: ll.size] >= 10
     fire = held & (hw > 6)
     assert not fire[pre].any() and fire[idx >= ONSET].any()
+
+
+def test_votes_count_channels_and_a_held_trend_keeps_the_seizure_above_it(seizure_offline) -> None:
+    idx, votes, _ = seizure_offline["ll_vote"]
+    ok = ~np.isnan(votes)
+    assert np.array_equal(votes[ok], np.round(votes[ok])) and votes[ok].min() >= 0 and votes[ok].max() <= 8
+    assert votes[idx >= ONSET].max() >= 4  # the discharge reaches several channels
+    _, hw_votes, _ = seizure_offline["hw_vote"]
+    assert set(np.unique(hw_votes)) <= set(range(9)) and hw_votes[idx >= ONSET].max() >= 3
+    _, held, _ = seizure_offline["area_hold"]
+    late = idx >= ONSET + 30 * FS
+    assert np.nanmedian(held[late]) > 130.0  # held: the seizure is still above its pre-ictal trend
+
+
+def _through_a_hole(protocol, volts, start_over) -> list[FeatureValue]:
+    """Stream the recording with 1.2 s of samples lost at 120 s; ``start_over`` is the pipeline's response."""
+    inp = protocol.inputs["ieeg"]
+    pipeline = FeaturePipeline(FS, CH, inp, [protocol.features["ll"]])
+    hole = (int(120 * FS), int(121.2 * FS))
+    stamps = 1000.0 + np.arange(len(volts)) / FS
+    out: list[FeatureValue] = []
+    for a in range(0, len(volts), 8):
+        b = min(a + 8, len(volts))
+        if a == hole[1]:
+            start_over(pipeline)
+        if hole[0] <= a < hole[1]:
+            continue
+        out += pipeline.push(volts[a:b], stamps[a:b])
+    return out
+
+
+def test_after_a_short_gap_the_trend_carries_on_and_no_window_spans_the_gap(seizure_protocol, seizure_volts) -> None:
+    kept = _through_a_hole(seizure_protocol, seizure_volts, FeaturePipeline.restart_windows)
+    reset = _through_a_hole(seizure_protocol, seizure_volts, FeaturePipeline.reset)
+    gap_count = int(120 * FS)  # samples received before the hole (the count carries on across it)
+    t_kept = np.array([v.source_time for v in kept]) - 1000.0
+    v_kept = np.array([v.value for v in kept])
+    after = t_kept > 121.2
+    window = int(seizure_protocol.features["ll"].window_s * FS)
+    first = next(v for v in kept if v.source_time - 1000.0 > 121.2)
+    assert first.sample_index == gap_count + window - 1  # its window: the first W samples after the gap
+    assert first.source_time - 1000.0 == pytest.approx(121.2 + (window - 1) / FS)
+    assert np.isfinite(v_kept[after]).all()  # the 60 s trend survived: values again one window later
+    t_reset = np.array([v.source_time for v in reset]) - 1000.0
+    v_reset = np.array([v.value for v in reset])
+    assert np.isnan(v_reset[(t_reset > 121.2) & (t_reset < 180.0)]).all()  # started over: 60 s blind
 
 
 # --------------------------------------------------------------------------- slope

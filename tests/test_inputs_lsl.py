@@ -151,6 +151,31 @@ def test_stall_then_resume_then_clock_jump():
     assert "ms between samples" in detail
 
 
+def test_lost_samples_up_to_max_gap_are_a_gap_and_longer_ones_a_clock_jump():
+    """A hiccup (1.2 s of samples lost) keeps the features' long-term state; 3 s with max_gap 2 s does not."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    outlet = make_outlet(name, 2, rate=100.0)
+    info = resolve(StreamSelector(name=name), 5)
+    col = Collector()
+    reader = InputReader("eeg", info, col.on_chunk, col.on_status, stall_timeout_s=5.0, max_gap_s=2.0)
+    reader.open()
+    reader.start()
+    t = pylsl.local_clock()
+    stamps = [t + i / 100 for i in range(20)] + [t + 0.19 + 1.21 + i / 100 for i in range(20)]
+    for s in stamps:
+        outlet.push_sample([0.0, 0.0], s)
+    assert wait_for(lambda: col.n() >= 40)
+    assert col.statuses() == ["connected", "gap"]
+    assert reader.last_gap_s == pytest.approx(1.2, abs=1e-3)
+    assert "1200 ms of samples missing" in dict(col.status)["gap"]
+    outlet.push_sample([0.0, 0.0], stamps[-1] + 3.01)
+    assert wait_for(lambda: "clock_jump" in col.statuses())
+    reader.stop()
+    reader.join(2)
+    assert reader.last_gap_s == pytest.approx(3.0, abs=1e-3)
+    assert "more than max_gap 2 s" in dict(col.status)["clock_jump"]
+
+
 def test_reader_recovers_when_the_stream_comes_back():
     name = f"t-{uuid.uuid4().hex[:8]}"
     source_id = f"sid-{uuid.uuid4().hex[:8]}"

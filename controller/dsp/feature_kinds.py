@@ -9,7 +9,9 @@ Values, in the units the protocol compares them with:
 
 - line_length, area: percent of the measure's own long-term trend (``100 * value / trend``,
   reduced over channels; NaN until the trend has formed, conditions on NaN are false);
-- halfwave: qualified half-waves in the window (a count, reduced over channels);
+  with ``reduce: {channels_above: 200 %}`` the number of channels above 200 % (a vote);
+- halfwave: qualified half-waves in the window (a count, reduced over channels, or the number
+  of channels with more than N);
 - slope: least-squares slope in signal units per second, mean over channels;
 - phase: 1.0 when a pulse is committed, else 0.0, with ``FeatureValue.at`` (see phase_feature).
 """
@@ -18,13 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.protocol.compiled import Band, FeatureSpec, HalfWaveParams, PhaseParams, SeizureParams, SlopeParams
+from controller.protocol.compiled import (
+    Band, ChannelsAbove, FeatureSpec, HalfWaveParams, PhaseParams, SeizureParams, SlopeParams,
+)
 
 from .features import ChannelSource
 from .phase_feature import PhaseFeature, gate_length, make_method
 from .seizure_features import AreaFeature, HalfWaveFeature, LineLengthFeature, halfwave_ring_capacity
 from .seizure_halfwave import HalfWaveCriteria, default_durations
-from .seizure_trend import Trend, trend_lengths
+from .seizure_trend import Trend, hold_evaluations, trend_lengths
 from .slope import SlopeFeature
 
 KINDS = frozenset({"line_length", "area", "halfwave", "slope", "phase"})
@@ -109,8 +113,10 @@ def build(spec: FeatureSpec, source: ChannelSource, fs: float, window: int, ever
     n = source.ring.n_channels if source.rows is None else source.rows.size
     if spec.kind in ("line_length", "area"):
         length, min_count = trend_lengths(p.trend_s, p.warmup_s, every, fs)
+        trend = Trend(n, length, min_count, p.trend_kind, p.hold_above, hold_evaluations(p.hold_max_s, every, fs))
         cls = LineLengthFeature if spec.kind == "line_length" else AreaFeature
-        return _Percent(cls(source, window, Trend(n, length, min_count, p.trend_kind), "ratio", p.reduce))
+        feature = cls(source, window, trend, "ratio", p.reduce)
+        return feature if isinstance(p.reduce, ChannelsAbove) else _Percent(feature)  # a vote is a channel count
     if spec.kind == "halfwave":
         return HalfWaveFeature(source, window, halfwave_criteria(spec, fs), p.reduce)
     if spec.kind == "slope":

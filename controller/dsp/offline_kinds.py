@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import signal
 
-from controller.protocol.compiled import FeatureSpec, InputSpec
+from controller.protocol.compiled import ChannelsAbove, FeatureSpec, InputSpec
 
 from .design import bandpass_sos, conditioning_sos
 from .feature_kinds import halfwave_durations
@@ -71,21 +71,31 @@ def offline_kind_feature(
         return offline_phase(x, fs, spec, np.asarray(stamps, dtype=np.float64))
     p = spec.params
     if spec.kind in ("line_length", "area"):
-        params = TrendedWindowParams(spec.window_s, spec.every_s, p.trend_s, p.trend_kind, p.warmup_s, spec.band)
+        params = TrendedWindowParams(spec.window_s, spec.every_s, p.trend_s, p.trend_kind, p.warmup_s, spec.band,
+                                     p.hold_above, p.hold_max_s)
         run = offline_line_length if spec.kind == "line_length" else offline_area
         out = run(x, fs, params)
-        values = 100.0 * _REDUCE[p.reduce](out.ratio, axis=1)
+        values = _reduced(out.ratio, p.reduce, percent=True)
     elif spec.kind == "halfwave":
         params = HalfWaveParams(
             p.min_amplitude, p.max_amplitude, *halfwave_durations(spec), spec.band, spec.window_s, spec.every_s
         )
         out = offline_half_wave(x, fs, params)
-        values = _REDUCE[p.reduce](out.value, axis=1)
+        values = _reduced(out.value, p.reduce, percent=False)
     elif spec.kind == "slope":
         return _offline_slope(x, fs, spec)
     else:
         raise ValueError(f"feature {spec.name!r}: {spec.kind} is not one of the newer kinds")
     return out.sample_index, values, np.full(values.shape, math.nan)
+
+
+def _reduced(per_channel: np.ndarray, reduce, *, percent: bool) -> np.ndarray:
+    """(n, n_channels) -> (n,): a statistic (in percent for trend ratios), or a channel vote's count."""
+    if isinstance(reduce, ChannelsAbove):
+        with np.errstate(invalid="ignore"):
+            return (per_channel > reduce.level).sum(axis=1).astype(np.float64)
+    values = _REDUCE[reduce](per_channel, axis=1)
+    return 100.0 * values if percent else values
 
 
 def _offline_slope(x: np.ndarray, fs: float, spec: FeatureSpec):

@@ -121,6 +121,7 @@ class FeaturePipeline:
             ref = "average"  # every column: a plain row mean, no gather
         self._conditioner = Conditioner(self._n_stream, needed, ref, conditioning_sos(self.fs, input_spec), scale)
 
+        self._specs = tuple(features)
         self._features = self._build_features(features, feature_cols)
         self._count = 0
         self._next_due = self._earliest_due()
@@ -215,6 +216,21 @@ class FeaturePipeline:
                 reset()
         self._count = 0
         self._next_due = self._earliest_due()
+
+    def restart_windows(self) -> None:
+        """After a short gap (lost samples): no window may span it, so every feature's next window
+        holds only samples from here on; filters and long-term state (trends, their warm-up) carry
+        on, so a detector is back one window after the gap instead of a whole trend later."""
+        for f in self._features:
+            f.schedule.restart(self._count)
+        self._next_due = self._earliest_due()
+
+    @property
+    def warmup_s(self) -> float:
+        """Longest history a feature needs before it has a value (trends): what a reset costs."""
+        spans = [max(s.params.trend_s if s.params.warmup_s is None else s.params.warmup_s, s.window_s)
+                 for s in self._specs if s.kind in ("line_length", "area")]
+        return max([s.window_s for s in self._specs] + spans, default=0.0)
 
     def push(self, chunk: np.ndarray, timestamps: np.ndarray, arrival: float | None = None) -> list[FeatureValue]:
         """Feed ``chunk`` ``(n_samples, n_stream_channels)`` with its LSL ``timestamps`` (and the LSL

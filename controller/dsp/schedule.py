@@ -41,6 +41,10 @@ class WindowSchedule:
     def reset(self) -> None:
         self.next_due = self.window - 1
 
+    def restart(self, count: int) -> None:
+        """After a gap at sample ``count``: the next window holds only samples from ``count`` on."""
+        self.next_due = max(self.next_due, count + self.window - 1)
+
     def take_due(self, end: int) -> range:
         """Due indices k < ``end`` not yet taken; advances past them."""
         first = self.next_due

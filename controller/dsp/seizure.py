@@ -37,7 +37,7 @@ from .seizure_features import (
     halfwave_ring_capacity,
 )
 from .seizure_halfwave import HalfWaveCriteria, default_durations
-from .seizure_trend import TREND_KINDS, Trend, TrendKind, trend_lengths
+from .seizure_trend import TREND_KINDS, Trend, TrendKind, hold_evaluations, trend_lengths
 
 DEFAULT_HALFWAVE_BAND = Band(3.0, 30.0)
 
@@ -48,7 +48,9 @@ class TrendedWindowParams:
 
     window_s: short window; every_s: evaluation hop; trend_s: span of the long-term trend
     (for ``trend="ema"`` its time constant); trend_min_s: history needed before the ratio is
-    defined (default trend_s; NaN before); band: optional causal Butterworth band-pass first.
+    defined (default trend_s; NaN before); band: optional causal Butterworth band-pass first;
+    hold_above: ratio above which a channel's trend holds (an episode must not become its own
+    baseline; None: never), for at most hold_max_s (None: as long as it lasts).
     """
 
     window_s: float = 1.0
@@ -57,6 +59,13 @@ class TrendedWindowParams:
     trend: TrendKind = "mean"
     trend_min_s: float | None = None
     band: Band | None = None
+    hold_above: float | None = None
+    hold_max_s: float | None = None
+
+    def trend_for(self, n_channels: int, every: int, fs: float) -> Trend:
+        """The streaming trend these settings describe, for a detector evaluated every ``every`` samples."""
+        length, min_count = trend_lengths(self.trend_s, self.trend_min_s, every, fs)
+        return Trend(n_channels, length, min_count, self.trend, self.hold_above, hold_evaluations(self.hold_max_s, every, fs))
 
 
 @dataclass(frozen=True)
@@ -199,10 +208,10 @@ class _TrendedDetector(_StreamingDetector):
         window, every = window_and_hop(params.window_s, params.every_s, fs, name, self._min_window)
         if params.trend not in TREND_KINDS:
             raise ValueError(f"{name}: trend must be one of {TREND_KINDS}, got {params.trend!r}")
-        length, min_count = trend_lengths(params.trend_s, params.trend_min_s, every, fs)
+        trend = params.trend_for(n_channels, every, fs)
         super().__init__(fs, n_channels, window, every, params.band, window)
         self.params = params
-        self._evaluator = self._feature_class(self._source, window, Trend(n_channels, length, min_count, params.trend))
+        self._evaluator = self._feature_class(self._source, window, trend)
 
     def _evaluate(self) -> tuple[np.ndarray, np.ndarray]:
         return self._evaluator.values()

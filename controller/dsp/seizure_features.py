@@ -16,20 +16,25 @@ from typing import Literal
 
 import numpy as np
 
+from controller.protocol.compiled import ChannelReduce, ChannelsAbove
+
 from .features import ChannelSource
 from .seizure_halfwave import HalfWaveCriteria, HalfWaveTracker
 from .seizure_trend import Trend
 
-ChannelReduce = Literal["mean", "median", "max"]
 TrendOutput = Literal["ratio", "value"]
 _REDUCERS = {"mean": np.mean, "median": np.median, "max": np.max}
 
 
-def _reducer(reduce: str):
+def _reducer(reduce: ChannelReduce):
+    """Per-channel values -> one number: a statistic, or a channel vote (how many are above a level)."""
+    if isinstance(reduce, ChannelsAbove):
+        level = reduce.level
+        return lambda x: np.count_nonzero(x > level)  # NaN (trend warming up) is never above
     try:
         return _REDUCERS[reduce]
-    except KeyError:
-        raise ValueError(f"channel reduction must be one of {tuple(_REDUCERS)}, got {reduce!r}") from None
+    except (KeyError, TypeError):
+        raise ValueError(f"channel reduction must be one of {tuple(_REDUCERS)} or ChannelsAbove, got {reduce!r}") from None
 
 
 class _TrendedWindowFeature:
@@ -94,8 +99,9 @@ class AreaFeature(_TrendedWindowFeature):
 
 
 def halfwave_ring_capacity(window: int, every: int) -> int:
-    """Ring samples a ``HalfWaveFeature`` needs: every sample between two evaluations, and the first window."""
-    return max(window, every)
+    """Ring samples a ``HalfWaveFeature`` needs: every sample between two evaluations, also across a
+    restarted window (after a gap the next evaluation comes up to ``every + window - 1`` samples later)."""
+    return window + every
 
 
 class HalfWaveFeature:

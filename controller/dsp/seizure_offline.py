@@ -18,7 +18,7 @@ from scipy import signal
 from .design import bandpass_sos
 from .seizure import HalfWaveParams, SeizureValues, TrendedWindowParams, window_and_hop
 from .seizure_halfwave import HalfWaveCriteria
-from .seizure_trend import offline_trend_ratio, trend_lengths
+from .seizure_trend import hold_evaluations, offline_trend_ratio, trend_lengths
 
 
 def _prepared(data: np.ndarray, fs: float, band) -> np.ndarray:
@@ -46,7 +46,9 @@ def _trended(data, fs: float, params: TrendedWindowParams, measure: str, min_win
         values = _window_sums(np.abs(np.diff(x, axis=0)), window - 1, ends - 1)
     else:
         values = _window_sums(np.abs(x), window, ends)
-    return SeizureValues(ends, values, offline_trend_ratio(values, length, min_count, params.trend))
+    ratio = offline_trend_ratio(values, length, min_count, params.trend, params.hold_above,
+                                hold_evaluations(params.hold_max_s, every, fs))
+    return SeizureValues(ends, values, ratio)
 
 
 def offline_line_length(data: np.ndarray, fs: float, params: TrendedWindowParams = TrendedWindowParams()) -> SeizureValues:

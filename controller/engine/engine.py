@@ -7,6 +7,12 @@ other parties (journal, display, telemetry) learn what happened from the event b
 States: idle -> running <-> paused -> stopped; "inhibited" is running with at least one
 active inhibition (input stalled, output fault ...): time goes on, no rule fires and no
 feedback is sent, and the reasons are published.
+
+Two clocks: events, latencies and the governor use the LSL clock (``clock``); the timeline and
+the rules (``for``, refractory, episodes, interlock clearing) run on the signal's clock
+(``signal_clock``: the same at speed 1, faster for a replay), so a protocol behaves the same
+at any replay speed. A frame belongs to the block its sample was acquired in, not to the
+block running when it arrived: a sample stamped before a block began is never judged by it.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from controller.engine.thresholds import ThresholdBank, ThresholdChange
 from controller.engine.timeline import Timeline, Transition
 from controller.events import Event, EventBus
 from controller.engine.pacing import InterlockState, RulePacing
-from controller.protocol.compiled import Protocol, Rule
+from controller.engine.signal_clock import SignalClock
+from controller.protocol.compiled import Block, Protocol, Rule
 from drivers.base import Command, Output, OutputError
 
 IDLE, RUNNING, PAUSED, INHIBITED, STOPPED = "idle", "running", "paused", "inhibited", "stopped"
@@ -39,10 +46,13 @@ class Engine:
         clock: Callable[[], float] = now,
         stimulation: Any = None,
         fired_today: Callable[[Rule], int] | None = None,
+        signal_clock: SignalClock | None = None,
     ) -> None:
         self.protocol = protocol
         self.bus = bus
         self.clock = clock
+        self.signal = signal_clock or SignalClock()
+        self._starts: list[tuple[float, Block]] = []  # the last few blocks' start (signal time)
         self.timeline = Timeline(protocol.timeline)
         self.thresholds = ThresholdBank(
             dict(protocol.thresholds), {n: f.every_s for n, f in protocol.features.items()}
@@ -90,7 +100,7 @@ class Engine:
     def snapshot(self) -> dict[str, Any]:
         """What a display needs, consistent at one instant."""
         with self._lock:
-            t = self.clock()
+            t = self.signal.signal(self.clock())
             block = self.timeline.current
             return {
                 "state": self.state,
@@ -121,17 +131,18 @@ class Engine:
             if self._state != IDLE:
                 raise RuntimeError(f"cannot start from state {self._state!r}")
             t = self.clock() if t is None else t
+            self.signal.start(t)
             self._state = RUNNING
             for change in self.thresholds.initial():
                 self._threshold_changed(change, None)
             self._publish_state()
-            self._apply(self.timeline.start(t))
+            self._apply(self.timeline.start(self.signal.signal(t)))
 
     def pause(self, reason: str | None = None) -> bool:
         """Pause the timeline and the rules; False when there was nothing to pause."""
         with self._lock:
             if self._state == RUNNING:
-                self.timeline.pause(self.clock())
+                self.timeline.pause(self._signal_now())
                 self._state = PAUSED
                 self._reset_conditions()
                 self._publish_state(reason)
@@ -141,7 +152,7 @@ class Engine:
     def resume(self, reason: str | None = None) -> bool:
         with self._lock:
             if self._state == PAUSED:
-                self.timeline.resume(self.clock())
+                self.timeline.resume(self._signal_now())
                 self._state = RUNNING
                 self._publish_state(reason)
                 return True
@@ -151,7 +162,7 @@ class Engine:
         """End the current block now (its block_end says skipped, and why) and start the next."""
         with self._lock:
             if self._state in (RUNNING, PAUSED):
-                transition = self.timeline.skip(self.clock())
+                transition = self.timeline.skip(self._signal_now())
                 if transition:
                     self._skipped = reason or "skipped"
                     try:
@@ -165,7 +176,7 @@ class Engine:
         with self._lock:
             if self._state == STOPPED:
                 return
-            transition = self.timeline.stop(self.clock())
+            transition = self.timeline.stop(self._signal_now())
             if transition:
                 self._end_block(transition)
             self._finish(reason)
@@ -187,7 +198,7 @@ class Engine:
         """Advance the timeline on the clock (called by the session's control loop)."""
         with self._lock:
             if self._state in (RUNNING,):
-                self._apply(self.timeline.advance(self.clock()))
+                self._apply(self.timeline.advance(self._signal_now()))
 
     # ------------------------------------------------------------------ hot path
     def on_features(self, values: Sequence[Any]) -> None:
@@ -196,7 +207,7 @@ class Engine:
             return
         with self._lock:
             if self._state == RUNNING:
-                self._apply(self.timeline.advance(self.clock()))
+                self._apply(self.timeline.advance(self._signal_now()))
             if self._state != RUNNING:
                 for v in values:
                     self.latest[v.name] = v.value
@@ -213,7 +224,8 @@ class Engine:
         # sample's own stamp, which is older by the amplifier's block (its acquisition delay)
         t_arr = getattr(group[-1], "arrival", None)
         t_arr = t_src if t_arr is None else t_arr
-        block = self.timeline.current
+        t_sig = self.signal.signal(t_src)  # rules count the signal's time
+        block = self._block_at(t_sig)
         label = block.label if block else None
         if getattr(group[-1], "block", None) is not None:  # an fMRI volume: the block it was acquired in
             label = group[-1].block
@@ -232,7 +244,7 @@ class Engine:
         self._send(Command("features", t_src, {"values": updated}))
         if self.stimulation is not None:
             self.stimulation.observe_latency(self.clock() - t_arr)
-        self._check_interlocks(t_src)
+        self._check_interlocks(t_sig)
         if self.inhibitions:
             return
         fb = self.protocol.feedback
@@ -247,7 +259,7 @@ class Engine:
             return
         self._frames += 1
         for rule, evaluate in live:
-            if evaluate(self.latest, self.thresholds.values, t_src) and self._may_fire(rule, t_src):
+            if evaluate(self.latest, self.thresholds.values, t_sig) and self._may_fire(rule, t_sig):
                 fired = True
                 self._fire(rule, t_src, label, t_arr)
         self._rewarded += fired
@@ -320,17 +332,32 @@ class Engine:
                 self.set_inhibit(f"output:{output.name}", f"output fault: {exc}")
         return t_sent
 
+    def _signal_now(self) -> float:
+        return self.signal.signal(self.clock())
+
+    def _block_at(self, t_sig: float) -> Block | None:
+        """The block running at signal time ``t_sig`` (a frame's acquisition, not its arrival)."""
+        current = self.timeline.current
+        if not self._starts or t_sig >= self._starts[-1][0]:
+            return current
+        for start, block in reversed(self._starts):
+            if t_sig >= start:
+                return block
+        return current  # older than every remembered start: the oldest context is unknown
+
     def _apply(self, transitions: list[Transition]) -> None:
-        for tr in transitions:
+        for sig_tr in transitions:
+            tr = Transition(self.signal.lsl(sig_tr.t), sig_tr.ended, sig_tr.started)  # events: LSL time
             if tr.ended is not None:
                 self._end_block(tr)
             if tr.started is not None:
                 b = tr.started
+                self._starts = [*self._starts[-7:], (sig_tr.t, b)]
                 self._reset_conditions()
                 self._send(Command("marker", tr.t, {"text": f"block_start:{b.label}"}))
                 self._publish(ev.BLOCK_START, tr.t, index=b.index, label=b.label, cycle=b.cycle,
                               duration_s=b.duration_s)
-                self._edge_rules("block_start", b, tr.t)
+                self._edge_rules("block_start", b, sig_tr.t)
         if self.timeline.finished and self._state != STOPPED:
             self._finish(TIMELINE_COMPLETE)
 
@@ -344,7 +371,7 @@ class Engine:
         self._send(Command("marker", tr.t, {"text": f"block_end:{b.label}"}))
         self._publish(ev.BLOCK_END, tr.t, **stats)
         if self._state != STOPPED:
-            self._edge_rules("block_end", b, tr.t)
+            self._edge_rules("block_end", b, self.signal.signal(tr.t))
         changes, problems = self.thresholds.block_ended(b.label, self._history)
         for change in changes:
             self._threshold_changed(change, tr.t)

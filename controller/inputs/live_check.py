@@ -48,7 +48,8 @@ def parse_stream_options(values: list[str]) -> dict[str, str]:
     return out
 
 
-def open_and_check(protocol: Protocol, name: str, timeout_s: float, stall_timeout_s: float = 1.0):
+def open_and_check(protocol: Protocol, name: str, timeout_s: float, stall_timeout_s: float = 1.0,
+                   max_gap_s: float = 2.0):
     """Resolve input ``name``'s stream, open its inlet and check the stream against the protocol:
     ``(reader, facts, check)``. The one path for ``run`` and ``validate --stream``; the caller closes
     the reader when it will not run it. Raises ``StreamNotFound`` (none or several streams match)."""
@@ -57,7 +58,7 @@ def open_and_check(protocol: Protocol, name: str, timeout_s: float, stall_timeou
 
     info = resolve(protocol.inputs[name].stream, timeout_s)
     reader = InputReader(name, info, on_chunk=lambda d, t: None, on_status=lambda s, d: None,
-                         stall_timeout_s=stall_timeout_s)
+                         stall_timeout_s=stall_timeout_s, max_gap_s=max_gap_s)
     try:
         reader.open(timeout_s)
         facts = stream_facts(reader.full_info)

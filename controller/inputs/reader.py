@@ -17,16 +17,18 @@ from controller.clock import now
 
 ChunkHandler = Callable[[np.ndarray, np.ndarray], None]
 BLOCK_SAMPLE = 16  # chunks looked at to report the amplifier's block size
-StatusHandler = Callable[[str, str], None]  # (status, detail): connected|stalled|resumed|clock_jump|lost
+StatusHandler = Callable[[str, str], None]  # (status, detail): connected|stalled|resumed|gap|clock_jump|lost
 
 
 class InputReader(threading.Thread):
     """Pulls one LSL stream and reports its health.
 
     Health rules: no sample for ``stall_timeout_s`` -> "stalled" (once), the first sample
-    after -> "resumed". A timestamp going backwards, or jumping forward by more than
-    ``clock_jump_s`` beyond what the nominal rate explains while samples keep flowing,
-    -> "clock_jump". liblsl's inlet recovers a stream that comes back with the same
+    after -> "resumed" (``last_gap_s`` then holds how much signal time was missed). While
+    samples keep flowing, a timestamp jumping forward by more than ``clock_jump_s`` beyond
+    what the nominal rate explains is a hiccup: lost samples, up to ``max_gap_s`` of them ->
+    "gap" (``last_gap_s`` set); a longer jump, or a timestamp going backwards -> "clock_jump".
+    liblsl's inlet recovers a stream that comes back with the same
     source_id by itself; we only have to keep pulling.
     """
 
@@ -40,6 +42,7 @@ class InputReader(threading.Thread):
         clock_jump_s: float = 0.5,
         max_chunk: int = 4096,
         backward_tolerance_s: float = 0.1,
+        max_gap_s: float = 2.0,
     ) -> None:
         super().__init__(name=f"input:{name}", daemon=True)
         self.input_name = name
@@ -48,6 +51,8 @@ class InputReader(threading.Thread):
         self.on_status = on_status
         self.stall_timeout_s = stall_timeout_s
         self.clock_jump_s = clock_jump_s
+        self.max_gap_s = max_gap_s
+        self.last_gap_s: float | None = None  # signal time missed in the last gap or stall (< 0: went back)
         # liblsl back-dates the samples of a chunk from its push time: a late push makes the
         # next chunk's first stamps step back a few ms. That is jitter, not a clock jump.
         self.backward_tolerance_s = backward_tolerance_s
@@ -60,6 +65,7 @@ class InputReader(threading.Thread):
         self._opened = threading.Event()
         self.full_info: pylsl.StreamInfo = info
         self.units = None  # controller.protocol.signal_units.InputUnits, once checked
+        self.speed = 1.0  # signal seconds per LSL second (desc/replay/speed of a replayed recording)
         # Samples stamped before this LSL time are dropped: the recorder subscribed then, so
         # everything the loop uses is also in the XDF (set it before start()).
         self.start_after: float | None = None
@@ -101,6 +107,26 @@ class InputReader(threading.Thread):
             self.error = exc
             self.on_status("lost", f"{type(exc).__name__}: {exc}")
 
+    def _check_steps(self, steps: np.ndarray, expected_gap: float) -> None:
+        """Say "gap" for lost samples up to ``max_gap_s``, "clock_jump" for time going back or jumping further."""
+        back = steps < -max(expected_gap, self.backward_tolerance_s)
+        if back.any():
+            step = steps[np.argmax(back)]
+            self.last_gap_s = float(step)
+            self.on_status("clock_jump", f"timestamp moved {step * 1000:+.1f} ms between samples")
+            return
+        forward = steps > expected_gap + self.clock_jump_s
+        if not forward.any():
+            return
+        step = float(steps[forward].max())
+        self.last_gap_s = step - expected_gap
+        if self.last_gap_s <= self.max_gap_s:
+            self.on_status("gap", f"{self.last_gap_s * 1000:.0f} ms of samples missing "
+                                  f"(timestamp moved {step * 1000:+.1f} ms between samples)")
+        else:
+            self.on_status("clock_jump", f"timestamp moved {step * 1000:+.1f} ms between samples, "
+                                         f"more than max_gap {self.max_gap_s:g} s")
+
     def _pull_loop(self) -> None:
         if not self._opened.is_set():
             self.open()
@@ -128,13 +154,11 @@ class InputReader(threading.Thread):
             last_arrival = t
             if stalled:
                 stalled = False
-                self.on_status("resumed", f"{n} samples")
+                self.last_gap_s = None if last_ts is None else float(ts[0] - last_ts - expected_gap)
+                missed = "" if self.last_gap_s is None else f", {self.last_gap_s:+.3f} s of signal time missed"
+                self.on_status("resumed", f"{n} samples{missed}")
                 last_ts = None  # a gap across a stall is expected, not a clock jump
-            gaps = np.diff(ts, prepend=ts[0] if last_ts is None else last_ts)
-            jumps = (gaps < -max(expected_gap, self.backward_tolerance_s)) | (gaps > expected_gap + self.clock_jump_s)
-            if jumps.any():
-                gap = gaps[np.argmax(jumps)]
-                self.on_status("clock_jump", f"timestamp moved {gap * 1000:+.1f} ms between samples")
+            self._check_steps(np.diff(ts, prepend=ts[0] if last_ts is None else last_ts), expected_gap)
             last_ts = ts[-1]
             if self.first_used is None and self.start_after is not None:
                 keep = int(np.searchsorted(ts, self.start_after, side="left"))  # stamps rise within a chunk

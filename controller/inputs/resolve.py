@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pylsl
@@ -97,7 +98,24 @@ def channel_labels(info: pylsl.StreamInfo) -> list[str]:
     return labels
 
 
+def replay_speed(info: pylsl.StreamInfo) -> float:
+    """Signal seconds per LSL second: ``desc/replay/speed`` of a replayed recording, else 1 (a live device).
+
+    A stated speed that is not a positive number is an error: guessing would stretch every rule."""
+    text = info.desc().child("replay").child_value("speed")
+    if not text:
+        return 1.0
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = float("nan")
+    if not (math.isfinite(speed) and speed > 0):
+        raise ValueError(f"stream {info.name()!r}: desc/replay/speed {text!r} is not a positive number")
+    return speed
+
+
 def stream_facts(info: pylsl.StreamInfo) -> StreamFacts:
-    """Rate, labels, channel types and units of a stream, from its full description."""
+    """Rate, labels, channel types, units and replay speed of a stream, from its full description."""
     return StreamFacts(info.name(), info.nominal_srate(), tuple(channel_labels(info)),
-                       tuple(channel_field(info, "type") or ()), tuple(channel_field(info, "unit") or ()))
+                       tuple(channel_field(info, "type") or ()), tuple(channel_field(info, "unit") or ()),
+                       replay_speed(info))

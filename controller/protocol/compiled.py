@@ -51,6 +51,7 @@ class InputSpec:
     highpass_hz: float | None = None  # causal Butterworth, applied to picked channels
     notch_hz: float | None = None  # causal notch (line noise), applied to picked channels
     stall_timeout_s: float = 1.0  # no samples this long -> "input stalled"
+    max_gap_s: float = 2.0  # a gap up to this long keeps long-term feature state (trends); longer: start over
     resolve_timeout_s: float = 10.0
     rate_hz: float | None = None  # expected nominal rate as written in the protocol (checked against the stream)
     unit: str | None = None  # the unit of channels whose stream description gives none (e.g. "uV")
@@ -184,7 +185,15 @@ class FeatureSpec:
     params: Any = None
 
 
-ChannelReduce = Literal["mean", "median", "max"]
+@dataclass(frozen=True)
+class ChannelsAbove:
+    """Channel vote: the feature's value is how many channels are above ``level`` (a ratio for
+    line_length/area, 2.0 = 200 % of trend; a count for halfwave)."""
+
+    level: float
+
+
+ChannelReduce = Literal["mean", "median", "max"] | ChannelsAbove
 TrendKind = Literal["mean", "ema"]
 PhaseMethodName = Literal["ar", "etp", "hilbert"]
 
@@ -198,12 +207,17 @@ class SeizureParams:
     previous ``trend_s`` (``trend_kind`` mean) or is an exponential average with that time
     constant (ema); it is NaN until ``warmup_s`` (default ``trend_s``) of values exist.
     ``FeatureSpec.band`` is an optional causal band-pass applied first.
+    With ``hold_above`` a channel's trend holds while its ratio is above it (for at most
+    ``hold_max_s``): a detected episode does not become the baseline it is compared with.
+    ``reduce`` ChannelsAbove(level) gives the number of channels above ``level`` (a vote).
     """
 
     trend_s: float
     trend_kind: TrendKind = "mean"
     warmup_s: float | None = None
     reduce: ChannelReduce = "mean"
+    hold_above: float | None = None  # ratio (1.5 = 150 %) above which a channel's trend holds
+    hold_max_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -41,14 +41,23 @@ def etp_min_train_s(band_lo_hz: float) -> float:
     return 2 * ETP_SETTLE_S + 4.0 / band_lo_hz
 
 
+def _reduce(reduce: Any, *, percent: bool) -> c.ChannelReduce:
+    """A statistic as is; a vote's level as the feature's internal unit (a ratio for percentages)."""
+    if isinstance(reduce, str):
+        return reduce  # type: ignore[return-value]
+    q = reduce.channels_above
+    return c.ChannelsAbove(q.value / 100.0 if percent else q.value)
+
+
 def kind_params(kind: str, p: Any) -> Any:
     """The compiled params dataclass of a declaration of one of the newer kinds (None otherwise)."""
     if kind in ("line_length", "area"):
-        return c.SeizureParams(p.trend, p.trend_kind, p.warmup, p.reduce)
+        hold = None if p.hold_above is None else p.hold_above.value / 100.0
+        return c.SeizureParams(p.trend, p.trend_kind, p.warmup, _reduce(p.reduce, percent=True), hold, p.hold_max)
     if kind == "halfwave":
         lo, hi = p.duration if p.duration is not None else (None, None)
         top = p.max_amplitude if p.max_amplitude is not None else float("inf")
-        return c.HalfWaveParams(p.min_amplitude, top, lo, hi, p.reduce)
+        return c.HalfWaveParams(p.min_amplitude, top, lo, hi, _reduce(p.reduce, percent=False))
     if kind == "slope":
         return c.SlopeParams(p.lowpass)
     if kind == "phase":
@@ -108,7 +117,13 @@ class FeatureKindChecks:
         before = len(self.sem.issues)
         if kind in ("line_length", "area"):
             self._trend(base, p)
+            self._percent(base + ("hold_above",), "hold_above", p.hold_above, above=100.0)
+            if not isinstance(p.reduce, str):
+                self._percent(base + ("reduce", "channels_above"), "channels_above", p.reduce.channels_above, above=0.0)
         elif kind == "halfwave":
+            if not isinstance(p.reduce, str) and p.reduce.channels_above.family is not None:
+                self.sem.error(base + ("reduce", "channels_above"), "channels_above: a half-wave count is a plain "
+                               f"number, e.g. 6, not {p.reduce.channels_above}")
             if p.max_amplitude is not None and p.max_amplitude <= p.min_amplitude:
                 f = units.VOLTAGE
                 self.sem.error(
@@ -123,6 +138,16 @@ class FeatureKindChecks:
             self._phase(base, p, inp)
         if inp is not None and inp.rate is not None and len(self.sem.issues) == before:
             self._at_rate(base, name, feat, inp)  # (it would repeat what was just reported)
+
+    def _percent(self, loc: Loc, key: str, q: Any, *, above: float) -> None:
+        """A level of line_length/area is a percentage of its trend, above ``above`` %."""
+        if q is None:
+            return
+        if q.family != units.PERCENT:
+            self.sem.error(loc, f"{key}: line length and area are percentages of their trend; write e.g. "
+                           f"{'150 %' if above >= 100 else '200 %'}, not {q}")
+        elif not q.value > above:
+            self.sem.error(loc, f"{key}: must be above {above:g} % (100 % is the trend itself), got {q}")
 
     def _trend(self, base: Loc, p: Any) -> None:
         if p.trend < p.window - _EPS:

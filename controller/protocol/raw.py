@@ -15,6 +15,7 @@ import math
 import re
 import types
 from typing import Annotated, Any, ClassVar, Literal, NoReturn, Union, get_args, get_origin
+from collections.abc import Mapping
 
 from pydantic import (
     AfterValidator,
@@ -359,6 +360,12 @@ class InputDecl(Decl):
     highpass: Frequency | None = Field(None, description="Causal high-pass cut-off, e.g. 0.5 Hz.")
     notch: Frequency | None = Field(None, description="Line-noise notch, e.g. 50 Hz.")
     stall: Duration = Field("1 s", validate_default=True, description="No samples for this long means the input stalled.")
+    max_gap: DelayDuration = Field(
+        "2 s", validate_default=True,
+        description="A gap in the samples (lost data, a stall) up to this long keeps the features' long-term state "
+                    "(line_length/area trends): only the windows refill. A longer gap, or time going backwards, starts "
+                    "the features over (trends re-warm). 0 s: every gap starts over.",
+    )
     resolve_timeout: Duration = Field("10 s", validate_default=True, description="How long to look for the stream at start.")
     rate: Frequency | None = Field(
         None, description="The stream's expected sampling rate, e.g. 500 Hz: bands are checked against its Nyquist frequency when loading."
@@ -453,7 +460,33 @@ class PeakToPeakDecl(_FeatureCommon):
     band: FreqBand | None = Field(None, description="Optional causal band-pass applied first, e.g. [0.5 Hz, 4 Hz].")
 
 
-ChannelReduce = Literal["mean", "median", "max"]
+class ChannelsAboveDecl(Decl):
+    """A channel vote: the feature's value is how many of its channels are above a level."""
+
+    channels_above: Level = Field(
+        description="line_length/area: a percentage of trend, e.g. 200 %; halfwave: a count, e.g. 6."
+    )
+
+
+_STATISTICS = ("mean", "median", "max")
+
+
+def _channel_reduce(value: Any) -> Any:
+    """A statistic by name, or a vote ``{channels_above: LEVEL}``; one message names both forms."""
+    if isinstance(value, str) and value in _STATISTICS:
+        return value
+    if isinstance(value, Mapping) and set(value) == {"channels_above"}:
+        return ChannelsAboveDecl.model_construct(channels_above=_number_or_amplitude(value["channels_above"]))
+    fail("expected mean, median, max or a channel vote like {channels_above: 200 %}, "
+         f"got {units.shown(value)}")
+
+
+ChannelReduce = Annotated[
+    Any,
+    BeforeValidator(_channel_reduce),
+    WithJsonSchema({"anyOf": [{"enum": list(_STATISTICS)}, ChannelsAboveDecl.model_json_schema()],
+                    "description": "mean, median, max, or a channel vote {channels_above: LEVEL}."}),
+]
 
 
 def _non_negative_duration(value: Any) -> float:
@@ -551,7 +584,16 @@ class _TrendedDecl(_FeatureCommon):
     warmup: Duration | None = Field(
         None, description="History needed before the value is defined (NaN before: conditions on it are false). Default: the trend span."
     )
-    reduce: ChannelReduce = Field("mean", description="How per-channel values become one: mean, median or max.")
+    reduce: ChannelReduce = Field(
+        "mean", description="How per-channel values become one: mean, median, max, or a vote {channels_above: 200 %}."
+    )
+    hold_above: Level | None = Field(
+        None, description="While a channel is above this percentage of its trend (a detected episode, e.g. 150 %), "
+        "its trend holds instead of absorbing the episode. Default: never holds."
+    )
+    hold_max: Duration | None = Field(
+        None, description="Longest hold, e.g. 120 s: afterwards the trend follows the signal again. Default: no limit."
+    )
 
 
 class LineLengthDecl(_TrendedDecl):
@@ -574,7 +616,9 @@ class HalfWaveDecl(_FeatureCommon):
     duration: DurationRange | None = Field(
         None, description="[SHORTEST, LONGEST] qualifying duration, e.g. [20 ms, 150 ms]. Default: half a period of the band's high .. low edge."
     )
-    reduce: ChannelReduce = Field("mean", description="How per-channel counts become one: mean, median or max.")
+    reduce: ChannelReduce = Field(
+        "mean", description="How per-channel counts become one: mean, median, max, or a vote {channels_above: 6}."
+    )
 
 
 class SlopeDecl(_FeatureCommon):

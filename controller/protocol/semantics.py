@@ -46,6 +46,15 @@ FEATURE_FAMILY: dict[str, str | None] = {
     "slope": None,
     "phase": None,
 }
+
+
+def feature_family(feat: Any) -> str | None:
+    """The unit family of a declared feature's values; a channel vote is a count whatever the kind."""
+    if not isinstance(getattr(feat.params, "reduce", "mean"), str):
+        return None
+    return FEATURE_FAMILY[feat.kind]
+
+
 SPECTRAL_KINDS = frozenset({"band_power", "band_ratio", "relative_power"})
 
 
@@ -418,7 +427,7 @@ class Semantics:
             feat = self.features.get(o.name)
             if feat is None:
                 return False, None, o.name
-            return True, FEATURE_FAMILY[feat.kind], f"{o.name} ({feat.kind})"
+            return True, feature_family(feat), f"{o.name} ({feat.kind})"
         th = self.thresholds.get(o.name)
         if th is None:
             return False, None, o.name
@@ -427,7 +436,7 @@ class Semantics:
         feat = self.features.get(th.percentile.feature)
         if feat is None:
             return False, None, o.name
-        return True, FEATURE_FAMILY[feat.kind], f"threshold {o.name!r} (a percentile of {th.percentile.feature}, {feat.kind})"
+        return True, feature_family(feat), f"threshold {o.name!r} (a percentile of {th.percentile.feature}, {feat.kind})"
 
     def _check_compare(self, loc: Loc, site: CompareSite) -> None:
         sides = (site.left, site.right)
@@ -537,7 +546,7 @@ class Semantics:
         feat = self.features.get(fb.value)
         if feat is None:
             return
-        family = FEATURE_FAMILY[feat.kind]
+        family = feature_family(feat)
         for k, q in enumerate(fb.range):
             if q.family != family:
                 if family == units.VOLTAGE:
@@ -561,6 +570,7 @@ class Semantics:
                 highpass_hz=inp.highpass,
                 notch_hz=inp.notch,
                 stall_timeout_s=inp.stall,
+                max_gap_s=inp.max_gap,
                 resolve_timeout_s=inp.resolve_timeout,
                 rate_hz=inp.rate,
                 unit=inp.unit,

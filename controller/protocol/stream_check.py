@@ -34,6 +34,7 @@ class StreamFacts:
     labels: tuple[str, ...]
     types: tuple[str, ...] | None = ()  # per channel; () when the stream gives none, None: not known here
     units: tuple[str, ...] = ()  # per channel, as written ('' where none)
+    speed: float = 1.0  # signal seconds per LSL second (a recording replayed at x4: 4)
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,8 @@ def render(summary: dict[str, Any], figures: dict[str, tuple[Path, str]]) -> str
                      f"({escape(metrics.INHIBITED_DEFINITION)}); faults logged: {q['faults']}.</p>")
         parts.append(_table([{"input": k, **v} for k, v in q["inputs"].items()],
                             [("input", "input"), ("stalls", "stalls"), ("stalled_s", "stalled (s)"),
-                             ("unresumed", "never resumed"), ("clock_jumps", "clock jumps")], left={"input"}))
+                             ("unresumed", "never resumed"), ("gaps", "short gaps (trends kept)"),
+                             ("clock_jumps", "clock jumps"), ("rewarmed", "features restarted")], left={"input"}))
     else:
         parts.append("<p>No engine-state or input events in the journal.</p>")
 

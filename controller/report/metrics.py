@@ -155,6 +155,8 @@ def signal_quality(data: SessionData) -> dict[str, Any]:
             "stalls": len(spans),
             "stalled_s": float(sum(b - a for a, b, _ in spans)),
             "clock_jumps": sum(1 for r in data.inputs if r[1] == name and r[2] == "clock_jump"),
+            "gaps": sum(1 for r in data.inputs if r[1] == name and r[2] == "gap"),  # short: trends kept
+            "rewarmed": sum(1 for r in data.inputs if r[1] == name and r[2] == "rewarming"),
             "unresumed": sum(1 for *_, resumed in spans if not resumed),
         }
     nonfinite = {name: int(np.count_nonzero(~np.isfinite(s.value))) for name, s in data.features.items()}
