@@ -1,6 +1,6 @@
 """Simulated seizures as ground truth: nothing before onset, the scheduled evolving frequency, spread with
 delay and attenuation, line length in the scalp range, a spike-and-wave (not sinusoidal) waveform, post-ictal
-suppression."""
+suppression, and a stream cut into any chunks that equals the offline recording sample for sample."""
 
 from __future__ import annotations
 
@@ -13,13 +13,17 @@ from controller.dsp.seizure import TrendedWindowParams
 from controller.dsp.seizure_offline import offline_line_length
 from controller.protocol.compiled import Band
 from sim.eeg import EegGenerator
+from sim.participant import ParticipantConfig, ParticipantModel
 from sim.seizure import (
+    SEIZURE_OFFSET,
+    SEIZURE_ONSET,
     Seizure,
     SeizureConfig,
     SeizureSchedule,
     simulate_seizures,
     spike_wave,
 )
+from sim.stream import EegStreamer
 
 FS = 250.0
 ONSET_S, DURATION_S = 30.0, 60.0
@@ -167,6 +171,27 @@ def test_post_ictal_suppression_then_recovery(rec):
     before = level(seconds(5), onset)
     assert level(end + seconds(0.5), end + seconds(4.5)) < 0.6 * before  # depth 0.6: ~0.4 of it remains
     assert level(end + seconds(10.5), end + seconds(14.5)) == pytest.approx(before, rel=0.3)
+
+
+def steady_participant() -> ParticipantModel:
+    """The ratio never moves: the stream's samples depend on the seed alone."""
+    return ParticipantModel(ParticipantConfig(fluctuation_sd=0.0, learning_rate=0.0))
+
+
+@pytest.mark.parametrize("chunk", [1, 8, 32])
+def test_streaming_in_chunks_equals_the_offline_recording(chunk):
+    schedule = SeizureSchedule((Seizure(1.0, 2.0), Seizure(4.5, 1.0)), SeizureConfig(focus="T3", start_hz=8.0))
+    n = seconds(6.0) // chunk * chunk  # onsets, offsets and post-ictal periods of both
+    offline = simulate_seizures(n / FS, schedule, channels=PROTOCOL_LABELS, rate=FS, seed=9,
+                                tbr=steady_participant().tbr, block_s=0.7)
+    streamer = EegStreamer(channels=PROTOCOL_LABELS, rate=FS, chunk=chunk, seed=9, marker_stream=None,
+                           participant=steady_participant(), seizures=schedule)
+    streamed = np.vstack([streamer._next_chunk() for _ in range(n // chunk)])  # what run() pushes
+    assert streamed.dtype == np.float32 and offline.data.shape == streamed.shape
+    np.testing.assert_allclose(streamed, offline.data.astype(np.float32), rtol=2e-7, atol=1e-13)
+    assert offline.focus == "T3" and list(offline.onsets) == [250, 1125] and list(offline.offsets) == [750, 1375]
+    assert streamer.generator.seizures.markers() == [(250, SEIZURE_ONSET), (750, SEIZURE_OFFSET),
+                                                     (1125, SEIZURE_ONSET), (1375, SEIZURE_OFFSET)]
 
 
 def test_schedule_and_model_are_checked():
