@@ -1,15 +1,19 @@
 """Simulated seizures over real LSL: onset/offset markers stamped with their samples' own timestamps, the
-schedule in the stream description, the samples equal to the offline recording."""
+schedule in the stream description, the samples equal to the offline recording, and `sim eeg --seizure`."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pylsl
 import pytest
+from scipy import signal
 
 from sim.participant import ParticipantConfig, ParticipantModel
 from sim.seizure import SEIZURE_OFFSET, SEIZURE_ONSET, Seizure, SeizureConfig, SeizureSchedule, simulate_seizures
@@ -17,6 +21,7 @@ from sim.stream import EegStreamer
 
 pytestmark = pytest.mark.lsl
 
+REPO = Path(__file__).resolve().parents[1]
 PROTOCOL_LABELS = ("C3", "C4", "Cz", "P3", "P4", "T3", "T4", "T5")  # protocols/seizure_responsive.yaml
 
 
@@ -116,3 +121,44 @@ def test_stream_announces_onset_and_offset_at_their_samples_and_carries_the_offl
                                 tbr=steady.tbr)
     np.testing.assert_allclose(np.asarray(got.data, dtype=np.float32), offline.data.astype(np.float32),
                                rtol=2e-7, atol=1e-13)
+
+
+def test_cli_streams_a_scheduled_seizure_and_announces_its_onset():
+    """`sim eeg --seizure 5:10 --duration 8`: the onset is in the description and on the marker stream at the
+    onset sample's own timestamp; the seizure outlasts the stream, so no offset marker comes."""
+    name, rate = unique("seizure-cli"), 250.0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim", "eeg", "--seizure", "5:10", "--duration", "8", "--name", name,
+         "--channels", ",".join(PROTOCOL_LABELS), "--rate", f"{rate:g}", "--seizure-focus", "left-temporal",
+         "--marker-stream", f"absent-{name}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        eeg, marks = inlet(name), inlet(f"{name}-annotations")
+        info = eeg.info(timeout=5)
+        got = Collector(eeg, marks)
+        got.until(lambda: proc.poll() is not None)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "seizures at 5 s (10 s); focus T3" in out and "1 seizure markers" in out
+
+    node = child(info.desc(), "seizures")
+    [seizure] = children(node, "seizure")
+    assert int(seizure.child_value("onset_sample")) == 1250 and float(seizure.child_value("onset_s")) == 5.0
+    assert float(seizure.child_value("duration_s")) == 10.0 and int(seizure.child_value("offset_sample")) == 3750
+    onset_t = float(seizure.child_value("onset_lsl_time"))
+    first, dt = float(node.child_value("first_sample_lsl_time")), float(node.child_value("sample_interval_s"))
+    assert onset_t == first + 1250 * dt
+    assert got.labels == [SEIZURE_ONSET] and got.mark_stamps == [onset_t]
+
+    stamps, data = np.asarray(got.stamps), np.asarray(got.data)
+    [at] = np.flatnonzero(stamps == onset_t)  # the marked sample arrived, stamped exactly so
+    j = np.rint((stamps - first) / dt).astype(int)  # stream sample numbers by the published rule
+    assert j[at] == 1250 and j[-1] == 1999 and np.all(np.diff(j) == 1)
+    # the focus (T3) carries the discharge after onset: 2-12 Hz amplitude well above the seconds before
+    t3 = signal.sosfiltfilt(signal.butter(4, [2.0, 12.0], btype="bandpass", fs=rate, output="sos"),
+                            data[:, PROTOCOL_LABELS.index("T3")])
+    before, after = t3[at - int(2.5 * rate) : at], t3[at + int(2.0 * rate) : at + int(3.0 * rate)]
+    assert len(before) == int(2.5 * rate) and after.std() > 1.4 * before.std()
