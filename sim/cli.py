@@ -1,6 +1,7 @@
 """Command line front end: ``python -m sim eeg|resp|device ...`` (also reached as ``neuroreflex sim ...``).
 
-- ``sim eeg``: simulated EEG (sim/stream.py), or ``--replay FILE`` a recording with exact
+- ``sim eeg``: simulated EEG (sim/stream.py), with ``--seizure AT[:DURATION]`` scheduled seizures
+  (sim/seizure.py) announced on ``<name>-annotations``, or ``--replay FILE`` a recording with exact
   timestamps, ``--speed``, ``--start`` and its annotations (sim/replay_stream.py);
   ``--respiration`` adds a belt stream ``<name>-resp`` and its true phase ``<name>-resp-phase``.
 - ``sim resp``: the respiration belt alone (sim/respiration.py).
@@ -21,7 +22,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sim.argtypes import non_negative_float, positive_float, positive_int
+from sim.argtypes import channels, hz_pair, non_negative_float, positive_float, positive_int, seizure
 from sim.names import DEFAULT_MARKER_STREAM, DEFAULT_NAME, DEFAULT_REPLAY_NAME, DEFAULT_RESP_NAME
 
 
@@ -29,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sim", description="Simulated participants and signals over LSL.")
     sub = parser.add_subparsers(dest="command", required=True)
     eeg = sub.add_parser("eeg", help="stream simulated EEG (or replay a recording) over LSL in real time")
-    eeg.add_argument("--channels", type=positive_int, default=64, help="channel count (default 64)")
+    eeg.add_argument("--channels", type=channels, default=64, metavar="N|LABELS",
+                     help="channel count (default 64: the 10-10 set), or labels such as C3,C4,Cz,P3,P4,T3,T4,T5")
     eeg.add_argument("--rate", type=positive_float, default=500.0, help="sampling rate in Hz (default 500)")
     eeg.add_argument("--chunk", type=positive_int, default=10, help="samples per pushed chunk (default 10)")
     eeg.add_argument("--name", default=None, help=f"LSL stream name (default {DEFAULT_NAME}, or neuroreflex-replay)")
@@ -60,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     eeg.add_argument("--marker-stream", default=DEFAULT_MARKER_STREAM,
                      help="the controller's marker stream to learn from (default: the only one matching "
                           f"{DEFAULT_MARKER_STREAM}; a session's is neuroreflex-<session id>-markers)")
+    eeg.add_argument("--seizure", type=seizure, action="append", default=[], metavar="AT[:DURATION]",
+                     help="a simulated seizure AT seconds after the first sample, lasting DURATION (default 60) s; "
+                          "repeatable. Onset/offset markers on '<name>-annotations', the schedule in desc/seizures")
+    eeg.add_argument("--seizure-focus", default="T7", metavar="CHANNEL|AREA",
+                     help="where seizures start: a 10-20/10-10 label or an area such as left-temporal (default T7)")
+    eeg.add_argument("--seizure-amplitude", type=positive_float, default=3.0, metavar="X",
+                     help="developed discharge RMS in units of the focus's 1-30 Hz background RMS (default 3)")
+    eeg.add_argument("--seizure-frequency", type=hz_pair, default=(7.0, 3.0), metavar="START:END",
+                     help="discharge frequency at onset and at the end, Hz (default 7:3)")
     eeg.add_argument("--duration", type=positive_float, default=None, help="stop after this many seconds")
     eeg.add_argument("--quiet", action="store_true", help="no startup message")
     resp = sub.add_parser("resp", help="stream a simulated respiration belt (and its true phase) over LSL")
@@ -208,6 +219,9 @@ def _run_replay(args: argparse.Namespace, name: str, stop: threading.Event) -> N
     from sim.recording import load_for_replay
     from sim.replay_stream import run_replay_stream
 
+    if args.seizure:
+        raise ValueError("--seizure simulates seizures on the simulated participant; a --replay plays the file as "
+                         "recorded (mark a moment of it with --annotate LABEL@SECONDS)")
     recording = load_for_replay(args.replay, rate=args.replay_rate, unit=args.replay_unit,
                                 stream_name=args.xdf_stream)
     for spec in args.annotate:
@@ -222,6 +236,18 @@ def _run_replay(args: argparse.Namespace, name: str, stop: threading.Event) -> N
         print(f"neuroreflex sim: replay stopped after {stats.samples} samples "
               f"({stats.samples / recording.rate:.1f} s of recording, {stats.passes} pass(es)); "
               f"{stats.markers} annotation markers", flush=True)
+
+
+def _seizure_schedule(args: argparse.Namespace):
+    """The --seizure options as a schedule (None without any)."""
+    if not args.seizure:
+        return None
+    from sim.seizure import Seizure, SeizureConfig, SeizureSchedule
+
+    start_hz, end_hz = args.seizure_frequency
+    config = SeizureConfig(focus=args.seizure_focus, amplitude=args.seizure_amplitude, start_hz=start_hz,
+                           end_hz=end_hz)
+    return SeizureSchedule(tuple(Seizure(at, duration) for at, duration in args.seizure), config)
 
 
 def _run_simulated(args: argparse.Namespace, name: str, stop: threading.Event) -> None:
@@ -240,11 +266,13 @@ def _run_simulated(args: argparse.Namespace, name: str, stop: threading.Event) -
         duration=args.duration,
         stop_event=stop,
         verbose=not args.quiet,
+        seizures=_seizure_schedule(args),
     )
     if not args.quiet:
+        seizures = f"; {stats.seizure_markers} seizure markers" if args.seizure else ""
         print(
             f"neuroreflex sim: stopped after {stats.seconds:.1f} s ({stats.samples} samples); "
-            f"{stats.rewards} rewards, theta/beta mean {stats.mean_tbr:.2f}",
+            f"{stats.rewards} rewards, theta/beta mean {stats.mean_tbr:.2f}{seizures}",
             flush=True,
         )
 

@@ -6,7 +6,9 @@ Sources (columns of a source matrix, mixed into channels by one source x channel
 - posterior alpha (O1/O2), frontocentral theta (FCz) and beta (Cz), SMR at C3/C4;
 - eye blinks in front of Fp1/Fp2, decaying with distance;
 - EMG bursts over the temporal muscles (FT7/FT8), broadband 20-200 Hz;
-- mains interference at 50 or 60 Hz.
+- mains interference at 50 or 60 Hz;
+- optionally, scheduled seizures (sim/seizure.py): spike-and-wave discharges added per
+  channel, and the post-ictal suppression of the cerebral sources.
 
 The theta and beta gains are set from the participant's theta/beta ratio so that the
 *expected* Welch power ratio 4-8 Hz / 13-21 Hz at the reference channel (Cz) equals
@@ -17,7 +19,9 @@ Output is in volts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import signal
@@ -31,6 +35,9 @@ from sim.sources import (
     gamma_kernel_sos,
     pink_sos,
 )
+
+if TYPE_CHECKING:
+    from sim.seizure import SeizureSchedule, SeizureSource
 
 THETA_BAND = (4.0, 8.0)
 BETA_BAND = (13.0, 21.0)
@@ -76,17 +83,18 @@ class EegGenerator:
 
     def __init__(
         self,
-        channels: int | Montage = 64,
+        channels: int | Sequence[str] | Montage = 64,
         rate: float = 500.0,
         seed: int = 0,
         line_freq: float = 50.0,
         tbr: float = 3.0,
         config: EegConfig | None = None,
         reference: str = "Cz",
+        seizures: SeizureSchedule | None = None,
     ) -> None:
         if rate < 60.0:
             raise ValueError(f"EEG rate must be >= 60 Hz to hold the beta band and EMG, got {rate} Hz")
-        self.montage = channels if isinstance(channels, Montage) else make_montage(int(channels))
+        self.montage = channels if isinstance(channels, Montage) else make_montage(channels)
         self.rate = float(rate)
         self.config = cfg = config or EegConfig()
         pos = self.montage.pos3d
@@ -141,12 +149,22 @@ class EegGenerator:
 
         rows = [m for _, _, m in self._blocks] + [self._emg_w, self._line_w, self._theta_w, self._beta_w]
         self._mix = np.vstack(rows)  # (n_sources, n_channels), microvolts per unit source
+        names = [name for name, _, _ in self._blocks] + ["emg", "line", "theta", "beta"]
+        widths = [len(m) for _, _, m in self._blocks] + [2, 2, 1, 1]
+        brain = {"background", "alpha", "smr", "theta", "beta"}  # what post-ictal suppression reduces
+        self._cerebral = np.concatenate([np.full(w, name in brain) for name, w in zip(names, widths, strict=True)])
         self.reference = self._reference_index(reference)
         self._calibrate()
         self._gain: np.ndarray | None = None  # smoothed (theta, beta) gains, set on the first block
         self._a = float(np.exp(-1.0 / (cfg.gain_tau_s * fs)))
         self.set_tbr(tbr)
         self.samples = 0
+        self.seizures: SeizureSource | None = None
+        if seizures is not None:  # amplitudes relative to the background the detectors see
+            from sim.seizure import BACKGROUND_BAND
+
+            background_uv = np.sqrt(self.expected_band_power(BACKGROUND_BAND))
+            self.seizures = seizures.source(self.montage, self.rate, background_uv)
 
     # ---- construction helpers -------------------------------------------------
     def _add(self, name: str, source: object, mixing: np.ndarray) -> None:
@@ -240,4 +258,11 @@ class EegGenerator:
         cols.append(self._beta.draw(n) * gains[:, 1:])
         src = np.hstack(cols)
         self.samples += n
-        return (src @ self._mix) * UV
+        out = src @ self._mix
+        if self.seizures is not None:
+            ictal, gain = self.seizures.draw(n)
+            if gain is not None:  # post-ictal: the cerebral sources scaled down per channel
+                out += (src[:, self._cerebral] @ self._mix[self._cerebral]) * (gain - 1.0)
+            if ictal is not None:
+                out += ictal
+        return out * UV

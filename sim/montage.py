@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -126,9 +127,15 @@ def _project(unit: np.ndarray) -> np.ndarray:
     return np.column_stack([r * np.cos(phi), r * np.sin(phi)])
 
 
-def make_montage(n: int) -> Montage:
-    """Montage of ``n`` channels: labels from :func:`channel_labels`, template positions where known."""
-    labels = channel_labels(n)
+def make_montage(n: int | Sequence[str]) -> Montage:
+    """Montage of ``n`` channels (labels from :func:`channel_labels`), or of the given labels.
+
+    Given labels keep their spelling and order, so a simulated cap can carry what a protocol asks
+    for (e.g. the 10-20 names T3/T4/T5/T6, at the template's T7/T8/P7/P8); each needs a template position.
+    """
+    if isinstance(n, str) or not isinstance(n, (int, np.integer)):
+        return _montage_of_labels([str(label) for label in n])
+    labels = channel_labels(int(n))
     table = _template_positions()
     known = np.array([table[k] for k in LABELS_64 if k in table]) if table else np.empty((0, 3))
     if len(known) >= 10:
@@ -148,3 +155,22 @@ def make_montage(n: int) -> Montage:
     unit = pos3d - centre
     unit /= np.linalg.norm(unit, axis=1, keepdims=True)
     return Montage(tuple(labels), pos3d, _project(unit), centre, radius)
+
+
+def _montage_of_labels(labels: list[str]) -> Montage:
+    if not labels:
+        raise ValueError("a montage needs at least one channel label")
+    lowered = [label.lower() for label in labels]
+    if len(set(lowered)) != len(lowered):
+        raise ValueError(f"channel labels repeat: {', '.join(labels)}")
+    positions = []
+    for label in labels:
+        try:
+            positions.append(template_position(label))
+        except KeyError:
+            raise ValueError(f"channel {label!r} has no 10-05 template position (labels like Cz, T3, FC1)") from None
+    full = make_montage(len(LABELS_64))  # the head sphere from the whole template
+    pos3d = np.array(positions)
+    unit = pos3d - full.centre
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    return Montage(tuple(labels), pos3d, _project(unit), full.centre, full.radius)

@@ -57,3 +57,28 @@ def test_sigterm_stops_the_process_cleanly():
             proc.kill()
     assert proc.returncode == 0
     assert "stopped after" in out
+
+
+def test_seizure_and_channel_options_parse():
+    args = build_parser().parse_args(["eeg", "--seizure", "5", "--seizure", "90:30", "--channels", "C3,T3, Cz"])
+    assert args.seizure == [(5.0, 60.0), (90.0, 30.0)] and args.channels == ("C3", "T3", "Cz")
+    assert (args.seizure_focus, args.seizure_amplitude, args.seizure_frequency) == ("T7", 3.0, (7.0, 3.0))
+    args = build_parser().parse_args(["eeg", "--seizure-focus", "right-temporal", "--seizure-amplitude", "4.5",
+                                      "--seizure-frequency", "8:2.5"])
+    assert (args.seizure, args.seizure_focus, args.seizure_amplitude) == ([], "right-temporal", 4.5)
+    assert args.seizure_frequency == (8.0, 2.5)
+    for bad in (["--seizure", "x"], ["--seizure", "-1"], ["--seizure", "5:0"], ["--seizure-frequency", "7"],
+                ["--seizure-amplitude", "0"], ["--channels", "C3,,Cz"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["eeg", *bad])
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--seizure", "1", "--replay", "/nonexistent/rec.edf"], "--annotate"),
+    (["--seizure", "1", "--seizure-focus", "nowhere"], "unknown seizure focus 'nowhere'"),
+    (["--seizure", "1:30", "--seizure", "10"], "overlap"),
+    (["--channels", "C3,Q9"], "'Q9' has no 10-05 template position"),
+])  # fmt: skip
+def test_seizure_option_errors_exit_2_before_streaming(capsys, argv, message):
+    assert main(["eeg", "--duration", "0.1", "--marker-stream", "", *argv]) == 2
+    assert message in capsys.readouterr().err

@@ -48,3 +48,19 @@ def test_positions_are_on_a_head_and_projection_is_oriented():
     assert m.index("cz") == m.index("Cz")
     with pytest.raises(KeyError, match="Xx9"):
         m.index("Xx9")
+
+
+def test_a_montage_of_given_labels_keeps_them_with_10_20_names_at_their_10_10_places():
+    """The seizure protocol asks for C3 C4 Cz P3 P4 T3 T4 T5: a simulated cap can carry exactly those."""
+    labels = ("C3", "C4", "Cz", "P3", "P4", "T3", "T4", "T5")
+    m = make_montage(labels)
+    full = make_montage(64)
+    assert m.labels == labels and m.pos3d.shape == (8, 3)
+    for old, new in (("T3", "T7"), ("T4", "T8"), ("T5", "P7")):
+        np.testing.assert_array_equal(m.pos3d[m.index(old)], full.pos3d[full.index(new)])
+    np.testing.assert_allclose(m.pos2d[m.index("Cz")], full.pos2d[full.index("Cz")])
+    assert m.radius == full.radius
+    with pytest.raises(ValueError, match="'Xx9' has no 10-05 template position"):
+        make_montage(["Cz", "Xx9"])
+    with pytest.raises(ValueError, match="repeat"):
+        make_montage(["Cz", "cz"])
