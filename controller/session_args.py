@@ -51,6 +51,7 @@ class SessionArgs:
     learning_rate: float | None
     replay: str | None
     replay_start: float | None
+    replay_annotate: tuple[str, ...]
     replay_speed: float | None
     respiration: bool
     # fMRI
@@ -71,6 +72,7 @@ class SessionArgs:
             if values[name] is not None:
                 values[name] = Path(values[name])
         values["stream"] = tuple(values["stream"])
+        values["replay_annotate"] = tuple(values["replay_annotate"])
         return cls(**values)
 
     def site_config(self) -> Path | None:
@@ -94,6 +96,8 @@ class SessionArgs:
                 extra.append("--respiration")
             if self.replay_start is not None:
                 extra += ["--start", f"{self.replay_start:g}"]
+            for note in self.replay_annotate:
+                extra += ["--annotate", note]
             if self.replay_speed is not None:
                 extra += ["--speed", f"{self.replay_speed:g}"]
             sim = SimOptions(channels=self.channels, rate=self.rate, chunk=self.chunk, seed=self.seed,
@@ -157,6 +161,9 @@ def add_simulator_arguments(p: argparse.ArgumentParser, title: str) -> None:
     g.add_argument("--learning-rate", type=float, default=None, help="participant model learning rate")
     g.add_argument("--replay", default=None, metavar="FILE", help="stream a real recording instead")
     g.add_argument("--replay-start", type=float, default=None, metavar="SECONDS", help="begin the replay part-way")
+    g.add_argument("--replay-annotate", action="append", default=[], metavar="LABEL@SECONDS",
+                   help="mark a moment of the replayed file (e.g. seizure_onset@180: the onset the report measures "
+                        "latency from), replacing the file's own annotation of that label")
     g.add_argument("--replay-speed", type=float, default=None, metavar="X",
                    help="replay X times faster than real time (durations in the protocol stay in real seconds)")
     g.add_argument("--respiration", action="store_true", help="also stream a respiration belt")

@@ -55,12 +55,20 @@ class Recording:
         return int(self.data.shape[0])
 
     def annotate(self, label: str, seconds: float, source: str = "command line") -> Annotation:
-        """Add an annotation at ``seconds`` from the start of the file (rounded to the nearest sample)."""
+        """Put an annotation at ``seconds`` from the start of the file (rounded to the nearest sample).
+
+        It replaces annotations of the same label the file's own notes gave (a README's rough
+        "first half pre-ictal" split is corrected by the one who knows the onset) and says so."""
         sample = int(round(seconds * self.rate))
         if not 0 <= sample < self.n_samples:
             raise ValueError(f"annotation {label}@{seconds:g}: outside the recording "
                              f"(0-{self.n_samples / self.rate:g} s)")
         note = Annotation(sample, label, source)
+        replaced = [a for a in self.annotations if a.label == label and a.source != source]
+        for old in replaced:
+            self.annotations.remove(old)
+            self.notes.append(f"{label} at sample {old.onset_sample} ({old.source}) replaced by sample {sample} "
+                              f"({source})")
         self.annotations.append(note)
         self.annotations.sort(key=lambda a: a.onset_sample)
         return note

@@ -37,15 +37,17 @@ class BlockAmplifier(threading.Thread):
     """Pushes ``data`` in blocks at its rate from the moment ``start_when()`` turns true.
 
     ``units``: one unit per channel to write in the description ('' writes none), and ``scale``
-    the factor from volts to what is pushed (1e6 for a µV amplifier).
+    the factor from volts to what is pushed (1e6 for a µV amplifier). ``speed`` > 1 plays a
+    recording faster, stamped on the LSL clock as it is sent, and says so in desc/replay/speed
+    as the project's replayer does.
     """
 
     def __init__(self, name: str, data_volts: np.ndarray, fs: float, labels: Sequence[str], types: Sequence[str],
                  units: Sequence[str], scale: np.ndarray | float, *, block: int = 8,
-                 start_when: Callable[[], bool] = lambda: True) -> None:
+                 start_when: Callable[[], bool] = lambda: True, speed: float = 1.0) -> None:
         super().__init__(name=f"amplifier:{name}", daemon=True)
         self.data = np.ascontiguousarray(data_volts * scale, dtype=np.float64)
-        self.fs, self.block, self.start_when = fs, block, start_when
+        self.fs, self.block, self.start_when, self.speed = fs, block, start_when, speed
         info = pylsl.StreamInfo(name, "EEG", self.data.shape[1], fs, pylsl.cf_double64, f"{name}-amp")
         channels = info.desc().append_child("channels")
         for label, ctype, unit in zip(labels, types, units, strict=True):
@@ -54,6 +56,8 @@ class BlockAmplifier(threading.Thread):
             ch.append_child_value("type", ctype)
             if unit:
                 ch.append_child_value("unit", unit)
+        if speed != 1.0:
+            info.desc().append_child("replay").append_child_value("speed", repr(float(speed)))
         self.outlet = pylsl.StreamOutlet(info, chunk_size=block)
         self.stopped = threading.Event()
         self.pushed = 0
@@ -65,7 +69,7 @@ class BlockAmplifier(threading.Thread):
         time.sleep(0.1)  # the first block's back-dated stamps stay after the cue
         t0 = time.monotonic()
         for start in range(0, len(self.data) - self.block + 1, self.block):
-            due = t0 + (start + self.block) / self.fs
+            due = t0 + (start + self.block) / (self.fs * self.speed)
             delay = due - time.monotonic()
             if delay > 0 and self.stopped.wait(delay):
                 return

@@ -207,3 +207,15 @@ def test_an_edf_replays_through_the_same_streamer_with_its_annotations():
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "looping" in out
+
+
+@needs_archive
+def test_an_onset_given_on_the_command_line_replaces_the_readmes_rough_split():
+    """MANIFEST (corrected): the electrographic onset is at about 180 s, not the README's half/half split."""
+    rec = load_for_replay(ARCHIVE)
+    assert [a.onset_sample for a in rec.annotations if a.label == "seizure_onset"] == [32678 // 2]
+    rec.annotate("seizure_onset", 180.0)
+    assert [(a.onset_sample, a.source) for a in rec.annotations if a.label == "seizure_onset"] == [(18000, "command line")]
+    assert any("seizure_onset at sample 16339" in n and "replaced by sample 18000" in n for n in rec.notes)
+    rec.annotate("seizure_onset", 181.0)  # a second one from the same source is another mark, not a correction
+    assert [a.onset_sample for a in rec.annotations if a.label == "seizure_onset"] == [18000, 18100]

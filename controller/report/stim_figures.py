@@ -184,8 +184,12 @@ def seizure_figure(data: SessionData, seizure: dict[str, Any], stim: SessionStim
         ax.legend(fontsize=7, loc="upper left")
     axes[-1].set_xlim(0, max(data.t_end - data.t0, 1e-9))
     axes[-1].set_xlabel("time since session start (s)")
-    lat = seizure["detection_latency_s"]["decision"]
-    rate = seizure["false_detections_per_hour"]
+    speed = seizure.get("replay_speed") or 1.0
+    if speed != 1.0:  # a faster replay: say it in the recording's own time, as the rules counted it
+        lat, rate = seizure.get("detection_latency_recording_s"), seizure.get("false_detections_per_recording_hour")
+        clock = f" (recording time; replayed at x{speed:g})"
+    else:
+        lat, rate, clock = seizure["detection_latency_s"]["decision"], seizure["false_detections_per_hour"], ""
     fig.suptitle("seizure detection: latency " + ("n/a" if lat is None else f"{lat:.2f} s")
-                 + ", false detections " + ("n/a" if rate is None else f"{rate:.2f}/h"), fontsize=11)
+                 + ", false detections " + ("n/a" if rate is None else f"{rate:.2f}/h") + clock, fontsize=11)
     return fig
