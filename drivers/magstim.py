@@ -1,7 +1,8 @@
 """Magstim 200², BiStim² and Rapid² over the unit's serial remote-control port.
 
 Protocol facts, from the public implementation MagPy (github.com/nicolasmcnair/magpy:
-``magpy/magstim.py``, ``magpy/_virtual.py``) and cboulay/magstim_python's README:
+``magpy/magstim.py``, ``magpy/_virtual.py``), cboulay/magstim_python's README and the Magstim host
+interface documents kept there (200²/BiStim², Rapid² Rev 5.1):
 - 9600 baud, 8N1. A command is ASCII: command byte, data bytes (``@`` as filler when there is no
   data), then CRC = ``~sum(command + data) & 0xFF``. So ``Q@n`` (enable remote control), ``R@m``
   (disable), ``EBx`` (arm), ``EAy`` (disarm), ``EHr`` (fire): the last letter *is* the CRC.
