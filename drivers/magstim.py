@@ -1,7 +1,8 @@
 """Magstim 200², BiStim² and Rapid² over the unit's serial remote-control port.
 
 Protocol facts, from the public implementation MagPy (github.com/nicolasmcnair/magpy:
-``magpy/magstim.py``, ``magpy/_virtual.py``) and cboulay/magstim_python's README:
+``magpy/magstim.py``, ``magpy/_virtual.py``), cboulay/magstim_python's README and the Magstim host
+interface documents kept there (200²/BiStim², Rapid² Rev 5.1):
 - 9600 baud, 8N1. A command is ASCII: command byte, data bytes (``@`` as filler when there is no
   data), then CRC = ``~sum(command + data) & 0xFF``. So ``Q@n`` (enable remote control), ``R@m``
   (disable), ``EBx`` (arm), ``EAy`` (disarm), ``EHr`` (fire): the last letter *is* the CRC.
@@ -16,7 +17,8 @@ Protocol facts, from the public implementation MagPy (github.com/nicolasmcnair/m
   connected, 5 coil ready, 6 theta PSU detected, 7 modified coil algorithm.
 - Reply lengths: 3 bytes for Q@/R@/E*/@/A/C; ``J@`` 12 (power A, power B or 000, interval, 3 digits
   each); Rapid² ``\\@`` 24 (power 3, frequency 4 in 0.1 Hz, pulses 5, duration 4 in 0.1 s, wait 4 in
-  0.1 s; software version 9+); Rapid² B/D/[ 4; ``I@`` 6 (three-character error code).
+  0.1 s; software version 9+); Rapid² B/D/[ 4; ``I@`` 6 (three-character error code); ``F@`` 9;
+  Rapid² ``ND`` up to its NUL, then the CRC.
 - BiStim²: ``A`` + 3 digits sets power B, ``C`` + 3 digits the interpulse interval in ms (0 =
   simultaneous discharge). Rapid²: ``B`` + 4 digits frequency (0.1 Hz), ``D`` + 5 digits number of
   pulses, ``[`` + 4 digits train duration (0.1 s); ``[`` with 0 / non-zero switches between
@@ -37,9 +39,11 @@ The driver's model (documented choices, not in the public sources):
 - The status byte in a reply is the state *before* the command (MagPy's virtual unit says "this is
   Magstim behaviour"), except after Q@/R@, which show the new remote state. ``armed or ready`` is
   "armed" (whether the armed bit stays set once ready is not documented).
-- Rapid² is driven as software version 9+ without an unlock code (newer units need
-  ``Q<unlock code>``: not supported here). Enhanced power (110 %), BiStim² high-resolution
-  interval, charge delay and coil temperature are not implemented.
+- Rapid² is driven as software version 9+ without an unlock code (units that need
+  ``Q<unlock code>`` are not supported here): ``connect()`` reads the version (``ND``, answered
+  ``NV9.0`` + NUL + CRC) and refuses an older unit, whose replies have other lengths.
+  ``read_coil_temperature()`` reads ``F@`` (two 3-digit values in 0.1 °C, MagPy). Enhanced power
+  (110 %), BiStim² high-resolution interval and charge delay are not implemented.
 - Asynchronous faults (keep-alive unanswered, unit disarmed itself, remote control lost) are sticky:
   the driver tries to disarm, stops the keep-alive (so the unit drops remote control), and refuses
   arm/fire/set with the recorded reason until ``connect()`` takes remote control again. ``disarm()``
@@ -49,6 +53,7 @@ The driver's model (documented choices, not in the public sources):
 from __future__ import annotations
 
 import math
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +86,8 @@ PARAMS = {
 RAPID_MODES = ("single", "repetitive")
 
 RECHARGE_S = {"bistim": 4.0, "rapid": 1.0}  # 200²: by power, see _default_recharge
+VERSION_REPLY_MAX = 24  # ND reply: N, version text, NUL, CRC; longer is taken as garbage
+RAPID_MIN_VERSION = (9,)  # the reply and data formats this driver speaks (\\@ 24 bytes, 5-digit pulses)
 
 
 def crc(data: bytes) -> int:
@@ -200,6 +207,7 @@ class MagstimDriver(Stimulator):
         self._last_contact = -math.inf
         self._last_keepalive_t: float | None = None
         self.params: dict[str, Any] = {}
+        self.version: tuple[int, ...] | None = None  # Rapid²: read at connect (ND)
 
         self._keepalive_thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -215,6 +223,8 @@ class MagstimDriver(Stimulator):
             return 24
         if c == b"I":
             return 6
+        if c == b"F":
+            return 9
         if self.model == "rapid" and c in (b"B", b"D", b"["):
             return 4
         return 3
@@ -242,6 +252,14 @@ class MagstimDriver(Stimulator):
             raw += self._read(port, 1, deadline)
         if len(raw) == 2 and raw[1:] in (b"?", b"S"):
             raw += self._read(port, 1, deadline)
+        elif len(raw) == 2 and body[:1] == b"N":  # the version: text up to a NUL, then the CRC
+            while raw[-1] != 0 and len(raw) < VERSION_REPLY_MAX:
+                chunk = self._read(port, 1, deadline)
+                if not chunk:
+                    break
+                raw += chunk
+            n = len(raw) + 1 if raw[-1] == 0 else VERSION_REPLY_MAX
+            raw += self._read(port, n - len(raw), deadline)
         elif len(raw) == 2:
             raw += self._read(port, n - 2, deadline)
         ms = self.reply_timeout_s * 1000
@@ -463,6 +481,8 @@ class MagstimDriver(Stimulator):
             self._last_keepalive_t = reply.t
             self._transact(b"EA", "disarm at connect (EA)")
             self._armed, self._armed_t, self._not_before = False, None, {}
+            if self.model == "rapid":
+                self._check_rapid_version()
             self._query_parameters("read parameters at connect")
         if self._keepalive_thread is None or not self._keepalive_thread.is_alive():
             self._stop.clear()
@@ -619,6 +639,41 @@ class MagstimDriver(Stimulator):
         return commands
 
     # ------------------------------------------------------------------ status and extras
+    def read_version(self) -> tuple[int, ...]:
+        """The Rapid²'s software version (``ND``; the reply is ``NV9.0``, a NUL and the CRC): ``(9, 0)``."""
+        with self._lock:
+            reply, _ = self._command(b"ND", "read software version (ND)")
+            text = reply.raw[1:-2].decode("ascii", "replace")
+            numbers = re.findall(r"\d+", text)
+            if not numbers:
+                raise DeviceError(f"{self.name}: version reply {_show(reply.raw)!r} holds no version number")
+            self.version = tuple(int(x) for x in numbers)
+            return self.version
+
+    def _check_rapid_version(self) -> None:
+        version = self.read_version()
+        if version < RAPID_MIN_VERSION:
+            try:
+                self._transact(b"R@", "release remote control (R@)")
+            except DeviceError:
+                pass
+            self._remote = False
+            shown = ".".join(map(str, version))
+            raise DeviceError(f"{self.name}: the Rapid² reports software V{shown}; this driver speaks the formats of "
+                              f"V9.0 and later (5-digit pulse counts, 24-byte parameter reply): not connected")
+
+    def read_coil_temperature(self) -> tuple[float, float]:
+        """The coil's two temperatures in °C (``F@``: two 3-digit values in 0.1 °C)."""
+        with self._lock:
+            reply, _ = self._command(b"F@", "read coil temperature (F@)")
+            self._note_status(reply, current=True)
+            d = reply.data
+            try:
+                return int(d[0:3]) / 10, int(d[3:6]) / 10
+            except ValueError:
+                raise DeviceError(f"{self.name}: coil temperature reply {_show(reply.raw)!r} is not ASCII digits") \
+                    from None
+
     def read_error_code(self) -> str:
         """The unit's current error code (``I@``), three ASCII characters."""
         with self._lock:

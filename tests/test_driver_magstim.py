@@ -376,3 +376,27 @@ def test_rapid_refuses_parameter_changes_during_a_train_on_the_device_side():
         with pytest.raises(DeviceError, match=r"'S'.*the unit reports"):
             drv.set_parameters(frequency_hz=5)
         assert dev.frequency_hz == 20
+
+
+def test_rapid_connect_reads_the_software_version_before_the_parameters():
+    with rig("rapid", device=FAST_DEVICE, driver=FAST_DRIVER) as (dev, drv):
+        assert drv.version == (9, 0)
+        sent = without_keepalives(dev)
+        assert sent[:3] == [b"EAy", b"NDm", framed(b"\\@")]  # ND's CRC letter as the Rapid² document prints it
+        assert drv.read_version() == (9, 0)
+
+
+def test_rapid_with_older_software_is_refused_at_connect_and_released():
+    with rig("rapid", device=dict(FAST_DEVICE, version="8.1"), driver=FAST_DRIVER, connect=False) as (dev, drv):
+        with pytest.raises(DeviceError, match=r"software V8\.1; this driver speaks the formats of V9\.0 and later"):
+            drv.connect()
+        assert not dev.remote and not dev.armed
+        assert frames(dev)[-1] == b"R@m" and framed(b"\\@") not in frames(dev)
+
+
+def test_coil_temperature_is_read():
+    with rig() as (dev, drv):
+        assert drv.read_coil_temperature() == (24.0, 24.0)
+        dev.coil1_temperature_c, dev.coil2_temperature_c = 41.5, 30.2
+        assert drv.read_coil_temperature() == (41.5, 30.2)
+        assert framed(b"F@") in frames(dev)

@@ -1,39 +1,75 @@
 """A virtual Magstim 200² / BiStim² / Rapid² on a pseudo-terminal, written from the protocol text.
 
-Wire format (public facts, MagPy: github.com/nicolasmcnair/magpy): 9600 8N1; a command is an ASCII
-command byte, data (``@`` when none) and CRC = ``~sum(bytes) & 0xFF``; the reply echoes the command
-byte, then the instrument-status byte, data and CRC over the reply. A lone ``?`` = unknown command;
-``?`` / ``S`` in byte 1 (then the CRC) = invalid data / conflicts with the current state.
+Sources (facts only): Magstim's "200² / Bistim² Host Interface Communication Protocol" and "Rapid²
+Host Interface Communication Protocol Rev 5.1" (the PDFs published in github.com/cboulay/magstim_python,
+with that README's ``X@`` table), and MagPy (github.com/nicolasmcnair/magpy: ``magpy/magstim.py``, the
+client, and its former ``magpy/_virtual.py``, removed in 2022 by its author as not working properly,
+so used only for choices nothing else settles) for what the documents leave out (``F@``, charge
+delay, reply lengths by software version, timings).
 
-Commands understood (by model):
-- all: ``Q@`` remote on, ``R@`` remote off (and disarm), ``EB`` arm, ``EA`` disarm, ``EH`` fire,
-  ``@nnn`` power (A), ``I@`` error code (3 characters, ``000`` when none).
-- 200², BiStim²: ``J@`` parameters: power A, power B (``000`` on a 200²), interval (ms), 3 digits each.
-- BiStim²: ``Annn`` power B, ``Cnnn`` interpulse interval in ms (0 = simultaneous discharge),
-  ``Y@`` / ``Z@`` high-resolution interval on/off (accepted, not modelled).
-- Rapid²: ``\\@`` parameters (power 3, frequency 4 in 0.1 Hz, pulses 5, duration 4 in 0.1 s, wait 4
-  in 0.1 s: software version 9+), ``Bnnnn`` frequency, ``Dnnnnn`` pulses, ``[nnnn`` train duration;
-  ``[0000`` returns to single-pulse mode and a non-zero ``[`` in single-pulse mode enters repetitive
-  mode (both only in standby). Its replies to B/D/[ and ``\\@`` carry the Rapid² status byte too.
-  ``J@`` is not a Rapid² command (lone ``?``, as in MagPy's virtual Rapid²).
+Wire format: 9600 8N1; a command is an ASCII command byte, data (``@`` padding when none) and CRC =
+``~sum(bytes) & 0xFF``; the reply echoes the command byte, then the instrument-status byte, data and
+CRC over the reply. A lone ``?`` = unknown command; ``?`` / ``S`` in byte 1 (then the CRC) = invalid
+data / conflicts with the current state.
+
+Commands answered (by model; reply without its command byte and CRC; ``s`` = instrument status,
+``r`` = Rapid² status byte):
+- all: ``Q@`` remote on and ``R@`` remote off (and disarm): ``s`` (after the change); ``EA`` disarm,
+  ``EB`` arm, ``EH`` fire, ``@nnn`` power (A): ``s``; ``I@`` error code: ``s`` + 3 characters
+  (``000`` when none); ``F@`` coil temperature: ``s`` + two 3-digit temperatures in 0.1 °C (MagPy).
+- 200², BiStim²: ``J@`` parameters: ``s`` + power A, power B (``000`` on a 200²), interval (ms; 0.1 ms
+  in high-resolution mode), 3 digits each; ``X@`` system mode: ``s`` + one character (``0`` single
+  stimulator, ``1`` BiStim² simultaneous discharge, ``2`` BiStim² low resolution, ``4`` BiStim² high
+  resolution: the master's codes of the cboulay README; the 200² answering ``0`` is our reading).
+- BiStim²: ``Annn`` power B, ``Cnnn`` interpulse interval (0 = simultaneous discharge, in standby
+  only), ``Y@`` / ``Z@`` high-resolution interval on / off (standby only; the interval becomes 1 ms /
+  10 ms, as MagPy says): ``s``.
+- Rapid²: ``\\@`` parameters: ``s`` ``r`` + power 3, frequency 4 (0.1 Hz), pulses 5, duration 4 (0.1 s),
+  wait 4 (0.1 s) from software V9 (24 bytes); before V9 pulses 4 and duration 3 (22 bytes), before V7
+  wait 3 (21 bytes). ``ND`` software version: ``V`` + the version text + NUL (``NV9.0\\0`` + CRC, the
+  Rapid² document's example; no status byte). ``Bnnnn`` frequency, ``Dnnnnn`` pulses (4 digits before
+  V9), ``[nnnn`` duration (3 digits before V9), ``^@`` / ``_@`` enhanced power mode on / off: ``s``
+  ``r``. ``b@`` ignore the coil interlock switch: ``s``. From V9: ``x@`` system status: ``s`` ``r`` +
+  extended status MSB, LSB (bit 0 Plus1 module, 1 special trigger mode, 2 charge delay set (V10+,
+  MagPy)); ``o@`` charge delay: ``s`` + 4 digits (5 from V10); ``nnnnn`` charge delay (5 digits from
+  V10, range 0-2000 / 0-10000): ``s`` ``r`` (V9) or ``s`` ``r`` + extended status (V10+; MagPy's
+  client; its README says 11+). ``[0000`` returns to single-pulse mode and a non-zero ``[`` in
+  single-pulse mode enters repetitive mode (both only in standby; the document allows it armed but
+  advises against it). ``J@`` and ``X@`` are not Rapid² commands; ``x``, ``o`` and ``n`` are unknown
+  before V9.
+- Rapid² enable remote control: before V9, and by default here, ``Q@``; with ``unlock_code`` set (the
+  V9+ structure), ``Q`` + the 16-character code (``xxxx-xxxxxxxx-cc``) + CRC; a wrong code answers
+  ``Q?``, a bare ``Q@n`` is an incomplete frame and gets no answer (as MagPy's virtual Rapid²).
 
 Model of the unit (documented choices where the public sources are silent):
 - Status byte: bit 0 standby, 1 armed (charging), 2 ready, 3 coil present, 4 replace coil, 5 error
   present, 6 error type, 7 remote; armed and ready are exclusive (as MagPy's virtual unit). A reply
-  carries the status *before* the command, except Q@/R@ which show the new remote state.
+  carries the status *before* the command, except Q@/R@ which show the new remote state; the Rapid²
+  status byte in a reply is also the one before the command.
 - Not ready until ``arm_time_s`` (1.1 s) after EB arrived, until a power change while armed has
   completed (10 ms per % up, 100 ms per % down: MagPy's figures), and until the recharge after a
   pulse (default as MagPy's virtual unit: 200² 2/3/4 s for power <50/<80/higher, BiStim² 4 s,
-  Rapid² 1 s) or the end of a Rapid² train plus ``train_wait_s`` (0.5 s, MagPy's minimum).
+  Rapid² 1 s, 2 s in enhanced power mode at 100-110 % (MagPy: 0.5 Hz)) plus the Rapid²'s charge
+  delay (read as ms: MagPy's docstring says seconds, which its 0-10000 range belies), or the end of
+  a Rapid² train plus ``train_wait_s`` (0.5 s, the documented minimum).
 - Remote control: any valid command is contact. Without contact for ``keepalive_timeout_s`` while
-  armed (default 1.0 s, MagPy's virtual unit) or ``keepalive_timeout_disarmed_s`` while disarmed
-  (default 10 s: a guess consistent with MagPy's 5 s keep-alive period when disarmed), the unit drops
-  remote control and disarms. Armed and not fired for ``armed_idle_timeout_s`` (60 s) it disarms.
-- Needs remote control (else ``S``): EB, EH, and every setting. ``EA``, ``Q``, ``R``, ``J``, ``\\``,
-  ``I`` work without it. EB when armed, EH when not ready, and Rapid² settings during a train or
-  its wait answer ``S``. Out-of-range data and a bad command CRC answer ``?`` in byte 1.
+  armed (default 1.0 s) or ``keepalive_timeout_disarmed_s`` while disarmed (default 10 s; both the
+  documents' figures), the unit drops remote control and disarms. Armed and not fired for
+  ``armed_idle_timeout_s`` (60 s) it disarms. A coil above ``coil_temperature_limit_c`` (40 °C,
+  MagPy) disarms the unit and EB is refused (``S``); ``coil1_temperature_c`` / ``coil2_temperature_c``
+  can be changed live.
+- Queries work without remote control (Q, R, J, X, I, F, ``\\``, N (the document's terminal test
+  sends ``NDm`` first), x, o) and so does EA; every other command needs it (else ``S``). EB when
+  armed (or with the coil too hot), EH when not ready, Rapid² settings during a train or its wait,
+  ``^@`` / ``_@`` outside standby (as MagPy's virtual unit), ``^@`` in repetitive mode (MagPy:
+  enhanced power is a single-pulse mode) and entering repetitive mode in enhanced power mode answer
+  ``S``. Out-of-range data (power over 100 %, 110 % in enhanced power mode), a data byte other than
+  ``D`` after ``N``, and a bad command CRC answer ``?`` in byte 1.
 - Pulses: ``pulses`` logs ``(t, power_pct)`` at EH arrival; BiStim² also logs channel B in
   ``pulses_b`` at ``t + interval``; a Rapid² train logs ``n_pulses`` pulses at ``1/frequency``.
+- Not modelled: the Rapid²'s maximum frequency by power (the user manual's table), the energy-based
+  minimum wait between trains (the host's duty, the document says), what ``b@`` and the special
+  trigger mode change, BiStim² slave modes.
 - Faults for tests (``faults``): ``no_reply`` (the command is ignored, no answer),
   ``corrupt_crc`` (executed, CRC of the reply wrong), ``reply_error`` = b"?" | b"S" (not executed,
   error reply), ``unknown_command`` (not executed, lone ``?``), ``error_code`` (sets the error bit,
@@ -57,16 +93,41 @@ from sim.devices.link import PtyDevice
 MODELS = ("200", "bistim", "rapid")
 
 STANDBY, ARMED, READY, COIL_PRESENT, REPLACE_COIL, ERROR_PRESENT, ERROR_TYPE, REMOTE = (1 << i for i in range(8))
-R_TRAIN, R_WAIT, R_SINGLE_PULSE, R_HVPSU, R_COIL_READY = 2, 4, 8, 16, 32
+R_ENHANCED, R_TRAIN, R_WAIT, R_SINGLE_PULSE, R_HVPSU, R_COIL_READY = 1, 2, 4, 8, 16, 32
+# Extended instrument status (Rapid² x@, V9+), least significant byte.
+X_PLUS1_MODULE, X_SPECIAL_TRIGGER, X_CHARGE_DELAY_SET = 1, 2, 4
 
-# Frame length (command byte + data + CRC) by command byte, per model.
-_COMMON = {b"Q": 3, b"R": 3, b"E": 3, b"I": 3, b"@": 5}
-FRAME_LENGTHS = {
-    "200": {**_COMMON, b"J": 3},
-    "bistim": {**_COMMON, b"J": 3, b"A": 5, b"C": 5, b"Y": 3, b"Z": 3},
-    "rapid": {**_COMMON, b"\\": 3, b"B": 6, b"D": 7, b"[": 6},
-}
-NO_REMOTE_NEEDED = frozenset(b"QRJI\\")
+# Queries (and EA, handled apart) need no remote control; every other command does.
+NO_REMOTE_NEEDED = frozenset(b"QRJXIF\\Nxo")
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"9.0"`` -> ``(9, 0)``: the Rapid² software version as the unit spells it after ``NV``."""
+    parts = str(text).split(".")
+    if len(parts) < 2 or not all(part.isdigit() for part in parts):
+        raise ValueError(f"Rapid² software version {text!r}: expected digits and dots, e.g. '9.0'")
+    return tuple(int(part) for part in parts)
+
+
+def frame_lengths(model: str, version: tuple[int, ...] = (9, 0),
+                  unlock_code: bytes | None = None) -> dict[bytes, int]:
+    """Frame length (command byte + data + CRC) by command byte for one model (and Rapid² version)."""
+    common = {b"Q": 3, b"R": 3, b"E": 3, b"I": 3, b"@": 5, b"F": 3}
+    if model == "200":
+        return {**common, b"J": 3, b"X": 3}
+    if model == "bistim":
+        return {**common, b"J": 3, b"X": 3, b"A": 5, b"C": 5, b"Y": 3, b"Z": 3}
+    v9 = version >= (9,)
+    lengths = {**common, b"\\": 3, b"N": 3, b"B": 6, b"D": 7 if v9 else 6, b"[": 6 if v9 else 5,
+               b"^": 3, b"_": 3, b"b": 3}
+    if v9:
+        lengths.update({b"x": 3, b"o": 3, b"n": 7 if version >= (10,) else 6})
+    if unlock_code is not None:
+        lengths[b"Q"] = 2 + len(unlock_code)
+    return lengths
+
+
+FRAME_LENGTHS = {model: frame_lengths(model) for model in MODELS}  # default versions, no unlock code
 
 
 def checksum(data: bytes) -> int:
@@ -107,11 +168,22 @@ class VirtualMagstim(PtyDevice):
         armed_idle_timeout_s: float = 60.0,
         power: int = 30,
         frame_timeout_s: float = 0.05,
+        version: str = "9.0",
+        unlock_code: str | None = None,
+        coil1_temperature_c: float = 24.0,
+        coil2_temperature_c: float = 24.0,
+        coil_temperature_limit_c: float = 40.0,
     ) -> None:
         if model not in MODELS:
             raise ValueError(f"virtual Magstim model {model!r} unknown; models: {', '.join(MODELS)}")
+        self.version_text = str(version)
+        self.version = parse_version(self.version_text)
+        self.unlock_code = None if unlock_code is None else str(unlock_code).encode("latin-1")
+        if self.unlock_code is not None and (model != "rapid" or self.version < (9,)):
+            raise ValueError("an unlock code is the enable-remote-control structure of a Rapid² from software V9.0")
         super().__init__()
         self.model = model
+        self._lengths = frame_lengths(model, self.version, self.unlock_code)
         self.keepalive_timeout_s = 1.0 if keepalive_timeout_s is None else keepalive_timeout_s
         self.keepalive_timeout_disarmed_s = (10.0 if keepalive_timeout_disarmed_s is None
                                              else keepalive_timeout_disarmed_s)
@@ -133,6 +205,12 @@ class VirtualMagstim(PtyDevice):
         self.frequency_tenths = 10
         self.n_pulses = 1
         self.duration_tenths = 10
+        self.enhanced_power = False  # Rapid²: power up to 110 %
+        self.charge_delay_ms = 0  # Rapid² (V9+)
+        self.coil_interlock_ignored = False  # Rapid² b@
+        self.coil1_temperature_c = coil1_temperature_c
+        self.coil2_temperature_c = coil2_temperature_c
+        self.coil_temperature_limit_c = coil_temperature_limit_c
 
         self.armed_at: float | None = None
         self._charged_at = 0.0  # power change completes
@@ -166,6 +244,11 @@ class VirtualMagstim(PtyDevice):
     def train_duration_s(self) -> float:
         return self.duration_tenths / 10
 
+    @property
+    def interval_s(self) -> float:
+        """BiStim² interpulse interval: the setting is in ms, or 0.1 ms in high-resolution mode."""
+        return self.interval_ms / (10000 if self.high_resolution else 1000)
+
     def _ready(self, t: float) -> bool:
         return (self.armed_at is not None and t >= self.armed_at + self.arm_time_s and t >= self._charged_at
                 and t >= self._recharged_at)
@@ -184,6 +267,8 @@ class VirtualMagstim(PtyDevice):
 
     def rapid_status_byte(self, t: float) -> int:
         byte = R_HVPSU | R_COIL_READY
+        if self.enhanced_power:
+            byte |= R_ENHANCED
         if not self.repetitive:
             byte |= R_SINGLE_PULSE
         if t < self._train_end:
@@ -191,6 +276,15 @@ class VirtualMagstim(PtyDevice):
         elif t < self._recharged_at and self.repetitive:
             byte |= R_WAIT
         return byte
+
+    def extended_status(self) -> bytes:
+        """Rapid² extended instrument status word, most significant byte first (as ``x@`` sends it)."""
+        lsb = X_CHARGE_DELAY_SET if self.version >= (10,) and self.charge_delay_ms > 0 else 0
+        return bytes([0, lsb])
+
+    @property
+    def coil_too_hot(self) -> bool:
+        return max(self.coil1_temperature_c, self.coil2_temperature_c) > self.coil_temperature_limit_c
 
     def _event(self, t: float, text: str, type_: str = "event") -> None:
         """Record a refusal or a state change; journalled after the command that caused it, if any."""
@@ -210,11 +304,14 @@ class VirtualMagstim(PtyDevice):
         self._charged_at = 0.0
 
     def _recharge_time(self) -> float:
+        delay = self.charge_delay_ms / 1000
         if self.recharge_s is not None:
-            return self.recharge_s
+            return self.recharge_s + delay
         if self.model == "200":
             return 2.0 if self.power < 50 else 3.0 if self.power < 80 else 4.0
-        return 4.0 if self.model == "bistim" else 1.0
+        if self.model == "bistim":
+            return 4.0
+        return (2.0 if self.enhanced_power and self.power >= 100 else 1.0) + delay
 
     # ------------------------------------------------------------------ transport hooks
     def tick(self, t: float) -> None:
@@ -232,12 +329,14 @@ class VirtualMagstim(PtyDevice):
                                f"{t - self._last_contact:.2f} s ({state} timeout {timeout:g} s); disarmed")
         if self.armed and t - self._last_active > self.armed_idle_timeout_s:
             self._disarm(t, f"disarmed: armed and idle for {self.armed_idle_timeout_s:g} s")
+        if self.armed and self.coil_too_hot:
+            self._disarm(t, f"disarmed: coil above {self.coil_temperature_limit_c:g} °C")
 
     def on_bytes(self, data: bytes, t: float) -> None:
         if not self._buffer:
             self._buffer_t = t
         self._buffer += data
-        lengths = FRAME_LENGTHS[self.model]
+        lengths = self._lengths
         while self._buffer:
             n = lengths.get(self._buffer[:1])
             if n is None:
@@ -291,21 +390,18 @@ class VirtualMagstim(PtyDevice):
         c, data = body[:1], body[1:]
         prior = bytes([self.status_byte(t)])
         if c == b"Q":
+            if self.unlock_code is not None and data != self.unlock_code:
+                self._event(t, "Q: remote control refused (wrong unlock code)")
+                return c + b"?"
             self.remote = True
             return c + bytes([self.status_byte(t)])
         if c == b"R":
             self.remote = False
             self._disarm(t)
             return c + bytes([self.status_byte(t)])
-        if c == b"J":
-            return c + prior + b"%03d%03d%03d" % (self.power, self.power_b, self.interval_ms)
-        if c == b"\\":
-            wait = round(self.train_wait_s * 10)
-            return (c + prior + bytes([self.rapid_status_byte(t)])
-                    + b"%03d%04d%05d%04d%04d" % (self.power, self.frequency_tenths, self.n_pulses,
-                                                 self.duration_tenths, wait))
-        if c == b"I":
-            return c + prior + (self.faults.error_code or "000").encode("ascii")[:3].ljust(3, b"0")
+        query = self._query(c, data, prior, t)
+        if query is not None:
+            return query
         if c == b"E" and data == b"A":
             self._disarm(t)
             return c + prior
@@ -314,11 +410,79 @@ class VirtualMagstim(PtyDevice):
         if c == b"E":
             return self._arm_or_fire(c, data, prior, t)
         if c in (b"Y", b"Z"):
+            if self.armed:
+                return self._refuse(c, t, "resolution change only in standby")
             self.high_resolution = c == b"Y"
+            self.interval_ms = 10  # 1 ms in high resolution (0.1 ms units), 10 ms in low resolution (MagPy)
+            return c + prior
+        if c in (b"^", b"_"):
+            return self._enhanced_power(c, prior, t)
+        if c == b"b":
+            self.coil_interlock_ignored = True
             return c + prior
         if not data.isdigit():
             return c + b"?"
+        if c == b"n":
+            return self._charge_delay(c, int(data), prior, t)
         return self._setting(c, int(data), prior, t)
+
+    def _query(self, c: bytes, data: bytes, prior: bytes, t: float) -> bytes | None:
+        """Replies to the queries (they change nothing); None for every other command."""
+        if c == b"J":
+            return c + prior + b"%03d%03d%03d" % (self.power, self.power_b, self.interval_ms)
+        if c == b"X":
+            if self.model == "200":
+                mode = b"0"
+            else:
+                mode = b"1" if self.interval_ms == 0 else b"4" if self.high_resolution else b"2"
+            return c + prior + mode
+        if c == b"\\":
+            return c + prior + bytes([self.rapid_status_byte(t)]) + self._rapid_parameters()
+        if c == b"I":
+            return c + prior + (self.faults.error_code or "000").encode("ascii")[:3].ljust(3, b"0")
+        if c == b"F":
+            return c + prior + b"".join(b"%03d" % min(999, max(0, round(temperature * 10)))
+                                        for temperature in (self.coil1_temperature_c, self.coil2_temperature_c))
+        if c == b"N":
+            if data != b"D":
+                return c + b"?"
+            return c + b"V" + self.version_text.encode("ascii") + b"\x00"
+        if c == b"x":
+            return c + prior + bytes([self.rapid_status_byte(t)]) + self.extended_status()
+        if c == b"o":
+            return c + prior + b"%0*d" % (5 if self.version >= (10,) else 4, self.charge_delay_ms)
+        return None
+
+    def _rapid_parameters(self) -> bytes:
+        """The data of the ``\\@`` reply after the two status bytes, in the format of the software version."""
+        power, frequency = b"%03d" % self.power, b"%04d" % self.frequency_tenths
+        wait = round(self.train_wait_s * 10)
+        if self.version >= (9,):
+            return power + frequency + b"%05d%04d%04d" % (self.n_pulses, self.duration_tenths, wait)
+        wait_digits = 4 if self.version >= (7,) else 3
+        return power + frequency + b"%04d%03d%0*d" % (self.n_pulses, self.duration_tenths, wait_digits, wait)
+
+    def _enhanced_power(self, c: bytes, prior: bytes, t: float) -> bytes:
+        rapid = bytes([self.rapid_status_byte(t)])
+        if self.armed:
+            return self._refuse(c, t, "enhanced power mode changes only in standby")
+        if c == b"^":
+            if self.repetitive:
+                return self._refuse(c, t, "enhanced power mode only in single-pulse mode")
+            self.enhanced_power = True
+        else:
+            self.enhanced_power = False
+            self.power = min(self.power, 100)
+        return c + prior + rapid
+
+    def _charge_delay(self, c: bytes, value: int, prior: bytes, t: float) -> bytes:
+        if value > (10000 if self.version >= (10,) else 2000):
+            return c + b"?"
+        reply = c + prior + bytes([self.rapid_status_byte(t)])
+        if self.version >= (10,):
+            reply += self.extended_status()  # like the other status bytes: as before the command
+        self.charge_delay_ms = value
+        return reply
 
     def _refuse(self, c: bytes, t: float, why: str) -> bytes:
         self._event(t, f"{c.decode('ascii', 'replace')}: refused ({why})")
@@ -328,6 +492,8 @@ class VirtualMagstim(PtyDevice):
         if data == b"B":
             if self.armed:
                 return self._refuse(c, t, "already armed")
+            if self.coil_too_hot:
+                return self._refuse(c, t, f"coil above {self.coil_temperature_limit_c:g} °C")
             self.armed_at = self._last_active = t
             self._charged_at = 0.0
             return c + prior
@@ -350,16 +516,16 @@ class VirtualMagstim(PtyDevice):
             return
         self.pulses.append((t, self.power))
         if self.model == "bistim":
-            self.pulses_b.append((t + self.interval_ms / 1000, self.power_b))
+            self.pulses_b.append((t + self.interval_s, self.power_b))
             self._note_after_command(t, "pulse", f"pulse A {self.power} %, B {self.power_b} % "
-                                                 f"after {self.interval_ms} ms")
+                                                 f"after {self.interval_s * 1000:g} ms")
         else:
             self._note_after_command(t, "pulse", f"pulse {self.power} %")
         self._recharged_at = t + self._recharge_time()
 
     def _setting(self, c: bytes, value: int, prior: bytes, t: float) -> bytes:
         if c in (b"@", b"A"):
-            if not 0 <= value <= 100:
+            if not 0 <= value <= (110 if self.enhanced_power else 100):
                 return c + b"?"
             old = self.power if c == b"@" else self.power_b
             if self.armed and value != old:
@@ -382,13 +548,15 @@ class VirtualMagstim(PtyDevice):
         if c == b"[" and (value == 0 or not self.repetitive):
             if self.armed:
                 return self._refuse(c, t, "mode change only in standby")
+            if value and self.enhanced_power:
+                return self._refuse(c, t, "repetitive mode not in enhanced power mode")
             self.repetitive = value != 0
             if value:
                 self.duration_tenths = value
             return c + prior + rapid
         if not self.repetitive:
             return self._refuse(c, t, "single-pulse mode")
-        limits = {b"B": (1, 1000), b"D": (1, 6000), b"[": (1, 9999)}[c]
+        limits = {b"B": (1, 1000), b"D": (1, 6000), b"[": (1, 9999 if self.version >= (9,) else 999)}[c]
         if not limits[0] <= value <= limits[1]:
             return c + b"?"
         if c == b"B":
@@ -412,7 +580,9 @@ class VirtualMagstim(PtyDevice):
 def _describe(c: bytes, data: bytes, remote: bool) -> str:
     fixed = {b"Q": "keep-alive" if remote else "remote on", b"R": "remote off", b"J": "query parameters",
              b"I": "query error code", b"\\": "query parameters", b"Y": "high-resolution interval on",
-             b"Z": "high-resolution interval off"}
+             b"Z": "high-resolution interval off", b"X": "query system mode", b"F": "query coil temperature",
+             b"N": "query software version", b"x": "query system status", b"o": "query charge delay",
+             b"^": "enhanced power mode on", b"_": "enhanced power mode off", b"b": "ignore coil interlock switch"}
     if c in fixed:
         return fixed[c]
     if c == b"E":
@@ -432,6 +602,8 @@ def _describe(c: bytes, data: bytes, remote: bool) -> str:
         return f"set pulses {value}"
     if c == b"[":
         return "single-pulse mode" if value == 0 else f"set train duration {value / 10:g} s"
+    if c == b"n":
+        return f"set charge delay {value} ms"
     return f"command {c!r} {data!r}"
 
 
