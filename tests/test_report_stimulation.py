@@ -474,13 +474,15 @@ def test_seizure_passes_of_a_looping_fast_replay_from_its_stream_description(tmp
     assert [o["decision_latency_s"] for o in s["onsets"]] == pytest.approx([1.2, 0.9], abs=1e-6)
     assert s["detection_latency_s"]["decision"] == pytest.approx(1.2, abs=1e-6)
     assert s["detection_latency_recording_s"] == pytest.approx(2.4, abs=1e-6)
-    # pre-ictal: [30, 45) and [60, 75) s; 25 s is ictal (pass 0), 35 and 40 are one episode, 62 another
+    # pre-ictal: [30, 45) and [60, 75) s; 25 s is ictal (pass 0). The rule's 5 s refractory counts the
+    # recording's time (the signal clock): 35 and 40 s of LSL time are 10 s of recording apart at 2x,
+    # two episodes, and 62 a third
     assert s["preictal_live_s"] == pytest.approx(30.0, abs=1e-6)
-    assert s["false_detection_decisions"] == 3 and s["false_detections"] == 2
-    assert s["false_detections_per_hour"] == pytest.approx(240.0, rel=1e-6)
-    assert s["false_detections_per_recording_hour"] == pytest.approx(120.0, rel=1e-6)
+    assert s["false_detection_decisions"] == 3 and s["false_detections"] == 3
+    assert s["false_detections_per_hour"] == pytest.approx(360.0, rel=1e-6)
+    assert s["false_detections_per_recording_hour"] == pytest.approx(180.0, rel=1e-6)
     html = seizure_section(s, {})
-    assert "replayed at 2x" in html and "2.400 s" in html and "120 per hour" in html
+    assert "replayed at 2x" in html and "2.400 s" in html and "180 per hour" in html
     assert "52.500" in html  # the second onset's row (s since session start)
 
 

@@ -24,7 +24,8 @@ Definitions (printed in the report):
 - false detections per hour = false detections / live pre-ictal hours.
 
 Times are LSL (wall) seconds. A replay at ``speed`` x streams the recording faster; its
-recording-time equivalents (latency x speed, rate / speed) are given too.
+recording-time equivalents (latency x speed, rate / speed) are given too. The rule's gap is on
+the signal clock (recording time, as the engine counts it), so in LSL time it is gap / speed.
 """
 
 from __future__ import annotations
@@ -328,7 +329,8 @@ def seizure_metrics(data: SessionData, protocol: Protocol | None, recording: Rec
     windows = preictal_windows([t for t, _ in onsets], ends, det.live_t, t0)
     live_s = float(sum(b - a for a, b in windows))
     in_window = [det.times[(det.times >= a) & (det.times < b)] for a, b in windows]
-    false_eps = sum(_episodes(x, det.episode_gap_s) for x in in_window)
+    gap_lsl = det.episode_gap_s / speed  # the rule's gap counts the recording's time (the signal clock)
+    false_eps = sum(_episodes(x, gap_lsl) for x in in_window)
     headline = next((p for p in per_onset if p["detector_live"]), None)
     if onsets and headline is None:
         problems.append("every seizure onset came before the detector was live")
