@@ -30,11 +30,14 @@ ONSET_S, DURATION_S = 30.0, 60.0
 PROTOCOL_LABELS = ("C3", "C4", "Cz", "P3", "P4", "T3", "T4", "T5")  # protocols/seizure_responsive.yaml
 
 
+SPREAD_LABELS = ("Fp1", "Fz", "FT7", "C5", "C3", "T7", "Cz", "C4", "T8", "TP7", "Pz", "O1", "O2")
+
+
 @pytest.fixture(scope="module")
 def rec():
-    """105 s of a 64-channel cap: a left temporal (T7) seizure from 30 s to 90 s, then 15 s post-ictal."""
+    """105 s of a 13-channel cap: a left temporal (T7) seizure from 30 s to 90 s, then 15 s post-ictal."""
     schedule = SeizureSchedule((Seizure(ONSET_S, DURATION_S),), SeizureConfig(focus="T7"))
-    return simulate_seizures(105.0, schedule, channels=64, rate=FS, seed=3, keep_discharge=True)
+    return simulate_seizures(105.0, schedule, channels=SPREAD_LABELS, rate=FS, seed=3, keep_discharge=True)
 
 
 def band(x: np.ndarray, lo: float = 1.0, hi: float = 30.0) -> np.ndarray:
@@ -108,7 +111,7 @@ def test_spread_reaches_neighbours_later_and_far_channels_less(rec):
 
     focus_joins = joins(ch["T7"])
     assert 0.5 < focus_joins < 4.0
-    assert joins(ch["FT7"]) > focus_joins + 1.0 and joins(ch["TP7"]) > focus_joins + 1.0
+    assert joins(ch["FT7"]) > focus_joins + 0.5 and joins(ch["TP7"]) > focus_joins + 0.5
     level = np.median(rms[(starts > onset + seconds(15)) & (starts < end - seconds(5))], axis=0)
     assert level[ch["T7"]] > 3.0 and level[ch["T7"]] > 1.4 * max(level[ch["FT7"]], level[ch["TP7"]])
     neighbours = min(level[ch["FT7"]], level[ch["TP7"]])
