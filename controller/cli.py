@@ -92,6 +92,8 @@ def _run(session: SessionArgs) -> int:
         print(f"neuroreflex: session failed: {exc}", file=sys.stderr)
         return 1
     print(f"session {result.status}: {result.session_dir}")
+    if result.failure:
+        print(f"neuroreflex: session failed: {result.failure}", file=sys.stderr)
     for b in result.block_stats:
         if b.get("reward_rate") is not None:
             print(f"  block {b['index'] + 1:2d} {b['label']:<9} reward rate {100 * b['reward_rate']:5.1f}%")

@@ -92,6 +92,7 @@ class SessionResult:
     block_stats: list[dict[str, Any]]
     report: Path | None
     summary: dict[str, Any]
+    failure: str | None = None  # why a session that ran to its end still failed (e.g. no fMRI volume processed)
 
 
 def _start_simulator(opts: SimOptions, name: str, marker_stream: str) -> subprocess.Popen:
@@ -178,6 +179,7 @@ def run_session(opts: RunOptions) -> SessionResult:
     listener = None
     stim = None
     status = "error"
+    failure: str | None = None
     acts = OperatorActs(None, bus, session_id, protocol.name, None, opts.operator)
     guard = contextlib.ExitStack()  # E-STOP on signals from the moment a device is open
     try:
@@ -243,17 +245,24 @@ def run_session(opts: RunOptions) -> SessionResult:
             _say(opts, fmri.waiting_text())  # the timeline starts at the run's first counted volume
         for reader in readers:
             reader.start()
+        if fmri is not None:
+            fmri.go()  # the recorder has subscribed: the simulated scanner may send volume 1
         if opts.keyboard and KeyboardControl.available():
             actions = key_actions(acts, estop=True, arm=stim is not None)
             keyboard = KeyboardControl(actions, notify=lambda text: _say(opts, text))
             keyboard.start()
             _say(opts, help_text(actions))
-        status = _control_loop(engine, readers, sim_proc, opts, stim.watchdog if stim else None,
-                               sim_finished=fmri.sim_finished if fmri else None)
+        status = _control_loop(engine, readers, sim_proc, opts, stim.watchdog if stim else None, fmri=fmri)
+        if fmri is not None and fmri.volumes_processed() == 0:
+            failure = fmri.no_volumes_reason(engine.stop_reason)
+            status = "error"
     except KeyboardInterrupt:
         status = "stopped"
         if engine is not None:
             engine.stop("operator stop (Ctrl-C)")
+        if fmri is not None and fmri.volumes_processed() == 0:
+            failure = fmri.no_volumes_reason("operator stop (Ctrl-C)")
+            status = "error"
     except Exception as exc:
         bus.publish(Event(ev.FAULT, now(), None, {"source": "session", "reason": f"{type(exc).__name__}: {exc}"}))
         if engine is not None:
@@ -272,7 +281,14 @@ def run_session(opts: RunOptions) -> SessionResult:
                 bus.publish(Event(ev.FAULT, now(), None, {"source": "stimulation", "reason": f"closing: {exc}"}))
         if fmri is not None:
             fmri.close()
-        result = _shutdown(folder, bus, journal, recorder, readers, display, output, engine, sim_proc, status, opts)
+        if failure is not None:
+            bus.publish(Event(ev.FAULT, now(), None, {"source": "session", "reason": failure}))
+        extra = {"failure": failure} if failure else {}
+        if fmri is not None:
+            extra["volumes"] = fmri.volume_summary()
+        result = _shutdown(folder, bus, journal, recorder, readers, display, output, engine, sim_proc, status, opts,
+                           extra)
+        result.failure = failure
     return result
 
 
@@ -431,8 +447,17 @@ def _fmri_plan(protocol: Protocol, opts: RunOptions, streams: str):
     if protocol.inputs:
         raise SessionError(f"protocol {protocol.name!r} mixes signal streams and fMRI volumes; "
                            "one kind per session is supported")
-    return FmriPlan(protocol, streams, sim if opts.sim is not None or opts.fmri_sim else None,
+    from controller.volume_exports import ExportMismatch
+
+    plan = FmriPlan(protocol, streams, sim if opts.sim is not None or opts.fmri_sim else None,
                     opts.volumes_folder, opts.resolve_timeout_s)
+    try:
+        plan.check(protocol, Path(opts.protocol_path), Path(opts.session_root))
+    except ExportMismatch as exc:
+        raise SessionInputError(str(exc)) from exc
+    except (OSError, ValueError) as exc:  # e.g. --replay names no readable 4D NIfTI
+        raise SessionInputError(f"--replay {sim.replay}: {exc}") from exc
+    return plan
 
 
 def _stream_exists(name: str, timeout_s: float = 2.0) -> bool:
@@ -472,7 +497,7 @@ def _signals_estop(acts: OperatorActs):
     return estop_on_signals(acts.estop)
 
 
-def _control_loop(engine: Engine, readers, sim_proc, opts: RunOptions, watchdog=None, sim_finished=None) -> str:
+def _control_loop(engine: Engine, readers, sim_proc, opts: RunOptions, watchdog=None, fmri=None) -> str:
     t0 = time.monotonic()
     if watchdog is not None:
         watchdog.start()  # from here on the loop kicks it every cycle
@@ -483,18 +508,32 @@ def _control_loop(engine: Engine, readers, sim_proc, opts: RunOptions, watchdog=
         if opts.duration_s is not None and time.monotonic() - t0 >= opts.duration_s:
             engine.stop(f"duration {opts.duration_s:g} s reached")
             return "stopped"
-        for reader in readers:
-            if reader.error is not None:
-                raise SessionError(f"input {reader.input_name!r} failed: {reader.error}")
+        _check_readers(readers)
         if sim_proc is not None and sim_proc.poll() is not None:
-            if sim_finished is not None and sim_finished(sim_proc):
-                engine.stop(f"the simulated scanner finished ({sim_finished.__doc__ or 'all volumes sent'})")
-                return "stopped"
+            if fmri is not None and fmri.scanner is not None and sim_proc.returncode == 0:
+                reason = fmri.sender_finished()  # None while the volumes it sent are still being processed
+                if reason is not None:
+                    engine.stop(reason)
+                    return "stopped"
+                continue
             engine.set_inhibit("simulator", f"simulator exited with code {sim_proc.returncode}")
+    if fmri is not None and engine.stop_reason == TIMELINE_COMPLETE:
+        ended = now()  # the run's last volume is delivered as its timeline ends: let it be processed
+        while not fmri.timeline_done_waiting(ended):
+            if watchdog is not None:
+                watchdog.kick()
+            _check_readers(readers)
+            time.sleep(0.02)
     return "completed" if engine.stop_reason == TIMELINE_COMPLETE else "stopped"
 
 
-def _shutdown(folder, bus, journal, recorder, readers, display, output, engine, sim_proc, status, opts):
+def _check_readers(readers) -> None:
+    for reader in readers:
+        if reader.error is not None:
+            raise SessionError(f"input {reader.input_name!r} failed: {reader.error}")
+
+
+def _shutdown(folder, bus, journal, recorder, readers, display, output, engine, sim_proc, status, opts, extra=None):
     for reader in readers:
         reader.stop()
     for reader in readers:
@@ -503,6 +542,7 @@ def _shutdown(folder, bus, journal, recorder, readers, display, output, engine, 
     summary: dict[str, Any] = {
         "blocks": engine.block_stats if engine else [],
         "samples": {r.input_name: getattr(r, "samples_received", getattr(r, "volumes_received", 0)) for r in readers},
+        **(extra or {}),
     }
     first = {r.input_name: {"first_sample_used": r.first_used, "dropped_before_recording": r.samples_dropped}
              for r in readers if isinstance(r, InputReader)}

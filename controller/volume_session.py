@@ -25,6 +25,9 @@ from controller.clock import now
 from controller.events import Event, EventBus
 from controller.fmri.pipeline import VolumePipeline, VolumePipelineError
 from controller.protocol.compiled import Protocol, VolumeInputSpec, VolumeSourceSpec
+from controller.volume_exports import check_sim_export, replay_export
+from controller.volume_sender import ScannerProcess
+from controller.volumes.source import index_ranges
 from drivers.base import Command
 
 SIM_FOLDER = "scanner"  # the simulated scanner's export folder inside the session folder
@@ -71,78 +74,36 @@ def sim_source_spec(spec: VolumeInputSpec, opts: FmriSimOptions, folder: Path, l
     return replace(spec.source, folder=str(folder), pattern=pattern, existing="take", index_regex=None)
 
 
-def start_fmri_source_process(protocol: Protocol, spec: VolumeInputSpec, opts: FmriSimOptions, folder: Path,
-                              prefix: str, lsl_name: str) -> subprocess.Popen:
-    """Start the simulator (or the replay) feeding this input, and wait until it is ready."""
+def fmri_source_command(protocol: Protocol, spec: VolumeInputSpec, opts: FmriSimOptions, folder: Path,
+                        prefix: str, lsl_name: str) -> list[str]:
+    """The simulator's (or the replay's) command line feeding this input; it waits for ``go`` on stdin."""
     cmd = [sys.executable, "-m", "sim", "fmri"]
     if opts.replay:
         cmd += ["--replay", str(opts.replay), "--speed", f"{opts.speed:g}"]
     else:
         cmd += ["--blocks", sim_design(protocol, spec), "--tr", f"{spec.tr_s:g}", "--speed", f"{opts.speed:g}",
-                "--seed", str(opts.seed), "--prefix", prefix, "--target", sim_target(protocol), "--quiet",
-                "--name", lsl_name]
-        if opts.volumes:
-            cmd += ["--volumes", str(opts.volumes)]
+                "--seed", str(opts.seed), "--prefix", prefix, "--target", sim_target(protocol), "--name", lsl_name]
+    if opts.volumes:
+        cmd += ["--volumes", str(opts.volumes)]
+    cmd += ["--wait-go"]  # volume 1 waits until the session's recorder has subscribed (FmriPlan.go)
     if spec.source.stream is not None:
-        cmd += ["--lsl", lsl_name, "--wait-consumer", "30"]  # volume 1 waits for the session's inlet
+        cmd += ["--lsl", lsl_name]
     else:
-        folder.mkdir(parents=True, exist_ok=True)
         cmd += ["--folder", str(folder)]
         if opts.replay:
-            cmd += replay_format_args(spec.source.pattern, Path(opts.replay))
-    cmd += opts.extra_args
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _await_ready(proc, " ".join(cmd[2:5]))
-    return proc
+            cmd += replay_export(spec.source.pattern, Path(opts.replay)).args()
+    return cmd + opts.extra_args
 
 
-def replay_format_args(pattern: str, replay: Path) -> list[str]:
-    """Write what the protocol's scanner writes: MOSAIC DICOMs for '*.dcm' (reusing a DICOM of the
-    same series found beside the replayed file), else NIfTI; both for DICOM, as scanners exporting two
-    files per TR do, so the pattern has to pick."""
-    if not pattern.lower().endswith(".dcm"):
-        return ["--format", "nifti"]
-    args = ["--format", "dicom,nifti"]
-    templates = sorted(replay.parent.glob("*.dcm"))
-    if templates:
-        args += ["--dicom-template", str(templates[0])]
-    return args
-
-
-READY_TIMEOUT_S = 60.0
-
-
-def _await_ready(proc: subprocess.Popen, what: str) -> dict[str, Any]:
-    """Wait for the simulator's READY line (its outlets exist), then keep draining its output."""
-    import json
-    import queue
-
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    ready = threading.Event()
-
-    def pump(stream, keep: bool) -> None:  # keeps the pipe drained so the simulator never blocks on it
-        for line in stream:
-            if keep and not ready.is_set():
-                lines.put(line)
-        if keep:
-            lines.put(None)
-
-    threading.Thread(target=pump, args=(proc.stdout, True), daemon=True).start()
-    deadline = now() + READY_TIMEOUT_S
-    while True:
-        try:
-            line = lines.get(timeout=max(0.0, deadline - now()))
-        except queue.Empty:
-            proc.kill()
-            raise VolumePipelineError(f"{what}: no READY line within {READY_TIMEOUT_S:g} s") from None
-        if line is None:
-            err = proc.stderr.read() if proc.stderr else ""
-            raise VolumePipelineError(f"{what} exited with code {proc.wait()}: {err.strip()[-2000:]}")
-        if line.startswith("READY"):
-            ready.set()
-            threading.Thread(target=pump, args=(proc.stderr, False), daemon=True).start()
-            return json.loads(line[5:] or "{}")
+def start_fmri_source_process(protocol: Protocol, spec: VolumeInputSpec, opts: FmriSimOptions, folder: Path,
+                              prefix: str, lsl_name: str) -> ScannerProcess:
+    """Start the simulator (or the replay) feeding this input, and wait until its outlets exist."""
+    if spec.source.stream is None:
+        folder.mkdir(parents=True, exist_ok=True)
+    cmd = fmri_source_command(protocol, spec, opts, folder, prefix, lsl_name)
+    scanner = ScannerProcess(cmd, " ".join(cmd[2:5]))
+    scanner.await_ready()
+    return scanner
 
 
 def wire_volumes(source: Any, pipeline: VolumePipeline, engine: Any, bus: EventBus, qc_output: Any,
@@ -222,9 +183,22 @@ class FmriPlan:
         self.sources: list[Any] = []
         self.pipelines: dict[str, VolumePipeline] = {}
         self.qc_output: Any = None
-        self.proc: subprocess.Popen | None = None
+        self.scanner: ScannerProcess | None = None
         self.state_stream: str | None = None
         self.volume_stream: str | None = None
+        self._sender_exit_seen: float | None = None
+
+    def check(self, protocol: Protocol, protocol_path: Path, session_root: Path) -> None:
+        """Before the session folder exists: a simulator or replay whose files the protocol's pattern can
+        never read is refused (ExportMismatch names the pattern, the files and the folder)."""
+        if self.sim is None or self.volumes_folder is not None:
+            return
+        (_, spec), = protocol.volume_inputs.items()
+        planned = sim_source_spec(spec, self.sim, Path(session_root), "")
+        if planned.stream is None:
+            check_sim_export(protocol, protocol_path, spec, planned.pattern,
+                             Path(self.sim.replay) if self.sim.replay else None, self.sim.volumes,
+                             f"the new session folder's {SIM_FOLDER}/ (under {Path(session_root).absolute()})")
 
     def open(self, protocol: Protocol, folder: Path, bus: EventBus, engine: Any, session_id: str,
              governor: Any = None) -> subprocess.Popen | None:
@@ -248,7 +222,7 @@ class FmriPlan:
                 scanner.mkdir(parents=True, exist_ok=True)
                 source = self._make_source(name, spec, planned)
                 source.open(timeout)
-            self.proc = start_fmri_source_process(protocol, spec, self.sim, scanner, self.prefix, lsl_name)
+            self.scanner = start_fmri_source_process(protocol, spec, self.sim, scanner, self.prefix, lsl_name)
             self.state_stream = f"{lsl_name}-state" if self.sim.replay is None else None
             source_spec = planned
         if source is None:
@@ -262,7 +236,12 @@ class FmriPlan:
         wire_volumes(source, pipeline, engine, bus, self.qc_output, start_run, governor)
         self.sources.append(source)
         self.pipelines[name] = pipeline
-        return self.proc
+        return self.scanner.proc if self.scanner is not None else None
+
+    def go(self) -> None:
+        """The recorder has the streams and the sources run: the simulated scanner may send volume 1."""
+        if self.scanner is not None:
+            self.scanner.go()
 
     def _make_source(self, name: str, spec: VolumeInputSpec, src: VolumeSourceSpec) -> Any:
         noop = lambda *a: None  # noqa: E731  (wire_volumes sets the real handlers)
@@ -303,9 +282,82 @@ class FmriPlan:
         where = ", ".join(f"{s.input_name}: {s.describe().get('where')}" for s in self.sources)
         return f"waiting for the scanner's first volume ({where}); the timeline starts at the first counted volume"
 
-    def sim_finished(self, proc: subprocess.Popen) -> bool:
-        """all volumes sent and processed"""
-        return proc.returncode == 0
+    # ------------------------------------------------------------ the end of the run
+    def drain_s(self) -> float:
+        """How long the end of a run waits for volumes still on their way: a stall's time."""
+        return max(s.stall_timeout_s for s in self.sources) if self.sources else 0.0
+
+    def _processed(self) -> set[int]:
+        return set().union(*(s.processed for s in self.sources)) if self.sources else set()
+
+    def sender_finished(self) -> str | None:
+        """Called while the simulated scanner's process has exited with code 0: None while volumes it sent are
+        still on their way (up to :meth:`drain_s`), then the reason the session stops."""
+        assert self.scanner is not None
+        if self._sender_exit_seen is None:
+            self._sender_exit_seen = now()
+        if not self.scanner.stdout_closed.is_set() and now() - self._sender_exit_seen < 1.0:
+            return None  # its last VOLUME lines are still in the pipe
+        sent = self.scanner.sent
+        processed = self._processed()
+        absent = sorted(set(sent) - processed)
+        waited = now() - self._sender_exit_seen
+        if absent and waited < self.drain_s():
+            return None
+        if not absent and self.last_design_index() in processed and waited < self.drain_s():
+            return None  # the run covered the whole timeline, which ends by itself within a TR: let it complete
+        if not sent:
+            return "the simulated scanner finished without sending a volume"
+        if absent:
+            return (f"the simulated scanner finished: {len(sent) - len(absent)} of its {len(sent)} volumes processed; "
+                    f"volume(s) {index_ranges(absent)} never arrived within {self.drain_s():.1f} s")
+        return f"the simulated scanner finished: all {len(sent)} volumes sent were processed"
+
+    def last_design_index(self) -> int | None:
+        """Acquisition index of the timeline's last counted volume (None before the first volume)."""
+        ends = [p.design.first + p.design.volumes - 1 for p in self.pipelines.values() if p.design.volumes]
+        return max(ends) if ends else None
+
+    def timeline_done_waiting(self, since: float) -> bool:
+        """After the timeline completed: True once its last volume was processed, or a stall's time passed
+        (the last volume is delivered as the timeline ends, and is part of the run)."""
+        last = self.last_design_index()
+        if last is None or last in self._processed() or now() - since >= self.drain_s():
+            return True
+        return self.scanner is not None and self.scanner.exited() and self.sender_finished() is not None
+
+    def volumes_processed(self) -> int:
+        return sum(s.volumes_received for s in self.sources)
+
+    def volume_summary(self) -> dict[str, dict[str, Any]]:
+        """Per input, for session_end: volumes received, and those never received (reported missing and
+        never late, or sent by the simulated scanner and never arrived)."""
+        sent = set(self.scanner.sent) if self.scanner is not None else set()
+        out = {}
+        for s in self.sources:
+            seen = s.tracker.seen
+            never = sorted(set(s.tracker.missing) | (sent - seen))
+            out[s.input_name] = {"received": s.volumes_received, "first_index": min(seen) if seen else None,
+                                 "last_index": max(seen) if seen else None, "missing": never,
+                                 "late": sorted(s.tracker.late), "sent": len(sent) if self.scanner else None}
+        return out
+
+    def no_volumes_reason(self, stop_reason: str | None) -> str:
+        """Why a session that processed no volume failed: where it looked, what was there instead."""
+        parts = []
+        for s in self.sources:
+            text = f"input {s.input_name!r} received no volume from {s.describe().get('where')}"
+            unread = getattr(s, "unmatched_files", lambda: [])()
+            if unread:
+                text += (f": {len(unread)} file(s) there match none of its pattern {s.pattern!r} "
+                         f"(e.g. {', '.join(unread[:3])})")
+            parts.append(text)
+        if self.scanner is not None and self.scanner.exited():
+            parts.append(f"the simulated scanner sent {len(self.scanner.sent)} volume(s) and exited with code "
+                         f"{self.scanner.proc.returncode}")
+        if stop_reason:
+            parts.append(f"the session ended: {stop_reason}")
+        return "no fMRI volume was processed: " + "; ".join(parts)
 
     def close(self) -> None:
         if self.qc_output is not None:

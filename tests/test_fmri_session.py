@@ -133,8 +133,17 @@ def test_the_real_opennft_run_replayed_matches_the_offline_pipeline(tmp_path: Pa
     session, events = _run(protocol_path, tmp_path, FmriSimOptions(replay=str(RUN), speed=6.0))
     volumes = [e["data"] for e in events if e["kind"] == "volume"]
     assert [v["index"] for v in volumes] == list(range(1, 49))
-    problems = [e for e in events if e["kind"] == "input" and e["data"]["status"] in ("missing", "out_of_order")]
-    assert problems == []
+    problems = [e for e in events if e["kind"] == "input" and e["data"]["status"] in ("missing", "out_of_order",
+                                                                                      "stalled")]
+    assert problems == []  # the whole file replayed: no stall at its end either
+    stopped = [e["data"]["reason"] for e in events if e["kind"] == "state" and e["data"]["state"] == "stopped"]
+    assert stopped == ["the simulated scanner finished: all 48 volumes sent were processed"]
+    if transport == "lsl":  # the recording has every volume, the first included
+        import pyxdf
+
+        streams, _ = pyxdf.load_xdf(str(session / "recording.xdf"))
+        sent = next(s for s in streams if s["info"]["type"][0] == "fMRI")
+        assert sent["time_series"][:, 0].astype(int).tolist() == list(range(1, 49))
     if transport == "lsl":
         affine = nib.load(str(RUN)).affine  # the stream description carries it exactly
     else:

@@ -2,7 +2,8 @@
 
 Read from the journal's ``volume`` events (one per volume the pipeline saw: dummies carry
 ``dummy: true`` and no motion), ``input`` events with status ``missing`` / ``out_of_order`` /
-``duplicate``, the fMRI ``feature`` events (matched to their volume by ``sample_index`` = the
+``duplicate`` (listed as they happened; ``missing`` in the summary counts volumes that never came,
+from ``session_end``, not these reports), the fMRI ``feature`` events (matched to their volume by ``sample_index`` = the
 volume's acquisition number, else by source time), ``session_start``'s ``fmri`` part (TR, skip,
 grid, run) and the protocol copy (which blocks are "on", which features are fMRI features, what
 the realignment reference is). When the simulator left its ground truth in the session
@@ -94,6 +95,7 @@ class FmriSession:
     acquired: np.ndarray  # (n,) LSL s
     dummies: int
     issues: dict[str, list[dict[str, Any]]]  # missing / out_of_order / duplicate -> [{t_s, detail}]
+    never_received: list[int]  # acquisition indices of volumes that never came (late ones came: not here)
     features: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (volume index, value)
     on_labels: list[str]
     on_from: str
@@ -259,6 +261,7 @@ def collect(data: SessionData, protocol: Protocol | None) -> FmriSession | None:
     for t, inp, status, detail in data.inputs:
         if inp == name and status in issues:
             issues[status].append({"t_s": t - data.t0, "detail": detail})
+    never = never_received(data, name, rows)
 
     tr = _num(spec.get("tr_s"))
     if not tr > 0 and protocol is not None and name in protocol.volume_inputs:
@@ -285,7 +288,7 @@ def collect(data: SessionData, protocol: Protocol | None) -> FmriSession | None:
         run=start.get("run") if isinstance(start.get("run"), str) else None,
         shape=_shape(spec), source=spec.get("source"),
         index=index, counted=counted, block=labels, motion=motion, fd=fd, timing=timing, rois=rois,
-        acquired=acquired, dummies=dummies, issues=issues, features=_feature_points(data, feats, by_time),
+        acquired=acquired, dummies=dummies, issues=issues, never_received=never, features=_feature_points(data, feats, by_time),
         on_labels=on, on_from=on_from, reference_index=ref_index,
         reference=reference, problems=problems,
     )
@@ -297,6 +300,20 @@ def collect(data: SessionData, protocol: Protocol | None) -> FmriSession | None:
         except (OSError, ValueError) as exc:
             problems.append(f"ground truth not used: {exc}")
     return fm
+
+
+def never_received(data: SessionData, name: str, rows: list[dict[str, Any]]) -> list[int]:
+    """Volumes that never arrived: the session's own count at its end (reported missing and never late, or
+    sent by the simulated scanner and lost), else the gaps between the volumes the journal holds.
+
+    Why not the ``missing`` events: one event names a whole gap, and a volume reported missing may
+    still arrive (out of order); the report counts volumes, not reports."""
+    end = next((e for e in reversed(data.events) if e.get("kind") == ev.SESSION_END), None)
+    counted = ((((end or {}).get("data") or {}).get("summary") or {}).get("volumes") or {}).get(name)
+    if isinstance(counted, dict) and isinstance(counted.get("missing"), list):
+        return sorted(int(i) for i in counted["missing"])
+    got = {int(d["index"]) for e in rows if isinstance((d := e.get("data") or {}).get("index"), int)}
+    return sorted(set(range(min(got), max(got) + 1)) - got) if got else []
 
 
 # ---------------------------------------------------------------------------- numbers
@@ -430,7 +447,8 @@ def summary(fm: FmriSession | None) -> dict[str, Any] | None:
             "first_index": int(fm.index[0]) if n else None,
             "last_index": int(fm.index[-1]) if n else None,
             "index_gaps": span - int(np.unique(fm.index).size),
-            "missing": len(fm.issues["missing"]),
+            "missing": len(fm.never_received),
+            "missing_indices": fm.never_received,
             "out_of_order": len(fm.issues["out_of_order"]),
             "duplicate": len(fm.issues["duplicate"]),
             "reference_index": fm.reference_index,

@@ -25,8 +25,8 @@ VolumeHandler = Callable[[Volume], None]
 StatusHandler = Callable[[str, str], None]
 
 
-def _ranges(indices: list[int]) -> str:
-    """[7, 8, 9, 12] -> '7-9, 12'."""
+def index_ranges(indices: list[int]) -> str:
+    """[7, 8, 9, 12] -> '7-9, 12' (how journal lines and errors name volumes)."""
     parts: list[str] = []
     start = prev = indices[0]
     for i in indices[1:] + [None]:  # type: ignore[list-item]
@@ -46,7 +46,8 @@ class IndexTracker:
         self.first_index = first_index
         self.highest: int | None = None
         self.seen: set[int] = set()
-        self.missing: set[int] = set()
+        self.missing: set[int] = set()  # reported missing and not (yet) received: volumes, not reports
+        self.late: set[int] = set()  # reported missing, then received after all
 
     def check(self, index: int) -> tuple[bool, list[tuple[str, str]]]:
         """(deliver?, status events) for a new volume with this index."""
@@ -58,10 +59,12 @@ class IndexTracker:
             gap = list(range(low, index))
             self.missing.update(gap)
             after = f"after {self.highest}" if self.highest is not None else "as the first volume"
-            events.append(("missing", f"volume(s) {_ranges(gap)} missing (got {index} {after})"))
+            events.append(("missing", f"volume(s) {index_ranges(gap)} missing (got {index} {after})"))
         elif self.highest is not None and index < self.highest:
             late = " (was reported missing)" if index in self.missing else ""
             events.append(("out_of_order", f"volume {index} arrived after {self.highest}{late}"))
+        if index in self.missing:
+            self.late.add(index)
         self.missing.discard(index)
         self.seen.add(index)
         self.highest = index if self.highest is None else max(self.highest, index)
@@ -82,6 +85,7 @@ class VolumeSource(threading.Thread):
         self.stall_timeout_s = float(stall_timeout_s)
         self.error: BaseException | None = None
         self.volumes_received = 0
+        self.processed: set[int] = set()  # indices whose on_volume returned (the end of a run waits for these)
         self.tracker = IndexTracker(first_index)
         self.tr_s: float | None = None
         self.shape: tuple[int, int, int] | None = None
@@ -129,6 +133,7 @@ class VolumeSource(threading.Thread):
             return
         self.volumes_received += 1
         self.on_volume(volume)
+        self.processed.add(volume.index)
 
     def _tick(self) -> None:
         """Call when a wait timed out: reports a stall once."""

@@ -21,7 +21,6 @@ IN_MOVED_TO event, or the poll that first saw it); ``Volume.arrived`` when it wa
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import select
@@ -33,6 +32,7 @@ import numpy as np
 from controller.clock import now
 from controller.volumes import inotify
 from controller.volumes.dicom import IncompleteFile, read_dicom
+from controller.volumes.export_names import name_matches, pattern_globs
 from controller.volumes.nifti import decode_nifti
 from controller.volumes.source import StatusHandler, VolumeHandler, VolumeSource
 from controller.volumes.volume import Volume
@@ -86,9 +86,7 @@ class FolderSource(VolumeSource):
         if dicom_index not in ("acquisition", "instance"):
             raise ValueError(f"dicom_index must be 'acquisition' or 'instance', got {dicom_index!r}")
         self.dicom_index = dicom_index
-        self._globs = [g.strip() for g in pattern.split(";") if g.strip()]
-        if not self._globs:
-            raise ValueError("pattern is empty")
+        pattern_globs(pattern)  # an empty pattern is refused here, not at the first file
         if not poll_interval_s > 0:
             raise ValueError(f"poll_interval_s must be > 0, got {poll_interval_s}")
         self.folder = Path(folder)
@@ -156,9 +154,17 @@ class FolderSource(VolumeSource):
         return "inotify"
 
     def _matches(self, name: str) -> bool:
-        if name.startswith("."):
-            return False
-        return any(fnmatch.fnmatchcase(name, g) for g in self._globs)
+        return name_matches(name, self.pattern)
+
+    def unmatched_files(self) -> list[str]:
+        """Files in the folder that the pattern does not read (to say why nothing arrived), in name order."""
+        try:
+            with os.scandir(self.folder) as it:
+                names = [e.name for e in it if not e.name.startswith(".") and not self._matches(e.name)
+                         and e.is_file()]
+        except OSError:
+            return []
+        return sorted(names, key=_natural_key)
 
     def _list(self) -> list[str]:
         try:

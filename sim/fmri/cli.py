@@ -7,6 +7,9 @@ Replay stdout, one line each, flushed: a line for people, then ``READY {json}`` 
 folder, formats, shape, tr_s, speed, volumes, first_index), then (unless ``--quiet``) one
 ``VOLUME {"index": N, "acquired": T, "written": T2}`` per volume delivered (LSL clock: its
 acquisition slot, and when its files were complete / its sample pushed), and a last summary line.
+With ``--wait-go`` the clock starts only after a line ``go`` on stdin (sim/fmri/gate.py): a session
+sends it once its recorder has subscribed, and counts the VOLUME lines to know what to wait for at
+the end. ``--volumes N`` (``--steps``) replays the first N volumes.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ def build_replay_parser(prog: str = "sim fmri") -> argparse.ArgumentParser:
     p.add_argument("--write-steps", type=positive_int, default=3, help="with --write steps: appends per file")
     p.add_argument("--step-pause", type=non_negative_float, default=0.05, metavar="S", help="with --write steps: pause (s)")
     p.add_argument("--speed", type=positive_float, default=1.0, help="x times faster than the TR (default 1)")
-    p.add_argument("--steps", type=positive_int, default=None, metavar="N", help="replay at most N volumes")
+    p.add_argument("--volumes", "--steps", dest="steps", type=positive_int, default=None, metavar="N",
+                   help="replay at most N volumes (--steps is the older spelling)")
     p.add_argument("--start", type=int, default=0, metavar="V", help="0-based first volume of the file (default 0)")
     p.add_argument("--first-index", type=int, default=1, help="acquisition index of the file's volume 0 (default 1)")
     p.add_argument("--tr", type=positive_float, default=None, help="TR in s (default: from the header)")
@@ -56,6 +60,9 @@ def build_replay_parser(prog: str = "sim fmri") -> argparse.ArgumentParser:
                    help="deliver index I+1 before I (out of order)")
     p.add_argument("--wait-consumer", type=float, default=0.0, metavar="S",
                    help="with --lsl: wait up to S seconds for a receiver before starting the clock")
+    p.add_argument("--wait-go", action="store_true",
+                   help="after READY, wait for a line 'go' on stdin before the clock starts (a session sends it "
+                        "once its recorder has subscribed, so the recording has volume 1)")
     p.add_argument("--linger", type=float, default=1.0, metavar="S",
                    help="with --lsl: keep the stream up S seconds after the last volume (default 1)")
     p.add_argument("--source-id", default=None, help="LSL source_id (default derived from the name and file)")
@@ -86,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _replay_main(argv: list[str]) -> int:
     from sim.cli import _quiet_liblsl, _stop_on_signals
+    from sim.fmri.gate import wait_for_go
     from sim.fmri.replay import run_fmri_replay
 
     args = build_replay_parser().parse_args(argv)
@@ -115,7 +123,8 @@ def _replay_main(argv: list[str]) -> int:
                                     step_pause_s=args.step_pause, drop=args.drop, swap=args.swap,
                                     wait_consumer_s=args.wait_consumer, source_id=args.source_id,
                                     linger_s=args.linger,
-                                    stop_event=stop, on_ready=ready, on_volume=volume)
+                                    stop_event=stop, on_ready=ready, on_volume=volume,
+                                    start_gate=(lambda: wait_for_go(stop)) if args.wait_go else None)
     except KeyboardInterrupt:
         return 0
     except (ValueError, FileNotFoundError) as exc:

@@ -18,8 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+# FORMATS: dicom == mosaic (Siemens MOSAIC). File names come from export_names, which sessions check
+# the protocol's pattern against before they start.
+from controller.volumes.export_names import FORMATS, export_file_name
+
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-FORMATS = ("nifti", "nifti-gz", "dicom", "mosaic", "dicom-enhanced")  # dicom == mosaic (Siemens MOSAIC)
 
 
 # ------------------------------------------------------------------ encoders (volume -> bytes)
@@ -193,7 +196,7 @@ class MosaicTemplate:
         return buf.getvalue()
 
     def file_name(self, index: int) -> str:
-        return f"001_{self.series:06d}_{int(index):06d}.dcm"
+        return export_file_name("dicom", index, self.series)
 
 
 def enhanced_dicom_bytes(data: np.ndarray, affine: np.ndarray, index: int, tr_s: float | None = None,
@@ -326,15 +329,15 @@ class VolumeFolderWriter:
                 self.template = MosaicTemplate(dataset=synth_mosaic_dataset(tuple(shape), self.affine, tr_s))
             else:
                 raise ValueError("MOSAIC output needs a template DICOM, or the grid (shape and affine)")
-        default = {"nifti": "vol_{index:06d}.nii", "nifti-gz": "vol_{index:06d}.nii.gz",
-                   "dicom": None, "dicom-enhanced": "001_000001_{index:06d}.dcm"}[self.fmt]
-        self.name = name or default
+        self.name = name  # a format string with {index}; None: the export convention of the format
         self.written = 0
 
     def file_name(self, index: int) -> str:
-        if self.name is None and self.template is not None:
+        if self.name is not None:
+            return self.name.format(index=int(index))
+        if self.template is not None:
             return self.template.file_name(index)
-        return self.name.format(index=int(index))
+        return export_file_name(self.fmt, index)
 
     def encode(self, data: np.ndarray, index: int, affine: np.ndarray | None = None,
                tr_s: float | None = None) -> bytes:

@@ -65,11 +65,14 @@ def run_fmri_replay(path: str | Path, lsl_name: str | None = None, folder: str |
                     wait_consumer_s: float = 0.0, source_id: str | None = None, linger_s: float = 1.0,
                     stop_event: threading.Event | None = None,
                     on_ready: Callable[[dict], None] | None = None,
-                    on_volume: Callable[[int, float, float], None] | None = None) -> ReplayStats:
+                    on_volume: Callable[[int, float, float], None] | None = None,
+                    start_gate: Callable[[], bool] | None = None) -> ReplayStats:
     """Stream the volumes; returns counts. ``steps``: at most this many volumes; ``start``: 0-based first.
 
     ``on_volume(index, acquired, written)``: after each volume is out (``written``: LSL clock when
-    its files were complete and its sample pushed).
+    its files were complete and its sample pushed). ``start_gate()``: called once ready (and after
+    ``wait_consumer_s``); the clock starts when it returns True, nothing is sent when it returns False
+    (a session's recorder must subscribe before volume 1, sim/fmri/gate.py).
     """
     from sim.fmri.folder_out import make_writer
     from sim.fmri.lsl_out import VolumeOutlet
@@ -104,12 +107,14 @@ def run_fmri_replay(path: str | Path, lsl_name: str | None = None, folder: str |
                   "formats": list(formats) if folder is not None else [], "shape": list(run.shape),
                   "tr_s": run.tr_s, "speed": speed, "volumes": len(order), "first_index": first_index + start,
                   "write_mode": write_mode})
-    if outlet is not None and wait_consumer_s > 0:
-        outlet.wait_for_consumers(wait_consumer_s)
     stats = ReplayStats()
-    period = run.tr_s / speed
-    t0 = pylsl.local_clock()
     try:
+        if outlet is not None and wait_consumer_s > 0:
+            outlet.wait_for_consumers(wait_consumer_s)
+        if start_gate is not None and not start_gate():
+            return stats
+        period = run.tr_s / speed
+        t0 = pylsl.local_clock()
         for n, v in enumerate(order):
             index = first_index + v
             acquired = t0 + (v - start) * period

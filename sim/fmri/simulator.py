@@ -206,6 +206,9 @@ def build_parser(prog: str = "sim fmri") -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     run.add_argument("--wait-consumer", type=non_negative_float, default=0.0, metavar="S",
                      help="with --lsl: wait up to S seconds for a receiver before volume 1")
+    run.add_argument("--wait-go", action="store_true",
+                     help="after READY, wait for a line 'go' on stdin before volume 1 (a session sends it once its "
+                          "recorder has subscribed, so the recording has every volume)")
     des = p.add_argument_group("design and participant")
     des.add_argument("--blocks", metavar="SPEC", default=None,
                      help="fixed design, e.g. 'rest:20s,3*(happy:40s,count:40s,rest:40s)' (durations s, min or tr); "
@@ -338,13 +341,18 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, object]:
               f"(x{args.speed:g}) to {where}; truth on '{state_name}'"
               f"{' and ' + str(out / TRUTH_NAME) if out else ''}; target {args.target} (Ctrl-C to stop)", flush=True)
     print("READY " + json.dumps(ready), flush=True)
-    if outlet is not None and args.wait_consumer > 0:
-        outlet.wait_for_consumers(args.wait_consumer)
-    period = tr / args.speed
-    t0 = pylsl.local_clock()
-    t0_holder.append(t0)
     sent = 0
     try:
+        if outlet is not None and args.wait_consumer > 0:
+            outlet.wait_for_consumers(args.wait_consumer)
+        if args.wait_go:
+            from sim.fmri.gate import wait_for_go
+
+            if not wait_for_go(stop):
+                volumes = 0  # the session went away before its recorder was ready: send nothing
+        period = tr / args.speed
+        t0 = pylsl.local_clock()
+        t0_holder.append(t0)
         while not stop.is_set() and (volumes is None or sent < volumes):
             vol = sim.next_volume()
             acquired = t0 + (vol.index - 1) * period
