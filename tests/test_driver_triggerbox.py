@@ -237,3 +237,116 @@ def test_send_dispatches_commands(box, driver):
     assert box.pulses[0].code == 42
     driver.send(Command("disarm", 0.0))
     assert not driver.status().armed
+
+
+# ----------------------------------------------------------------------------- what a train delivered
+
+
+class LateWakeUp(TriggerBoxDriver):
+    """The pulse thread wakes ``late_s`` late for the rising edge of pulse ``late_for``, as on a loaded
+    machine (through the driver's one sleeping seam, so the lateness is at least ``late_s``, whatever the load)."""
+
+    def __init__(self, *args, late_for: int, late_s: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.late_for, self.late_s = late_for, late_s
+
+    def _sleep_until(self, t: float, pulse: int, edge: str) -> bool:
+        if edge == "rise" and pulse == self.late_for:
+            t += self.late_s
+        return super()._sleep_until(t, pulse, edge)
+
+
+def reported(drv: TriggerBoxDriver) -> list:
+    out: list = []
+    assert drv.report_trains_to(out.append) is True  # the trigger box counts what it writes
+    return out
+
+
+def test_a_completed_train_reports_every_pulse_delivered(box, driver):
+    reports = reported(driver)
+    driver.set_parameters(frequency_hz=5.0, train_duration_s=0.6)  # 3 pulses, 200 ms apart
+    driver.arm()
+    t_sent = driver.fire()
+    assert driver.wait_idle(5.0)  # the report is made before the driver is idle again
+    [r] = reports
+    assert (r.planned, r.delivered, r.ended_by, r.missed, r.confirmed) == (3, 3, "completed", (), True)
+    assert r.t_start == t_sent and r.t_end > r.t_start
+    assert wait_for(lambda: len(box.pulses) == 3)
+
+
+def test_a_late_wake_up_skips_one_slot_and_the_report_says_which_and_how_late(box):
+    # 5 Hz: the thread wakes 120 ms (0.6 period) late for pulse 2's edge; pulse 2 goes out late, so
+    # pulse 3's slot would come less than a period after it and is skipped (more than half a period late)
+    drv = LateWakeUp(box.port, code=5, pulse_width_s=0.01, frequency_hz=5.0, train_duration_s=1.0,
+                     late_for=2, late_s=0.12)
+    drv.connect()
+    try:
+        reports = reported(drv)
+        drv.arm()
+        t_sent = drv.fire()
+        assert drv.wait_idle(5.0)
+        [r] = reports
+        assert (r.planned, r.delivered, r.ended_by, r.confirmed) == (5, 4, "completed", True)
+        [missed] = r.missed
+        assert missed.pulse == 3
+        assert missed.t_due == pytest.approx(t_sent + 2 * 0.2, abs=1e-9)
+        assert missed.late_s > 0.5 * 0.2
+        assert drv.status().parameters["missed_slots"] == 1
+        assert wait_for(lambda: len(box.pulses) == 4)  # the stimulator saw exactly what was reported
+        time.sleep(0.05)
+        assert len(box.pulses) == 4
+    finally:
+        drv.close()
+
+
+def test_a_stopped_train_reports_the_pulses_that_left_before_the_stop(box, driver):
+    reports = reported(driver)
+    driver.set_parameters(frequency_hz=10.0, train_duration_s=5.0)  # 50 pulses
+    driver.arm()
+    driver.fire()
+    assert wait_for(lambda: len(box.pulses) >= 3)
+    driver.stop()
+    assert driver.wait_idle(1.0)
+    [r] = reports
+    assert r.ended_by == "stopped" and r.planned == 50 and 3 <= r.delivered < 50 and r.confirmed
+    time.sleep(0.1)
+    assert len(box.pulses) == r.delivered  # a pulse cut short by the stop still counts: its edge went out
+
+
+def test_disarm_and_a_continuous_train_are_reported_too(box, driver):
+    reports = reported(driver)
+    driver.set_parameters(frequency_hz=10.0)
+    driver.arm()
+    driver.start()  # until stopped: no planned count
+    assert wait_for(lambda: len(box.pulses) >= 2)
+    driver.disarm()
+    assert driver.wait_idle(1.0)
+    [r] = reports
+    assert r.ended_by == "disarmed" and r.planned is None and r.delivered >= 2
+    time.sleep(0.1)
+    assert len(box.pulses) == r.delivered
+
+
+def test_a_port_failure_in_a_train_is_reported_as_a_fault(box):
+    errors: list[str] = []
+    drv = TriggerBoxDriver(box.port, code=3, pulse_width_s=0.01, frequency_hz=10.0, train_duration_s=1.0,
+                           on_error=errors.append)
+    drv.connect()
+    reports = reported(drv)
+    drv.arm()
+    box.faults.unplug_on_code = True  # the first rising edge arrives, then the port is gone
+    drv.fire()
+    assert drv.wait_idle(2.0)
+    [r] = reports
+    assert r.ended_by == "fault" and r.planned == 10 and r.delivered == 1 and "stuck high" in r.detail
+    assert errors
+    with pytest.raises(DeviceError):
+        drv.close()
+
+
+def test_single_pulses_are_not_reported(box, driver):
+    reports = reported(driver)
+    driver.arm()
+    driver.fire()
+    assert driver.wait_idle(1.0)
+    assert reports == []
