@@ -19,6 +19,8 @@ from drivers.triggerbox import TriggerBoxDriver
 from sim.devices import create
 from sim.devices.triggerbox import VirtualTriggerBox
 
+from late_pulse_thread import LateWakeUp
+
 
 def wait_for(predicate, timeout: float = 3.0) -> bool:
     deadline = time.monotonic() + timeout
@@ -240,20 +242,6 @@ def test_send_dispatches_commands(box, driver):
 
 
 # ----------------------------------------------------------------------------- what a train delivered
-
-
-class LateWakeUp(TriggerBoxDriver):
-    """The pulse thread wakes ``late_s`` late for the rising edge of pulse ``late_for``, as on a loaded
-    machine (through the driver's one sleeping seam, so the lateness is at least ``late_s``, whatever the load)."""
-
-    def __init__(self, *args, late_for: int, late_s: float, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.late_for, self.late_s = late_for, late_s
-
-    def _sleep_until(self, t: float, pulse: int, edge: str) -> bool:
-        if edge == "rise" and pulse == self.late_for:
-            t += self.late_s
-        return super()._sleep_until(t, pulse, edge)
 
 
 def reported(drv: TriggerBoxDriver) -> list:
