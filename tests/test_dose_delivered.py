@@ -1,6 +1,6 @@
 """A lost pulse is accounted: rule action -> governor -> trigger box driver -> virtual box on a real
-pseudo-terminal, and back: the driver's report of each train -> the dose ledger (a real file) and
-the events the journal records.
+pseudo-terminal, and back: the driver's report of each train -> the dose ledger (a real file), the
+journal (a real Journal on the EventBus) and the session report.
 
 The skipped slot is forced deterministically: the pulse thread's wake-up for one rising edge is made
 late through the driver's sleeping seam (tests/late_pulse_thread.py), not by hoping for load. No
@@ -20,9 +20,12 @@ import pytest
 
 from controller import events as ev
 from controller.clock import now
-from controller.events import Event, EventBus, Subscription
+from controller.events import SESSION_END, SESSION_START, Event, EventBus, Subscription
 from controller.protocol.compiled import DeviceUse, StimAction
-from controller.safety import DoseLedger, Governor, loads_site
+from controller.recording.journal import Journal, read_journal
+from controller.recording.session import SessionFolder
+from controller.report import build_report
+from controller.safety import DoseLedger, Governor, StimRequest, loads_site
 from controller.stimulation.dispatcher import Link, Stimulation
 from drivers.stimulator import DeviceStatus, Stimulator
 from drivers.triggerbox import TriggerBoxDriver
@@ -54,6 +57,25 @@ devices:
       frequency_max: 20 Hz
       pulses_per_train_max: 10
       pulses_per_session_max: 100
+"""
+
+PROTOCOL = """\
+protocol: dose-test
+description: taVNS trains of 5 pulses at 5 Hz on a threshold
+inputs:
+  eeg: {stream: {type: EEG}, channels: [Cz]}
+features:
+  amp: {peak_to_peak: {input: eeg, channels: [Cz], window: 200 ms, every: 50 ms}}
+thresholds:
+  thr: {fixed: 50 uV}
+timeline: [{stim: 10 min}]
+devices:
+  tavns: {current: 0.5 mA, pulse_width: 250 us, phases: 2, frequency: 5 Hz, pulses: 5}
+rules:
+  - during: stim
+    when: amp > thr
+    refractory: 2 s
+    do: {stimulate: {device: tavns}}
 """
 
 FIXED = {"current_a": 5e-4, "pulse_width_s": 250e-6, "phases": 2.0}
@@ -240,3 +262,38 @@ def test_a_device_that_cannot_count_keeps_the_planned_dose_not_confirmed(box, op
     assert last["kind"] == "delivered" and last["delivered"]["confirmed"] is False and last["pulses"] == 0
     assert last["delivered"]["ended_by"] == "unreported"
     assert rig.governor.totals("tms")["session"].pulses == 5
+
+
+def test_the_report_shows_planned_and_delivered_pulses_and_the_short_trains(tmp_path, box, open_rig) -> None:
+    protocol = tmp_path / "dose-test.yaml"
+    protocol.write_text(PROTOCOL)
+    folder = SessionFolder.create(tmp_path / "sessions", protocol, name="dose-test")
+    bus = EventBus()
+    journal = Journal(folder.journal_path)
+    journal.start(bus)
+    bus.publish(Event(SESSION_START, now(), None, {"protocol": "dose-test", "timeline": [], "feedback_feature": "amp"}))
+    late = LateWakeUp(box.port, name="tavns", late_for=2, late_s=0.12, trains=1)  # only the first train
+    rig = open_rig(late, bus)
+    rig.fire()
+    rig.reported(1)
+    assert wait_until(lambda: rig.governor.check(StimRequest("tavns", "fire", now())))  # the first train's planned end
+    rig.fire()
+    rig.reported(2)
+    rig.stim.close()
+    bus.publish(Event(SESSION_END, now(), None, {"status": "completed", "summary": {}}))
+    journal.stop()
+    folder.finish("completed", {})
+
+    assert [e["kind"] for e in read_journal(folder.journal_path) if e["kind"] == ev.SHORT_TRAIN] == [ev.SHORT_TRAIN]
+    report = build_report(folder.path)
+    stim = json.loads((folder.report_dir / "summary.json").read_text())["stimulation"]
+    tavns = stim["devices"]["tavns"]
+    assert (tavns["pulses_planned"], tavns["pulses_delivered"], tavns["short_trains"]) == (10, 9, 1)
+    assert tavns["pulses"] == 10 and tavns["trains_confirmed"] == 2 and tavns["trains_not_confirmed"] == 0
+    assert stim["totals"]["short_trains"] == 1
+    [short] = stim["short_trains"]
+    assert (short["planned"], short["delivered"], short["missed_slots"], short["ended_by"]) == (5, 4, 1, "completed")
+    assert "pulse 3 due at +0.400 s" in short["reason"]
+    assert [r["delivered"] for r in stim["deliveries"]] == [4, 5]
+    html = report.read_text()
+    assert "Short trains" in html and "pulses delivered" in html and "pulse 3 due at +0.400 s" in html
