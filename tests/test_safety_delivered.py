@@ -330,3 +330,13 @@ def test_an_old_format_ledger_is_read_as_before_and_new_entries_follow_it(site, 
     assert [json.loads(x)["v"] for x in lines[len(OLD):]] == [2, 2]
     with DoseLedger(path, tz=site.tzinfo) as ledger:  # a mixed ledger reads back
         assert ledger.day_totals("stim", today).pulses == 24
+
+
+def test_a_report_the_governor_cannot_read_leaves_the_planned_dose_and_inhibits(gov, clock) -> None:
+    t1 = train(gov, clock, 20)
+
+    class Broken:  # a driver's report with a count that is no number
+        t_start, t_end, delivered, ended_by, missed, confirmed, detail = t1, t1 + 1, "19", "completed", (), True, ""
+
+    assert gov.record_delivered("stim", Broken()) is None
+    assert gov.totals("stim")["session"].pulses == 20 and "governor" in gov.inhibitions

@@ -131,13 +131,16 @@ def same_days(entries: Sequence[DoseEntry], tz: tzinfo | None) -> bool:
 def account(item: Awaiting, entries: Sequence[DoseEntry], report: TrainEnd, stop: str | None,
             tz: tzinfo | None) -> Accounting:
     """The delivered dose of train ``item`` (ledger ``entries``) from ``report``; ``stop``: the
-    stop/disarm that ended it, as the governor saw it (e.g. "disarm: E-STOP: operator")."""
+    stop/disarm that ended it, as the governor saw it (e.g. "disarm: E-STOP: operator").
+    Raises ValueError for a count that is not a whole number >= 0."""
     before = counted(entries)
     k = report.delivered
     if k is None:
         return Accounting(before, before, Totals(), None, False, False, False,
                           "the device does not report the pulses it delivered: the planned dose stands")
-    k = max(0, int(k))
+    if isinstance(k, bool) or not isinstance(k, (int, float)) or not math.isfinite(k) or k < 0 or k != int(k):
+        raise ValueError(f"a train's delivered count must be a whole number >= 0, got {k!r}")
+    k = int(k)
     kept = ""
     if item.pulse_charge_c is None:
         kept = "a count of pulses is not a dose for this stimulation (no pulse train): the counted dose stands"

@@ -287,7 +287,17 @@ class Governor:
         train short of its plan also as 'short_train' with the reason. A device that delivered more
         than its train inhibits stimulation ('delivery'). Returns what was recorded (None: no train
         of this device awaits a report that started then, or the ledger failed, which inhibits).
-        Called from the driver's thread; never raises for a bad report."""
+        Called from the driver's thread; never raises: an internal error leaves the counted dose
+        and inhibits stimulation (source 'governor'), as in :meth:`request`."""
+        with self._lock:
+            try:
+                return self._record_delivered(device, report)
+            except Exception as exc:
+                log.exception("safety: governor error recording what %s delivered: %r", device, report)
+                self._inhibit(GOVERNOR_SOURCE, f"internal error recording a delivered dose: {exc!r}", math.nan)
+                return None
+
+    def _record_delivered(self, device: str, report: TrainEnd) -> Accounting | None:
         with self._lock:
             dev = self._devices.get(device)
             item = accounting.match(dev.awaiting, report.t_start) if dev is not None else None
