@@ -385,10 +385,10 @@ class TriggerBoxDriver(Stimulator):
             t_fall = self._write_low(f"pulse {k + 1}")
             self._pulses += 1
             k += 1
+            if job.period_s is None or (job.count is not None and k >= job.count):
+                return  # every pulse went out (a stop during the last one cut only its width)
             if self._cancel.is_set():
                 tally.ended_by = self._cancel_by
-                return
-            if job.period_s is None or (job.count is not None and k >= job.count):
                 return
             # Next rising edge: on the grid t_first + k*period (no drift), but never closer to the
             # previous one than period - tolerance, never less than MIN_LOW_S after the falling edge,
