@@ -255,10 +255,11 @@ def test_estop_from_another_process_cuts_the_running_train_and_the_session_recor
 
 
 def test_a_skipped_slot_reaches_the_ledger_the_journal_and_the_report(tmp_path, monkeypatch, control_dir, box, source):
-    # The session's own trigger box driver wakes 120 ms late for pulse 2 of its first train (5 Hz: pulse 3's
-    # slot then comes less than a period later and is skipped), through the pulse thread's sleeping seam.
-    LateWake(pulse=2, late_s=0.12, trains=1).install(monkeypatch)
-    protocol, site = _files(tmp_path, source, box, frequency=5, refractory="2 s")  # trains of 5 pulses, 1 s
+    # The session's own trigger box driver wakes 600 ms late for pulse 2 of its first train (1 Hz: pulse 3's
+    # slot then comes less than a period later and is skipped), through the pulse thread's sleeping seam. At
+    # 1 Hz load alone never skips a slot (that takes a 500 ms stall), so every other pulse is delivered.
+    LateWake(pulse=2, late_s=0.6, trains=1).install(monkeypatch)
+    protocol, site = _files(tmp_path, source, box, frequency=1, pulses=4, refractory="5 s")  # 4 pulses, 4 s
     live = start_session(monkeypatch, tmp_path / "sessions", protocol, site, build_report=True, record_xdf=False)
     live.wait_block("stim")
     source.mode = "on"
@@ -271,11 +272,11 @@ def test_a_skipped_slot_reaches_the_ledger_the_journal_and_the_report(tmp_path, 
     assert result.status == "completed"
 
     fires = allowed_fires(live, "tavns")
-    planned = PULSES_PER_TRAIN * len(fires)
+    planned = 4 * len(fires)
     assert len(pulses_in(device_log(box))) == planned - 1  # the stimulator got one pulse less
     [short] = live.events("short_train", device="tavns")
-    assert (short["data"]["planned"], short["data"]["delivered"], short["data"]["ended_by"]) == (5, 4, "completed")
-    assert "pulse 3 due at +0.400 s" in short["data"]["reason"]
+    assert (short["data"]["planned"], short["data"]["delivered"], short["data"]["ended_by"]) == (4, 3, "completed")
+    assert "pulse 3 due at +2.000 s" in short["data"]["reason"]
 
     ledger = tmp_path / "sessions" / "ledger" / "h6-lab-p01.jsonl"
     entries = [json.loads(line) for line in ledger.read_text().splitlines()]
