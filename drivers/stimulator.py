@@ -11,10 +11,12 @@ only this interface and standard/serial libraries.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.base import Command, Output, OutputError
+from drivers.delivery import TrainReport
 
 # Command kinds a stimulator accepts (payload keys in brackets):
 ARM = "arm"  # {}
@@ -56,6 +58,25 @@ class Stimulator(Output):
     """
 
     accepts = STIMULATOR_COMMANDS
+    counts_pulses: bool = False  # True: every train's delivered pulses are reported (report_trains_to)
+    _train_listener: Callable[[TrainReport], None] | None = None
+
+    def report_trains_to(self, listener: Callable[[TrainReport], None] | None) -> bool:
+        """Have ``listener`` called with a TrainReport whenever a train ends (from the driver's own
+        thread; it must not block). Returns ``counts_pulses``: False means this driver cannot count a
+        train's pulses and reports nothing, so the caller must assume the planned dose."""
+        self._train_listener = listener
+        return self.counts_pulses
+
+    def _report_train(self, report: TrainReport) -> None:
+        """Hand ``report`` to the listener; a failing listener never stops the driver's thread."""
+        listener = self._train_listener
+        if listener is None:
+            return
+        try:
+            listener(report)
+        except Exception:  # the listener logs and inhibits on its side; the pulse thread must go on
+            pass
 
     def open(self) -> None:
         self.connect()

@@ -22,6 +22,12 @@ edges are never closer than one period minus min(1 ms, 5 %) (so a late wake-up i
 gradually, not by bunching), and a slot more than half a period late is skipped and counted
 in ``status().parameters["missed_slots"]``.
 
+Accounting: when a train ends the driver reports what left (``report_trains_to``, a
+``drivers.delivery.TrainReport``): the rising edges written (a pulse cut short by stop still
+counts), the slots skipped with the time each was due and how late the thread was, and what
+ended it (completed, stopped, disarmed, a port fault). Single pulses are not reported: their
+only edge is written by ``fire`` itself, which raises if it fails.
+
 Safety: the 0 is never skipped. ``stop``/``disarm`` end a pulse or train at once and write
 0 themselves; a failed write of 0 is retried once, then latched as a fault ("line may be
 stuck high"): every later command raises DeviceError with that reason, ``status().error``
@@ -35,12 +41,13 @@ import math
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pylsl
 import serial
 
+from drivers.delivery import COMPLETED, DISARMED, FAULT, STOPPED, MissedSlot, TrainReport
 from drivers.stimulator import DeviceError, DeviceStatus, NotReady, Stimulator
 
 MIN_PULSE_WIDTH_S = 0.001  # one USB frame: a shorter width is not reliably produced by a virtual COM port
@@ -59,6 +66,17 @@ class _Job:
     width_s: float
     period_s: float | None  # None: a single pulse
     count: int | None  # pulses in the train; None: until stop()
+
+
+@dataclass
+class _Tally:
+    """What one train put on the wire so far (the pulse thread's own record, turned into a report)."""
+
+    rises: int = 1  # rising edges written; the first one by fire/start
+    missed: list[MissedSlot] = field(default_factory=list)
+    ended_by: str = COMPLETED
+    uncertain: bool = False  # a write failed: its pulse is counted, but may not have gone out
+    detail: str = ""
 
 
 def _jitter_tolerance(period_s: float) -> float:
@@ -88,6 +106,8 @@ def _check_parameters(code: Any, width: Any, frequency: Any, duration: Any) -> N
 class TriggerBoxDriver(Stimulator):
     """A TTL trigger output on a virtual COM port; arm/disarm are software states."""
 
+    counts_pulses = True  # it writes every edge itself
+
     def __init__(self, port: str, code: int = 1, pulse_width_s: float = 0.01, baudrate: int = 115200,
                  frequency_hz: float | None = None, train_duration_s: float | None = None,
                  write_timeout_s: float = 0.2, on_error: Callable[[str], None] | None = None,
@@ -109,6 +129,7 @@ class TriggerBoxDriver(Stimulator):
         self._state_lock = threading.RLock()  # arm/disarm/fire/start/stop/set transitions
         self._io_lock = threading.Lock()  # one write at a time on the port
         self._cancel = threading.Event()  # ends the running pulse/train now
+        self._cancel_by = STOPPED  # who set _cancel: stop() or disarm() (for the train's report)
         self._idle = threading.Event()
         self._idle.set()
         self._job: _Job | None = None
@@ -172,7 +193,7 @@ class TriggerBoxDriver(Stimulator):
         """E-STOP path: disarmed at once, any pulse/train ended, the line written low."""
         with self._state_lock:
             self._armed = False
-            self._cancel.set()
+            self._end_train(DISARMED)
         if self._serial is None:
             return pylsl.local_clock()
         return self._write_low("disarm")
@@ -209,7 +230,7 @@ class TriggerBoxDriver(Stimulator):
 
     def stop(self) -> float:
         """End the pulse/train at once (the current pulse is cut short) and leave the line low."""
-        self._cancel.set()
+        self._end_train(STOPPED)
         if self._serial is None:
             return pylsl.local_clock()
         self._idle.wait(timeout=1.0)
@@ -237,6 +258,18 @@ class TriggerBoxDriver(Stimulator):
         return self._idle.wait(timeout)
 
     # ------------------------------------------------------------------ internals
+    def _end_train(self, by: str) -> None:
+        """Cancel the running pulse/train; the first of stop/disarm names the ending in its report."""
+        if not self._cancel.is_set():
+            self._cancel_by = by
+        self._cancel.set()
+
+    def _sleep_until(self, t: float, pulse: int, edge: str) -> bool:
+        """Wait until LSL time ``t`` for ``edge`` ("rise"/"fall") of pulse ``pulse`` (1-based); True if
+        stop/disarm came first. The only place the pulse thread sleeps: a test makes a wake-up late
+        here, as a loaded machine does, to see a slot skipped and reported."""
+        return self._cancel.wait(max(0.0, t - pylsl.local_clock()))
+
     def _require_port(self) -> None:
         if self._serial is None:
             raise DeviceError(f"{self.name}: not connected (call connect())")
@@ -254,22 +287,30 @@ class TriggerBoxDriver(Stimulator):
                     raise NotReady(f"{self.name}: previous pulse still high until t={job.t_first + job.width_s:.4f}")
                 raise NotReady(f"{self.name}: a train is running; stop() it first")
             self._cancel.clear()
+            self._cancel_by = STOPPED
             self._idle.clear()
             code, width = self._code, self._width
+            t_try = pylsl.local_clock()
             try:
                 t = self._write(code)
             except DeviceError as exc:
+                failure = exc
                 self._latch(f"port failed writing trigger code {code}: {exc}")
                 try:
                     self._write_low("failed trigger")
                 except DeviceError:
                     pass
-                finally:
-                    self._idle.set()
-                raise
-            self._job = _Job(t, code, width, period_s, count)
-            self._jobs.put(self._job)
-            return t
+            else:
+                self._job = _Job(t, code, width, period_s, count)
+                self._jobs.put(self._job)
+                return t
+        try:
+            if period_s is not None:  # a train whose first edge failed: at most that one pulse left
+                self._report_train(TrainReport(t_try, pylsl.local_clock(), count, 1, FAULT, confirmed=False,
+                                               detail=f"the first trigger's write failed: {failure}"))
+        finally:
+            self._idle.set()
+        raise failure
 
     def _write(self, value: int, unless_cancelled: bool = False) -> float:
         """Write one byte; returns the LSL time it left. With ``unless_cancelled`` a rising edge is
@@ -322,21 +363,32 @@ class TriggerBoxDriver(Stimulator):
             job = self._jobs.get()
             if job is None:
                 return
+            tally = _Tally()
             try:
-                self._run(job)
-            except DeviceError:
-                pass  # latched by _write_low / _latch; the next command raises it
+                self._run(job, tally)
+            except DeviceError as exc:  # latched by _write_low / _latch; the next command raises it
+                tally.ended_by, tally.detail = FAULT, str(exc)
             finally:
-                self._idle.set()
+                try:
+                    if job.period_s is not None:  # before idle: stop() returns, and the next train starts, after it
+                        self._report_train(TrainReport(
+                            job.t_first, pylsl.local_clock(), job.count, tally.rises, tally.ended_by,
+                            tuple(tally.missed), not tally.uncertain, tally.detail))
+                finally:
+                    self._idle.set()
 
-    def _run(self, job: _Job) -> None:
+    def _run(self, job: _Job, tally: _Tally) -> None:
+        """Write the job's remaining edges, recording in ``tally`` what went out and how it ended."""
         k, t_rise = 0, job.t_first
         while True:
-            self._cancel.wait(max(0.0, t_rise + job.width_s - pylsl.local_clock()))
+            self._sleep_until(t_rise + job.width_s, k + 1, "fall")
             t_fall = self._write_low(f"pulse {k + 1}")
             self._pulses += 1
             k += 1
-            if self._cancel.is_set() or job.period_s is None or (job.count is not None and k >= job.count):
+            if job.period_s is None or (job.count is not None and k >= job.count):
+                return  # every pulse went out (a stop during the last one cut only its width)
+            if self._cancel.is_set():
+                tally.ended_by = self._cancel_by
                 return
             # Next rising edge: on the grid t_first + k*period (no drift), but never closer to the
             # previous one than period - tolerance, never less than MIN_LOW_S after the falling edge,
@@ -344,18 +396,25 @@ class TriggerBoxDriver(Stimulator):
             earliest = max(t_rise + job.period_s - _jitter_tolerance(job.period_s), t_fall + MIN_LOW_S)
             target = max(job.t_first + k * job.period_s, earliest)
             while target - (job.t_first + k * job.period_s) > 0.5 * job.period_s:
+                due = job.t_first + k * job.period_s
                 self._missed += 1
+                tally.missed.append(MissedSlot(k + 1, due, earliest - due))
                 k += 1
                 target = max(job.t_first + k * job.period_s, earliest)
             if job.count is not None and k >= job.count:
                 return
-            if self._cancel.wait(max(0.0, target - pylsl.local_clock())):
+            if self._sleep_until(target, k + 1, "rise"):
+                tally.ended_by = self._cancel_by
                 return
             try:
                 t_rise = self._write(job.code, unless_cancelled=True)
             except DeviceError as exc:
+                tally.rises += 1  # the byte may have left before the failure: counted, not confirmed
+                tally.uncertain, tally.ended_by, tally.detail = True, FAULT, f"port failed in a train: {exc}"
                 self._latch(f"port failed writing trigger code {job.code} in a train: {exc}")
                 self._write_low("failed train pulse")
                 return
             if t_rise < 0:  # cancelled between the wait and the write
+                tally.ended_by = self._cancel_by
                 return
+            tally.rises += 1

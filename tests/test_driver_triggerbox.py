@@ -19,6 +19,8 @@ from drivers.triggerbox import TriggerBoxDriver
 from sim.devices import create
 from sim.devices.triggerbox import VirtualTriggerBox
 
+from late_pulse_thread import LateWakeUp
+
 
 def wait_for(predicate, timeout: float = 3.0) -> bool:
     deadline = time.monotonic() + timeout
@@ -237,3 +239,109 @@ def test_send_dispatches_commands(box, driver):
     assert box.pulses[0].code == 42
     driver.send(Command("disarm", 0.0))
     assert not driver.status().armed
+
+
+# ----------------------------------------------------------------------------- what a train delivered
+
+
+def reported(drv: TriggerBoxDriver) -> list:
+    out: list = []
+    assert drv.report_trains_to(out.append) is True  # the trigger box counts what it writes
+    return out
+
+
+# Trains here run at 1 Hz: a slot is skipped only when the pulse thread is more than half a period (500 ms)
+# late, which no load seen on CI machines causes (a 2-core machine at load 6 stalled a waiting thread up to
+# ~250 ms): the only skipped slot is the one a test forces.
+
+
+def test_a_completed_train_reports_every_pulse_delivered(box, driver):
+    reports = reported(driver)
+    driver.set_parameters(frequency_hz=1.0, train_duration_s=3.0)  # 3 pulses, 1 s apart
+    driver.arm()
+    t_sent = driver.fire()
+    assert driver.wait_idle(5.0)  # the report is made before the driver is idle again
+    [r] = reports
+    assert (r.planned, r.delivered, r.ended_by, r.missed, r.confirmed) == (3, 3, "completed", (), True)
+    assert r.t_start == t_sent and r.t_end > r.t_start
+    assert wait_for(lambda: len(box.pulses) == 3)
+
+
+def test_a_late_wake_up_skips_one_slot_and_the_report_says_which_and_how_late(box):
+    # 1 Hz: the thread wakes 600 ms (0.6 period) late for pulse 2's edge; pulse 2 goes out late, so
+    # pulse 3's slot would come less than a period after it and is skipped (more than half a period late)
+    drv = LateWakeUp(box.port, code=5, pulse_width_s=0.01, frequency_hz=1.0, train_duration_s=4.0,
+                     late_for=2, late_s=0.6)
+    drv.connect()
+    try:
+        reports = reported(drv)
+        drv.arm()
+        t_sent = drv.fire()
+        assert drv.wait_idle(5.0)
+        [r] = reports
+        assert (r.planned, r.delivered, r.ended_by, r.confirmed) == (4, 3, "completed", True)
+        [missed] = r.missed
+        assert missed.pulse == 3
+        assert missed.t_due == pytest.approx(t_sent + 2 * 1.0, abs=1e-9)
+        assert missed.late_s > 0.5 * 1.0
+        assert drv.status().parameters["missed_slots"] == 1
+        assert wait_for(lambda: len(box.pulses) == 3)  # the stimulator saw exactly what was reported
+        time.sleep(0.05)
+        assert len(box.pulses) == 3
+    finally:
+        drv.close()
+
+
+def test_a_stopped_train_reports_the_pulses_that_left_before_the_stop(box, driver):
+    reports = reported(driver)
+    driver.set_parameters(frequency_hz=10.0, train_duration_s=5.0)  # 50 pulses
+    driver.arm()
+    driver.fire()
+    assert wait_for(lambda: len(box.pulses) >= 3)
+    driver.stop()
+    assert driver.wait_idle(1.0)
+    [r] = reports
+    assert r.ended_by == "stopped" and r.planned == 50 and 3 <= r.delivered < 50 and r.confirmed
+    time.sleep(0.1)
+    assert len(box.pulses) == r.delivered  # a pulse cut short by the stop still counts: its edge went out
+
+
+def test_disarm_and_a_continuous_train_are_reported_too(box, driver):
+    reports = reported(driver)
+    driver.set_parameters(frequency_hz=10.0)
+    driver.arm()
+    driver.start()  # until stopped: no planned count
+    assert wait_for(lambda: len(box.pulses) >= 2)
+    driver.disarm()
+    assert driver.wait_idle(1.0)
+    [r] = reports
+    assert r.ended_by == "disarmed" and r.planned is None and r.delivered >= 2
+    time.sleep(0.1)
+    assert len(box.pulses) == r.delivered
+
+
+def test_a_port_failure_in_a_train_is_reported_as_a_fault(box):
+    errors: list[str] = []
+    drv = TriggerBoxDriver(box.port, code=3, pulse_width_s=0.01, frequency_hz=10.0, train_duration_s=1.0,
+                           on_error=errors.append)
+    drv.connect()
+    reports = reported(drv)
+    drv.arm()
+    box.faults.unplug_on_code = True  # the first rising edge arrives, then the port is gone
+    drv.fire()
+    assert drv.wait_idle(2.0)
+    [r] = reports
+    assert r.ended_by == "fault" and r.planned == 10 and "stuck high" in r.detail
+    # every edge the port took is counted; the box vanished on the first, so it may have missed a later one
+    assert 1 <= len(box.pulses) <= r.delivered < 10
+    assert errors
+    with pytest.raises(DeviceError):
+        drv.close()
+
+
+def test_single_pulses_are_not_reported(box, driver):
+    reports = reported(driver)
+    driver.arm()
+    driver.fire()
+    assert driver.wait_idle(1.0)
+    assert reports == []

@@ -897,7 +897,8 @@ def test_ledger_entries_are_validated(tmp_path) -> None:
     for bad, why in ((good.replace('"pulses":1', '"pulses":"1"'), "pulses must be a finite number"),
                      (good.replace('"kind":"fire"', '"kind":"zap"'), "unknown entry kind 'zap'"),
                      (good.replace("+00:00", ""), "wall must be an ISO time with a UTC offset"),
-                     (good.replace('"v":1', '"v":2'), "unknown ledger version 2"),
+                     (good.replace('"v":1', '"v":3'), "unknown ledger version 3 (this controller reads 1, 2)"),
+                     (good.replace('"kind":"fire"', '"kind":"delivered"'), "unknown entry kind 'delivered'"),  # not in v1
                      (good[:-1] + ',"settings":{"current_a":"x"}}', "settings must map names to finite numbers")):
         path.write_text(good + "\n" + bad + "\n")
         with pytest.raises(LedgerError) as info:

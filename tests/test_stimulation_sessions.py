@@ -23,6 +23,7 @@ import pyxdf
 
 from controller.control_channel import request
 
+from late_pulse_thread import LateWake
 from stim_session_rig import (
     ControlDir,
     SignalSource,
@@ -251,3 +252,40 @@ def test_estop_from_another_process_cuts_the_running_train_and_the_session_recor
     stopped = live.events("state", state="stopped")
     assert eeg["time_stamps"][-1] >= stopped[-1]["t"] - 0.5
     assert (eeg["time_stamps"] > estop[0]["t"] + 1.0).sum() > 0  # (the session went on 1 s after it)
+
+
+def test_a_skipped_slot_reaches_the_ledger_the_journal_and_the_report(tmp_path, monkeypatch, control_dir, box, source):
+    # The session's own trigger box driver wakes 600 ms late for pulse 2 of its first train (1 Hz: pulse 3's
+    # slot then comes less than a period later and is skipped), through the pulse thread's sleeping seam. At
+    # 1 Hz load alone never skips a slot (that takes a 500 ms stall), so every other pulse is delivered.
+    LateWake(pulse=2, late_s=0.6, trains=1).install(monkeypatch)
+    protocol, site = _files(tmp_path, source, box, frequency=1, pulses=4, refractory="5 s")  # 4 pulses, 4 s
+    live = start_session(monkeypatch, tmp_path / "sessions", protocol, site, build_report=True, record_xdf=False)
+    live.wait_block("stim")
+    source.mode = "on"
+    wait_for(lambda: len(allowed_fires(live, "tavns")) >= 2, 30, "two allowed trains")
+    source.mode = "off"
+    wait_for(lambda: live.engine.snapshot()["features"].get("amp", 1.0) < 50e-6, 20, "the feature to fall")
+    wait_for(lambda: len(live.events("delivery", device="tavns")) == len(allowed_fires(live, "tavns")), 20,
+             "every allowed train to be reported")
+    result = live.finish()
+    assert result.status == "completed"
+
+    fires = allowed_fires(live, "tavns")
+    planned = 4 * len(fires)
+    assert len(pulses_in(device_log(box))) == planned - 1  # the stimulator got one pulse less
+    [short] = live.events("short_train", device="tavns")
+    assert (short["data"]["planned"], short["data"]["delivered"], short["data"]["ended_by"]) == (4, 3, "completed")
+    assert "pulse 3 due at +2.000 s" in short["data"]["reason"]
+
+    ledger = tmp_path / "sessions" / "ledger" / "h6-lab-p01.jsonl"
+    entries = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert sum(e["pulses"] for e in entries if e["kind"] == "fire") == planned  # counted before each train
+    delivered = [e for e in entries if e["kind"] == "delivered"]
+    assert len(delivered) == len(fires) and sum(e["delivered"]["pulses"] for e in delivered) == planned - 1
+    assert sum(e["pulses"] for e in entries) == planned - 1  # what the ledger counts for the day and session
+
+    stim = json.loads((result.session_dir / "report" / "summary.json").read_text())["stimulation"]
+    tavns = stim["devices"]["tavns"]
+    assert (tavns["pulses_planned"], tavns["pulses_delivered"], tavns["short_trains"]) == (planned, planned - 1, 1)
+    assert stim["short_trains"][0]["reason"] == short["data"]["reason"]

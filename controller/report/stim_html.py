@@ -34,10 +34,21 @@ def stimulation_section(stim: dict[str, Any] | None, figures: dict[str, tuple[Pa
     parts += [f"<p class='warn'>⚠ {escape(p)}</p>" for p in stim["problems"]]
     parts.append(_table([{"device": k, **v} for k, v in stim["devices"].items()], [
         ("device", "device"), ("fires", "fires"), ("single_pulses", "single pulses"), ("trains", "trains"),
-        ("starts", "starts"), ("stops", "stops"), ("sets", "sets"), ("pulses", "pulses"), ("refused", "refused"),
+        ("starts", "starts"), ("stops", "stops"), ("sets", "sets"), ("pulses_planned", "pulses planned"),
+        ("pulses_delivered", "pulses delivered"), ("short_trains", "short trains"),
+        ("trains_not_confirmed", "trains not confirmed"), ("refused", "refused"),
         ("not_ready", "not ready"), ("device_faults", "device faults"), ("device_log", "device log"),
         ("arrivals_matched", "arrivals matched"),
     ], left={"device", "device_log"}))
+    if "delivery_definition" in stim:
+        parts.append("<p class='meta'>" + escape(stim["delivery_definition"]) + "</p>")
+    if stim.get("short_trains"):
+        parts.append("<h3>Short trains</h3>")
+        parts.append(_table(_times(stim["short_trains"], "t_s"), [
+            ("t_s", "time (s)"), ("device", "device"), ("rule", "rule"), ("planned", "planned"),
+            ("delivered", "delivered"), ("ended_by", "ended by"), ("missed_slots", "skipped slots"),
+            ("reason", "reason"),
+        ], left={"device", "rule", "ended_by", "reason"}))
     parts += _figures(STIM_FIGURES, figures)
     lat = stim["latency_ms"]
     parts.append("<h3>Latency of delivered stimuli (ms)</h3><p class='meta'>"

@@ -15,7 +15,9 @@ Definitions (printed in the report):
 - source -> arrival = logged arrival at the device - ``t_source``; sent -> arrival the link's part;
 - latency statistics count delivered 'fire' and 'start' commands (those that stimulate);
 - a governor refusal appears twice in the journal (the verdict, then the dispatcher's refused
-  command); they are paired by device, command and source time and counted once.
+  command); they are paired by device, command and source time and counted once;
+- planned vs delivered pulses per device and the short trains come from the governor's 'delivery'
+  and 'short_train' events (:mod:`controller.report.delivered`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from controller import events as ev
+from controller.report import delivered
 from controller.report.data import SessionData
 from controller.report.device_logs import DeviceLog, match_arrivals, read_device_logs
 from controller.report.metrics import ms_stats
@@ -69,6 +72,7 @@ class SessionStimulation:
     device_faults: list[dict[str, Any]]
     logs: dict[str, DeviceLog] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    deliveries: delivered.Deliveries = field(default_factory=delivered.Deliveries)
 
 
 def _verdict_text(ok: bool, kind: str, reason: str, note: str) -> str:
@@ -153,7 +157,8 @@ def collect(data: SessionData, session_dir: Path | None = None) -> SessionStimul
         row["source_to_arrival_ms"] = (arrival - row["t_source"]) * 1e3 \
             if arrival is not None and row["t_source"] is not None else None
         row["sent_to_arrival_ms"] = (arrival - row["t_sent"]) * 1e3 if arrival is not None else None
-    return SessionStimulation(r.commands, r.refusals, r.interlocks, r.estops, r.faults, logs, problems)
+    return SessionStimulation(r.commands, r.refusals, r.interlocks, r.estops, r.faults, logs, problems,
+                              delivered.collect(data.events, data.t0))
 
 
 def _command_row(d: dict[str, Any], t: float, t_source: float | None, t0: float,
@@ -188,7 +193,8 @@ def _command_row(d: dict[str, Any], t: float, t_source: float | None, t0: float,
 
 
 def device_totals(stim: SessionStimulation) -> dict[str, dict[str, Any]]:
-    """Per device: deliveries (fires, single pulses, trains, starts), pulses, refusals, arrivals."""
+    """Per device: deliveries (fires, single pulses, trains, starts), pulses planned and delivered, short
+    trains, refusals, arrivals. ``pulses`` is the planned count (kept under that name for older readers)."""
     names = sorted({str(c["device"]) for c in stim.commands} | {str(r["device"]) for r in stim.refusals}
                    | set(stim.logs), key=str)
     out: dict[str, dict[str, Any]] = {}
@@ -218,6 +224,7 @@ def device_totals(stim: SessionStimulation) -> dict[str, dict[str, Any]]:
             "device_log": logged.path.name if logged is not None else None,
             "arrivals_matched": sum(1 for c in cmds if c.get("arrival_t") is not None) if logged is not None else None,
         }
+        out[name].update(delivered.device_figures(stim.deliveries, name, out[name]["pulses"]))
     return out
 
 
@@ -247,6 +254,7 @@ def summary(stim: SessionStimulation | None) -> dict[str, Any] | None:
             "interlocks": len(stim.interlocks),
             "estops": len(stim.estops),
             "device_faults": len(stim.device_faults),
+            "short_trains": len(stim.deliveries.short),
         },
         "latency_ms": {k: ms_stats(v) for k, v in lat.items()},
         "latency_definition": LATENCY_DEFINITION,
@@ -255,6 +263,9 @@ def summary(stim: SessionStimulation | None) -> dict[str, Any] | None:
         "interlocks": stim.interlocks,
         "estops": stim.estops,
         "device_faults": stim.device_faults,
+        "delivery_definition": delivered.DEFINITION,
+        "deliveries": stim.deliveries.reports,
+        "short_trains": stim.deliveries.short,
         "device_logs": {name: {"file": dl.path.name, "kind": dl.kind, "commands_logged": int(dl.t.size),
                                "entries": dl.counts} for name, dl in stim.logs.items()},
         "problems": stim.problems,

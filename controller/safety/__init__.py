@@ -4,7 +4,8 @@
     check_request(site, device, params, kind=...) -> [Violation]  (load-time check of worst-case requests)
     DoseLedger(path, tz=site.tzinfo)              -> the on-disk dose record (append-only, fsync'ed)
     Governor(site, ledger, session_id)            -> request(StimRequest) -> Verdict; arm/disarm/estop;
-                                                     inhibit(source, reason)/clear(source)
+                                                     inhibit(source, reason)/clear(source);
+                                                     record_delivered(device, report) when a train ended
 """
 
 from controller.safety.dose import Totals

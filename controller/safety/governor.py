@@ -16,7 +16,9 @@ What is enforced (see config/site.yaml for the limits themselves):
   ``1/frequency_max``, also for single pulses fired one by one), from the end of a train
   to the next stimulation (``min_inter_train``), after a 'set' (``blanking``), and the
   current ramp while continuous stimulation runs (``ramp_rate_max``);
-* session and daily totals of pulses and charge, across restarts (from the ledger);
+* session and daily totals of pulses and charge, across restarts (from the ledger): a train's
+  whole planned dose is counted before it starts, and what the driver reports it delivered
+  once it has ended (:meth:`Governor.record_delivered`, :mod:`controller.safety.delivered`);
 * time: the governor's clock going back, a source time in the future, or a decision older
   than ``max_loop_latency`` refuse the command and raise an interlock; an input that has
   not been seen for ``input_stall`` raises one too.
@@ -35,19 +37,22 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from controller.clock import now as lsl_now
+from controller import events as ev
 from controller.events import Event
 from controller.protocol import units
+from controller.safety import delivered as accounting
 from controller.safety import dose as dosing
 from controller.safety import limits as L
 from controller.safety import quantities as q
 from controller.safety.commands import ARM, DISARM, FIRE, KINDS, SET, START, STOP, Inhibition, StimRequest, Verdict
 from controller.safety.dose import Delivery, Totals
-from controller.safety.ledger import DoseEntry, DoseLedger, LedgerError
+from controller.safety.delivered import Accounting, Awaiting, TrainEnd
+from controller.safety.ledger import Delivered, DoseEntry, DoseLedger, LedgerError
 from controller.safety.limits import Violation
 from controller.safety.site import DeviceConfig, Site
 from controller.safety.timeline import Stamp, TimeLine
@@ -63,6 +68,7 @@ LEDGER_SOURCE = "ledger"
 STALL_PREFIX = "input_stall:"
 ESTOP_SOURCE = "estop"
 GOVERNOR_SOURCE = "governor"  # the governor itself failed
+DELIVERY_SOURCE = "delivery"  # a device reported more pulses in a train than the train had
 
 
 def utc_now() -> datetime:
@@ -85,6 +91,7 @@ class _Run:
     r_start: float = math.nan  # LSL reading at the start
     r_stop: float | None = None  # LSL reading at the stop request
     w_stop_s: float | None = None  # wall seconds from the start to the stop request
+    reported: bool = False  # the driver said what it delivered: no time-based refund on top
 
 
 @dataclass
@@ -102,6 +109,9 @@ class _Device:
     run: _Run | None = None
     stopped: _Run | None = None  # stopped early, waiting for confirm_stopped
     current_t: float | None = None  # last change of the output current while running
+    awaiting: list[Awaiting] = field(default_factory=list)  # trains whose delivered dose is not reported yet
+    last_stop: tuple[float, str] | None = None  # (clock reading, "disarm: why") of the last stop/disarm
+    short_trains: int = 0  # in this session
 
 
 @dataclass
@@ -242,7 +252,7 @@ class Governor:
         with self._lock:
             dev = self._devices.get(device)
             run = dev.stopped if dev is not None else None
-            if dev is None or run is None or not math.isfinite(t_stopped):
+            if dev is None or run is None or not math.isfinite(t_stopped) or run.reported:
                 return None
             dev.stopped = None
             if run.epoch != self._time.epoch or CLOCK_SOURCE in self._inhibitions or run.r_stop is None:
@@ -268,6 +278,73 @@ class Governor:
                 return None
             self._emit("refund", device=device, pulses=refund.pulses, charge_c=refund.charge_c)
             return refund
+
+    def record_delivered(self, device: str, report: TrainEnd) -> Accounting | None:
+        """A train ended and its driver says what it delivered (``report.delivered`` None: it cannot
+        count). The delivered dose is appended to the ledger as a correction of the train's counted
+        one (see :mod:`controller.safety.delivered`), so totals and caps count delivered pulses from
+        now on; the counted dose stood while the train ran. Journaled as a 'delivery' event, and a
+        train short of its plan also as 'short_train' with the reason. A device that delivered more
+        than its train inhibits stimulation ('delivery'). Returns what was recorded (None: no train
+        of this device awaits a report that started then, or the ledger failed, which inhibits).
+        Called from the driver's thread; never raises: an internal error leaves the counted dose
+        and inhibits stimulation (source 'governor'), as in :meth:`request`."""
+        with self._lock:
+            try:
+                return self._record_delivered(device, report)
+            except Exception as exc:
+                log.exception("safety: governor error recording what %s delivered: %r", device, report)
+                self._inhibit(GOVERNOR_SOURCE, f"internal error recording a delivered dose: {exc!r}", math.nan)
+                return None
+
+    def _record_delivered(self, device: str, report: TrainEnd) -> Accounting | None:
+        with self._lock:
+            dev = self._devices.get(device)
+            item = accounting.match(dev.awaiting, report.t_start) if dev is not None else None
+            reading = self._clock()
+            if dev is None or item is None:
+                if report.delivered is not None:  # e.g. a train committed before a restart: it stays as counted
+                    self._emit("delivery_unmatched", device=device, t_start=report.t_start, delivered=report.delivered)
+                return None
+            dev.awaiting.remove(item)
+            entries = self.ledger.train_entries(item.entry)
+            if not entries:  # its entry was never written (ledger failure): nothing to correct
+                return None
+            stop = dev.last_stop[1] if dev.last_stop is not None and dev.last_stop[0] >= item.t else None
+            result = accounting.account(item, entries, report, stop, self.ledger.tz)
+            ref = entries[0]
+            facts = Delivered(result.dose.pulses, result.dose.charge_c, result.counted.pulses, result.counted.charge_c,
+                              item.planned, result.confirmed, report.ended_by, result.reason)
+            entry = DoseEntry(device, self.session_id, "delivered", reading, ref.wall, result.correction.pulses,
+                              result.correction.charge_c, ref.end_s, ref.last_pulse_s, ref.train, ref.rule, {},
+                              item.entry, facts)
+            try:
+                self.ledger.append(entry)
+            except (LedgerError, ValueError, OSError) as exc:
+                self._inhibit(LEDGER_SOURCE, str(exc), reading)
+                return None
+            for run in (dev.run, dev.stopped):
+                if run is not None and run.entry == item.entry:
+                    run.reported = True
+            if dev.stopped is not None and dev.stopped.reported:
+                dev.stopped = None
+            if result.short:
+                dev.short_trains += 1
+            data = {"device": device, "entry": item.entry, "train": item.kind, "rule": item.rule,
+                    "planned": item.planned, "delivered": result.delivered, "counted": result.counted.pulses,
+                    "recorded": result.dose.pulses, "charge_counted_c": result.counted.charge_c,
+                    "charge_recorded_c": result.dose.charge_c, "confirmed": result.confirmed,
+                    "ended_by": report.ended_by, "short": result.short, "reason": result.reason,
+                    "t_start": report.t_start, "t_end": report.t_end,
+                    "missed": [{"pulse": m.pulse, "t_due": m.t_due, "late_s": m.late_s} for m in report.missed]}
+            self._publish_kind(ev.DELIVERY, item.t_source, data)
+            if result.short:
+                log.warning("safety: %s short train: %s", device, result.reason)
+                self._publish_kind(ev.SHORT_TRAIN, item.t_source, {**data, "count": dev.short_trains})
+            if result.over and item.kind == FIRE:
+                self._inhibit(DELIVERY_SOURCE, f"{device} delivered {result.delivered} pulses in a train of "
+                                               f"{item.planned:g}: the device did more than was allowed", reading)
+            return result
 
     def set_motor_threshold(self, device: str, pct: float, operator: str) -> Verdict:
         """The participant's resting motor threshold (% of maximum output), for train tables in % MT."""
@@ -507,6 +584,10 @@ class Governor:
                 run.changed = True
                 if current_changed:
                     dev.current_t = now
+                for item in dev.awaiting:  # its pulses are counted at the largest charge they had
+                    if item.entry == run.entry and item.pulse_charge_c is not None:
+                        q = accounting.pulse_charge(START, new, run.delivery)
+                        item.pulse_charge_c = None if q is None else max(item.pulse_charge_c, q)
 
         return v, _Plan(entries, apply, ", ".join(f"{k}={x:g}" for k, x in changes.items()))
 
@@ -576,6 +657,11 @@ class Governor:
                 dev.run = _Run(now, now + delivery.end_s, dict(settings), delivery, wall_now, numbers[0],
                                epoch=self._time.epoch, r_start=stamp.reading)
                 dev.current_t = now + ramp_s
+            if delivery.train and numbers[0] > 0:  # its driver will say what it delivered
+                dev.awaiting.append(Awaiting(numbers[0], kind, stamp.reading, delivery.pulses,
+                                             accounting.pulse_charge(kind, settings, delivery), req.rule,
+                                             _sample_time(req)))
+                del dev.awaiting[:-accounting.MAX_AWAITING]
 
         pulses = f"{q.fmt(delivery.pulses, q.COUNT)} pulse{'s' if delivery.pulses != 1 else ''}"
         charge = f", {q.fmt(delivery.charge_c, q.CHARGE)}" if delivery.charge_c else ""
@@ -625,6 +711,7 @@ class Governor:
         def apply(numbers: list[int]) -> None:
             if req.kind == DISARM:
                 dev.armed, dev.armed_by = False, None
+            dev.last_stop = (stamp.reading, f"{req.kind}: {req.rule}" if req.rule else req.kind)
             if run is None:
                 return
             dev.run = None
@@ -638,7 +725,7 @@ class Governor:
                 if not run.restored:
                     run.r_stop = stamp.reading
                     run.w_stop_s = (wall_now - run.wall).total_seconds()
-                    dev.stopped = None if run.changed else run
+                    dev.stopped = None if run.changed or run.reported else run
             dev.last_end_t = end
             if overrun or dev.last_pulse_t is None:
                 dev.last_pulse_t = end
@@ -714,6 +801,15 @@ class Governor:
         self._emit("allowed" if verdict.allowed else "refused", verdict=str(verdict), device=verdict.device,
                     command=verdict.kind, limit=verdict.limit, value=verdict.value, limit_value=verdict.limit_value,
                     rule=verdict.rule, t_source=_sample_time(req))
+
+    def _publish_kind(self, kind: str, t_source: float | None, data: dict[str, object]) -> None:
+        """Publish an event of its own kind (e.g. 'short_train'); a subscriber problem changes nothing here."""
+        if self._publish is None:
+            return
+        try:
+            self._publish(Event(kind, self._clock(), t_source, data))
+        except Exception:
+            log.exception("safety: could not publish a %s event", kind)
 
     def _emit(self, what: str, **data: object) -> None:
         if self._publish is None:

@@ -16,7 +16,21 @@ time: the file is locked while open.
 Entry kinds: ``fire``, ``start`` (the whole planned dose), ``extra`` (a parameter change
 during continuous stimulation that raised the remaining dose), ``overrun`` (stimulation
 stopped after its planned end), ``refund`` (negative: the device confirmed an early stop),
-``stop`` (no dose; when continuous stimulation ended).
+``stop`` (no dose; when continuous stimulation ended), ``delivered`` (a train ended and the
+driver said what it delivered: see below).
+
+Planned, then delivered. A train's whole planned dose is written before it starts (so caps
+hold while it runs). When it ends, a ``delivered`` entry is appended (history is never
+rewritten): its ``delivered`` object holds the facts (pulses and charge the device
+delivered in total for train ``ref``, what had been counted for it, whether the driver
+confirmed the count, how the train ended and why it was short), and its ``pulses`` /
+``charge_c`` are the correction (usually negative) that brings the train's counted dose to
+the delivered one. Totals stay plain sums of ``pulses``/``charge_c``; the correction carries
+the train's own ``wall`` and ``end_s``, so it falls on the same days as the dose it corrects.
+
+Versions: lines are written as version 2 (which added ``delivered``); version 1 lines, from
+older controllers, are read as before. A controller that only knows version 1 refuses a
+ledger with version 2 lines (it could not count them), naming the version.
 """
 
 from __future__ import annotations
@@ -37,12 +51,51 @@ try:
 except ImportError:  # pragma: no cover - not on POSIX
     fcntl = None  # type: ignore[assignment]
 
-VERSION = 1
-KINDS = ("fire", "start", "extra", "overrun", "refund", "stop")
+VERSION = 2
+READS = (1, 2)  # ledger versions this controller reads
+KINDS = ("fire", "start", "extra", "overrun", "refund", "stop", "delivered")
+DOSE_KINDS = ("fire", "start")  # entries that open a train (the ``ref`` of the others)
 
 
 class LedgerError(RuntimeError):
     """The ledger cannot be used (unreadable entry, locked by another process, I/O error)."""
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The facts of a ``delivered`` entry: what train ``ref`` delivered in total, and how it ended."""
+
+    pulses: float  # delivered in total
+    charge_c: float  # delivered in total (C, all phases)
+    counted_pulses: float  # what the ledger counted for the train before this entry
+    counted_charge_c: float
+    planned_pulses: float  # the train's own planned pulses (its fire/start entry)
+    confirmed: bool  # False: the driver could not count them (the counted dose stands)
+    ended_by: str  # completed | stopped | disarmed | fault | unreported
+    reason: str = ""  # why it was short, or why the counted dose was kept
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pulses": self.pulses, "charge_c": self.charge_c, "counted_pulses": self.counted_pulses,
+                "counted_charge_c": self.counted_charge_c, "planned_pulses": self.planned_pulses,
+                "confirmed": self.confirmed, "ended_by": self.ended_by, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "Delivered":
+        if not isinstance(d, dict):
+            raise ValueError(f"delivered must be an object, got {d!r}")
+        nums = {}
+        for key in ("pulses", "charge_c", "counted_pulses", "counted_charge_c", "planned_pulses"):
+            value = d.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"delivered.{key} must be a finite number, got {value!r}")
+            nums[key] = value
+        if not isinstance(d.get("confirmed"), bool):
+            raise ValueError(f"delivered.confirmed must be true or false, got {d.get('confirmed')!r}")
+        for key in ("ended_by", "reason"):
+            if not isinstance(d.get(key, ""), str):
+                raise ValueError(f"delivered.{key} must be text")
+        return cls(nums["pulses"], float(nums["charge_c"]), nums["counted_pulses"], float(nums["counted_charge_c"]),
+                   nums["planned_pulses"], d["confirmed"], d.get("ended_by", ""), d.get("reason", ""))
 
 
 @dataclass(frozen=True)
@@ -61,7 +114,8 @@ class DoseEntry:
     train: bool = False
     rule: str | None = None
     settings: dict[str, float] = field(default_factory=dict)
-    ref: int | None = None  # for stop/refund/extra/overrun: the entry number (1-based) of the start
+    ref: int | None = None  # for stop/refund/extra/overrun/delivered: the entry number (1-based) of the train
+    delivered: Delivered | None = None  # for 'delivered' entries: the facts
 
     def to_json(self) -> str:
         d: dict[str, Any] = {
@@ -75,6 +129,8 @@ class DoseEntry:
             d["settings"] = self.settings
         if self.ref is not None:
             d["ref"] = self.ref
+        if self.delivered is not None:
+            d["delivered"] = self.delivered.to_dict()
         return json.dumps(d, separators=(",", ":"), allow_nan=False)
 
     @classmethod
@@ -82,10 +138,11 @@ class DoseEntry:
         d = json.loads(text)
         if not isinstance(d, dict):
             raise ValueError("not a JSON object")
-        if d.get("v") != VERSION:
-            raise ValueError(f"unknown ledger version {d.get('v')!r} (this controller writes {VERSION})")
+        version = d.get("v")
+        if isinstance(version, bool) or version not in READS:
+            raise ValueError(f"unknown ledger version {version!r} (this controller reads {', '.join(map(str, READS))})")
         kind = d.get("kind")
-        if kind not in KINDS:
+        if kind not in KINDS or (kind == "delivered" and version < 2):
             raise ValueError(f"unknown entry kind {kind!r}")
         for key in ("device", "session"):
             if not isinstance(d.get(key), str):
@@ -105,9 +162,14 @@ class DoseEntry:
                 for k, v in settings.items()):
             raise ValueError(f"settings must map names to finite numbers, got {settings!r}")
         ref = d.get("ref")
+        delivered = None
+        if kind == "delivered":
+            if isinstance(ref, bool) or not isinstance(ref, int):
+                raise ValueError(f"a delivered entry needs the number of its train (ref), got {ref!r}")
+            delivered = Delivered.from_dict(d.get("delivered"))
         return cls(d["device"], d["session"], kind, float(nums["t"]), wall, nums["pulses"], float(nums["charge_c"]),
                    float(nums["end_s"]), float(nums["last_pulse_s"]), bool(d.get("train", False)), d.get("rule"),
-                   {k: float(v) for k, v in settings.items()}, ref if isinstance(ref, int) else None)
+                   {k: float(v) for k, v in settings.items()}, ref if isinstance(ref, int) else None, delivered)
 
 
 def local_date(moment: datetime, tz: tzinfo | None) -> date:
@@ -145,6 +207,7 @@ class DoseLedger:
         self.entries: list[DoseEntry] = []
         self._session: dict[tuple[str, str], Totals] = {}
         self._by_end_day: dict[str, dict[date, Totals]] = {}
+        self._train_parts: dict[int, list[int]] = {}  # train entry number -> numbers of entries that refer to it
         self._fd: int | None = None
         created = not self.path.exists()
         try:
@@ -268,6 +331,8 @@ class DoseLedger:
 
     def _ingest(self, entry: DoseEntry) -> None:
         self.entries.append(entry)
+        if entry.ref is not None:
+            self._train_parts.setdefault(entry.ref, []).append(len(self.entries))
         if entry.kind == "stop":
             return
         add = Totals(entry.pulses, entry.charge_c)
@@ -311,6 +376,13 @@ class DoseLedger:
 
     def today(self, now_wall: datetime) -> date:
         return local_date(now_wall, self.tz)
+
+    def train_entries(self, number: int) -> list[DoseEntry]:
+        """Train ``number`` (its fire/start entry) and every entry that refers to it (extra, overrun,
+        refund, delivered, stop), in order; empty if ``number`` is not a train's entry."""
+        if not 1 <= number <= len(self.entries) or self.entries[number - 1].kind not in DOSE_KINDS:
+            return []
+        return [self.entries[number - 1]] + [self.entries[i - 1] for i in self._train_parts.get(number, [])]
 
     def device_entries(self, device: str) -> Iterable[tuple[int, DoseEntry]]:
         for i, e in enumerate(self.entries, start=1):

@@ -6,6 +6,10 @@ A refusal is published (the governor says which limit and value); a driver error
 inhibits stimulation at once (source ``device:NAME``) and disarms that device.
 Continuous stimulation is stopped at its planned end by the watchdog (``poll``), and
 ``estop`` disarms every device in parallel, so one slow link cannot delay the others.
+
+Delivered doses: every driver's train reports (``Stimulator.report_trains_to``) go to the
+governor, which records them in the dose ledger. A driver that cannot count a train's pulses
+gets its train recorded, right after it was sent, as the planned dose, not confirmed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from controller.safety.commands import DISARM, FIRE, SET, START, STOP, StimReque
 from controller.safety.governor import Governor
 from controller.safety.ledger import local_date
 from controller.stimulation.translate import driver_parameters, sends_settings_while_idle
+from drivers.delivery import UNREPORTED, TrainReport
 from drivers.stimulator import DeviceError, NotReady, Stimulator
 
 log = logging.getLogger(__name__)
@@ -69,6 +74,8 @@ class Stimulation:
         self._timed: queue.Queue = queue.Queue()
         self._halt = threading.Event()
         self._latency_ok_since: float | None = None
+        self._counted = {name: link.driver.report_trains_to(
+            lambda report, name=name: self.governor.record_delivered(name, report)) for name, link in self.links.items()}
         self._timer = threading.Thread(target=self._run_timed, name="stim-timed", daemon=True)
         self._timer.start()
 
@@ -231,6 +238,9 @@ class Stimulation:
             return
         self._command(link.name, FIRE, t_source, t_sent, rule, ok=True, note=verdict.note, basis=basis)
         self.observe_latency(t_sent - (t_source if basis is None else basis))
+        if not self._counted.get(link.name, False):  # nobody will report this train: it stands as planned
+            self.governor.record_delivered(link.name, TrainReport(t_sent, t_sent, None, None, UNREPORTED,
+                                                                  confirmed=False))
 
     def _start(self, link: Link, t_source: float, rule: str, duration_s: float, ramp_s: float | None,
                basis: float | None = None) -> None:
