@@ -102,9 +102,8 @@ class OperatorPanelView(QtWidgets.QWidget):
                                        label=f"{state.fd_threshold_mm:g} mm", labelOpts={"position": 0.03,
                                                                                          "color": "#ff6060"})
         self.p_fd.addItem(self.fd_line)
-        for p in (self.p_proc, self.p_delivery):
-            p.setLogMode(y=True)  # a 5 ms pipeline and a 2000 ms TR on one readable axis
-            p.getAxis("left").setTicks([[(math.log10(v), f"{v:g}") for v in PROC_TICKS_MS], []])
+        self.p_proc.setLogMode(y=True)  # a 5 ms pipeline and a 2000 ms TR on one readable axis
+        self.p_proc.getAxis("left").setTicks([[(math.log10(v), f"{v:g}") for v in PROC_TICKS_MS], []])
         self.proc = self.p_proc.plot(pen=pen("#ffaa33"), symbol="o", symbolSize=4, symbolBrush="#ffaa33",
                                      symbolPen=None)
         self.delivery = self.p_delivery.plot(pen=pen("#999999"), symbol="o", symbolSize=4, symbolBrush="#999999",
@@ -170,8 +169,10 @@ class OperatorPanelView(QtWidgets.QWidget):
             self.delivery.setData(x[known], qc[known, DELIVERY])
             self.delivery_unknown.setVisible(not known.any())
             if not known.any():  # an empty plot with a fixed range and the reason in it
-                self.p_delivery.setYRange(0.0, math.log10(PROC_TICKS_MS[-1]), padding=0)
-                self.delivery_unknown.setPos(float(x[0]), math.log10(PROC_TICKS_MS[-2]))
+                self.p_delivery.setYRange(0.0, 1.0, padding=0)
+                self.delivery_unknown.setPos(float(x[0]), 0.8)
+            else:
+                self.p_delivery.enableAutoRange(axis="y")
         else:
             for item in (*self.trans, *self.rot, self.fd, self.fd_over, self.proc, self.delivery):
                 item.setData([], [])
