@@ -14,7 +14,7 @@ Choices, and why:
 * **Design**: the cumulative GLM's (:class:`controller.fmri.glm.GlmConfig`: constant, Legendre drift
   over the planned run, the 6 motion parameters, the task regressor(s); high-pass if configured), so
   the operator's map and the ROI detrending model the same things. Its groups join when the data can
-  carry them (``GlmConfig.active_columns``): with the sufficient statistics of *all* columns kept
+  carry them (``GlmConfig.active_columns``): with the factorisation of *all* columns kept
   from the first volume, a joining group is just a larger leading block, never a refit.
 * **Numerics**: the factor R is updated by orthogonal rotations, never by forming ``X'X`` (that
   squares the condition number: the Legendre drift over a planned 155-volume run is nearly
