@@ -113,8 +113,8 @@ def run_case(data: np.ndarray, affine: np.ndarray, mask: Path, fmt: str, n_volum
             t_out = t_in
         t0 = appeared.get(volume.index)
         if t0 is not None and volume.index > 2:  # the reference volume builds the ROIs and the realigner once
-            out["detect"].append(1e3 * (volume.acquired - t0))
-            out["read"].append(1e3 * (volume.arrived - volume.acquired))
+            out["detect"].append(1e3 * (volume.received_at - t0))
+            out["read"].append(1e3 * (volume.arrived - volume.received_at))
             out["total"].append(1e3 * (t_out - t0))
         if volume.index >= n_volumes:
             done.set()

@@ -22,10 +22,14 @@ def _mmss(seconds: float) -> str:
 
 
 def volume_text(qc: dict[str, Any]) -> str:
-    """The newest fMRI volume for the status line: its number, head motion (FD) and processing time."""
+    """The newest fMRI volume for the status line: its number, head motion (FD), the pipeline's time
+    (arrival -> feedback) and, when the source knows the acquisition time, the delivery before it."""
     if qc.get("dummy") or "timing_ms" not in qc:
         return f"vol {qc['index']} (dummy)"
-    return f"vol {qc['index']} FD {qc['fd_mm']:.2f} mm {qc['timing_ms']['total']:.0f} ms"
+    t = qc["timing_ms"]
+    delivery = t.get("acquisition_to_arrival")
+    after = "delivery unknown" if delivery is None else f"after {delivery:.0f} ms delivery"
+    return f"vol {qc['index']} FD {qc['fd_mm']:.2f} mm pipeline {t['arrival_to_feedback']:.0f} ms ({after})"
 
 
 def status_line(snap: dict[str, Any], feature: str | None, threshold: str | None,

@@ -2,7 +2,10 @@
 
 Wiring per fMRI input: VolumeSource thread -> VolumePipeline.push -> Engine.on_features ->
 feedback/markers, and the volume's QC (motion, FD, time per stage) to the journal and the
-``<prefix>-fmri-qc`` LSL outlet, all in the source's thread (a volume is one chunk).
+``<prefix>-fmri-qc`` LSL outlet, all in the source's thread (a volume is one chunk). Time is
+journaled as the stages it is (controller/volumes/timing.py): acquisition -> arrival (delivery,
+when the source knows the acquisition time), arrival -> feedback (the pipeline, measured here
+after the engine took the values) and their sum.
 
 The protocol's timeline starts at the first counted volume (after the dummies), as a scanner's
 trigger starts a paradigm. With ``--speed`` (simulator or replay faster than real time) the
@@ -28,6 +31,7 @@ from controller.protocol.compiled import Protocol, VolumeInputSpec, VolumeSource
 from controller.volume_exports import check_sim_export, replay_export
 from controller.volume_sender import ScannerProcess
 from controller.volumes.source import index_ranges
+from controller.volumes.timing import acquisition_time, qc_times_ms, stage_times_ms
 from drivers.base import Command
 
 SIM_FOLDER = "scanner"  # the simulated scanner's export folder inside the session folder
@@ -128,8 +132,9 @@ def wire_volumes(source: Any, pipeline: VolumePipeline, engine: Any, bus: EventB
         qc = result.qc
         qc["input"] = name
         if "timing_ms" in qc:
-            qc["timing_ms"]["total"] = 1e3 * (t_out - volume.acquired)
-            row = [volume.index, *qc["motion"], qc["fd_mm"], qc["timing_ms"]["total"]]
+            qc["timing_ms"] = stage_times_ms(volume, t_out, qc["timing_ms"])
+            qc["acquisition_time"] = acquisition_time(volume)
+            row = [volume.index, *qc["motion"], qc["fd_mm"], *qc_times_ms(qc["timing_ms"])]
             if qc_output is not None:
                 qc_output.send(Command("fmri_qc", volume.acquired, {"row": row}))
         bus.publish(Event(ev.VOLUME, t_out, volume.acquired, qc))

@@ -1,8 +1,11 @@
-"""Per-volume fMRI quality over LSL: head motion, framewise displacement and processing time.
+"""Per-volume fMRI quality over LSL: head motion, framewise displacement and the volume's time in stages.
 
 One outlet ``<prefix>-fmri-qc`` (type ``QC``, float64, irregular rate), one sample per volume
 stamped with the volume's acquisition time, channels in :data:`QC_CHANNELS` order. The
-operator panel follows it and the session's XDF records it.
+operator panel follows it and the session's XDF records it. Time is two channels because it is
+two stages with different owners: ``pipeline_ms`` (arrival -> feedback, the controller's; the TR
+budget applies to it) and ``delivery_ms`` (acquisition -> arrival, the scanner's and the
+transport's; NaN when the source does not know the acquisition time, e.g. a folder).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from drivers.base import Command, Output, OutputError
 
 QC_CHANNELS: tuple[tuple[str, str], ...] = (
     ("index", "volume"), ("tx_mm", "mm"), ("ty_mm", "mm"), ("tz_mm", "mm"),
-    ("rx_deg", "deg"), ("ry_deg", "deg"), ("rz_deg", "deg"), ("fd_mm", "mm"), ("processing_ms", "ms"),
+    ("rx_deg", "deg"), ("ry_deg", "deg"), ("rz_deg", "deg"), ("fd_mm", "mm"), ("pipeline_ms", "ms"),
+    ("delivery_ms", "ms"),
 )
 
 

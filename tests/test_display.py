@@ -220,23 +220,56 @@ def test_operator_panel_follows_qc_feedback_and_blocks(app, prefix, tmp_path):
                 markers.push_sample(["block_end:rest"], t - 0.01)
                 markers.push_sample(["block_start:happy"], t - 0.01)
             fd = 0.9 if i in (18, 19) else 0.05
-            qc.push_sample([i, 0.01 * i, -0.02, 0.03, 0.1, 0.0, -0.05, fd, 25.0 + i], t)
+            qc.push_sample([i, 0.01 * i, -0.02, 0.03, 0.1, 0.0, -0.05, fd, 25.0 + i, 1990.0 + i], t)
             if i >= 17:
                 feedback.push_sample([0.1 * (i - 16), 0.2 * (i - 16)], t)
         pump(app, lambda: w.state.qc.n == len(indices) and w.state.feedback.n == 9 and len(w.state.blocks) == 2,
              "19 volumes, 9 feedback values and 2 blocks")
         app.processEvents()
         counts = w.point_counts()
-        assert counts == {"tx": 19, "rx": 19, "fd": 19, "fd_over": 2, "processing": 19, "feedback": 9, "blocks": 2}
+        assert counts == {"tx": 19, "rx": 19, "fd": 19, "fd_over": 2, "pipeline": 19, "delivery": 19, "feedback": 9,
+                          "blocks": 2}
         assert w.state.last_index == 25 and w.state.missing == 1
         assert w.state.tr_s == pytest.approx(TR, rel=1e-6)
         assert w.tr_line.isVisible() and 10 ** w.tr_line.value() == pytest.approx(TR * 1000)
         status = w.status.text()
-        for part in ("volume 25", "missing 1", "2 > 0.5 mm", "TR 2000 ms", "block 2: happy", "feedback 0.90"):
+        for part in ("volume 25", "missing 1", "2 > 0.5 mm", "pipeline 50 ms (median 41, max 50) / TR budget 2000 ms",
+                     "delivery median 2006 ms, total median 2047 ms", "block 2: happy", "feedback 0.90"):
             assert part in status, (part, status)
+        # the TR budget line is on the pipeline's plot; the delivery has its own, without a budget
+        _, pipe = w.proc.getData()  # log axes: the data as displayed are log10(ms)
+        assert w.tr_line in w.p_proc.items and 10 ** max(pipe) == pytest.approx(50.0)
+        _, delivery = w.delivery.getData()
+        assert min(delivery) == pytest.approx(1996.0) and not w.delivery_unknown.isVisible()  # a linear axis
         x, y = w.trans[0].getData()
         assert x[0] == pytest.approx(0.0) and y[-1] == pytest.approx(0.25)
         snapshot(w, tmp_path / "operator_panel.png")
+    finally:
+        w.close()
+
+
+def test_operator_panel_says_delivery_unknown_for_a_folder_source(app, prefix, tmp_path):
+    """A folder source does not know when a volume was acquired: its QC rows carry NaN delivery; the panel
+    plots the pipeline against the TR budget and says 'unknown' for delivery instead of drawing zeros."""
+    from controller.display.panel import LslOperatorPanel
+
+    qc = qc_outlet(prefix)
+    w = LslOperatorPanel(prefix, PanelState(tr_s=TR))
+    w.resize(1200, 900)
+    w.show()
+    try:
+        connected(app, [qc])
+        t0 = pylsl.local_clock() - 100
+        for i in range(1, 6):
+            qc.push_sample([i, 0, 0, 0, 0, 0, 0, 0.05, 6.0 + i, float("nan")], t0 + i * TR)
+        pump(app, lambda: w.state.qc.n == 5, "5 volumes")
+        app.processEvents()
+        counts = w.point_counts()
+        assert counts["pipeline"] == 5 and counts["delivery"] == 0
+        assert w.delivery_unknown.isVisible()
+        status = w.status.text()
+        assert "pipeline 11 ms (median 9, max 11) / TR budget 2000 ms" in status and "delivery unknown" in status
+        snapshot(w, tmp_path / "operator_panel_folder.png")
     finally:
         w.close()
 
@@ -250,7 +283,7 @@ def test_operator_panel_reports_a_qc_stream_of_the_wrong_layout(app, prefix):
         connected(app, [bad])
         bad.push_sample([1.0, 2.0, 3.0])
         pump(app, lambda: bool(w.error), "the layout error")
-        assert "3 channels, expected 9" in w.error and w.state.qc.n == 0
+        assert "3 channels, expected 10" in w.error and w.state.qc.n == 0
         assert w.status.text().startswith("ERROR fmri-qc stream")
     finally:
         w.close()
@@ -265,8 +298,8 @@ def test_panel_switches_to_the_next_session_of_the_same_name(app, prefix):
     w = LslOperatorPanel(prefix)
     try:
         connected(app, [first])
-        first.push_sample([6, 0, 0, 0, 0, 0, 0, 0.1, 20.0])
-        first.push_sample([7, 0, 0, 0, 0, 0, 0, 0.1, 20.0])
+        first.push_sample([6, 0, 0, 0, 0, 0, 0, 0.1, 20.0, 1970.0])
+        first.push_sample([7, 0, 0, 0, 0, 0, 0, 0.1, 20.0, 1970.0])
         pump(app, lambda: w.state.qc.n == 2, "the first run's volumes")
         del first  # the run ends
         info = pylsl.StreamInfo(f"{prefix}-fmri-qc", "QC", len(QC_CHANNELS), pylsl.IRREGULAR_RATE, "double64",
@@ -274,7 +307,7 @@ def test_panel_switches_to_the_next_session_of_the_same_name(app, prefix):
         second = pylsl.StreamOutlet(info)
         pump(app, lambda: w.state.qc.n == 0, "the switch to the second run")
         connected(app, [second])
-        second.push_sample([6, 0, 0, 0, 0, 0, 0, 0.2, 21.0])
+        second.push_sample([6, 0, 0, 0, 0, 0, 0, 0.2, 21.0, float("nan")])
         pump(app, lambda: w.state.qc.n == 1, "the second run's first volume")
         assert w.state.qc.rows[0, 7] == pytest.approx(0.2)
     finally:

@@ -13,13 +13,16 @@ SNAP = {"block": "happy", "block_index": 1, "n_blocks": 13, "time_left_s": 30.2,
         "features": {"amygdala": 0.8461}, "thresholds": {"target": 1.0}, "frames": 4, "rewarded": 1,
         "state": "running", "inhibitions": {}}
 VOLUME = {"index": 23, "counted": 20, "block": "happy", "motion": [0.0] * 6, "fd_mm": 0.061,
-          "timing_ms": {"read": 2.1, "realign": 5.0, "total": 9.4}}
+          "timing_ms": {"read": 2.1, "realign": 5.0, "acquisition_to_arrival": 1970.2, "arrival_to_feedback": 9.4,
+                        "total": 1979.6}}
 
 
 def test_status_line_shows_the_newest_volume_motion_and_time():
     line = status_line(SNAP, "amygdala", "target", VOLUME)
-    assert line == ("[happy 2/13] 00:30 left (session 08:32) | vol 23 FD 0.06 mm 9 ms | amygdala 0.846 (goal 1) "
-                    "| reward 25% | running")
+    assert line == ("[happy 2/13] 00:30 left (session 08:32) | vol 23 FD 0.06 mm pipeline 9 ms (after 1970 ms "
+                    "delivery) | amygdala 0.846 (goal 1) | reward 25% | running")
+    folder = {**VOLUME, "timing_ms": {**VOLUME["timing_ms"], "acquisition_to_arrival": None, "total": None}}
+    assert volume_text(folder) == "vol 23 FD 0.06 mm pipeline 9 ms (delivery unknown)"
     assert status_line(SNAP, "amygdala", "target") == \
         "[happy 2/13] 00:30 left (session 08:32) | amygdala 0.846 (goal 1) | reward 25% | running"
     assert volume_text({"index": 2, "dummy": True}) == "vol 2 (dummy)"
@@ -48,4 +51,4 @@ def test_the_display_thread_follows_volume_events_from_the_bus():
         display.stop()
     text = out.getvalue()
     assert "volume 24: head moved, FD 1.63 mm (> 0.5 mm)\n" in text
-    assert "| vol 24 FD 1.63 mm 9 ms |" in text
+    assert "| vol 24 FD 1.63 mm pipeline 9 ms (after 1970 ms delivery) |" in text

@@ -54,7 +54,8 @@ def test_amygdala_session_on_the_simulator(tmp_path: Path) -> None:
     assert len(counted) == 47 and counted[0]["index"] == 4  # skip: 3 TR
     for v in counted:
         assert len(v["motion"]) == 6 and v["fd_mm"] >= 0
-        assert v["timing_ms"]["total"] > 0 and set(v["rois"]) == {"amygdala_l"}
+        assert v["timing_ms"]["arrival_to_feedback"] > 0 and set(v["rois"]) == {"amygdala_l"}
+        assert v["timing_ms"]["acquisition_to_arrival"] is None and v["acquisition_time"].startswith("unknown")
     blocks = {v["block"] for v in counted}
     assert blocks == {"rest", "happy"}  # 47 volumes at TR 2 s: the first rest and happy blocks, then rest
     start = next(e for e in events if e["kind"] == "session_start")["data"]
@@ -75,7 +76,9 @@ def test_amygdala_session_on_the_simulator(tmp_path: Path) -> None:
     names = {s["info"]["name"][0] for s in streams}
     assert any(n.endswith("-fmri-qc") for n in names) and any(n.endswith("-state") for n in names)
     qc = next(s for s in streams if s["info"]["name"][0].endswith("-fmri-qc"))
-    assert qc["time_series"].shape == (47, 9)
+    assert qc["time_series"].shape == (47, 10)
+    np.testing.assert_allclose(qc["time_series"][:, 8], [v["timing_ms"]["arrival_to_feedback"] for v in counted])
+    assert np.isnan(qc["time_series"][:, 9]).all()  # a folder does not know the acquisition time
     np.testing.assert_array_equal(qc["time_series"][:, 0], [v["index"] for v in counted])
 
 
@@ -144,6 +147,23 @@ def test_the_real_opennft_run_replayed_matches_the_offline_pipeline(tmp_path: Pa
         streams, _ = pyxdf.load_xdf(str(session / "recording.xdf"))
         sent = next(s for s in streams if s["info"]["type"][0] == "fMRI")
         assert sent["time_series"][:, 0].astype(int).tolist() == list(range(1, 49))
+    # the volume's time as its stages: over LSL the replay stamps each volume with its acquisition and sends it a
+    # period later (as a scanner does once the volume is complete): that period is delivery, not pipeline time
+    period_ms = 1e3 * 1.97 / 6.0
+    for e in [e for e in events if e["kind"] == "volume"][5:]:  # the counted ones (5 dummies)
+        v, t = e["data"], e["data"]["timing_ms"]
+        assert t["arrival_to_feedback"] == pytest.approx(1e3 * (e["t"] - v["received"]), abs=1e-6)
+        if transport == "lsl":
+            assert v["acquisition_time"] == "known (LSL timestamp)"
+            assert t["acquisition_to_arrival"] >= 0.9 * period_ms
+            assert t["total"] == pytest.approx(t["acquisition_to_arrival"] + t["arrival_to_feedback"], abs=1e-9)
+        else:
+            assert v["acquisition_time"].startswith("unknown")
+            assert t["acquisition_to_arrival"] is None and t["total"] is None
+    summary = json.loads((session / "report" / "summary.json").read_text())["fmri"]
+    pipeline = [v["timing_ms"]["arrival_to_feedback"] for v in volumes[5:]]
+    assert summary["tr_fraction"] == pytest.approx(np.median(pipeline) / 1970.0, rel=1e-9)  # the budget: pipeline
+    assert summary["timing_ms"]["acquisition_to_arrival"]["n"] == (len(pipeline) if transport == "lsl" else 0)
     if transport == "lsl":
         affine = nib.load(str(RUN)).affine  # the stream description carries it exactly
     else:

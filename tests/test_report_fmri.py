@@ -96,7 +96,7 @@ ERROR = np.array([0.01, -0.02, 0.03, 0.004, -0.005, 0.006])  # added to every es
 class FakeFmriSession:
     """Emits the events the fMRI volume pipeline publishes, with known numbers."""
 
-    def __init__(self, folder: SessionFolder, truth: bool = True) -> None:
+    def __init__(self, folder: SessionFolder, truth: bool = True, delivery_known: bool = True) -> None:
         self.folder = folder
         self.bus = EventBus()
         self.journal = Journal(folder.journal_path)
@@ -109,9 +109,11 @@ class FakeFmriSession:
             "read": 3.0 + (self.processed % 2), "realign": 12.0 + 0.1 * (self.processed - SKIP),
             "roi": np.full(self.processed.size, 0.4), "glm": np.full(self.processed.size, 0.3),
             "features": np.full(self.processed.size, 0.1),
-            "pipeline": 12.8 + 0.1 * (self.processed - SKIP),
         }
-        self.total = self.timing["read"] + self.timing["realign"] + 0.8 + 1.5  # 1.5 ms outside the stages
+        self.pipeline = self.timing["read"] + self.timing["realign"] + 0.8 + 1.5  # 1.5 ms outside the stages
+        # LSL: the scanner sends a volume once it is complete, about a TR after its acquisition stamp
+        self.delivery = 1000.0 * TR + 5.0 * np.sin(self.processed) if delivery_known else None
+        self.total = self.pipeline + (self.delivery if delivery_known else 0.0)
         reg = design()
         counted = self.processed - SKIP - 1
         self.mean = 600.0 + 5.0 * reg[counted]  # amy_mean: exactly the design (r = 1)
@@ -141,6 +143,10 @@ class FakeFmriSession:
         acq = T0 + (i - 1) * TR
         c = i - SKIP - 1
         t_out = acq + self.total[k] / 1e3
+        known = self.delivery is not None
+        timing = {**{s: float(v[k]) for s, v in self.timing.items()},
+                  "acquisition_to_arrival": float(self.delivery[k]) if known else None,
+                  "arrival_to_feedback": float(self.pipeline[k]), "total": float(self.total[k]) if known else None}
         label = LABELS[c // BLOCK_TR]
         self.emit(FEATURE, t_out, acq, {"name": "amy_mean", "value": float(self.mean[k]), "sample_index": i})
         if np.isfinite(self.psc[k]):
@@ -152,7 +158,8 @@ class FakeFmriSession:
             "motion": [float(x) for x in self.motion[k]], "fd_mm": float(FD[c]),
             "rois": {"amy": {"raw": float(self.mean[k]) + 3.0, "detrended": float(self.mean[k])},
                      "ctl": {"raw": float(self.ctl[k]), "detrended": float(self.ctl[k]) - 1.0}},
-            "timing_ms": {**{s: float(v[k]) for s, v in self.timing.items()}, "total": float(self.total[k])},
+            "timing_ms": timing,
+            "acquisition_time": "known (LSL timestamp)" if known else "unknown (a folder file does not say)",
             "acquired": acq, "arrived": acq + self.timing["read"][k] / 1e3, "source": f"vol_{i:05d}.nii"})
 
     def run(self, start_fmri: dict | None = None) -> None:
@@ -243,12 +250,18 @@ def test_fmri_numbers_figures_and_section(tmp_path: Path) -> None:
     assert f["max_abs_rotation_deg"] == pytest.approx(np.abs(fake.motion[:, 3:]).max(), rel=1e-12)
 
     t = f["timing_ms"]
-    assert list(t) == ["read", "realign", "roi", "glm", "features", "pipeline", "total", "other"]
-    for stage in ("read", "realign", "roi", "glm", "features", "pipeline"):
+    assert list(t) == ["read", "realign", "roi", "glm", "features", "other", "arrival_to_feedback",
+                       "acquisition_to_arrival", "total"]
+    for stage in ("read", "realign", "roi", "glm", "features"):
         assert t[stage] == _stats(fake.timing[stage]), stage
+    assert t["arrival_to_feedback"] == _stats(fake.pipeline)
+    assert t["acquisition_to_arrival"] == _stats(fake.delivery)
     assert t["total"] == _stats(fake.total)
     assert t["other"]["median"] == pytest.approx(1.5) and t["other"]["max"] == pytest.approx(1.5)
-    assert f["tr_fraction"] == pytest.approx(np.median(fake.total) / 2000.0, rel=1e-12)
+    assert f["acquisition_time"] == "known (LSL timestamp)"
+    # the TR budget is the pipeline's: a TR of delivery before it is not counted against it
+    assert f["tr_fraction"] == pytest.approx(np.median(fake.pipeline) / 2000.0, rel=1e-12)
+    assert f["tr_fraction"] < 0.02 and f["pipeline_over_tr"] == 0
     assert f["acquired_tr_s"] == pytest.approx(TR, rel=1e-12)
     assert f["acquired_tr_fraction"] == pytest.approx(f["tr_fraction"], rel=1e-9)
 
@@ -272,15 +285,61 @@ def test_fmri_numbers_figures_and_section(tmp_path: Path) -> None:
     assert acc["per_axis_max_abs"]["ty"] == pytest.approx(0.02, abs=1e-9)
     assert f["problems"] == []
 
-    assert {"fmri_motion", "fmri_timing", "fmri_series", "fmri_total"} <= set(s["figures"])
-    for key in ("fmri_motion", "fmri_timing", "fmri_series", "fmri_total"):
+    assert {"fmri_motion", "fmri_timing", "fmri_series", "fmri_pipeline"} <= set(s["figures"])
+    for key in ("fmri_motion", "fmri_timing", "fmri_series", "fmri_pipeline"):
         _check_png(folder.report_dir / s["figures"][key])
     html = report.read_text()
     assert "<h2>fMRI</h2>" in html
-    for key in ("fmri_motion", "fmri_timing", "fmri_series", "fmri_total"):
+    for key in ("fmri_motion", "fmri_timing", "fmri_series", "fmri_pipeline"):
         assert html.count(f"<figure id='{key}'>") == 1  # in the section only, not among the general figures
     assert "volume 20 never arrived" in html and "Realignment vs the simulator's truth" in html
     assert html.index("<h2>fMRI</h2>") < html.index("<h2>Blocks</h2>")
+
+
+def test_timing_stages_apart_with_delivery_known_and_unknown(tmp_path: Path) -> None:
+    """The section states the budget about the pipeline and shows delivery and total apart; a source that does
+    not know the acquisition time (a folder) has them 'unknown', not zero."""
+    folder = _folder(tmp_path)
+    fake = FakeFmriSession(folder)
+    fake.run()
+    html = build_report(folder.path).read_text()
+    med = np.median(fake.pipeline)
+    assert f"The pipeline (arrival → feedback) took a median <b>{med:.1f} ms</b>" in html
+    assert f"<b>{med / 2000.0:.2%}</b> of the TR budget" in html
+    assert f"Delivery (acquisition → arrival; acquisition time known (LSL timestamp)): median " \
+           f"{np.median(fake.delivery):.1f} ms" in html
+    assert f"Total (acquisition → feedback, their sum): median {np.median(fake.total):.1f} ms" in html
+
+    folder2 = _folder(tmp_path, name="folder-source")
+    fake2 = FakeFmriSession(folder2, delivery_known=False)
+    fake2.run()
+    f = _fmri_summary(folder2)
+    t = f["timing_ms"]
+    assert t["acquisition_to_arrival"]["n"] == 0 and t["acquisition_to_arrival"]["median"] is None
+    assert t["total"]["n"] == 0 and t["arrival_to_feedback"] == _stats(fake2.pipeline)
+    assert f["acquisition_time"].startswith("unknown")
+    html2 = build_report(folder2.path).read_text()
+    assert "Delivery (acquisition → arrival): <b>unknown</b>" in html2 and "the total is unknown too" in html2
+    _check_png(folder2.report_dir / _summary(folder2)["figures"]["fmri_timing"])
+
+
+def test_an_older_journal_without_the_split_is_said(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    fake = FakeFmriSession(folder)
+    real_emit = fake.emit
+
+    def old_style(kind: str, t: float, t_source: float | None, data: dict) -> None:
+        if kind == VOLUME and "timing_ms" in data:
+            tm = dict(data["timing_ms"])
+            data = {**data, "timing_ms": {**{k: tm[k] for k in fake.timing}, "total": tm["total"]}}
+            data.pop("acquisition_time")
+        real_emit(kind, t, t_source, data)
+
+    fake.emit = old_style  # type: ignore[method-assign]
+    fake.run()
+    f = _fmri_summary(folder)
+    assert any("predates the split" in p for p in f["problems"])
+    assert f["tr_fraction"] is None and f["timing_ms"]["total"] == _stats(fake.total)
 
 
 def test_motion_accuracy_uses_the_reference_volume(tmp_path: Path) -> None:

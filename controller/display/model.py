@@ -13,7 +13,9 @@ import numpy as np
 
 from controller.display.markers import DEFAULT_INSTRUCTIONS, instruction_for, parse_marker, scale_to_bar
 
-QC_CHANNELS = ("index", "tx_mm", "ty_mm", "tz_mm", "rx_deg", "ry_deg", "rz_deg", "fd_mm", "processing_ms")
+# pipeline_ms: arrival -> feedback (the TR budget's); delivery_ms: acquisition -> arrival (NaN: unknown)
+QC_CHANNELS = ("index", "tx_mm", "ty_mm", "tz_mm", "rx_deg", "ry_deg", "rz_deg", "fd_mm", "pipeline_ms", "delivery_ms")
+PIPELINE, DELIVERY = QC_CHANNELS.index("pipeline_ms"), QC_CHANNELS.index("delivery_ms")
 
 
 @dataclass

@@ -1,6 +1,11 @@
-"""The operator's fMRI panel: head motion and framewise displacement per volume, processing time
-per volume against the TR, the feedback series with the blocks shaded, and a status line (last
-volume index, missing volumes, FD and timing summaries).
+"""The operator's fMRI panel: head motion and framewise displacement per volume, the pipeline's
+time per volume (arrival -> feedback) against the TR budget, the delivery delay (acquisition ->
+arrival) apart, the feedback series with the blocks shaded, and a status line (last volume index,
+missing volumes, FD and timing summaries).
+
+The TR budget applies to the pipeline only: delivery is the scanner's and the transport's (about a
+TR when a scanner sends a volume once it is complete), and a folder source does not know it at
+all ("unknown", never drawn as zero).
 
 All plots share one x axis: seconds since the first stamp the panel holds (volumes are stamped
 with their acquisition time, so motion, timing and feedback line up with the block edges).
@@ -15,7 +20,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from controller.display.model import PanelState
+from controller.display.model import DELIVERY, PIPELINE, PanelState
 from controller.display.qt import LslPoller, pen
 
 AXES = ("x", "y", "z")
@@ -42,6 +47,21 @@ def feedback_runs(t: np.ndarray) -> np.ndarray:
     return joined
 
 
+def timing_text(pipeline_ms: np.ndarray, delivery_ms: np.ndarray, tr_s: float | None) -> list[str]:
+    """Status-line parts: the pipeline against the TR budget, then delivery and the total (or 'unknown')."""
+    budget = f" / TR budget {tr_s * 1000:.0f} ms" if tr_s else ""
+    parts = [f"pipeline {pipeline_ms[-1]:.0f} ms (median {np.median(pipeline_ms):.0f}, "
+             f"max {pipeline_ms.max():.0f}){budget}"]
+    known = np.isfinite(delivery_ms)
+    if not known.any():
+        parts.append("delivery unknown")
+    else:
+        total = delivery_ms[known] + pipeline_ms[known]
+        parts.append(f"delivery median {np.median(delivery_ms[known]):.0f} ms, "
+                     f"total median {np.median(total):.0f} ms")
+    return parts
+
+
 class OperatorPanelView(QtWidgets.QWidget):
     """Renders a ``PanelState``; call ``refresh()`` after changing it."""
 
@@ -64,9 +84,10 @@ class OperatorPanelView(QtWidgets.QWidget):
         self.p_trans = self._plot(g, "translation", "mm")
         self.p_rot = self._plot(g, "rotation", "deg")
         self.p_fd = self._plot(g, "framewise displacement", "mm")
-        self.p_proc = self._plot(g, "processing time per volume", "ms")
+        self.p_proc = self._plot(g, "pipeline time per volume (arrival -> feedback)", "ms")
+        self.p_delivery = self._plot(g, "delivery per volume (acquisition -> arrival; not the pipeline's)", "ms")
         self.p_feedback = self._plot(g, "feedback", "0..1", last=True)
-        self.plots = (self.p_trans, self.p_rot, self.p_fd, self.p_proc, self.p_feedback)
+        self.plots = (self.p_trans, self.p_rot, self.p_fd, self.p_proc, self.p_delivery, self.p_feedback)
         for p in self.plots[:-1]:
             p.setXLink(self.p_feedback)
 
@@ -81,12 +102,18 @@ class OperatorPanelView(QtWidgets.QWidget):
                                        label=f"{state.fd_threshold_mm:g} mm", labelOpts={"position": 0.03,
                                                                                          "color": "#ff6060"})
         self.p_fd.addItem(self.fd_line)
-        self.p_proc.setLogMode(y=True)  # a 30 ms pipeline and a 2000 ms TR on one readable axis
+        self.p_proc.setLogMode(y=True)  # a 5 ms pipeline and a 2000 ms TR on one readable axis
         self.p_proc.getAxis("left").setTicks([[(math.log10(v), f"{v:g}") for v in PROC_TICKS_MS], []])
         self.proc = self.p_proc.plot(pen=pen("#ffaa33"), symbol="o", symbolSize=4, symbolBrush="#ffaa33",
                                      symbolPen=None)
+        self.delivery = self.p_delivery.plot(pen=pen("#999999"), symbol="o", symbolSize=4, symbolBrush="#999999",
+                                             symbolPen=None)
+        self.delivery_unknown = pg.TextItem("acquisition time unknown (the source does not say it)",
+                                            color="#bbbbbb", anchor=(0, 0))
+        self.delivery_unknown.setVisible(False)
+        self.p_delivery.addItem(self.delivery_unknown)
         self.tr_line = pg.InfiniteLine(0, angle=0, pen=pen("#ff3030", 1.5, QtCore.Qt.PenStyle.DashLine),
-                                       label="TR", labelOpts={"position": 0.03, "color": "#ff6060"})
+                                       label="TR", labelOpts={"position": 0.1, "color": "#ff6060"})
         self.tr_line.setVisible(False)
         self.p_proc.addItem(self.tr_line)
         self.feedback = self.p_feedback.plot(pen=pen("#3fa9f5", 2.5), symbol="o", symbolSize=5,
@@ -121,7 +148,8 @@ class OperatorPanelView(QtWidgets.QWidget):
             x, _ = item.getData()
             return 0 if x is None else len(x)
         return {"tx": n(self.trans[0]), "rx": n(self.rot[0]), "fd": n(self.fd), "fd_over": n(self.fd_over),
-                "processing": n(self.proc), "feedback": n(self.feedback), "blocks": len(self._regions)}
+                "pipeline": n(self.proc), "delivery": n(self.delivery), "feedback": n(self.feedback),
+                "blocks": len(self._regions)}
 
     def refresh(self) -> None:
         s = self.state
@@ -135,11 +163,20 @@ class OperatorPanelView(QtWidgets.QWidget):
             self.fd.setData(x, qc[:, 7])
             over = qc[:, 7] > s.fd_threshold_mm
             self.fd_over.setData(x[over], qc[over, 7])
-            ok = qc[:, 8] > 0  # log axis: a zero or negative time cannot be drawn
-            self.proc.setData(x[ok], qc[ok, 8])
+            ok = qc[:, PIPELINE] > 0  # log axis: a zero or negative time cannot be drawn
+            self.proc.setData(x[ok], qc[ok, PIPELINE])
+            known = np.isfinite(qc[:, DELIVERY]) & (qc[:, DELIVERY] > 0)  # NaN: unknown, not drawn
+            self.delivery.setData(x[known], qc[known, DELIVERY])
+            self.delivery_unknown.setVisible(not known.any())
+            if not known.any():  # an empty plot with a fixed range and the reason in it
+                self.p_delivery.setYRange(0.0, 1.0, padding=0)
+                self.delivery_unknown.setPos(float(x[0]), 0.8)
+            else:
+                self.p_delivery.enableAutoRange(axis="y")
         else:
-            for item in (*self.trans, *self.rot, self.fd, self.fd_over, self.proc):
+            for item in (*self.trans, *self.rot, self.fd, self.fd_over, self.proc, self.delivery):
                 item.setData([], [])
+            self.delivery_unknown.setVisible(False)
         tr = s.tr_s
         if tr:
             self.tr_line.setValue(math.log10(tr * 1000.0))
@@ -194,10 +231,7 @@ class OperatorPanelView(QtWidgets.QWidget):
         if s.qc.n:
             qc = s.qc.rows
             parts.append(f"FD {qc[-1, 7]:.2f} mm ({s.fd_over} > {s.fd_threshold_mm:g} mm)")
-            ms = qc[:, 8]
-            tr = s.tr_s
-            budget = f" / TR {tr * 1000:.0f} ms" if tr else ""
-            parts.append(f"processing {ms[-1]:.0f} ms (median {np.median(ms):.0f}, max {ms.max():.0f}){budget}")
+            parts.extend(timing_text(qc[:, PIPELINE], qc[:, DELIVERY], s.tr_s))
         n, label = s.block_position()
         if n:
             parts.append(f"block {n}: {label}" if label else f"block {n} ended")

@@ -4,7 +4,7 @@
 
 writes ``fmri_thermometer.png`` and ``fmri_operator_panel.png``. The run is synthetic but shaped
 like the amygdala protocol: TR 1.97 s, 40 s Rest/Happy/Count blocks, PSC feedback in Happy blocks
-only, slow head drift plus one jerk, ~30 ms processing per volume, one missing volume.
+only, slow head drift plus one jerk, ~30 ms pipeline per volume after a TR of delivery, one missing volume.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ T0 = 1000.0  # LSL-clock time of the first block start (arbitrary)
 
 @dataclass
 class FakeRun:
-    qc: np.ndarray  # (n, 9) in QC channel order
+    qc: np.ndarray  # (n, 10) in QC channel order
     qc_t: np.ndarray
     feedback: np.ndarray  # (m, 2): value 0..1, raw PSC (%)
     feedback_t: np.ndarray
@@ -71,7 +71,8 @@ def fake_run(seed: int = 4, psc_range: tuple[float, float] = (0.0, 2.0), target_
     fd = d[:, :3].sum(1) + 50.0 * np.deg2rad(d[:, 3:]).sum(1)
     proc = 24 + rng.gamma(4.0, 1.6, n)
     proc[j] += 11  # the jerk costs realignment iterations
-    qc = np.column_stack([index, motion, fd, proc])
+    delivery = TR_S * 1e3 + rng.normal(0, 3, n)  # a scanner sends a volume once complete: about a TR
+    qc = np.column_stack([index, motion, fd, proc, delivery])
     keep = np.ones(n, bool)
     keep[int(n * 0.3)] = False  # one volume never arrived
 

@@ -3,7 +3,8 @@
 The straightforward route, for checking the incremental online classes to numerical precision:
 smooth every volume (if asked) and take ROI means, then a fresh least-squares fit for every n
 (:func:`glm.offline_glm`), the spike filter as a plain loop, PSC from block segments, and
-``np.corrcoef`` per window. Nothing here is on the hot path.
+``np.corrcoef`` per window; and the whole-brain t-map as a fresh least-squares fit of every voxel
+for every n (:func:`offline_tmap`). Nothing here is on the hot path.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .psc import PscConfig, offline_psc
 from .rois import Roi
 from .smoothing import GaussianSmoother
 from .spikes import SpikeConfig, offline_spike_filter
+from .tmap import RANK_RTOL, contrast_vector
 
 
 @dataclass(frozen=True)
@@ -100,3 +102,44 @@ def offline_features_from_series(
         a, b = config.connectivity
         conn = offline_sliding_correlation(detr[:, a], detr[:, b], config.connectivity_window, config.fisher_z)
     return OfflineFeatures(raw, resid, detr, psc, fb, conn)
+
+
+def offline_tmap(
+    series: np.ndarray,
+    motion: np.ndarray | None,
+    config: GlmConfig,
+    task: np.ndarray,
+    contrast: np.ndarray | None = None,
+) -> list[np.ndarray | None]:
+    """Reference of :class:`tmap.IncrementalTmap`: after each volume n, the t-map of a fresh OLS fit of
+    ``series`` (n_volumes, V) on volumes 1..n; None where the map is not defined (the same rules).
+
+    Least squares by SVD (``lstsq``) on the design itself, never its normal equations, with the Legendre
+    drift over the current window (1..n) rather than the planned run: the t of the task contrast
+    depends only on the nuisance columns' span, so agreement also checks that the basis does not matter.
+    """
+    y = np.asarray(series, dtype=np.float64)
+    n_tot = y.shape[0]
+    mot = None if motion is None else np.asarray(motion, dtype=np.float64).reshape(n_tot, 6)
+    tk = np.asarray(task, dtype=np.float64).reshape(n_tot, -1)
+    c_all = contrast_vector(config, contrast)
+    out: list[np.ndarray | None] = []
+    for n in range(1, n_tot + 1):
+        pa = config.active_columns(n)
+        c = c_all[:pa]
+        x = config.design(np.arange(1, n + 1), None if mot is None else mot[:n], tk[:n], n_scale=max(n, 2))[:, :pa]
+        norms = np.linalg.norm(x, axis=0)
+        if not np.any(c) or n - pa < 1 or np.any(norms == 0.0):
+            out.append(None)
+            continue
+        sv = np.linalg.svd(x / norms, compute_uv=False)
+        if sv[-1] <= RANK_RTOL * sv[0]:
+            out.append(None)
+            continue
+        beta = np.linalg.lstsq(x, y[:n], rcond=None)[0]
+        resid = y[:n] - x @ beta
+        sigma2 = np.einsum("nv,nv->v", resid, resid) / (n - pa)
+        xpinv = np.linalg.pinv(x)
+        var_c = float(c @ (xpinv @ xpinv.T) @ c)
+        out.append((c @ beta) / np.sqrt(sigma2 * var_c))
+    return out

@@ -174,11 +174,11 @@ class VolumePipeline:
         self._built = _Built(self, ref, np.asarray(affine, dtype=float))
 
     def push(self, volume: Volume) -> VolumeResult:
-        t_start = time.perf_counter()
         n = self.design.counted(volume.index)
         block = self.design.block_of(volume.index)
         qc: dict[str, Any] = {"index": volume.index, "counted": n, "block": block.label if block else None,
-                              "acquired": volume.acquired, "arrived": volume.arrived, "source": volume.source}
+                              "acquired": volume.acquired, "received": volume.received_at,
+                              "arrived": volume.arrived, "source": volume.source}
         if n < 0:
             qc["dummy"] = True
             return VolumeResult([], qc)
@@ -212,9 +212,10 @@ class VolumePipeline:
             "motion": [round(float(x), 6) for x in params], "fd_mm": round(float(fd), 6),
             "rois": {name: {"raw": float(m), "detrended": float(detrended[name])}
                      for name, m in zip(self.roi_names, means)},
-            "timing_ms": {"read": 1e3 * (volume.arrived - volume.acquired), "realign": 1e3 * (t1 - t0),
-                          "roi": 1e3 * (t2 - t1), "glm": 1e3 * (t3 - t2), "features": 1e3 * (t4 - t3),
-                          "pipeline": 1e3 * (t4 - t_start)},
+            # the pipeline's own stages; the session adds delivery, arrival -> feedback and total
+            # (controller.volumes.timing), since only it knows when the values reached the engine
+            "timing_ms": {"read": 1e3 * (volume.arrived - volume.received_at), "realign": 1e3 * (t1 - t0),
+                          "roi": 1e3 * (t2 - t1), "glm": 1e3 * (t3 - t2), "features": 1e3 * (t4 - t3)},
         })
         return VolumeResult(values, qc, motion)
 

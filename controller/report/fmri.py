@@ -15,11 +15,15 @@ own clock, and that is how the pipeline assigns blocks too (controller/fmri/desi
 Definitions (printed in the report):
 
 - FD = framewise displacement (Power et al. 2012, 50 mm sphere) as the pipeline computed it;
-- time per stage as the pipeline measured it (``read`` = file appearing / LSL timestamp to fully
-  read; ``total`` = that moment to the feature values handed to the engine); ``other`` = total
-  minus the named stages (queueing, engine hand-over); fraction of TR = median total / TR, and also
-  / the measured spacing of the acquisitions (shorter than the TR when a simulation or replay runs
-  faster than real time);
+- a volume's time in the stages it is (controller/volumes/timing.py): ``acquisition_to_arrival``
+  (delivery: the scanner's and the transport's; known only when the source knows the acquisition
+  time, an LSL timestamp; a folder's is unknown and left out, never guessed), ``arrival_to_feedback``
+  (the pipeline: the volume reached the controller -> its feature values handed to the engine; the
+  TR budget applies to it) and ``total`` (their sum, when delivery is known). The pipeline's own
+  stages: ``read`` = arrival to fully read, realign, roi, glm, features; ``other`` = arrival_to_feedback
+  minus the named stages (queueing, the reference volume's set-up, engine hand-over); fraction of TR =
+  median arrival_to_feedback / TR, and also / the measured spacing of the acquisitions (shorter than
+  the TR when a simulation or replay runs faster than real time);
 - design fit = Pearson correlation, over the volumes where the feature has a value, of the
   feature with the "on" blocks' boxcar (per counted volume, block by acquisition number)
   convolved with the canonical double-gamma HRF (controller/fmri/hrf.py); "on" = the feedback's
@@ -46,9 +50,11 @@ from controller.fmri.hrf import canonical_hrf
 from controller.fmri.motion import RigidMotion
 from controller.protocol.compiled import Protocol
 from controller.report.data import SessionData
+from controller.volumes.timing import ACQUISITION_TO_ARRIVAL, ARRIVAL_TO_FEEDBACK, PIPELINE_STAGES, TOTAL
 
 FMRI_KINDS = ("roi_psc", "roi_mean", "roi_correlation")
-STAGES = ("read", "realign", "roi", "glm", "features")  # in pipeline order; 'total' and 'other' apart
+STAGES = PIPELINE_STAGES  # in pipeline order; 'other' and the latency stages apart
+LATENCY = (ARRIVAL_TO_FEEDBACK, ACQUISITION_TO_ARRIVAL, TOTAL)  # pipeline, delivery, their sum
 FD_LIMIT_MM = 0.5
 MOTION_NAMES = ("tx", "ty", "tz", "rx", "ry", "rz")
 NON_TASK_LABELS = ("baseline", "rest", "fixation", "null")
@@ -56,9 +62,12 @@ TRUTH_GLOB = "*truth*.tsv"
 TRUTH_DIRS = ("scanner", ".")
 ISSUE_STATUSES = ("missing", "out_of_order", "duplicate")
 DEFINITION = (
-    "FD = framewise displacement (Power et al. 2012, 50 mm sphere); read = file appearing / LSL timestamp to "
-    "fully read; total = that moment to the feature values handed to the engine; other = total - named stages; "
-    "fraction of TR = median total / TR (and / the measured acquisition spacing); design fit r = Pearson "
+    "FD = framewise displacement (Power et al. 2012, 50 mm sphere); a volume's time is two stages: "
+    "acquisition_to_arrival (delivery, the scanner's and the transport's; unknown when the source does not know "
+    "the acquisition time, e.g. a folder) and arrival_to_feedback (the pipeline: the volume reached the "
+    "controller -> its feature values handed to the engine; the TR budget applies to it); total = their sum; "
+    "read = arrival to fully read; other = arrival_to_feedback - the pipeline's named stages; "
+    "fraction of TR = median arrival_to_feedback / TR (and / the measured acquisition spacing); design fit r = Pearson "
     "correlation of the feature (per volume) with the "
     "'on' blocks' boxcar (block by acquisition number) convolved with the canonical double-gamma HRF; motion "
     "error = realignment estimate - truth re-expressed relative to the reference volume (T_k inv(T_ref))"
@@ -90,7 +99,7 @@ class FmriSession:
     block: list[str | None]  # (n,) block label by acquisition number
     motion: np.ndarray  # (n, 6) tx ty tz (mm) rx ry rz (deg)
     fd: np.ndarray  # (n,) mm
-    timing: dict[str, np.ndarray]  # stage -> (n,) ms (NaN where absent); includes 'total' and 'other'
+    timing: dict[str, np.ndarray]  # stage -> (n,) ms (NaN where absent/unknown); includes 'other' and LATENCY
     rois: dict[str, dict[str, np.ndarray]]  # roi -> raw / detrended -> (n,)
     acquired: np.ndarray  # (n,) LSL s
     dummies: int
@@ -101,6 +110,7 @@ class FmriSession:
     on_from: str
     reference_index: int | None
     reference: str | None  # the protocol's reference ('first' or a template path); None: unknown
+    acquisition_time: str | None = None  # what the journal said: known (and from where) / unknown / mixed
     design_labels: list[str | None] = field(default_factory=list)  # per counted volume 0..last
     truth: dict[str, np.ndarray] | None = None
     truth_file: str | None = None
@@ -218,6 +228,29 @@ def acquisition_spacing(index: np.ndarray, acquired: np.ndarray) -> float | None
     return float(np.median(steps)) if steps.size else None
 
 
+def _timing(done: list[dict[str, Any]], problems: list[str]) -> tuple[dict[str, np.ndarray], str | None]:
+    """Per-volume ms of the pipeline's stages, 'other', then the latency stages; and what the journal said
+    about the acquisition time (one phrase, 'mixed', or None when it said nothing)."""
+    tims = [d.get("timing_ms") or {} for d in done]
+    keys = [k for k in STAGES if any(k in t for t in tims)]
+    keys += sorted({k for t in tims for k in t} - set(STAGES) - set(LATENCY) - {"pipeline", "other"})
+    timing = {k: np.array([_num(t.get(k)) for t in tims]) for k in keys}
+    for k in LATENCY:
+        timing[k] = np.array([_num(t.get(k)) for t in tims])
+    if tims and not any(ARRIVAL_TO_FEEDBACK in t for t in tims) and any(TOTAL in t for t in tims):
+        problems.append("this journal predates the split of a volume's time into delivery and pipeline: its "
+                        "'total' counts from the volume's stamp (over LSL the acquisition, so it includes the "
+                        "delivery) and is reported as it is, not as the pipeline's time")
+    if keys:
+        staged = np.nansum(np.vstack([timing[k] for k in keys]), axis=0)
+        pipe = timing[ARRIVAL_TO_FEEDBACK]
+        timing["other"] = np.where(np.isfinite(pipe), np.maximum(pipe - staged, 0.0), np.nan)
+        timing = {**{k: timing[k] for k in keys}, "other": timing["other"], **{k: timing[k] for k in LATENCY}}
+    said = {str(d["acquisition_time"]) for d in done if d.get("acquisition_time")}
+    acq = None if not said else (said.pop() if len(said) == 1 else "mixed")
+    return timing, acq
+
+
 def collect(data: SessionData, protocol: Protocol | None) -> FmriSession | None:
     """The session's fMRI volumes, or None when the journal has no volume event (an EEG session)."""
     vols = [e for e in data.events if e.get("kind") == ev.VOLUME]
@@ -246,13 +279,7 @@ def collect(data: SessionData, protocol: Protocol | None) -> FmriSession | None:
     motion = np.array([[_num(x) for x in (d["motion"] + [None] * 6)[:6]] for d in done], dtype=float).reshape(n, 6)
     fd = np.array([_num(d.get("fd_mm")) for d in done])
     acquired = np.array([_num(d.get("acquired")) for d in done])
-    keys = [k for k in STAGES if any(k in (d.get("timing_ms") or {}) for d in done)]
-    keys += sorted({k for d in done for k in (d.get("timing_ms") or {})} - set(STAGES) - {"total", "pipeline"})
-    extra = ["pipeline"] if any("pipeline" in (d.get("timing_ms") or {}) for d in done) else []
-    timing = {k: np.array([_num((d.get("timing_ms") or {}).get(k)) for d in done]) for k in keys + extra + ["total"]}
-    if keys:
-        staged = np.nansum(np.vstack([timing[k] for k in keys]), axis=0)
-        timing["other"] = np.where(np.isfinite(timing["total"]), np.maximum(timing["total"] - staged, 0.0), np.nan)
+    timing, acq_time = _timing(done, problems)
     roi_names = list(dict.fromkeys(r for d in done for r in (d.get("rois") or {})))
     rois = {r: {k: np.array([_num(((d.get("rois") or {}).get(r) or {}).get(k)) for d in done])
                 for k in ("raw", "detrended")} for r in roi_names}
@@ -290,7 +317,7 @@ def collect(data: SessionData, protocol: Protocol | None) -> FmriSession | None:
         index=index, counted=counted, block=labels, motion=motion, fd=fd, timing=timing, rois=rois,
         acquired=acquired, dummies=dummies, issues=issues, never_received=never, features=_feature_points(data, feats, by_time),
         on_labels=on, on_from=on_from, reference_index=ref_index,
-        reference=reference, problems=problems,
+        reference=reference, problems=problems, acquisition_time=acq_time,
     )
     fm.design_labels = design_labels(fm, protocol)
     path = find_truth(data.session_dir)
@@ -426,8 +453,9 @@ def summary(fm: FmriSession | None) -> dict[str, Any] | None:
     n = int(fm.index.size)
     span = int(fm.index[-1] - fm.index[0] + 1) if n else 0
     fd = fm.fd
-    total = fm.timing.get("total", np.array([]))
-    total_stats = stats(total)
+    pipeline = fm.timing.get(ARRIVAL_TO_FEEDBACK, np.array([]))
+    pipeline_stats = stats(pipeline)
+    delivery = fm.timing.get(ACQUISITION_TO_ARRIVAL, np.array([]))
     spacing = acquisition_spacing(fm.index, fm.acquired)
     acc = motion_accuracy(fm)
     if acc is not None:
@@ -460,11 +488,14 @@ def summary(fm: FmriSession | None) -> dict[str, Any] | None:
         "max_abs_motion": dict(zip(MOTION_NAMES, np.abs(finite_motion).max(axis=0).tolist(), strict=True))
         if finite_motion.size else None,
         "timing_ms": {k: stats(v) for k, v in fm.timing.items()},
-        "tr_fraction": total_stats["median"] / (fm.tr_s * 1e3)
-        if total_stats["median"] is not None and fm.tr_s else None,
+        "acquisition_time": fm.acquisition_time or ("known" if np.isfinite(delivery).any() else "unknown"),
+        "tr_fraction": pipeline_stats["median"] / (fm.tr_s * 1e3)
+        if pipeline_stats["median"] is not None and fm.tr_s else None,
+        "pipeline_over_tr": int(np.count_nonzero(pipeline[np.isfinite(pipeline)] > fm.tr_s * 1e3))
+        if fm.tr_s and pipeline_stats["n"] else None,
         "acquired_tr_s": spacing,
-        "acquired_tr_fraction": total_stats["median"] / (spacing * 1e3)
-        if total_stats["median"] is not None and spacing else None,
+        "acquired_tr_fraction": pipeline_stats["median"] / (spacing * 1e3)
+        if pipeline_stats["median"] is not None and spacing else None,
         "design": {"on_labels": fm.on_labels, "from": fm.on_from, "hrf": "canonical double-gamma (SPM shape)"},
         "features": {k[len("feature "):]: v for k, v in fit.items() if k.startswith("feature ")},
         "rois": {r: {"detrended": fit[f"roi {r} (detrended)"], "raw": fit[f"roi {r} (raw)"]} for r in fm.rois},
@@ -475,8 +506,8 @@ def summary(fm: FmriSession | None) -> dict[str, Any] | None:
 
 
 def stacked_stages(fm: FmriSession) -> list[str]:
-    """The timing keys that add up to ``total`` (named stages, then ``other``), for the stacked plot."""
-    return [k for k in fm.timing if k not in ("total", "pipeline")]
+    """The timing keys that add up to ``arrival_to_feedback`` (named stages, then ``other``), for the stacked plot."""
+    return [k for k in fm.timing if k not in LATENCY]
 
 
 def block_runs(labels: list[str | None], index: np.ndarray) -> list[tuple[float, float, str]]:

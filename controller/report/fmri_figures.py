@@ -1,4 +1,5 @@
-"""Figures of the fMRI part of a report: motion and FD, time per stage, ROI/feature series, total time.
+"""Figures of the fMRI part of a report: motion and FD, time per stage (pipeline and delivery apart), ROI/feature
+series, the pipeline's time histogram.
 
 Same conventions as :mod:`controller.report.figures` (object API on Agg, footer stamp). The x axis
 is the volume's acquisition number: the scanner's clock, by which blocks are assigned.
@@ -16,6 +17,7 @@ from controller.report.data import SessionData
 from controller.report.figures import _figure, label_colours
 from controller.report.fmri import (FD_LIMIT_MM, MOTION_NAMES, FmriSession, block_runs, design_regressor,
                                     motion_accuracy, stacked_stages)
+from controller.volumes.timing import ACQUISITION_TO_ARRIVAL, ARRIVAL_TO_FEEDBACK, TOTAL
 
 AXIS_COLOURS = ("#c44e52", "#55a868", "#4c72b0")
 STAGE_COLOURS = {"read": "#8172b3", "realign": "#4c72b0", "roi": "#55a868", "glm": "#dd8452", "features": "#ccb974",
@@ -92,44 +94,70 @@ def motion_figure(data: SessionData, fm: FmriSession, fmri: dict[str, Any]) -> F
 
 
 def _budget_text(fm: FmriSession, fmri: dict[str, Any]) -> str:
-    total = fmri["timing_ms"].get("total") or {}
-    if total.get("median") is None:
-        return "no total time recorded"
-    text = f"total: median {total['median']:.1f}, p99 {total['p99']:.1f}, max {total['max']:.1f} ms"
+    """The TR budget statement, about the pipeline (arrival -> feedback) only."""
+    pipe = fmri["timing_ms"].get(ARRIVAL_TO_FEEDBACK) or {}
+    if pipe.get("median") is None:
+        return "no pipeline time (arrival -> feedback) recorded"
+    text = (f"pipeline (arrival -> feedback): median {pipe['median']:.1f}, p99 {pipe['p99']:.1f}, "
+            f"max {pipe['max']:.1f} ms")
     if fm.tr_s:
-        text += f"; TR budget {fm.tr_s * 1e3:.0f} ms, median uses {fmri['tr_fraction']:.1%} of it"
+        text += (f"; TR budget {fm.tr_s * 1e3:.0f} ms: median uses {fmri['tr_fraction']:.1%} of it, "
+                 f"{fmri['pipeline_over_tr']} volume(s) over")
     spacing = fmri.get("acquired_tr_s")
     if spacing and (not fm.tr_s or abs(spacing - fm.tr_s) > 0.01 * fm.tr_s):
         text += f" ({fmri['acquired_tr_fraction']:.1%} of the {spacing * 1e3:.0f} ms between acquisitions)"
     return text
 
 
+def _delivery_text(fmri: dict[str, Any]) -> str:
+    d = fmri["timing_ms"].get(ACQUISITION_TO_ARRIVAL) or {}
+    t = fmri["timing_ms"].get(TOTAL) or {}
+    if d.get("median") is None:
+        return f"delivery (acquisition -> arrival): unknown; acquisition time {fmri['acquisition_time']}"
+    return (f"delivery (acquisition -> arrival): median {d['median']:.1f}, max {d['max']:.1f} ms; total (their sum): "
+            f"median {t['median']:.1f}, max {t['max']:.1f} ms; not part of the TR budget")
+
+
 def timing_figure(data: SessionData, fm: FmriSession, fmri: dict[str, Any]) -> Figure | None:
-    """Time per volume, stacked by stage; the TR budget as text (and as a line when the bars reach it)."""
+    """Top: the pipeline's time per volume (arrival -> feedback) stacked by stage, against the TR budget (a line
+    when the bars reach half of it, else the budget in the title). Bottom: delivery (acquisition -> arrival) and
+    the total apart, or 'unknown' when the source does not know the acquisition time."""
     stages = stacked_stages(fm)
     if not fm.index.size or not stages:
         return None
-    fig = _figure(data, 11, 4.6)
-    ax = fig.subplots()
+    fig = _figure(data, 11, 6.6)
+    ax, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     bottom = np.zeros(fm.index.size)
     extra = iter(EXTRA_COLOURS * 3)
     for st in stages:
         v = np.nan_to_num(fm.timing[st], nan=0.0)
         ax.bar(fm.index, v, bottom=bottom, width=0.85, color=STAGE_COLOURS.get(st) or next(extra), label=st, lw=0)
         bottom += v
-    total = fm.timing.get("total")
-    if total is not None and np.isfinite(total).any():
-        ax.plot(fm.index, total, "_", color="k", ms=6, label="total")
-    top = float(np.nanmax(np.append(bottom, total if total is not None else []))) if bottom.size else 0.0
+    pipe = fm.timing.get(ARRIVAL_TO_FEEDBACK)
+    if pipe is not None and np.isfinite(pipe).any():
+        ax.plot(fm.index, pipe, "_", color="k", ms=6, label="arrival -> feedback")
+    top = float(np.nanmax(np.append(bottom, pipe if pipe is not None else []))) if bottom.size else 0.0
     if fm.tr_s and top >= 0.5 * fm.tr_s * 1e3:
-        ax.axhline(fm.tr_s * 1e3, color="#c44e52", ls="--", lw=1.0, label=f"TR {fm.tr_s * 1e3:.0f} ms")
-    ax.set_xlabel(XLABEL)
-    ax.set_ylabel("ms")
-    ax.set_xlim(fm.index.min() - 0.5, fm.index.max() + 0.5)
+        ax.axhline(fm.tr_s * 1e3, color="#c44e52", ls="--", lw=1.0, label=f"TR budget {fm.tr_s * 1e3:.0f} ms")
+    ax.set_ylabel("pipeline (ms)")
     ax.set_title(_budget_text(fm, fmri), fontsize=8)
     ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(stages) + 2, frameon=False,
               borderaxespad=1.4)
-    fig.suptitle("processing time per volume, by stage", fontsize=11)
+    delivery, total = fm.timing.get(ACQUISITION_TO_ARRIVAL), fm.timing.get(TOTAL)
+    if delivery is not None and np.isfinite(delivery).any():
+        ax2.plot(fm.index, delivery, "o", ms=3, color="#8c8c8c", label="acquisition -> arrival (delivery)")
+        if total is not None and np.isfinite(total).any():
+            ax2.plot(fm.index, total, "_", ms=6, color="k", label="acquisition -> feedback (total)")
+        ax2.legend(fontsize=7, loc="lower right", frameon=False)
+    else:
+        ax2.text(0.5, 0.5, "acquisition time unknown: delivery not measured (never guessed)", ha="center",
+                 va="center", transform=ax2.transAxes, fontsize=9, color="0.35")
+        ax2.set_yticks([])
+    ax2.set_ylabel("delivery (ms)")
+    ax2.set_title(_delivery_text(fmri), fontsize=8)
+    ax2.set_xlabel(XLABEL)
+    ax2.set_xlim(fm.index.min() - 0.5, fm.index.max() + 0.5)
+    fig.suptitle("time per volume: the pipeline by stage (TR budget), and delivery apart", fontsize=11)
     return fig
 
 
@@ -173,12 +201,12 @@ def series_figure(data: SessionData, fm: FmriSession, fmri: dict[str, Any]) -> F
     return fig
 
 
-def total_histogram(data: SessionData, fm: FmriSession, fmri: dict[str, Any]) -> Figure | None:
-    """Histogram of the total time per volume with median / p99 / max."""
-    total = fm.timing.get("total")
-    if total is None or not np.isfinite(total).any():
+def pipeline_histogram(data: SessionData, fm: FmriSession, fmri: dict[str, Any]) -> Figure | None:
+    """Histogram of the pipeline's time per volume (arrival -> feedback) with median / p99 / max."""
+    pipe = fm.timing.get(ARRIVAL_TO_FEEDBACK)
+    if pipe is None or not np.isfinite(pipe).any():
         return None
-    v = total[np.isfinite(total)]
+    v = pipe[np.isfinite(pipe)]
     fig = _figure(data, 8, 4.2)
     ax = fig.subplots()
     edges = np.histogram_bin_edges(v, bins="auto")
@@ -187,14 +215,14 @@ def total_histogram(data: SessionData, fm: FmriSession, fmri: dict[str, Any]) ->
     if edges.size < 2 or edges[0] == edges[-1]:
         edges = np.array([v.min() - 0.5, v.max() + 0.5])
     ax.hist(v, bins=edges, color="#4c72b0", alpha=0.8)
-    st = fmri["timing_ms"]["total"]
+    st = fmri["timing_ms"][ARRIVAL_TO_FEEDBACK]
     for key, style in (("median", "-"), ("p99", "--"), ("max", ":")):
         ax.axvline(st[key], color="k", ls=style, lw=1, label=f"{key} {st[key]:.1f} ms")
-    ax.set_xlabel("total time per volume (ms)")
+    ax.set_xlabel("pipeline time per volume, arrival -> feedback (ms)")
     ax.set_ylabel("volumes")
     ax.set_title(_budget_text(fm, fmri), fontsize=8)
     ax.legend(fontsize=8)
-    fig.suptitle(f"time from volume to feature values (n = {st['n']})", fontsize=11)
+    fig.suptitle(f"time from a volume's arrival to its feature values (n = {st['n']})", fontsize=11)
     return fig
 
 
@@ -206,11 +234,14 @@ def make(data: SessionData, fm: FmriSession, fmri: dict[str, Any]) -> dict[str, 
                         f"to the reference volume) and framewise displacement with the {FD_LIMIT_MM:g} mm line; "
                         "shaded: blocks by acquisition number."),
         "fmri_timing": (timing_figure(data, fm, fmri),
-                        "Processing time per volume, stacked by stage (read = file appearing / LSL timestamp to "
-                        "fully read; other = total minus the named stages); black ticks: total."),
+                        "Time per volume. Top: the pipeline (arrival -> feedback), stacked by stage (read = arrival to "
+                        "fully read; other = arrival -> feedback minus the named stages), against the TR budget. "
+                        "Bottom: delivery (acquisition -> arrival, the scanner's and transport's; unknown for a "
+                        "folder source) and the total, apart from the budget."),
         "fmri_series": (series_figure(data, fm, fmri),
                         "fMRI feature values and ROI means (raw and GLM-detrended) per volume, blocks shaded; r = "
                         "correlation with the 'on' blocks convolved with the canonical HRF."),
-        "fmri_total": (total_histogram(data, fm, fmri),
-                       "Histogram of the total time from volume to feature values, with median, p99 and max."),
+        "fmri_pipeline": (pipeline_histogram(data, fm, fmri),
+                          "Histogram of the pipeline's time per volume (arrival -> feedback), with median, p99 and "
+                          "max."),
     }

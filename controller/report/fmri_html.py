@@ -8,7 +8,10 @@ from typing import Any
 
 from controller.report.html import _fmt, _img, _table
 
-FMRI_FIGURES = ("fmri_motion", "fmri_timing", "fmri_series", "fmri_total")
+FMRI_FIGURES = ("fmri_motion", "fmri_timing", "fmri_series", "fmri_pipeline")
+STAGE_NAMES = {"arrival_to_feedback": "arrival → feedback (pipeline)",
+               "acquisition_to_arrival": "acquisition → arrival (delivery)",
+               "total": "acquisition → feedback (total)"}
 
 
 def _figure(key: str, figures: dict[str, tuple[Path, str]]) -> str:
@@ -16,6 +19,35 @@ def _figure(key: str, figures: dict[str, tuple[Path, str]]) -> str:
         return ""
     png, caption = figures[key]
     return f"<figure id='{escape(key)}'>{_img(png)}<figcaption>{escape(caption)}</figcaption></figure>"
+
+
+def _ms(v: float) -> str:
+    return f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+
+
+def _timing_text(fmri: dict[str, Any]) -> str:
+    """The budget statement (about the pipeline only), then delivery and the total, or why they are unknown."""
+    t = fmri["timing_ms"]
+    pipe = t.get("arrival_to_feedback") or {}
+    out = []
+    if fmri["tr_fraction"] is not None:
+        text = (f"The pipeline (arrival → feedback) took a median <b>{_ms(pipe['median'])} ms</b>, "
+                f"<b>{fmri['tr_fraction']:.2%}</b> of the TR budget ({_fmt(fmri['tr_s'])} s); "
+                f"{fmri['pipeline_over_tr']} volume(s) over it")
+        spacing = fmri.get("acquired_tr_s")
+        if spacing and abs(spacing - fmri["tr_s"]) > 0.01 * fmri["tr_s"]:
+            text += (f"; the volumes came every {_fmt(spacing)} s (faster than real time), of which it uses "
+                     f"<b>{fmri['acquired_tr_fraction']:.2%}</b>")
+        out.append(f"<p>{text}.</p>")
+    delivery, total = t.get("acquisition_to_arrival") or {}, t.get("total") or {}
+    if delivery.get("median") is None:
+        out.append(f"<p>Delivery (acquisition → arrival): <b>unknown</b>; the acquisition time is "
+                   f"{escape(str(fmri.get('acquisition_time')))}, so the total is unknown too.</p>")
+    else:
+        out.append(f"<p>Delivery (acquisition → arrival; acquisition time {escape(str(fmri.get('acquisition_time')))})"
+                   f": median {_ms(delivery['median'])} ms, the scanner's and the transport's, not part of the TR "
+                   f"budget. Total (acquisition → feedback, their sum): median {_ms(total['median'])} ms.</p>")
+    return "".join(out)
 
 
 def fmri_section(fmri: dict[str, Any] | None, figures: dict[str, tuple[Path, str]]) -> str:
@@ -58,20 +90,13 @@ def fmri_section(fmri: dict[str, Any] | None, figures: dict[str, tuple[Path, str
             ], [("what", "parameter"), ("mean_abs", "mean |error|"), ("max_abs", "max |error|")], left={"what"}))
     parts.append(_figure("fmri_motion", figures))
 
-    parts.append("<h3>Processing time per volume (ms)</h3>")
-    budget = ""
-    if fmri["tr_fraction"] is not None:
-        budget = f"Median total time uses <b>{fmri['tr_fraction']:.2%}</b> of the TR ({_fmt(fmri['tr_s'])} s)"
-        spacing = fmri.get("acquired_tr_s")
-        if spacing and abs(spacing - fmri["tr_s"]) > 0.01 * fmri["tr_s"]:
-            budget += (f"; the volumes came every {_fmt(spacing)} s (faster than real time), of which it uses "
-                       f"<b>{fmri['acquired_tr_fraction']:.2%}</b>")
-        budget = f"<p>{budget}.</p>"
-    parts.append(budget + _table([{"stage": k, **s} for k, s in fmri["timing_ms"].items()],
-                                 [("stage", "stage"), ("n", "n"), ("median", "median"), ("p99", "p99"),
-                                  ("max", "max"), ("mean", "mean")], left={"stage"}))
+    parts.append("<h3>Time per volume (ms): pipeline and delivery</h3>")
+    parts.append(_timing_text(fmri))
+    rows = [{"stage": STAGE_NAMES.get(k, k), **s} for k, s in fmri["timing_ms"].items()]
+    parts.append(_table(rows, [("stage", "stage"), ("n", "n"), ("median", "median"), ("p99", "p99"),
+                               ("max", "max"), ("mean", "mean")], left={"stage"}))
     parts.append(_figure("fmri_timing", figures))
-    parts.append(_figure("fmri_total", figures))
+    parts.append(_figure("fmri_pipeline", figures))
 
     design = fmri["design"]
     parts.append("<h3>Features and ROIs against the design</h3><p class='meta'>'on' blocks: "

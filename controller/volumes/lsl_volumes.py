@@ -2,8 +2,10 @@
 
 The stream description is validated when the source opens; any deviation from the convention
 is refused with a message naming the stream and what is wrong. Each pulled sample becomes a
-:class:`Volume` whose ``acquired`` is the sample's timestamp (clock-synced to this host) and
-whose data is a float32 Fortran-ordered copy of channels 1.. (one memcpy).
+:class:`Volume` whose ``acquired`` is the sample's timestamp (clock-synced to this host: the
+sender's acquisition time, so ``acquisition_known``), ``received`` the moment the pull returned it
+(acquisition -> received is the delivery delay: a scanner sends a volume once it is complete, about
+a TR after its stamp) and whose data is a float32 Fortran-ordered copy of channels 1.. (one memcpy).
 """
 
 from __future__ import annotations
@@ -152,13 +154,15 @@ class LslVolumeSource(VolumeSource):
         while not self._halt.is_set():
             data, stamps = inlet.pull_chunk(timeout=wait, max_samples=4, dest_obj=buffer, min_samples=1,
                                             as_numpy=True)
+            received = now()
             if not len(stamps):
                 self._tick()
                 continue
             for row, stamp in zip(data, stamps):
                 voxels = np.array(row[1:].reshape(geo.shape, order=geo.order), dtype=np.float32, order="F")
                 self._deliver(Volume(index=int(round(float(row[0]))), data=voxels, affine=geo.affine,
-                                     tr_s=geo.tr_s, acquired=float(stamp), arrived=now(), source=self._where()))
+                                     tr_s=geo.tr_s, acquired=float(stamp), arrived=now(), source=self._where(),
+                                     received=received, acquisition_known=True))
 
     def _close(self) -> None:
         if self._inlet is not None:

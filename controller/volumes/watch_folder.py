@@ -15,8 +15,11 @@ The volume index comes from the file: DICOM AcquisitionNumber (``dicom_index="ac
 default) or InstanceNumber (``"instance"``), NIfTI the last number in the file name, or
 ``index_regex`` (its first group) for any format.
 Files present when the source opens are ignored (``existing="ignore"``) or read in name order
-(``existing="take"``). ``Volume.acquired`` is when the file appeared (its IN_CREATE /
-IN_MOVED_TO event, or the poll that first saw it); ``Volume.arrived`` when it was decoded.
+(``existing="take"``). ``Volume.received`` is when the file appeared (its IN_CREATE /
+IN_MOVED_TO event, or the poll that first saw it); ``Volume.arrived`` when it was decoded. A file
+does not say when its volume was acquired (its mtime is when the scanner wrote it, after
+reconstruction), so ``acquisition_known`` is False and ``acquired`` (the run's timeline stamp) is
+the appearance time: the delivery delay of a folder is unknown, not zero.
 """
 
 from __future__ import annotations
@@ -310,7 +313,7 @@ class FolderSource(VolumeSource):
             self.tr_s = float(tr)
         out = data.astype(np.float32, order="F")
         return Volume(index=index, data=out, affine=affine, tr_s=self.tr_s or 0.0, acquired=acquired,
-                      arrived=now(), source=where)
+                      arrived=now(), source=where, received=acquired, acquisition_known=False)
 
     def _index_from_name(self, name: str) -> int:
         if self.index_regex is not None:
