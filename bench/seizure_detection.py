@@ -104,12 +104,6 @@ def _check_protocol(protocol: Protocol, need_rule: bool = True) -> tuple[str, fl
     return next(iter(protocol.inputs)), gap
 
 
-def _warmup_s(protocol: Protocol) -> float:
-    spans = [max(f.params.warmup_s or f.params.trend_s, f.window_s) for f in protocol.features.values()
-             if f.kind in ("line_length", "area")]
-    return max(spans, default=0.0)
-
-
 def run_protocol(protocol: Protocol, rec: Recording, block: int, cost: list[float] | None = None) -> Outcome:
     """Stream ``rec`` through the protocol's pipeline and engine in blocks of ``block`` samples."""
     name, _ = _check_protocol(protocol, need_rule=False)
@@ -135,7 +129,7 @@ def run_protocol(protocol: Protocol, rec: Recording, block: int, cost: list[floa
         firings += [e.t_source for e in decisions.drain()]
         if engine.done.is_set():
             break
-    warm = _warmup_s(protocol)
+    warm = pipeline.warmup_s  # the trends' warm-up: no detection is possible before it
     quiet = _interictal_s(rec, warm)
     return Outcome(rec, firings, quiet / 3600.0, warm)
 
