@@ -80,3 +80,34 @@ class BlockAmplifier(threading.Thread):
         self.stopped.set()
         if self.ident is not None:  # started
             self.join(5)
+
+
+def run_on_amplifier(argv: Sequence[str], sessions: Path, amplifier: dict) -> int:
+    """``neuroreflex ARGV`` (a stimulating ``run --stream NAME --virtual-devices`` ...) while a
+    ``BlockAmplifier(**amplifier)`` streams from the moment the session's journal says it started,
+    with a private control-channel folder; returns the exit code. The amplifier starts on the
+    session's cue, so a slow start cannot exhaust its data."""
+    import os
+    import shutil
+    import tempfile
+
+    from controller.cli import main
+    from controller.control_client import ENV_DIR
+
+    def session_started() -> bool:
+        return any("session_start" in j.read_text() for j in sessions.glob("*/journal.jsonl"))
+
+    control = tempfile.mkdtemp(prefix="nr-amp-")
+    before = os.environ.get(ENV_DIR)
+    os.environ[ENV_DIR] = control
+    amp = BlockAmplifier(**amplifier, start_when=session_started)
+    amp.start()
+    try:
+        return main([*argv, "--session-dir", str(sessions)])
+    finally:
+        amp.stop()
+        if before is None:
+            os.environ.pop(ENV_DIR, None)
+        else:
+            os.environ[ENV_DIR] = before
+        shutil.rmtree(control, ignore_errors=True)

@@ -11,21 +11,17 @@ on the recording's own time, while the site's limits keep counting physical time
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from controller.cli import main
-from controller.control_client import ENV_DIR
 from controller.dsp.offline_kinds import offline_kind_feature
 from controller.protocol import load_protocol
 from controller.recording.journal import read_journal
 from sim.seizure import Seizure, SeizureConfig, SeizureSchedule, simulate_seizures
-from tests.amplifier import BlockAmplifier
+from amplifier import run_on_amplifier
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ("C3", "C4", "Cz", "P3", "P4", "T3", "T4", "T5")
@@ -48,27 +44,16 @@ def _protocol(tmp_path: Path) -> Path:
 @pytest.mark.lsl
 @pytest.mark.slow
 def test_a_simulated_seizure_replayed_8x_in_amplifier_blocks_is_detected_on_its_own_clock(
-        tmp_path, monkeypatch, capsys, seizure_recording) -> None:
+        tmp_path, capsys, seizure_recording) -> None:
     rec = seizure_recording
     assert int(rec.onsets[0]) == int(ONSET_S * RATE)
-    control = tempfile.mkdtemp(prefix="nr-sz-")
-    monkeypatch.setenv(ENV_DIR, control)
     name = f"sz-amp-{uuid.uuid4().hex[:6]}"
     sessions = tmp_path / "sessions"
-
-    def session_started() -> bool:
-        return any("session_start" in j.read_text() for j in sessions.glob("*/journal.jsonl"))
-
-    amp = BlockAmplifier(name, rec.data, RATE, LABELS, ["EEG"] * 8, ["uV"] * 8, 1e6, block=8,
-                         start_when=session_started, speed=SPEED)
-    amp.start()
     path = _protocol(tmp_path)
-    try:
-        code = main(["run", str(path), "--stream", name, "--virtual-devices", "--arm", "--site",
-                     str(ROOT / "config" / "site.yaml"), "--session-dir", str(sessions), "--no-report"])
-    finally:
-        amp.stop()
-        shutil.rmtree(control, ignore_errors=True)
+    code = run_on_amplifier(["run", str(path), "--stream", name, "--virtual-devices", "--arm", "--site",
+                             str(ROOT / "config" / "site.yaml"), "--no-report"], sessions,
+                            dict(name=name, data_volts=rec.data, fs=RATE, labels=LABELS, types=["EEG"] * 8,
+                                 units=["uV"] * 8, scale=1e6, block=8, speed=SPEED))
     out = capsys.readouterr().out
     assert code == 0, out
     assert "replayed at x8" in out

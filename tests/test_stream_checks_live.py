@@ -11,7 +11,7 @@ import pytest
 
 from pathlib import Path
 
-from amplifier import BlockAmplifier
+from amplifier import BlockAmplifier, run_on_amplifier
 from controller.cli import main
 
 pytestmark = [pytest.mark.lsl]
@@ -101,40 +101,25 @@ rules:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("block", [1, 8, 32])
-def test_virtual_devices_on_an_external_stream_in_blocks(tmp_path, capsys, monkeypatch, block):
+def test_virtual_devices_on_an_external_stream_in_blocks(tmp_path, capsys, block):
     """Issue 11: virtual stimulators without the simulated participant (the input is an amplifier
     streaming µV in blocks, as a g.USBamp sends 8 at a time), under the example site's 5 ms limit.
     The limit bounds the controller's delay (the chunk's arrival -> command bytes); a sample early in a
     block of 32 at 256 Hz is 121 ms old when its block arrives, and that is the amplifier's delay: the
     journal reports both latencies."""
-    import shutil
-    import tempfile
-
-    from controller.control_client import ENV_DIR
     from controller.recording.journal import read_journal
     from controller.report.device_logs import read_device_logs
 
-    control = tempfile.mkdtemp(prefix="nr-vd-")
-    monkeypatch.setenv(ENV_DIR, control)
     name = f"live-stim-{uuid.uuid4().hex[:6]}"
     rng = np.random.default_rng(0)
     data = rng.normal(0, 10e-6, (256 * 30, 4))
     sessions = tmp_path / "sessions"
-
-    def session_started() -> bool:  # the amplifier streams from then on: a slow start cannot exhaust it
-        return any("session_start" in j.read_text() for j in sessions.glob("*/journal.jsonl"))
-
-    a = BlockAmplifier(name, data, 256.0, LABELS, TYPES, ["uV", "uV", "uV", ""], 1e6, block=block,
-                       start_when=session_started)
-    a.start()
     path = tmp_path / "p.yaml"
     path.write_text(STIM.format())
-    try:
-        code = main(["run", str(path), "--stream", name, "--virtual-devices", "--arm", "--site",
-                     str(ROOT / "config" / "site.yaml"), "--session-dir", str(sessions), "--no-report"])
-    finally:
-        a.stop()
-        shutil.rmtree(control, ignore_errors=True)
+    code = run_on_amplifier(["run", str(path), "--stream", name, "--virtual-devices", "--arm", "--site",
+                             str(ROOT / "config" / "site.yaml"), "--no-report"], sessions,
+                            dict(name=name, data_volts=data, fs=256.0, labels=LABELS, types=TYPES,
+                                 units=["uV", "uV", "uV", ""], scale=1e6, block=block))
     out = capsys.readouterr().out
     assert code == 0, out
     assert "virtual triggerbox for 'tavns'" in out
