@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ import pylsl
 from controller import runner
 from controller.control_channel import request
 from controller.runner import RunOptions, SessionResult, run_session
+from controller.stimulation import session as stim_session
 from controller.stimulation.session import VirtualDevice, read_device_log, start_virtual_device
 
 LABELS = ("Cz", "C3", "C4", "Fz", "Pz", "Fp1", "Fp2", "Oz")
@@ -290,6 +292,24 @@ class LiveSession:
         return self.outcome["result"]
 
 
+def steady_wall() -> Callable[[], datetime]:
+    """Wall time that advances with the LSL (monotonic) clock from now on.
+
+    Why: the host's wall clock can step under the tests (a CI machine once stepped it 1.27 s
+    while the LSL clock advanced 20 ms); the governor rightly latches a clock fault then, and a
+    test of input or device faults would fail on a fault it is not about. The clock-fault
+    behaviour itself is tested with injected clocks (tests/test_safety_governor.py).
+    """
+    wall0, lsl0 = datetime.now(timezone.utc), pylsl.local_clock()
+    return lambda: wall0 + timedelta(seconds=pylsl.local_clock() - lsl0)
+
+
+class _SteadyWallGovernor(stim_session.Governor):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("wall", steady_wall())
+        super().__init__(*args, **kwargs)
+
+
 def start_session(monkeypatch, root: Path, protocol: Path, site: Path, *,
                   arm: bool = True, record_xdf: bool = True, build_report: bool = False,
                   lsl_prefix: str | None = None) -> LiveSession:
@@ -302,6 +322,7 @@ def start_session(monkeypatch, root: Path, protocol: Path, site: Path, *,
             engines.append(self)
 
     monkeypatch.setattr(runner, "Engine", SeenEngine)
+    monkeypatch.setattr(stim_session, "Governor", _SteadyWallGovernor)
     opts = RunOptions(protocol_path=protocol, session_root=root, site_config=site, virtual_devices=False, arm=arm,
                       operator="tester", participant="p01", keyboard=False, progress=None, record_xdf=record_xdf,
                       build_report=build_report, lsl_prefix=lsl_prefix or unique("h6"), resolve_timeout_s=15.0)

@@ -51,7 +51,7 @@ def test_sigterm_stops_the_process_cleanly():
         infos = pylsl.resolve_byprop("name", name, minimum=1, timeout=20)
         assert infos and infos[0].channel_count() == 8
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=15)
+        out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -27,7 +27,7 @@ def test_virtual_magstim_in_its_own_process_answers_the_real_driver():
         driver.close()
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "commands received" in out
 
