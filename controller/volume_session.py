@@ -7,8 +7,11 @@ journaled as the stages it is (controller/volumes/timing.py): acquisition -> arr
 when the source knows the acquisition time), arrival -> feedback (the pipeline, measured here
 after the engine took the values) and their sum.
 
-The protocol's timeline starts at the first counted volume (after the dummies), as a scanner's
-trigger starts a paradigm. With ``--speed`` (simulator or replay faster than real time) the
+The protocol's timeline is the scanner's: it starts at the acquisition of the first counted volume
+(after the dummies), as a scanner's trigger starts a paradigm, whichever volume the session
+receives first. A session started late, or whose first counted volume was lost, places the first
+volume it receives by its acquisition number x TR (``run_start``) and goes on from there: it costs
+only the volumes not seen, and the journal says which (input status ``joined``). With ``--speed`` (simulator or replay faster than real time) the
 engine's timeline is shortened by the same factor, so its blocks (markers for the display) stay
 in step with the volumes; everything stays on the LSL clock. Each volume's block for the PSC
 baseline, rules and feedback comes from its acquisition number, so it does not depend on speed.
@@ -34,7 +37,8 @@ from controller.volumes.source import index_ranges
 from controller.volumes.timing import acquisition_time, qc_times_ms, stage_times_ms
 from drivers.base import Command
 
-SIM_FOLDER = "scanner"  # the simulated scanner's export folder inside the session folder
+SIM_FOLDER = "scanner"
+FIRST_ACQUISITION = 1  # a run's first acquisition number (the design counts from it, dummies included)  # the simulated scanner's export folder inside the session folder
 
 
 @dataclass
@@ -75,7 +79,7 @@ def sim_source_spec(spec: VolumeInputSpec, opts: FmriSimOptions, folder: Path, l
     if spec.source.stream is not None:
         return replace(spec.source, stream=replace(spec.source.stream, name=lsl_name, type=None, source_id=None))
     pattern = spec.source.pattern if opts.replay else "*.nii"  # the replay writes as the protocol's scanner would
-    return replace(spec.source, folder=str(folder), pattern=pattern, existing="take", index_regex=None)
+    return replace(spec.source, folder=str(folder), pattern=pattern, existing="process", index_regex=None)
 
 
 def fmri_source_command(protocol: Protocol, spec: VolumeInputSpec, opts: FmriSimOptions, folder: Path,
@@ -110,17 +114,43 @@ def start_fmri_source_process(protocol: Protocol, spec: VolumeInputSpec, opts: F
     return scanner
 
 
+def run_start(volume: Any, n: int, tr_lsl_s: float) -> float:
+    """LSL time at which the run's first counted volume was (or would have been) acquired, from a volume
+    acquired ``n`` TRs after it: the scanner's clock, so the blocks begin where the scanner's do."""
+    return volume.acquired - n * tr_lsl_s
+
+
+def joined_detail(volume: Any, n: int, first_counted: int, unseen: list[int], block: Any) -> str:
+    """What a session that did not see its run's start says about the volumes it missed."""
+    where = f"block {block.label!r} (block {block.index + 1})" if block is not None else "after the timeline's end"
+    lost = [i for i in unseen if i >= first_counted]
+    return (f"the run's timeline starts from volume {volume.index}, placed by its acquisition number {n} TR after "
+            f"the first counted volume ({first_counted}), in {where}; volume(s) {index_ranges(unseen)} were not "
+            f"seen ({len(lost)} counted)")
+
+
 def wire_volumes(source: Any, pipeline: VolumePipeline, engine: Any, bus: EventBus, qc_output: Any,
-                 start_run: Callable[[float], None], governor: Any = None) -> None:
-    """Connect a volume source to its pipeline and the engine (all in the source's thread)."""
+                 start_run: Callable[[float], None], governor: Any = None, tr_lsl_s: float | None = None) -> None:
+    """Connect a volume source to its pipeline and the engine (all in the source's thread).
+
+    ``tr_lsl_s``: the TR on the LSL clock (the protocol's TR / the replay's speed)."""
     name = source.input_name
     inhibit_source = f"input:{name}"
     started = threading.Event()
+    tr_lsl = pipeline.spec.tr_s if tr_lsl_s is None else tr_lsl_s
 
     def on_volume(volume) -> None:
-        if not started.is_set() and pipeline.design.counted(volume.index) == 0:
+        n = pipeline.design.counted(volume.index)
+        if not started.is_set() and n >= 0:
             started.set()
-            start_run(volume.acquired)
+            if n > 0:
+                before = range(pipeline.design.first - pipeline.spec.skip, volume.index)
+                unseen = [i for i in before if i not in source.tracker.seen]
+                detail = joined_detail(volume, n, pipeline.design.first, unseen,
+                                       pipeline.design.block_of(volume.index))
+                bus.publish(Event(ev.INPUT, now(), volume.acquired, {"input": name, "status": "joined",
+                                                                     "detail": detail, "index": volume.index}))
+            start_run(run_start(volume, n, tr_lsl))
         try:
             result = pipeline.push(volume)
         except VolumePipelineError as exc:
@@ -238,7 +268,7 @@ class FmriPlan:
         def start_run(t: float) -> None:
             engine.start(t)
 
-        wire_volumes(source, pipeline, engine, bus, self.qc_output, start_run, governor)
+        wire_volumes(source, pipeline, engine, bus, self.qc_output, start_run, governor, spec.tr_s / self.speed)
         self.sources.append(source)
         self.pipelines[name] = pipeline
         return self.scanner.proc if self.scanner is not None else None
@@ -263,7 +293,8 @@ class FmriPlan:
             raise VolumePipelineError(f"input {name!r}: no volume folder (give --volumes-folder)")
         return FolderSource(name, src.folder, noop, noop, stall_timeout_s=spec.stall_s, pattern=src.pattern,
                             watch="poll" if src.poll_s else "auto", poll_interval_s=src.poll_s or 0.05,
-                            existing=src.existing, index_regex=src.index_regex, tr_s=spec.tr_s)
+                            existing=src.existing, index_regex=src.index_regex, tr_s=spec.tr_s,
+                            first_index=FIRST_ACQUISITION)
 
     def engine_protocol(self, protocol: Protocol) -> Protocol:
         """The protocol as the engine's wall-clock timeline runs it: blocks shortened by ``--speed``."""
@@ -285,7 +316,8 @@ class FmriPlan:
 
     def waiting_text(self) -> str:
         where = ", ".join(f"{s.input_name}: {s.describe().get('where')}" for s in self.sources)
-        return f"waiting for the scanner's first volume ({where}); the timeline starts at the first counted volume"
+        return (f"waiting for the scanner's first volume ({where}); the timeline starts at the first counted volume "
+                "(or, joining a run already under way, at the first volume received, placed by its number)")
 
     # ------------------------------------------------------------ the end of the run
     def drain_s(self) -> float:

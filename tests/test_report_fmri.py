@@ -240,7 +240,8 @@ def test_fmri_numbers_figures_and_section(tmp_path: Path) -> None:
     assert (f["input"], f["run"], f["tr_s"], f["skip"], f["shape"]) == ("fmri", "nf1", TR, SKIP, [74, 74, 36])
     assert f["volumes"] == {"processed": N - 1, "dummies": SKIP, "first_index": SKIP + 1, "last_index": SKIP + N,
                             "index_gaps": 1, "missing": 1, "missing_indices": [MISSING], "out_of_order": 1,
-                            "duplicate": 0, "reference_index": SKIP + 1}
+                            "duplicate": 0, "reference_index": SKIP + 1, "joined": None,
+                            "existing_files": None}
     assert [i["detail"] for i in f["input_issues"]["missing"]] == [f"volume {MISSING} never arrived"]
 
     fd = np.delete(FD, MISSING - SKIP - 1)

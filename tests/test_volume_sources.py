@@ -301,7 +301,7 @@ def test_folder_two_files_per_tr_without_a_pattern_reports_duplicates(tmp_path):
     (tmp_path / "notes.txt").write_text("not a volume")  # not matched: silently ignored
 
 
-@pytest.mark.parametrize("existing", ["ignore", "take"])
+@pytest.mark.parametrize("existing", ["skip", "process"])
 def test_folder_existing_files(tmp_path, existing):
     data, affine = small_volume()
     w = make_writer(tmp_path, "nifti", affine=affine, shape=data.shape)
@@ -313,7 +313,20 @@ def test_folder_existing_files(tmp_path, existing):
     assert col.wait(lambda c: 3 in [v.index for v in c.volumes])
     time.sleep(0.2)
     stop(src)
-    assert [v.index for v in col.volumes] == ([1, 2, 3] if existing == "take" else [3])
+    assert [v.index for v in col.volumes] == ([1, 2, 3] if existing == "process" else [3])
+    said = [d for k, d in col.statuses if k == "existing"]  # the default says what it did, and with which files
+    assert len(said) == 1 and "2 file(s) matching '*.nii' were already in" in said[0]
+    assert ("skipped" if existing == "skip" else "read in name order first") in said[0]
+
+
+def test_folder_existing_files_refused(tmp_path):
+    data, affine = small_volume()
+    w = make_writer(tmp_path, "nifti", affine=affine, shape=data.shape)
+    w.write(data, 1)
+    src = FolderSource("fmri", tmp_path, Collector().on_volume, Collector().on_status, pattern="*.nii",
+                       existing="refuse")
+    with pytest.raises(FileExistsError, match=r"1 file\(s\) matching '\*\.nii' were already in .*existing: refuse"):
+        src.open(timeout_s=5)
 
 
 def test_folder_stall_resume_and_bad_file(tmp_path, run4d):

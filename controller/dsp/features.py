@@ -36,6 +36,7 @@ class FeatureValue:
     sample_index: int
     at: float | None = None
     block: str | None = None  # fMRI: the block of the volume by its acquisition number (else the timeline's)
+    block_index: int | None = None  # fMRI: that block's position in the timeline
     arrival: float | None = None  # LSL time the chunk holding the sample reached the controller
 
 

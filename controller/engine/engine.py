@@ -70,9 +70,12 @@ class Engine:
         self.stop_reason: str | None = None
         self._state = IDLE
         self._lock = threading.RLock()
-        self._history: dict[str, list[float]] = defaultdict(list)  # feature values in the current block
-        self._frames = 0  # rule evaluations in the current block
-        self._rewarded = 0  # of which at least one rule fired
+        # per block, by the block each frame was ACQUIRED in (its position in the timeline): feature values
+        # for threshold adaptation, and [rule evaluations, of which rewarded]; a frame that arrives after its
+        # block ended still counts in that block's statistics (``block_stats`` are updated in place)
+        self._history: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        self._counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        self._ended: dict[int, dict[str, Any]] = {}  # block position -> its stats, once it ended
         # adaptive thresholds: [frames, rewarded frames] since each one's last adaptation
         self._adaptive = [n for n, spec in protocol.thresholds.items() if spec.adapt is not None]
         self._adapt_counts: dict[str, list[int]] = {}
@@ -112,8 +115,8 @@ class Engine:
                 "total_left_s": self.timeline.total_left(t),
                 "features": dict(self.latest),
                 "thresholds": dict(self.thresholds.values),
-                "frames": self._frames,
-                "rewarded": self._rewarded,
+                "frames": self._counts[block.index][0] if block else 0,
+                "rewarded": self._counts[block.index][1] if block else 0,
                 "stim": self._stim_snapshot(),
             }
 
@@ -225,17 +228,20 @@ class Engine:
         t_arr = getattr(group[-1], "arrival", None)
         t_arr = t_src if t_arr is None else t_arr
         t_sig = self.signal.signal(t_src)  # rules count the signal's time
-        block = self._block_at(t_sig)
+        block = self._acquired_in(group[-1], t_sig)
         label = block.label if block else None
         if getattr(group[-1], "block", None) is not None:  # an fMRI volume: the block it was acquired in
             label = group[-1].block
+        pos = block.index if block is not None else -1
+        history = self._history[pos]
         updated = {}
         for v in group:
             self.latest[v.name] = v.value
             self.latest_at[v.name] = getattr(v, "at", None)
-            self._history[v.name].append(v.value)
+            history[v.name].append(v.value)
             updated[v.name] = v.value
-            self._publish(ev.FEATURE, t_src, name=v.name, value=v.value, sample_index=v.sample_index)
+            self._publish(ev.FEATURE, t_src, name=v.name, value=v.value, sample_index=v.sample_index,
+                          block_index=None if block is None else block.index)
             for th in self.thresholds.adaptive_for(v.name):
                 if label in self._live_labels[th] or not self._live_labels[th]:
                     change = self.thresholds.observe(th, v.value)
@@ -257,12 +263,11 @@ class Engine:
         live = [(r, e) for r, e in self.rules if not r.during or label in r.during]
         if not live:
             return
-        self._frames += 1
         for rule, evaluate in live:
             if evaluate(self.latest, self.thresholds.values, t_sig) and self._may_fire(rule, t_sig):
                 fired = True
-                self._fire(rule, t_src, label, t_arr)
-        self._rewarded += fired
+                self._fire(rule, t_src, label, t_arr, block)
+        self._count_frame(pos, fired)
         for name in self._adaptive:
             counts = self._adapt_counts.setdefault(name, [0, 0])
             counts[0] += 1
@@ -278,12 +283,31 @@ class Engine:
             self._publish(ev.INFO, t, rule=rule.index, what="rule paced", reason=f"{rule.label}: {why}")
         return False
 
-    def _fire(self, rule: Rule, t_src: float, label: str | None, arrival: float | None = None) -> None:
+    def _count_frame(self, pos: int, fired: bool) -> None:
+        counts = self._counts[pos]
+        counts[0] += 1
+        counts[1] += fired
+        stats = self._ended.get(pos)
+        if stats is not None:  # acquired in a block that has ended: its statistics take it late
+            stats.update(frames=counts[0], rewarded=counts[1], reward_rate=counts[1] / counts[0],
+                         late_frames=stats.get("late_frames", 0) + 1)
+
+    def _acquired_in(self, value: Any, t_sig: float) -> Block | None:
+        """The block a frame's sample was acquired in: an fMRI volume says (by its acquisition number),
+        a sample stream's stamp tells (``_block_at``)."""
+        pos = getattr(value, "block_index", None)
+        if pos is not None and 0 <= pos < len(self.timeline.blocks):
+            return self.timeline.blocks[pos]
+        return self._block_at(t_sig)
+
+    def _fire(self, rule: Rule, t_src: float, label: str | None, arrival: float | None = None,
+              block: Block | None = None) -> None:
         stim = rule.do.stimulation
+        where = {"block_index": block.index} if block is not None else {}
         if stim is not None:
             action = f"{stim.kind}:{stim.device}"
             t_sent = self._send(Command("marker", t_src, {"text": action}))
-            self._publish(ev.DECISION, t_src, rule=rule.index, action=action, block=label,
+            self._publish(ev.DECISION, t_src, rule=rule.index, action=action, block=label, **where,
                           latency_s=t_sent - t_src, controller_latency_s=t_sent - (arrival or t_src),
                           condition=rule.source)
             if self.stimulation is not None:
@@ -293,7 +317,7 @@ class Engine:
             return
         action = rule.do.feedback or rule.do.marker or "rule"
         t_sent = self._send(Command("marker", t_src, {"text": action}))
-        self._publish(ev.DECISION, t_src, rule=rule.index, action=action, block=label,
+        self._publish(ev.DECISION, t_src, rule=rule.index, action=action, block=label, **where,
                       latency_s=t_sent - t_src, condition=rule.source)
 
     def rule_label(self, rule: Rule) -> str:
@@ -319,7 +343,7 @@ class Engine:
                 if self._may_fire(rule, t):
                     # a scheduled act, not caused by a sample: its decision time is now (the block
                     # edge ``t`` is noticed at the next tick or frame, up to tens of ms later)
-                    self._fire(rule, self.clock(), block.label)
+                    self._fire(rule, self.clock(), block.label, block=block)
 
     # ------------------------------------------------------------------ internals
     def _send(self, command: Command) -> float:
@@ -363,22 +387,22 @@ class Engine:
 
     def _end_block(self, tr: Transition) -> None:
         b = tr.ended
-        stats = {"index": b.index, "label": b.label, "cycle": b.cycle, "frames": self._frames,
-                 "rewarded": self._rewarded,
-                 "reward_rate": (self._rewarded / self._frames) if self._frames else None,
+        frames, rewarded = self._counts[b.index]
+        stats = {"index": b.index, "label": b.label, "cycle": b.cycle, "frames": frames,
+                 "rewarded": rewarded,
+                 "reward_rate": (rewarded / frames) if frames else None,
                  "skipped": self._skipped is not None, "skip_reason": self._skipped}
         self.block_stats.append(stats)
+        self._ended[b.index] = stats
         self._send(Command("marker", tr.t, {"text": f"block_end:{b.label}"}))
         self._publish(ev.BLOCK_END, tr.t, **stats)
         if self._state != STOPPED:
             self._edge_rules("block_end", b, self.signal.signal(tr.t))
-        changes, problems = self.thresholds.block_ended(b.label, self._history)
+        changes, problems = self.thresholds.block_ended(b.label, self._history.pop(b.index, {}))
         for change in changes:
             self._threshold_changed(change, tr.t)
         for problem in problems:
             self._publish(ev.FAULT, tr.t, source="thresholds", reason=problem)
-        self._history = defaultdict(list)
-        self._frames = self._rewarded = 0
 
     def _threshold_changed(self, change: ThresholdChange, t_source: float | None) -> None:
         t = self.clock()

@@ -36,6 +36,10 @@ Choices, and why:
   real run length. Cosine k joins only once the data span half its cycle (n >= n_planned / k):
   over a shorter window it is indistinguishable from the polynomial drift and would make the fit
   ill-posed (condition numbers of 1e10 on the OpenNFT run).
+* **Placed by acquisition.** Each row's time columns (drift, high-pass) are those of its acquisition
+  position ``t`` (1-based counted volume), given with the row, never its arrival count: a volume lost
+  or delivered late leaves every other row where the scanner put it. Rows may come in any order
+  (least squares does not care); the groups join by the number of rows the fit holds.
 * **Task regressors** are the caller's (e.g. ``hrf.task_regressor`` of the protocol's blocks, known
   before the run, so row n depends only on the timeline up to n). Before the first task block the
   column is zero and is dropped by the rank cut-off; a task column collinear with the drift would
@@ -188,7 +192,8 @@ class IncrementalGlm:
         cap = max(int(config.n_planned), 16)
         self._x = np.empty((cap, config.n_columns))
         self._y = np.empty((cap, self.m))
-        self._fill_time_columns(0, cap)
+        self._times = np.empty((0, config.n_columns))  # time columns by acquisition position t = 1, 2, ...
+        self._time_rows(cap)
         p = 1 + config.drift_order
         self._motion_cols = slice(p, p + 6) if config.motion else None
         self._n = 0
@@ -202,24 +207,29 @@ class IncrementalGlm:
         """Volumes taken so far."""
         return self._n
 
-    def _fill_time_columns(self, start: int, stop: int) -> None:
-        """Constant, drift and high-pass depend on n only: computed ahead for rows start..stop-1."""
+    def _time_rows(self, t_max: int) -> None:
+        """Constant, drift and high-pass depend on the acquisition position only: computed ahead up to ``t_max``."""
+        have = self._times.shape[0]
+        if t_max <= have:
+            return
         cfg = self.config
-        k = stop - start
-        self._x[start:stop] = cfg.design(
-            np.arange(start + 1, stop + 1), np.zeros((k, 6)) if cfg.motion else None, np.zeros((k, cfg.n_task))
-        )
+        stop = max(t_max, 2 * have)
+        k = stop - have
+        new = cfg.design(np.arange(have + 1, stop + 1), np.zeros((k, 6)) if cfg.motion else None,
+                         np.zeros((k, cfg.n_task)))
+        self._times = np.concatenate([self._times, new]) if have else new
 
     def _grow(self) -> None:
         old = self._x.shape[0]
         x, y = np.empty((2 * old, self._x.shape[1])), np.empty((2 * old, self.m))
         x[: self._n], y[: self._n] = self._x[: self._n], self._y[: self._n]
         self._x, self._y = x, y
-        self._fill_time_columns(old, 2 * old)
 
-    def _set_row(self, n: int, motion: np.ndarray | None, task: np.ndarray | None) -> np.ndarray:
+    def _set_row(self, n: int, t: int, motion: np.ndarray | None, task: np.ndarray | None) -> np.ndarray:
         cfg = self.config
+        self._time_rows(t)
         row = self._x[n - 1]
+        row[:] = self._times[t - 1]
         if self._motion_cols is not None:
             if motion is None:
                 raise ValueError("GLM configured with motion regressors but no motion parameters were given")
@@ -246,16 +256,21 @@ class IncrementalGlm:
         """R of [R; row]: one small Householder QR (same result as Givens rotations, one LAPACK call)."""
         self._rt = np.linalg.qr(np.vstack([self._rt, row]), mode="r")[: self._pa]
 
-    def update(self, values: np.ndarray | float, motion: np.ndarray | None = None, task: np.ndarray | None = None) -> GlmStep:
-        """Take volume n+1's ROI values (one per series), its 6 motion parameters and task regressor
-        values (as configured); return its detrended values."""
+    def update(self, values: np.ndarray | float, motion: np.ndarray | None = None, task: np.ndarray | None = None,
+               t: int | None = None) -> GlmStep:
+        """Take one volume's ROI values (one per series), its 6 motion parameters and task regressor values
+        (as configured) at acquisition position ``t`` (1-based counted volume; default: the next row);
+        return its detrended values."""
         y = np.asarray(values, dtype=np.float64).reshape(self.m)
         if not np.all(np.isfinite(y)):
             raise ValueError(f"GLM input at volume {self._n + 1} is not finite: {y.tolist()}")
+        t = self._n + 1 if t is None else int(t)
+        if t < 1:
+            raise ValueError(f"GLM acquisition position must be >= 1, got {t}")
         if self._n == self._x.shape[0]:
             self._grow()
         n = self._n + 1
-        x = self._set_row(n, motion, task)
+        x = self._set_row(n, t, motion, task)
         self._y[n - 1] = y
         self._n = n
         if n <= self.config.level_volumes:
@@ -282,26 +297,35 @@ def _nuisance(x: np.ndarray, task: slice) -> np.ndarray:
 
 
 def offline_glm(
-    series: np.ndarray, motion: np.ndarray | None, config: GlmConfig, task: np.ndarray | None = None
+    series: np.ndarray, motion: np.ndarray | None, config: GlmConfig, task: np.ndarray | None = None,
+    times: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reference: (cleaned, detrended), each (n, m), by a fresh ``lstsq`` at every n.
 
-    Uses the Legendre drift over the current window (1..n), not the planned run, so agreement
-    with :class:`IncrementalGlm` also checks that the basis does not matter.
+    Rows are in arrival order; ``times`` (default 1..n) are their 1-based acquisition positions,
+    which place the drift. Uses the Legendre drift over the window the rows so far span, not the
+    planned run, so agreement with :class:`IncrementalGlm` also checks that the basis does not matter.
     """
     y = np.asarray(series, dtype=np.float64)
     if y.ndim == 1:
         y = y[:, None]
     n_tot, m = y.shape
+    tt = np.arange(1, n_tot + 1, dtype=np.float64) if times is None else np.asarray(times, dtype=np.float64)
+    if tt.shape != (n_tot,):
+        raise ValueError(f"offline_glm: {tt.size} times for {n_tot} volumes")
     mot = None if motion is None else np.asarray(motion, dtype=np.float64).reshape(n_tot, 6)
     tk = None if task is None else np.asarray(task, dtype=np.float64).reshape(n_tot, -1)
     resid = np.empty((n_tot, m))
     level = np.empty((n_tot, m))
     for n in range(1, n_tot + 1):
         pa = config.active_columns(n)
-        x = config.design(
-            np.arange(1, n + 1), None if mot is None else mot[:n], None if tk is None else tk[:n], n_scale=max(n, 2)
-        )[:, :pa]
+        window = tt[:n]
+        lo, hi = float(window.min()), float(window.max())
+        x = config.design(window - lo + 1.0, None if mot is None else mot[:n], None if tk is None else tk[:n],
+                          n_scale=max(int(round(hi - lo)) + 1, 2))[:, :pa]
+        if config.n_highpass:  # the DCT set is the planned run's, at the rows' own acquisition times
+            x[:, config.n_columns - config.n_highpass:pa] = config.highpass_columns(window)[
+                :, : max(0, pa - (config.n_columns - config.n_highpass))]
         beta = np.linalg.lstsq(x, y[:n], rcond=RCOND)[0]
         resid[n - 1] = y[n - 1] - _nuisance(x[-1], config.task_slice) @ beta
         level[n - 1] = y[: min(n, config.level_volumes)].mean(axis=0)

@@ -16,7 +16,8 @@ import numpy as np
 
 from .connectivity import offline_sliding_correlation
 from .glm import GlmConfig, offline_glm
-from .psc import PscConfig, offline_psc
+from .design import VolumePlace
+from .psc import PscConfig, offline_psc, offline_psc_placed
 from .rois import Roi
 from .smoothing import GaussianSmoother
 from .spikes import SpikeConfig, offline_spike_filter
@@ -97,6 +98,47 @@ def offline_features_from_series(
         resid = offline_spike_filter(resid, config.spike)
         detr = resid + level
     psc, fb = offline_psc(detr, labels, config.psc)
+    conn = None
+    if config.connectivity is not None:
+        a, b = config.connectivity
+        conn = offline_sliding_correlation(detr[:, a], detr[:, b], config.connectivity_window, config.fisher_z)
+    return OfflineFeatures(raw, resid, detr, psc, fb, conn)
+
+
+def offline_features_placed(
+    raw: np.ndarray,
+    motion: np.ndarray | None,
+    places: Sequence[VolumePlace],
+    config: FeaturePipelineConfig,
+    task_planned: np.ndarray | None = None,
+) -> OfflineFeatures:
+    """Everything after the ROI means for volumes in ARRIVAL order, each placed by its acquisition
+    number (``VolumeDesign.place``): a late start, lost, late or swapped volumes.
+
+    The reference for the online pipeline whatever the scanner and the network did: the GLM's rows sit at
+    their acquisition positions (drift) and carry their planned task values (``task_planned``: one row
+    per counted volume of the planned run), the PSC baselines and moving average are indexed by
+    acquisition; the spike filter and the sliding correlation, filters on the sequence, see arrival order.
+    """
+    n = len(places)
+    raw = np.asarray(raw, dtype=np.float64).reshape(n, -1)
+    counted = np.array([p.n for p in places])
+    if np.any(counted < 0):
+        raise ValueError("offline_features_placed: dummy volumes are not part of the features")
+    task = None
+    if config.glm.n_task:
+        if task_planned is None:
+            raise ValueError("offline_features_placed: the GLM has task columns; give task_planned")
+        tp = np.asarray(task_planned, dtype=np.float64).reshape(-1, config.glm.n_task)
+        task = np.array([tp[c] if c < tp.shape[0] else np.zeros(config.glm.n_task) for c in counted])
+    resid, detr = offline_glm(raw, motion if config.glm.motion else None, config.glm, task, times=counted + 1)
+    if config.spike is not None:
+        level = detr - resid
+        resid = offline_spike_filter(resid, config.spike)
+        detr = resid + level
+    psc, fb = offline_psc_placed(detr, [p.label for p in places],
+                                 [p.block.index if p.block is not None else -1 for p in places],
+                                 [p.position for p in places], counted, config.psc)
     conn = None
     if config.connectivity is not None:
         a, b = config.connectivity

@@ -14,7 +14,8 @@ here is causal and incremental; ``controller.fmri.offline`` computes the same nu
 - The cumulative GLM fits drift, motion and the task (the feedback blocks convolved with the HRF)
   and removes drift and motion only, as OpenNFT does: without the task column, motion that
   correlates with the task would take the signal with it.
-- Each volume's block comes from its acquisition number (``VolumeDesign``), not its arrival.
+- Each volume is placed by its acquisition number (``VolumeDesign.place``), never by arrival order or
+  count: its block, its position in the block (PSC baselines), its row's drift in the GLM.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 
 from controller.dsp.features import FeatureValue
 from controller.fmri.connectivity import SlidingCorrelation
-from controller.fmri.design import VolumeDesign
+from controller.fmri.design import VolumeDesign, VolumePlace
 from controller.fmri.glm import GlmConfig, IncrementalGlm
 from controller.fmri.motion import RigidMotion, framewise_displacement
 from controller.fmri.psc import PscConfig, PscFeedback
@@ -145,10 +146,6 @@ class VolumePipeline:
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 
-    def set_first_index(self, first_index: int) -> None:
-        """The run's first acquisition number (known when the first volume arrives)."""
-        self.design = VolumeDesign(self.design.blocks, self.spec.tr_s, first_index + self.spec.skip)
-
     def _task(self) -> np.ndarray | None:
         """The planned task regressor, one value per counted volume (None: no task blocks)."""
         if not self.task_conditions:
@@ -174,9 +171,10 @@ class VolumePipeline:
         self._built = _Built(self, ref, np.asarray(affine, dtype=float))
 
     def push(self, volume: Volume) -> VolumeResult:
-        n = self.design.counted(volume.index)
-        block = self.design.block_of(volume.index)
+        place = self.design.place(volume.index)
+        n, block = place.n, place.block
         qc: dict[str, Any] = {"index": volume.index, "counted": n, "block": block.label if block else None,
+                              "block_index": block.index if block else None,
                               "acquired": volume.acquired, "received": volume.received_at,
                               "arrived": volume.arrived, "source": volume.source}
         if n < 0:
@@ -195,16 +193,16 @@ class VolumePipeline:
         means = built.roi_means(volume.data, motion)
         t2 = time.perf_counter()
         params = motion.params6()
-        step = built.glm.update(means if means.size else np.zeros(1), params, built.task_at(n))
+        step = built.glm.update(means if means.size else np.zeros(1), params, built.task_at(n), t=n + 1)
         cleaned = step.detrended if built.spikes is None else built.spikes.update(step.cleaned) + step.level
         t3 = time.perf_counter()
         detrended = dict(zip(self.roi_names, cleaned.tolist()))
-        label = block.label if block else ""
         values = []
         for f in self.features:
-            value = self._feature_state[f.name](label, detrended)
+            value = self._feature_state[f.name](place, detrended)
             if value is not None and np.isfinite(value):
-                values.append(FeatureValue(f.name, float(value), volume.acquired, volume.index, block=label or None))
+                values.append(FeatureValue(f.name, float(value), volume.acquired, volume.index,
+                                           block=place.label or None, block_index=block.index if block else None))
         t4 = time.perf_counter()
         fd = 0.0 if self._previous is None else framewise_displacement(self._previous, motion)
         self._previous = motion
@@ -237,20 +235,21 @@ def _rois_of(f: FeatureSpec) -> tuple[str, ...]:
 
 
 def _feature_state(f: FeatureSpec):
-    """A callable (block label, {roi: detrended}) -> value or None, holding the feature's own state."""
+    """A callable (the volume's place in the run, {roi: detrended}) -> value or None, holding the feature's state."""
     p = f.params
     if f.kind == "roi_mean":
-        return lambda label, d: d[p.roi]
+        return lambda place, d: d[p.roi]
     if f.kind == "roi_psc":
         psc = PscFeedback(PscConfig(baseline=p.baseline, skip=p.skip, window=p.average))
 
-        def step_psc(label: str, d: dict[str, float]) -> float | None:
-            out = psc.update(label, d[p.roi]).feedback
+        def step_psc(place: VolumePlace, d: dict[str, float]) -> float | None:
+            out = psc.update(place.label, d[p.roi], block=place.block.index if place.block else -1,
+                             position=place.position, n=place.n).feedback
             return None if out is None else float(out[0])
 
         return step_psc
     if f.kind == "roi_correlation":
         corr = SlidingCorrelation(p.window, p.fisher_z)
         a, b = p.rois
-        return lambda label, d: corr.update(d[a], d[b])
+        return lambda place, d: corr.update(d[a], d[b])
     raise VolumePipelineError(f"feature {f.name!r}: kind {f.kind!r} is not an fMRI feature")

@@ -1,21 +1,25 @@
 """Percent signal change against the preceding baseline block, and the moving-average feedback value.
 
-The caller gives each volume's block label (the lead maps volumes to the protocol timeline by
-index). Consecutive volumes with the same label form a block. A baseline block (label in
-``baseline``) becomes the reference once it is complete, i.e. when the first volume of the next
-block arrives; its first ``skip`` volumes are left out (the haemodynamic response still settling).
-The reference for volume n is the most recent such completed block, so during a regulation block
-PSC is relative to the rest block just before it, and during a rest block to the one before that.
-A baseline block with fewer than ``min_baseline`` usable volumes is ignored (the older reference
-stays). Before any reference exists the value is None.
+Volumes are placed by acquisition: the caller gives each volume's block number (its position in the
+protocol's timeline), its position in that block and its counted index, all from its acquisition
+number (``controller.fmri.design.VolumeDesign.place``), so a volume lost or delivered late never
+shifts another. (Without them, consecutive equal labels form a block and arrival order places
+volumes, as when every volume arrives in order.)
+
+A baseline block (label in ``baseline``) becomes a reference when it is closed: once a volume of a
+later block has arrived. Its volumes at positions below ``skip`` are left out (the haemodynamic
+response still settling); a volume of a closed block that arrives late does not change it (the
+reference was already in use). The reference for a volume in block k is the latest closed baseline
+block before k, so during a regulation block PSC is relative to the rest block just before it, and
+during a rest block to the one before that. A baseline block with fewer than ``min_baseline``
+usable volumes is ignored (the older reference stays). Before any reference exists the value is None.
 
     psc[n]      = 100 * (d[n] - B) / B       (d = detrended series, B = mean of d over the reference's volumes)
-    feedback[n] = mean of psc over the last ``window`` volumes that have one
+    feedback[n] = mean of psc over the volumes acquired at n - window + 1 .. n that have one so far
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -54,39 +58,57 @@ class PscFeedback:
         self.config = config or PscConfig()
         self._baseline_labels: Collection[str] = self.config.baseline_labels
         self.m = int(n_series)
-        self._label: str | None = None
-        self._pos = 0
-        self._sum = np.zeros(self.m)
-        self._count = 0
-        self._ref: np.ndarray | None = None
-        self._hist: deque[np.ndarray | None] = deque(maxlen=self.config.window)
+        self._open: dict[int, list] = {}  # baseline block number -> [sum, count] while it is open
+        self._closed_below = 0  # blocks below this number are closed
+        self._refs: list[tuple[int, np.ndarray]] = []  # (block number, reference) of closed baseline blocks
+        self._psc: dict[int, np.ndarray] = {}  # recent PSC by counted index (the moving average's window)
+        self._top = -1  # highest counted index seen
+        self._arrival: tuple[str | None, int, int, int] = (None, -1, 0, -1)  # label, block, position, n
 
     @property
     def baseline(self) -> np.ndarray | None:
-        return None if self._ref is None else self._ref.copy()
+        return None if not self._refs else self._refs[-1][1].copy()
 
-    def _close_block(self) -> None:
-        if self._label in self._baseline_labels and self._count >= self.config.min_baseline:
-            self._ref = self._sum / self._count
+    def _place_by_arrival(self, label: str) -> tuple[int, int, int]:
+        last, block, pos, n = self._arrival
+        block, pos = (block + 1, 0) if label != last or block < 0 else (block, pos + 1)
+        self._arrival = (label, block, pos, n + 1)
+        return block, pos, n + 1
 
-    def update(self, label: str, values: np.ndarray | float) -> PscStep:
-        """Take volume n's block label and detrended value(s); return its PSC and feedback."""
+    def _close_before(self, block: int) -> None:
+        for j in sorted(b for b in self._open if b < block):
+            total, count = self._open.pop(j)
+            if count >= self.config.min_baseline:
+                self._refs.append((j, total / count))
+        self._closed_below = max(self._closed_below, block)
+
+    def _reference_for(self, block: int) -> np.ndarray | None:
+        for j, ref in reversed(self._refs):
+            if j < block:
+                return ref
+        return None
+
+    def update(self, label: str, values: np.ndarray | float, *, block: int | None = None,
+               position: int | None = None, n: int | None = None) -> PscStep:
+        """Take one volume's block label and detrended value(s), and where it was acquired (``block``
+        number, ``position`` in the block, counted index ``n``; all or none); return its PSC and feedback."""
         v = np.asarray(values, dtype=np.float64).reshape(self.m)
-        if label != self._label or self._pos == 0:
-            self._close_block()
-            self._label, self._pos, self._count = label, 0, 0
-            self._sum = np.zeros(self.m)
-        self._pos += 1
-        if label in self._baseline_labels and self._pos > self.config.skip:
-            self._sum += v
-            self._count += 1
-        if self._ref is None:
-            psc = None
-        else:
-            psc = 100.0 * (v - self._ref) / self._ref
-        self._hist.append(psc)
-        have = [p for p in self._hist if p is not None]
+        if block is None or position is None or n is None:
+            block, position, n = self._place_by_arrival(label)
+        self._close_before(block)
+        if block >= self._closed_below and label in self._baseline_labels and position >= self.config.skip:
+            acc = self._open.setdefault(block, [np.zeros(self.m), 0])
+            acc[0] = acc[0] + v
+            acc[1] += 1
+        ref = self._reference_for(block)
+        psc = None if ref is None else 100.0 * (v - ref) / ref
+        if psc is not None:
+            self._psc[n] = psc
+        self._top = max(self._top, n)
+        have = [self._psc[k] for k in range(n - self.config.window + 1, n + 1) if k in self._psc]
         feedback = np.mean(have, axis=0) if have else None
+        for k in [k for k in self._psc if k < self._top - self.config.window - 256]:  # bounded memory
+            del self._psc[k]
         return PscStep(psc, feedback, self.baseline)
 
 
@@ -120,4 +142,37 @@ def offline_psc(values: np.ndarray, labels: Sequence[str], config: PscConfig | N
         ok = ~np.isnan(win[:, 0])
         if ok.any():
             fb[n] = win[ok].mean(axis=0)
+    return psc.reshape(d.shape), fb.reshape(d.shape)
+
+
+def offline_psc_placed(values: np.ndarray, labels: Sequence[str], blocks: Sequence[int], positions: Sequence[int],
+                       counted: Sequence[int], config: PscConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Reference for volumes in arrival order, each placed by acquisition (block number, position in the
+    block, counted index): (psc, feedback), each (n, m) with NaN where there is no value.
+
+    Written from the definition, not the online bookkeeping: block j closes at the first arrival of a
+    volume of a later block; its reference is the mean over its volumes at positions >= ``skip`` that
+    arrived before that."""
+    cfg = config or PscConfig()
+    d = np.asarray(values, dtype=np.float64)
+    d2 = d[:, None] if d.ndim == 1 else d
+    n_tot = d2.shape[0]
+    blk, pos, cnt = (np.asarray(x, dtype=int) for x in (blocks, positions, counted))
+    if not (len(labels) == blk.size == pos.size == cnt.size == n_tot):
+        raise ValueError("offline_psc_placed: one label, block, position and counted index per volume")
+    is_base = np.array([lab in cfg.baseline_labels for lab in labels])
+    closes = {j: next((s for s in range(n_tot) if blk[s] > j), n_tot) for j in set(blk.tolist())}
+    psc = np.full_like(d2, np.nan)
+    for s in range(n_tot):
+        for j in sorted((j for j in closes if j < blk[s] and closes[j] <= s), reverse=True):
+            use = [r for r in range(closes[j]) if blk[r] == j and is_base[r] and pos[r] >= cfg.skip]
+            if use and len(use) >= cfg.min_baseline:
+                ref = d2[use].mean(axis=0)
+                psc[s] = 100.0 * (d2[s] - ref) / ref
+                break
+    fb = np.full_like(d2, np.nan)
+    for s in range(n_tot):
+        win = [r for r in range(s + 1) if cnt[s] - cfg.window < cnt[r] <= cnt[s] and not np.isnan(psc[r, 0])]
+        if win:
+            fb[s] = psc[win].mean(axis=0)
     return psc.reshape(d.shape), fb.reshape(d.shape)

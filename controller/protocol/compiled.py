@@ -64,7 +64,7 @@ class VolumeSourceSpec:
     folder: str | None = None  # absolute, or resolved against the protocol file's folder
     pattern: str = "*"
     index_regex: str | None = None
-    existing: Literal["ignore", "take"] = "ignore"
+    existing: Literal["skip", "process", "refuse"] = "skip"
     poll_s: float | None = None  # None: file events (inotify), polling only as a fallback
     stream: StreamSelector | None = None
 

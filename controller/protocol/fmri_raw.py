@@ -77,7 +77,10 @@ class VolumeSourceDecl(Decl):
     folder: str | None = Field(None, description="The scanner's real-time export folder (absolute, or relative to the protocol file). The CLI's --volumes-folder overrides it.")
     pattern: str = Field("*", description="Glob of the files that are volumes, e.g. '*.dcm' (two files per TR: name the one to use).")
     index: str | None = Field(None, description="Regular expression whose first group is the volume number in a NIfTI file name, e.g. 'vol_(\\d+)'. DICOM files carry their own.")
-    existing: Literal["ignore", "take"] = Field("ignore", description="Files already in the folder when the session starts: ignore (default) or take them in order.")
+    existing: Literal["skip", "process", "refuse"] = Field(
+        "skip", description="Files already in the folder when the session starts (the scanner already running, or "
+                            "an earlier run): skip them with a warning (default; the timeline is placed by the "
+                            "volumes that come next), process them in name order, or refuse to start.")
     poll: Duration | None = Field(None, description="Poll the folder at this interval instead of waiting for file events (network shares), e.g. 100 ms.")
     stream: StreamDecl | None = Field(None, description="An LSL stream of volumes (docs/lsl_volumes.md), e.g. {type: fMRI}.")
 

@@ -90,6 +90,12 @@ def _num(x: Any) -> float:
     return float(x)
 
 
+def _acquired_in(d: dict[str, Any], current: int) -> int | tuple[int, int]:
+    """The journal position of the open block, or (timeline position the event says, that fallback)."""
+    bi = d.get("block_index")
+    return (int(bi), current) if isinstance(bi, int) and not isinstance(bi, bool) else current
+
+
 def _when(e: dict[str, Any]) -> float:
     ts = e.get("t_source")
     return float(ts) if isinstance(ts, (int, float)) else float(e["t"])
@@ -159,9 +165,9 @@ def from_events(
 
     blocks: list[BlockSpan] = []
     current = -1  # position in ``blocks`` of the open block
-    feat: dict[str, list[tuple[float, float, int]]] = {}
+    feat: dict[str, list[tuple[float, float, Any]]] = {}
     thr: dict[str, list[tuple[float, float, int, str]]] = {}
-    dec: list[tuple[float, float, int, float, str]] = []
+    dec: list[tuple[float, float, Any, float, str]] = []
     fb: list[tuple[float, float, float, float]] = []
     states: list[tuple[float, str, str | None]] = []
     inputs: list[tuple[float, str, str, str]] = []
@@ -181,7 +187,8 @@ def from_events(
                 blocks[current].t_end, blocks[current].ended = float(e["t"]), True
             current = -1
         elif kind == ev.FEATURE:
-            feat.setdefault(str(d.get("name")), []).append((_when(e), _num(d.get("value")), current))
+            feat.setdefault(str(d.get("name")), []).append((_when(e), _num(d.get("value")),
+                                                            _acquired_in(d, current)))
         elif kind == ev.THRESHOLD:
             thr.setdefault(str(d.get("name")), []).append(
                 (float(e["t"]), _num(d.get("value")), current, str(d.get("reason", "")))
@@ -192,7 +199,7 @@ def from_events(
                                     "n_values": d.get("n_values")})
         elif kind == ev.DECISION:
             action = str(d.get("action", ""))
-            dec.append((_when(e), _num(d.get("rule")), current, _num(d.get("latency_s")), action))
+            dec.append((_when(e), _num(d.get("rule")), _acquired_in(d, current), _num(d.get("latency_s")), action))
             if d.get("condition"):
                 conditions.append(str(d["condition"]))
         elif kind == ev.FEEDBACK:
@@ -204,6 +211,15 @@ def from_events(
         elif kind == ev.FAULT:
             faults.append({"t": float(e["t"]), **d})
 
+    # a value or decision counts in the block its sample was acquired in (``block_index``: the block's
+    # position in the timeline), not the one whose block_start preceded it in the journal
+    where = {b.index: pos for pos, b in enumerate(blocks)}
+
+    def place(p: int | tuple[int, int]) -> int:
+        return p if isinstance(p, int) else where.get(p[0], p[1])
+
+    feat = {name: [(a, b, place(c)) for a, b, c in pts] for name, pts in feat.items()}
+    dec = [(a, b, place(c), d, e) for a, b, c, d, e in dec]
     features = {
         name: Series(np.array([p[0] for p in pts]), np.array([p[1] for p in pts]), np.array([p[2] for p in pts], int))
         for name, pts in feat.items()

@@ -60,7 +60,7 @@ MOTION_NAMES = ("tx", "ty", "tz", "rx", "ry", "rz")
 NON_TASK_LABELS = ("baseline", "rest", "fixation", "null")
 TRUTH_GLOB = "*truth*.tsv"
 TRUTH_DIRS = ("scanner", ".")
-ISSUE_STATUSES = ("missing", "out_of_order", "duplicate")
+ISSUE_STATUSES = ("missing", "out_of_order", "duplicate", "joined", "existing")
 DEFINITION = (
     "FD = framewise displacement (Power et al. 2012, 50 mm sphere); a volume's time is two stages: "
     "acquisition_to_arrival (delivery, the scanner's and the transport's; unknown when the source does not know "
@@ -480,6 +480,9 @@ def summary(fm: FmriSession | None) -> dict[str, Any] | None:
             "out_of_order": len(fm.issues["out_of_order"]),
             "duplicate": len(fm.issues["duplicate"]),
             "reference_index": fm.reference_index,
+            # the session joined a run under way (started late, or its first counted volume was lost)
+            "joined": fm.issues["joined"][0]["detail"] if fm.issues["joined"] else None,
+            "existing_files": fm.issues["existing"][0]["detail"] if fm.issues["existing"] else None,
         },
         "input_issues": fm.issues,
         "fd_mm": {**stats(fd), "limit_mm": FD_LIMIT_MM, "over_limit": int(np.count_nonzero(fd > FD_LIMIT_MM))},

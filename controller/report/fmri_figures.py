@@ -45,6 +45,19 @@ def _shade(ax: Any, fm: FmriSession, colours: dict[str, str]) -> None:
         ax.axvspan(a, b, color=colours[lab], alpha=0.14, lw=0)
 
 
+def seconds_axis(ax: Any, fm: FmriSession) -> None:
+    """A second x axis under the volumes: seconds of the run from its first counted volume's acquisition
+    (number x TR), the scanner's time whichever volumes the session saw."""
+    first = fm.first_counted_index
+    if first is None or not fm.tr_s:
+        return
+    tr = float(fm.tr_s)
+    sec = ax.secondary_xaxis("bottom", functions=(lambda v: (v - first) * tr, lambda s: s / tr + first))
+    sec.spines["bottom"].set_position(("outward", 34))
+    sec.set_xlabel(f"run time (s; volume {first} = 0 s, TR {tr:g} s)", fontsize=8)
+    sec.tick_params(labelsize=7)
+
+
 def _block_legend(colours: dict[str, str]) -> list[Patch]:
     return [Patch(color=c, alpha=0.3, label=lab) for lab, c in colours.items()]
 
@@ -88,6 +101,7 @@ def motion_figure(data: SessionData, fm: FmriSession, fmri: dict[str, Any]) -> F
     ax.legend(handles=ax.get_legend_handles_labels()[0] + _block_legend(colours), fontsize=7, loc="lower right",
               bbox_to_anchor=(1.0, 1.0), ncol=8, frameon=False, borderaxespad=0.2)
     ax.set_xlabel(XLABEL)
+    seconds_axis(ax, fm)
     ax.set_xlim(x.min() - 0.5, x.max() + 0.5)
     fig.suptitle(f"head motion ({fm.input}; {fm.index.size} volumes)", fontsize=11)
     return fig
@@ -156,6 +170,7 @@ def timing_figure(data: SessionData, fm: FmriSession, fmri: dict[str, Any]) -> F
     ax2.set_ylabel("delivery (ms)")
     ax2.set_title(_delivery_text(fmri), fontsize=8)
     ax2.set_xlabel(XLABEL)
+    seconds_axis(ax2, fm)
     ax2.set_xlim(fm.index.min() - 0.5, fm.index.max() + 0.5)
     fig.suptitle("time per volume: the pipeline by stage (TR budget), and delivery apart", fontsize=11)
     return fig
@@ -195,6 +210,7 @@ def series_figure(data: SessionData, fm: FmriSession, fmri: dict[str, Any]) -> F
         ax.legend(handles=handles, fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=8, frameon=False,
                   borderaxespad=0.2)
     axes[-1].set_xlabel(XLABEL)
+    seconds_axis(axes[-1], fm)
     axes[-1].set_xlim(fm.index.min() - 0.5, fm.index.max() + 0.5)
     on = ", ".join(fm.on_labels) or "none"
     fig.suptitle(f"fMRI features and ROI means per volume ('on' blocks for the design fit: {on})", fontsize=11)

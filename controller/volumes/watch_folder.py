@@ -14,8 +14,9 @@ says which files are volumes, e.g. ``*.dcm`` when the scanner writes DICOM and N
 The volume index comes from the file: DICOM AcquisitionNumber (``dicom_index="acquisition"``,
 default) or InstanceNumber (``"instance"``), NIfTI the last number in the file name, or
 ``index_regex`` (its first group) for any format.
-Files present when the source opens are ignored (``existing="ignore"``) or read in name order
-(``existing="take"``). ``Volume.received`` is when the file appeared (its IN_CREATE /
+Files present when the source opens (the scanner already running, or an earlier run left in the
+folder) are skipped with a warning (``existing="skip"``, the default: status ``existing`` names
+them), read in name order (``"process"``), or refused (``"refuse"``: the source does not open). ``Volume.received`` is when the file appeared (its IN_CREATE /
 IN_MOVED_TO event, or the poll that first saw it); ``Volume.arrived`` when it was decoded. A file
 does not say when its volume was acquired (its mtime is when the scanner wrote it, after
 reconstruction), so ``acquisition_known`` is False and ``acquired`` (the run's timeline stamp) is
@@ -45,6 +46,15 @@ _MASK = (inotify.IN_CLOSE_WRITE | inotify.IN_MOVED_TO | inotify.IN_CREATE | inot
 DEFAULT_PATTERN = "*.dcm;*.DCM;*.ima;*.IMA;*.nii;*.nii.gz"
 _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 _NATURAL = re.compile(r"(\d+)")
+
+
+EXISTING = ("skip", "process", "refuse")
+
+
+def existing_text(names: list[str], folder: Path, pattern: str) -> str:
+    """'3 file(s) matching P were already in F at start (a .. c)'."""
+    span = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
+    return f"{len(names)} file(s) matching {pattern!r} were already in {folder} at start ({span})"
 
 
 def _natural_key(name: str) -> list:
@@ -78,14 +88,14 @@ class FolderSource(VolumeSource):
 
     def __init__(self, input_name: str, folder: str | Path, on_volume: VolumeHandler, on_status: StatusHandler,
                  stall_timeout_s: float = 10.0, pattern: str = DEFAULT_PATTERN, watch: str = "auto",
-                 poll_interval_s: float = 0.05, existing: str = "ignore", index_regex: str | None = None,
+                 poll_interval_s: float = 0.05, existing: str = "skip", index_regex: str | None = None,
                  tr_s: float | None = None, first_index: int | None = None, rescan_s: float = 1.0,
                  give_up_s: float = 30.0, dicom_index: str = "acquisition") -> None:
         super().__init__(input_name, on_volume, on_status, stall_timeout_s, first_index)
         if watch not in ("auto", "inotify", "poll"):
             raise ValueError(f"watch must be auto, inotify or poll, got {watch!r}")
-        if existing not in ("ignore", "take"):
-            raise ValueError(f"existing must be 'ignore' or 'take', got {existing!r}")
+        if existing not in EXISTING:
+            raise ValueError(f"existing must be one of {', '.join(EXISTING)}; got {existing!r}")
         if dicom_index not in ("acquisition", "instance"):
             raise ValueError(f"dicom_index must be 'acquisition' or 'instance', got {dicom_index!r}")
         self.dicom_index = dicom_index
@@ -109,6 +119,7 @@ class FolderSource(VolumeSource):
         self._notify: inotify.Inotify | None = None
         self._pending: dict[str, _Pending] = {}
         self._done: set[str] = set()
+        self._found_at_open: list[str] = []  # files already there when the source opened (name order)
         self._affine: np.ndarray | None = None
 
     # ------------------------------------------------------------ setup
@@ -135,8 +146,14 @@ class FolderSource(VolumeSource):
         if self.watch == "inotify":
             self._notify = inotify.Inotify(self.folder, _MASK)
         t = now()
-        for name in self._list():
-            if self.existing == "ignore":
+        found = sorted(self._list(), key=_natural_key)
+        if found and self.existing == "refuse":
+            raise FileExistsError(f"input {self.input_name!r}: {existing_text(found, self.folder, self.pattern)}; "
+                                  "existing: refuse stops here (empty the folder for a new run, or set "
+                                  "existing: skip or process)")
+        self._found_at_open = found
+        for name in found:
+            if self.existing == "skip":
                 self._done.add(name)
             else:
                 self._pending[name] = _Pending(first_seen=t, changed_at=t)
@@ -178,7 +195,12 @@ class FolderSource(VolumeSource):
 
     # ------------------------------------------------------------ main loop
     def _loop(self) -> None:
-        for name in sorted(self._pending, key=_natural_key):  # existing="take": the files found at open
+        if self._found_at_open:
+            done = ("skipped: the run's timeline is placed by the volumes that come next (set existing: process "
+                    "to read them, or refuse to stop instead)" if self.existing == "skip"
+                    else "read in name order first (existing: process)")
+            self.on_status("existing", f"{existing_text(self._found_at_open, self.folder, self.pattern)}; {done}")
+        for name in sorted(self._pending, key=_natural_key):  # existing="process": the files found at open
             if self._halt.is_set():
                 return
             self._try(name)

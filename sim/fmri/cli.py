@@ -23,10 +23,17 @@ from sim.argtypes import non_negative_float, positive_float, positive_int
 
 
 def _int_set(text: str) -> frozenset[int]:
+    """'6', '12,13,14' or '1-13,20'."""
+    out: set[int] = set()
     try:
-        return frozenset(int(v) for v in text.split(",") if v.strip())
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            lo, sep, hi = part.partition("-")
+            out.update(range(int(lo), int(hi) + 1) if sep else [int(part)])
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated volume indices, got {text!r}") from exc
+        raise argparse.ArgumentTypeError(f"expected volume indices like 6 or 12,13 or 1-13, got {text!r}") from exc
+    return frozenset(out)
 
 
 def build_replay_parser(prog: str = "sim fmri") -> argparse.ArgumentParser:
@@ -55,9 +62,11 @@ def build_replay_parser(prog: str = "sim fmri") -> argparse.ArgumentParser:
     p.add_argument("--first-index", type=int, default=1, help="acquisition index of the file's volume 0 (default 1)")
     p.add_argument("--tr", type=positive_float, default=None, help="TR in s (default: from the header)")
     p.add_argument("--drop", type=_int_set, default=frozenset(), metavar="I,J",
-                   help="leave out these acquisition indices (a reader must report them missing)")
+                   help="leave out these acquisition indices, e.g. 6 or 1-13,20 (a reader must report them missing)")
     p.add_argument("--swap", type=_int_set, default=frozenset(), metavar="I,J",
                    help="deliver index I+1 before I (out of order)")
+    p.add_argument("--duplicate", type=_int_set, default=frozenset(), metavar="I,J",
+                   help="deliver these indices twice (a reader must drop the second copy)")
     p.add_argument("--wait-consumer", type=float, default=0.0, metavar="S",
                    help="with --lsl: wait up to S seconds for a receiver before starting the clock")
     p.add_argument("--wait-go", action="store_true",
@@ -121,6 +130,7 @@ def _replay_main(argv: list[str]) -> int:
                                     start=args.start, first_index=args.first_index, tr_s=args.tr,
                                     write_mode=args.write, write_steps=args.write_steps,
                                     step_pause_s=args.step_pause, drop=args.drop, swap=args.swap,
+                                    duplicate=args.duplicate,
                                     wait_consumer_s=args.wait_consumer, source_id=args.source_id,
                                     linger_s=args.linger,
                                     stop_event=stop, on_ready=ready, on_volume=volume,

@@ -3,7 +3,7 @@ over LSL (docs/lsl_volumes.md) and/or as files appearing in an export folder.
 
 Volume v (0-based) of the file gets acquisition index ``first_index + v`` and is "acquired" at
 ``t0 + v * TR / speed`` (its LSL timestamp); like a scanner, it is delivered one TR later, when
-its reconstruction would be done. ``drop`` and ``swap`` produce missing and out-of-order volumes
+its reconstruction would be done. ``drop``, ``swap`` and ``duplicate`` produce missing, out-of-order and repeated volumes
 for testing readers; ``write_mode="steps"`` writes each file in several appends with pauses.
 """
 
@@ -62,7 +62,7 @@ def run_fmri_replay(path: str | Path, lsl_name: str | None = None, folder: str |
                     speed: float = 1.0, steps: int | None = None, start: int = 0, first_index: int = 1,
                     tr_s: float | None = None, write_mode: str = "atomic", write_steps: int = 3,
                     step_pause_s: float = 0.05, drop: frozenset[int] = frozenset(), swap: frozenset[int] = frozenset(),
-                    wait_consumer_s: float = 0.0, source_id: str | None = None, linger_s: float = 1.0,
+                    duplicate: frozenset[int] = frozenset(), wait_consumer_s: float = 0.0, source_id: str | None = None, linger_s: float = 1.0,
                     stop_event: threading.Event | None = None,
                     on_ready: Callable[[dict], None] | None = None,
                     on_volume: Callable[[int, float, float], None] | None = None,
@@ -127,12 +127,13 @@ def run_fmri_replay(path: str | Path, lsl_name: str | None = None, folder: str |
             if index in drop:
                 continue
             data = run.volume(v)
-            for w in writers:
-                w.write(data, index)
-                stats.files += 1
-            if outlet is not None:
-                outlet.push(data, index, acquired)
-                stats.pushed += 1
+            for _copy in range(2 if index in duplicate else 1):  # a duplicate: the same volume again at once
+                for w in writers:
+                    w.write(data, index)
+                    stats.files += 1
+                if outlet is not None:
+                    outlet.push(data, index, acquired)
+                    stats.pushed += 1
             stats.volumes += 1
             if on_volume is not None:
                 on_volume(index, acquired, pylsl.local_clock())
