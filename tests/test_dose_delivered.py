@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,9 @@ class NoCount(Stimulator):
 
     def set_parameters(self, **params: Any) -> float:
         return now()
+
+    def command_parameters(self, settings: Mapping[str, float], changed: Collection[str] | None = None) -> dict:
+        return {"intensity_pct": int(round(settings["intensity_pct"]))} if "intensity_pct" in settings else {}
 
     def fire(self) -> float:
         return now()

@@ -13,6 +13,7 @@ import json
 import math
 import struct
 import uuid
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -184,6 +185,9 @@ class ScriptedMagstim(Stimulator):
 
     def set_parameters(self, **params: float) -> float:
         return self._wire(f"set power {int(params['intensity_pct'])}")
+
+    def command_parameters(self, settings: Mapping[str, float], changed: Collection[str] | None = None) -> dict:
+        return {"intensity_pct": int(round(settings["intensity_pct"]))} if "intensity_pct" in settings else {}
 
     def fire(self) -> float:
         t = self._wire("fire")
