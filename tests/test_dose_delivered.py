@@ -170,7 +170,7 @@ def open_rig(tmp_path: Path, box):
         tb = driver or TriggerBoxDriver(box.port, name="tavns")
         tb.on_error = lambda reason: holder["s"].device_error("tavns", reason)
         tb.connect()
-        links = {"tavns": Link("tavns", tb, "triggerbox"), "tms": Link("tms", NoCount(), "magstim")}
+        links = {"tavns": Link("tavns", tb), "tms": Link("tms", NoCount())}
         stim = holder["s"] = Stimulation(governor, links, bus)
         rig = Rig(stim, governor, ledger, bus, sub, [])
         assert stim.prepare({"tavns": DeviceUse("tavns", settings)}) == []

@@ -242,7 +242,7 @@ def test_commands_refusals_interlocks_estop_and_latency_to_the_device(tmp_path: 
     device_log = DeviceJournal(folder.path / "devices" / "tms.jsonl", "magstim")
     device_log.write("start", "virtual magstim on /dev/pts/9", t=T0 - 1.0, info={"kind": "magstim"})
     driver = ScriptedMagstim(clock, device_log, send_s=0.001)
-    stim = Stimulation(governor, {"tms": Link("tms", driver, "magstim")}, bus, clock=clock)
+    stim = Stimulation(governor, {"tms": Link("tms", driver)}, bus, clock=clock)
     rule = "seizure-test rule 1 (line 11)"
     fire = StimAction("stimulate", "tms")
     bus.publish(Event(SESSION_START, T0, None, {"protocol": "seizure-test", "timeline": [], "feedback_feature": "ll"}))
