@@ -321,7 +321,7 @@ def run(paths: list[StimPath], seconds: float, chunk: int, first_s: float, fsync
     from controller.safety.site import loads_site
     from controller.stimulation.dispatcher import COMMAND, Link, Stimulation
     from controller.stimulation.watchdog import Watchdog
-    from drivers.registry import make_driver
+    from drivers.registry import driver_class
     from sim.montage import channel_labels as montage_labels
 
     name = f"bench-hil-{uuid.uuid4().hex[:8]}"
@@ -378,16 +378,13 @@ def run(paths: list[StimPath], seconds: float, chunk: int, first_s: float, fsync
         driver_s: dict[str, list[float]] = {}
         for p in paths:
             cfg = site.device(p.device)
-            options = dict(cfg.options)
-            if cfg.driver == "triggerbox":
-                options["name"] = p.device
-                options["on_error"] = lambda reason, n=p.device: stim and stim.device_error(n, reason)
-            driver = make_driver(cfg.driver, cfg.port, **options)
+            on_error = lambda reason, n=p.device: stim and stim.device_error(n, reason)  # noqa: E731
+            driver = driver_class(cfg.driver).from_site(p.device, cfg.port, cfg.options, on_error)
             driver.connect()
             timed = Timed(driver.fire)
             driver.fire = timed  # type: ignore[method-assign]
             driver_s[p.device] = timed.took.setdefault("all", [])
-            links[p.device] = Link(p.device, driver, cfg.driver, options.get("model"))
+            links[p.device] = Link(p.device, driver)
         stim = Stimulation(governor, links, bus, operator="bench")
         problems = stim.prepare(protocol.devices) or stim.arm("bench")
         if problems:

@@ -55,6 +55,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,6 +214,35 @@ class MagstimDriver(Stimulator):
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._keepalive_paused = False
+
+    # ------------------------------------------------------------------ what the controller asks
+    percent_output = True  # TMS: power in % of maximum stimulator output
+    unit_options = ("model",)  # the model selects the commands and reply formats spoken
+
+    @classmethod
+    def from_site(cls, name: str, port: str, options: Mapping[str, Any],
+                  on_error: Callable[[str], None]) -> "MagstimDriver":
+        """Named by model and port (its messages say which unit), not by the site's device name;
+        its asynchronous faults are reported by refusing the next command."""
+        return cls(port, **options)
+
+    @property
+    def fire_wire_time_s(self) -> float:
+        """``EH`` + CRC, 10 bits a byte (8N1)."""
+        return len(frame(b"EH")) * 10 / self.baudrate
+
+    def command_parameters(self, settings: Mapping[str, float],
+                           changed: Collection[str] | None = None) -> dict[str, Any]:
+        """Whole percent of power; a Rapid² also takes a train (frequency and pulse count). The other
+        models fire single pulses, so a train's settings are the governor's to count, not theirs."""
+        out: dict[str, Any] = {}
+        if "intensity_pct" in settings:
+            out["intensity_pct"] = int(round(settings["intensity_pct"]))
+        n = int(round(settings["n_pulses"])) if "n_pulses" in settings else None
+        f = settings.get("frequency_hz")
+        if self.model == "rapid" and n is not None and n > 1 and f is not None:
+            out.update(frequency_hz=f, n_pulses=n)
+        return out
 
     # ------------------------------------------------------------------ framing
     def _reply_length(self, body: bytes) -> int:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from collections.abc import Collection, Mapping
 from typing import Any, Callable
 
 import serial
@@ -190,6 +191,27 @@ class MagVentureDriver(Stimulator):
         self._train: dict[str, float] = {}  # as last accepted by the device
         self._train_until: float | None = None
         self._device: dict[str, Any] = {}
+
+    # ================================================================ what the controller asks
+    percent_output = True  # TMS: amplitude in % of maximum stimulator output
+
+    @property
+    def fire_wire_time_s(self) -> float:
+        """The 6-byte fire frame, 10 bits a byte (8N1)."""
+        return len(encode_frame(bytes([CMD_FIRE, 1]))) * 10 / self.baudrate
+
+    def command_parameters(self, settings: Mapping[str, float],
+                           changed: Collection[str] | None = None) -> dict[str, Any]:
+        """Whole percent of amplitude; a train is one train of ``pulses_per_train`` (the MagPro's own
+        sequence of trains is not used: the protocol's rules time every train)."""
+        out: dict[str, Any] = {}
+        if "intensity_pct" in settings:
+            out["intensity_pct"] = int(round(settings["intensity_pct"]))
+        n = int(round(settings["n_pulses"])) if "n_pulses" in settings else None
+        f = settings.get("frequency_hz")
+        if n is not None and n > 1 and f is not None:
+            out.update(frequency_hz=f, pulses_per_train=n, n_trains=1, iti_s=1.0)
+        return out
 
     # ================================================================ Stimulator API
     def connect(self) -> None:

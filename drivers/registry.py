@@ -26,8 +26,4 @@ def driver_class(kind: str) -> type[Stimulator]:
 
 def make_driver(kind: str, port: str, **options: Any) -> Stimulator:
     """A driver for ``port`` (a serial device or URL; ``host:port`` for TCP devices), not yet connected."""
-    cls = driver_class(kind)
-    if kind == "starstim":
-        host, _, tcp_port = port.rpartition(":")
-        return cls(host=host or "127.0.0.1", port=int(tcp_port), **options)
-    return cls(port, **options)
+    return driver_class(kind).for_port(port, **options)

@@ -39,7 +39,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import pylsl
@@ -120,6 +120,27 @@ class StarstimDriver(Stimulator):
         self._freqs_hz: list[float | None] = []
         self._send_lock = threading.Lock()  # one frame at a time on the socket (held for microseconds)
         self._exchange_lock = threading.RLock()  # a query and its reply byte
+
+    # ------------------------------------------------------------------ what the controller asks
+    sets_current = True  # the tACS amplitude is a command parameter
+    waveform_output = True  # a sine: its charge comes from current and frequency, there is no pulse width
+    sends_settings_while_idle = False  # NIC takes online changes only at full stimulation
+
+    @classmethod
+    def for_port(cls, port: str, **options: Any) -> "StarstimDriver":
+        """``port`` is NIC's ``host:port`` (host defaults to 127.0.0.1)."""
+        host, _, tcp_port = port.rpartition(":")
+        return cls(host=host or "127.0.0.1", port=int(tcp_port), **options)
+
+    def command_parameters(self, settings: Mapping[str, float],
+                           changed: Collection[str] | None = None) -> dict[str, Any]:
+        """Only what changed: every online change is a transition on the running sine."""
+        out: dict[str, Any] = {}
+        if "current_a" in settings:
+            out["current_a"] = settings["current_a"]
+        if settings.get("frequency_hz") is not None:
+            out["frequency_hz"] = settings["frequency_hz"]
+        return out if changed is None else {k: v for k, v in out.items() if k in changed}
 
     # ------------------------------------------------------------------ lifecycle
     def connect(self) -> None:

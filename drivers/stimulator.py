@@ -11,9 +11,9 @@ only this interface and standard/serial libraries.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from drivers.base import Command, Output, OutputError
 from drivers.delivery import TrainReport
@@ -60,6 +60,39 @@ class Stimulator(Output):
     accepts = STIMULATOR_COMMANDS
     counts_pulses: bool = False  # True: every train's delivered pulses are reported (report_trains_to)
     _train_listener: Callable[[TrainReport], None] | None = None
+
+    # What the device is, asked of the class before any unit is opened (site validation, set-up):
+    percent_output: ClassVar[bool] = False  # TMS: output in % of maximum stimulator output, never a current
+    sets_current: ClassVar[bool] = False  # the current is a command parameter, not fixed on the stimulator
+    waveform_output: ClassVar[bool] = False  # a continuous waveform (tACS): its charge needs no pulse width
+    sends_settings_while_idle: ClassVar[bool] = True  # False: settings go out only once stimulation runs
+    unit_options: ClassVar[tuple[str, ...]] = ()  # site options naming the unit model: a stand-in must match
+
+    @classmethod
+    def for_port(cls, port: str, **options: Any) -> "Stimulator":
+        """A driver for ``port`` as a site config writes it (a serial device or URL), not yet connected."""
+        return cls(port, **options)  # type: ignore[call-arg]
+
+    @classmethod
+    def from_site(cls, name: str, port: str, options: Mapping[str, Any],
+                  on_error: Callable[[str], None]) -> "Stimulator":
+        """The driver for the site's device ``name``, not yet connected. ``on_error`` is for drivers
+        that find faults in a thread of their own; the others raise them from their calls. By default
+        the driver is named after the site device (a ``name`` option wins)."""
+        return cls.for_port(port, **{"name": name, **options})
+
+    @property
+    def fire_wire_time_s(self) -> float:
+        """Time a fire command's bytes take on the wire, so a timed pulse can be sent that much early.
+        0 for devices whose commands are not clocked out on a serial line (USB writes, TCP)."""
+        return 0.0
+
+    @abstractmethod
+    def command_parameters(self, settings: Mapping[str, float],
+                           changed: Collection[str] | None = None) -> dict[str, Any]:
+        """The ``set_parameters`` keywords that give the device ``settings`` (the governor's full SI
+        settings, the site's fixed ones included). ``changed``: the settings this change is about
+        (None: all of them). Settings the device cannot take on the wire are left out."""
 
     def report_trains_to(self, listener: Callable[[TrainReport], None] | None) -> bool:
         """Have ``listener`` called with a TrainReport whenever a train ends (from the driver's own

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +50,9 @@ import serial
 from drivers.delivery import COMPLETED, DISARMED, FAULT, STOPPED, MissedSlot, TrainReport
 from drivers.stimulator import DeviceError, DeviceStatus, NotReady, Stimulator
 
+TRIGGER_WIDTH_S = 0.01  # the customary trigger width
 MIN_PULSE_WIDTH_S = 0.001  # one USB frame: a shorter width is not reliably produced by a virtual COM port
+TRAIN_DUTY_MAX = 0.4  # in a train, a trigger is high at most this fraction of the period
 MAX_PULSE_WIDTH_S = 1.0  # a TTL trigger, not a DC level
 MIN_LOW_S = 0.001  # the line must be low at least this long between pulses of a train
 JITTER_TOLERANCE_S = 0.001  # a train pulse may follow the previous one this much early (max 5 % of the period)
@@ -108,7 +110,7 @@ class TriggerBoxDriver(Stimulator):
 
     counts_pulses = True  # it writes every edge itself
 
-    def __init__(self, port: str, code: int = 1, pulse_width_s: float = 0.01, baudrate: int = 115200,
+    def __init__(self, port: str, code: int = 1, pulse_width_s: float = TRIGGER_WIDTH_S, baudrate: int = 115200,
                  frequency_hz: float | None = None, train_duration_s: float | None = None,
                  write_timeout_s: float = 0.2, on_error: Callable[[str], None] | None = None,
                  name: str | None = None) -> None:
@@ -137,6 +139,28 @@ class TriggerBoxDriver(Stimulator):
         self._worker: threading.Thread | None = None
         self._pulses = 0  # completed pulses (falling edge written) since connect
         self._missed = 0  # train slots skipped because the thread woke too late
+
+    # ------------------------------------------------------------------ what the controller asks
+    @classmethod
+    def from_site(cls, name: str, port: str, options: Mapping[str, Any],
+                  on_error: Callable[[str], None]) -> "TriggerBoxDriver":
+        """A stuck line is found by the pulse thread, after fire() has returned: ``on_error`` hears it."""
+        return cls(port, **{"name": name, **options, "on_error": on_error})
+
+    def command_parameters(self, settings: Mapping[str, float],
+                           changed: Collection[str] | None = None) -> dict[str, Any]:
+        """Only the trigger's timing: current, pulse width and phases of the stimulator it triggers are
+        set on that stimulator's front panel (the site's fixed settings). A train (n pulses at f) is
+        timed here; its triggers are the customary width, narrowed to fit a fast train's period."""
+        n = int(round(settings["n_pulses"])) if "n_pulses" in settings else None
+        f = settings.get("frequency_hz")
+        train = n is not None and n > 1 and f is not None
+        width = TRIGGER_WIDTH_S if f is None else max(MIN_PULSE_WIDTH_S, min(TRIGGER_WIDTH_S, TRAIN_DUTY_MAX / f))
+        return {
+            "pulse_width_s": width,
+            "frequency_hz": f if train else None,
+            "train_duration_s": (n / f) if train else None,
+        }
 
     # ------------------------------------------------------------------ lifecycle
     def connect(self) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,9 @@ class NoCount(Stimulator):
     def set_parameters(self, **params: Any) -> float:
         return now()
 
+    def command_parameters(self, settings: Mapping[str, float], changed: Collection[str] | None = None) -> dict:
+        return {"intensity_pct": int(round(settings["intensity_pct"]))} if "intensity_pct" in settings else {}
+
     def fire(self) -> float:
         return now()
 
@@ -167,7 +170,7 @@ def open_rig(tmp_path: Path, box):
         tb = driver or TriggerBoxDriver(box.port, name="tavns")
         tb.on_error = lambda reason: holder["s"].device_error("tavns", reason)
         tb.connect()
-        links = {"tavns": Link("tavns", tb, "triggerbox"), "tms": Link("tms", NoCount(), "magstim")}
+        links = {"tavns": Link("tavns", tb), "tms": Link("tms", NoCount())}
         stim = holder["s"] = Stimulation(governor, links, bus)
         rig = Rig(stim, governor, ledger, bus, sub, [])
         assert stim.prepare({"tavns": DeviceUse("tavns", settings)}) == []

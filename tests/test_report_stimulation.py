@@ -13,6 +13,7 @@ import json
 import math
 import struct
 import uuid
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -185,6 +186,9 @@ class ScriptedMagstim(Stimulator):
     def set_parameters(self, **params: float) -> float:
         return self._wire(f"set power {int(params['intensity_pct'])}")
 
+    def command_parameters(self, settings: Mapping[str, float], changed: Collection[str] | None = None) -> dict:
+        return {"intensity_pct": int(round(settings["intensity_pct"]))} if "intensity_pct" in settings else {}
+
     def fire(self) -> float:
         t = self._wire("fire")
         self.journal.write("pulse", "pulse 50 %", t=self.sent[-1][2] + 0.0001)
@@ -238,7 +242,7 @@ def test_commands_refusals_interlocks_estop_and_latency_to_the_device(tmp_path: 
     device_log = DeviceJournal(folder.path / "devices" / "tms.jsonl", "magstim")
     device_log.write("start", "virtual magstim on /dev/pts/9", t=T0 - 1.0, info={"kind": "magstim"})
     driver = ScriptedMagstim(clock, device_log, send_s=0.001)
-    stim = Stimulation(governor, {"tms": Link("tms", driver, "magstim")}, bus, clock=clock)
+    stim = Stimulation(governor, {"tms": Link("tms", driver)}, bus, clock=clock)
     rule = "seizure-test rule 1 (line 11)"
     fire = StimAction("stimulate", "tms")
     bus.publish(Event(SESSION_START, T0, None, {"protocol": "seizure-test", "timeline": [], "feedback_feature": "ll"}))

@@ -13,6 +13,7 @@ import pytest
 
 from config import CONFIG_DIR
 from controller.safety import SiteError, json_schema, load_site, loads_site
+from drivers.registry import DRIVERS
 from controller.safety import quantities as q
 from controller.protocol import units
 from controller.safety.train_table import TrainTable
@@ -131,6 +132,14 @@ def test_json_schema_describes_limits() -> None:
     assert re.match(limits["electrode_area"]["anyOf"][0]["pattern"], "1.0 cm2")
     assert limits["ramp_rate_max"]["anyOf"][0]["pattern"]
     assert schema["$defs"]["LimitsDecl"]["additionalProperties"] is False
+
+
+def test_driver_names_come_from_the_driver_registry() -> None:
+    """A driver registered is a driver a site may name: the schema and the loader take the registry's list."""
+    assert json_schema()["$defs"]["DeviceDecl"]["properties"]["driver"]["enum"] == list(DRIVERS)
+    with pytest.raises(SiteError, match="unknown driver 'magstym' \\(did you mean 'magstim'\\?\\); "
+                                        "known drivers: magstim, magventure, triggerbox, starstim"):
+        loads_site("site: x\ndevices:\n  tms: {driver: magstym, port: /dev/null, limits: {}}\n")
 
 
 @pytest.mark.parametrize("text, family, si", [

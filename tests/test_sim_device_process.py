@@ -121,6 +121,7 @@ def test_magstim_session_is_journalled_with_arrival_times_and_meanings(tmp_path)
         assert r["kind"] == "magstim" and r["transport"] == "pty" and r["control"] is True
         assert r["log"] == str(log) and r["pid"] == dev.proc.pid and r["device_path"].startswith("/dev/pts/")
         assert Path(dev.port).resolve() == Path(r["device_path"])  # the stable symlink names the pty
+        assert r["driver_options"] == {}  # the magstim driver needs nothing a real unit's operator would do
 
         drv = MagstimDriver(dev.port, model="200", arm_time_s=0.2)
         t_before = pylsl.local_clock()
@@ -234,6 +235,7 @@ def test_starstim_over_tcp_unplug_refuses_connections_and_plug_rebinds_the_same_
     with DeviceProc("starstim", "--set", "n_channels=2", "--set", "ramp_up_s=0.05", log=log) as dev:
         r = dev.ready
         assert r["transport"] == "tcp" and dev.port == f"127.0.0.1:{r['tcp_port']}" and r["host"] == "127.0.0.1"
+        assert r["driver_options"] == {"protocol": "tacs"}  # the template its driver loads: no NIC operator here
         drv = StarstimDriver(port=r["tcp_port"], protocol="tacs", timeout_s=0.5)
         drv.connect()
         drv.arm()

@@ -85,7 +85,7 @@ def rig(tmp_path: Path):
     tb.connect()
     ss = make_driver("starstim", nic_port, name="tacs", protocol="tacs")
     ss.connect()
-    stim = Stimulation(governor, {"tavns": Link("tavns", tb, "triggerbox"), "tacs": Link("tacs", ss, "starstim")}, bus)
+    stim = Stimulation(governor, {"tavns": Link("tavns", tb), "tacs": Link("tacs", ss)}, bus)
     stim_holder["s"] = stim
     yield stim, governor, box, nic, sub
     stim.close()

@@ -27,6 +27,8 @@ from controller.safety import dose as dosing
 from controller.safety import quantities as q
 from controller.safety import site_schema as schema
 from controller.safety.train_table import TrainTable
+from drivers import registry
+from drivers.stimulator import Stimulator
 
 
 class SiteError(ProtocolError):
@@ -83,8 +85,9 @@ class DeviceConfig:
     description: str = ""
 
     @property
-    def is_tms(self) -> bool:
-        return self.driver in schema.TMS_DRIVERS
+    def driver_class(self) -> type[Stimulator]:
+        """The driver's class: what kind of output the device has (for the site's rules) is its to say."""
+        return registry.driver_class(self.driver)
 
 
 @dataclass(frozen=True)
@@ -315,14 +318,14 @@ class _Semantics:
         return cfg
 
     def _device_rules(self, cfg: DeviceConfig, lwhere: Loc, fwhere: Loc) -> None:
-        lim, fixed, name = cfg.limits, cfg.fixed, cfg.name
+        lim, fixed, name, device = cfg.limits, cfg.fixed, cfg.name, cfg.driver_class
         if lim.intensity_max is None and lim.current_max is None and not {"intensity_pct", "current_a"} & set(fixed):
             self._add(lwhere, f"device {name!r} has no amplitude limit: give intensity_max (% output) or current_max")
         if lim.frequency_max is None and lim.min_pulse_interval is None:
             self._add(lwhere, f"device {name!r} has no rate limit: give frequency_max or min_pulse_interval")
         if lim.pulses_per_session_max is None and lim.charge_per_session_max is None:
             self._add(lwhere, f"device {name!r} has no session limit: give pulses_per_session_max or charge_per_session_max")
-        if cfg.is_tms:
+        if device.percent_output:
             for key in CURRENT_ONLY:
                 if getattr(lim, key) is not None:
                     self._add((*lwhere, key), f"{key} does not apply to a {cfg.driver} device: TMS output is set in % of maximum output, not as a current; remove it")
@@ -330,13 +333,13 @@ class _Semantics:
                 if FIXED_KEYS[key] in fixed:
                     self._add((*fwhere, key), f"{key} does not apply to a {cfg.driver} device (TMS output is set in %); remove it")
         else:
-            current_known = "current_a" in fixed or cfg.driver == "starstim"
+            current_known = "current_a" in fixed or device.sets_current
             for key in CHARGE_LIMITS:
                 if getattr(lim, key) is None:
                     continue
                 if not current_known:
                     self._add((*lwhere, key), f"{key} needs the stimulator's current: a {cfg.driver} cannot set it, so give fixed_settings.current (and pulse_width)")
-                elif cfg.driver != "starstim" and "pulse_width_s" not in fixed:
+                elif not device.waveform_output and "pulse_width_s" not in fixed:
                     self._add((*lwhere, key), f"{key} needs the pulse width: give fixed_settings.pulse_width")
             for key in ("charge_density_max", "shannon_k_max"):
                 if getattr(lim, key) is not None and lim.electrode_area is None:

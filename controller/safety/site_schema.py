@@ -21,10 +21,10 @@ from controller.protocol import units
 from controller.protocol.raw import Duration, Frequency, Name, fail
 from controller.safety import quantities as q
 from controller.safety.train_table import RELATIVE_TO
+from drivers.registry import DRIVERS as _REGISTRY
 
-# Driver kinds the controller knows (the driver registry must offer the same names).
-DRIVERS = ("magstim", "magventure", "triggerbox", "starstim")
-TMS_DRIVERS = frozenset({"magstim", "magventure"})
+# The `driver:` names a site may use: those of the driver registry, in its order.
+DRIVERS = tuple(_REGISTRY)
 
 SITE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 _SITE_NAME = re.compile(SITE_NAME_PATTERN)

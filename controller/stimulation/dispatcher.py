@@ -31,7 +31,6 @@ from controller.protocol.compiled import DeviceUse, FeatureScale, StimAction
 from controller.safety.commands import DISARM, FIRE, SET, START, STOP, StimRequest, Verdict
 from controller.safety.governor import Governor
 from controller.safety.ledger import local_date
-from controller.stimulation.translate import driver_parameters, sends_settings_while_idle
 from drivers.delivery import UNREPORTED, TrainReport
 from drivers.stimulator import DeviceError, NotReady, Stimulator
 
@@ -47,13 +46,11 @@ RAMP_MARGIN = 0.9  # each step is 90 % of rate x interval, so timing jitter cann
 
 @dataclass
 class Link:
-    """One device: its driver, the driver's kind (for parameter names) and its model."""
+    """One device of the session: its site name, its driver, and what runs on it now. What the device
+    takes (parameter names, when settings go out, a fire's time on the wire) its driver says."""
 
     name: str
     driver: Stimulator
-    kind: str
-    model: str | None = None
-    lead_s: float = 0.0  # a timed pulse is sent this early: the bytes' transmission time on the wire
     running_until: float | None = None  # planned end of continuous stimulation (LSL time)
     ramp_target: float | None = None
     ramp_rate: float | None = None
@@ -151,7 +148,7 @@ class Stimulation:
         basis = t_source if arrival is None else arrival
         if action.kind == "stimulate" and action.at is not None and at is not None and math.isfinite(at):
             link = self.links.get(action.device)
-            lead = link.lead_s if link is not None else 0.0
+            lead = link.driver.fire_wire_time_s if link is not None else 0.0  # sent early by its time on the wire
             self._timed.put((at - lead, action, t_source, basis, self.clock(), rule, dict(features)))
             return
         self._execute(action, t_source, rule, features, basis)
@@ -183,7 +180,8 @@ class Stimulation:
         current = self.governor.settings(name)
         changed = {k: v for k, v in settings.items() if not _same(current.get(k), v)}
         if changed:
-            verdict = self._set(name, changed, t_source, rule, send=sends_settings_while_idle(link.kind), basis=basis)
+            verdict = self._set(name, changed, t_source, rule, send=link.driver.sends_settings_while_idle,
+                                basis=basis)
             if not verdict:
                 return
         if action.fires:
@@ -210,11 +208,9 @@ class Stimulation:
         link = self.links.get(name)
         if link is None:
             return verdict
-        if not sends_settings_while_idle(link.kind) and not self.governor.running(name):
+        if not link.driver.sends_settings_while_idle and not self.governor.running(name):
             return verdict  # applied at the start of stimulation
-        kwargs = driver_parameters(link.kind, self.governor.settings(name), link.model)
-        if link.kind == "starstim":
-            kwargs = {k: v for k, v in kwargs.items() if k in _starstim_keys(params)}
+        kwargs = link.driver.command_parameters(self.governor.settings(name), changed=params.keys())
         if not kwargs:
             return verdict
         try:
@@ -260,7 +256,7 @@ class Stimulation:
         with self._lock:
             link.running_until = t_sent + duration_s
         self._command(link.name, START, t_source, t_sent, rule, ok=True, note=verdict.note, basis=basis)
-        if link.kind == "starstim":
+        if not link.driver.sends_settings_while_idle:
             threading.Thread(target=self._apply_when_running, args=(link, rule), daemon=True).start()
 
     def _stop(self, link: Link, t_source: float, rule: str, basis: float | None = None) -> None:
@@ -277,12 +273,13 @@ class Stimulation:
         self._command(link.name, STOP, t_source, t_sent, rule, ok=True, basis=basis)
 
     def _apply_when_running(self, link: Link, rule: str) -> None:
-        """Starstim starts with its template's settings; once at full stimulation, send ours."""
+        """A device that takes no settings while idle (Starstim) starts with its own (its template's);
+        once it is ready, send ours."""
         deadline = time.monotonic() + 30.0
         while time.monotonic() < deadline and not self._halt.is_set() and link.running_until is not None:
             try:
                 if link.driver.status().ready:
-                    kwargs = driver_parameters(link.kind, self.governor.settings(link.name))
+                    kwargs = link.driver.command_parameters(self.governor.settings(link.name))
                     if kwargs:
                         t_sent = link.driver.set_parameters(**kwargs)
                         self._command(link.name, SET, None, t_sent, rule, ok=True, params=kwargs)
@@ -429,7 +426,3 @@ def fired_today(governor: Governor, device: str, rule: str, wall: datetime) -> i
 
 def _same(a: float | None, b: float) -> bool:
     return a is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-
-
-def _starstim_keys(params: Mapping[str, float]) -> set[str]:
-    return {k for k in ("current_a", "frequency_hz") if k in params}

@@ -3,14 +3,13 @@
 With ``sim=True`` every device the protocol uses gets a virtual device speaking its real
 protocol, started as its own process (``python -m sim device KIND --log FILE``), and the
 driver is pointed at the port it prints: nothing else differs from a run on hardware,
-where the port comes from the site config.
+where the port comes from the site config. What differs per device (how its driver is
+built, what the virtual unit must be told) the driver class says; this module asks.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
-import re
 import subprocess
 import sys
 import threading
@@ -26,16 +25,10 @@ from controller.safety.ledger import DoseLedger
 from controller.safety.site import Site
 from controller.stimulation.dispatcher import Link, Stimulation
 from controller.stimulation.watchdog import Watchdog
-from drivers.registry import driver_class, make_driver
+from drivers.registry import driver_class
 
-READY_LINE = re.compile(r"virtual (?P<kind>\S+) on (?P<port>\S+)")
+READY_PREFIX = "READY "
 START_TIMEOUT_S = 15.0
-# Time for a fire command's bytes to cross the serial line (10 bits per byte): a timed pulse is
-# sent this much before its target. Magstim 'EH' + CRC at 9600 baud; MagVenture's 6-byte frame
-# at 38400 baud; a trigger box is a USB write.
-FIRE_WIRE_TIME_S = {"magstim": 3 * 10 / 9600, "magventure": 6 * 10 / 38400}
-# Virtual device options per driver so that the virtual unit matches the site's model.
-_SIM_OPTIONS = {"magstim": ("model",)}
 
 
 class StimulationSetupError(RuntimeError):
@@ -49,6 +42,7 @@ class VirtualDevice:
     port: str
     log: Path
     proc: subprocess.Popen
+    driver_options: dict[str, Any] = field(default_factory=dict)  # what the unit asks of its driver
 
     def send_control(self, line: str) -> None:
         """A fault-injection line for the virtual device (e.g. 'fault no_reply')."""
@@ -84,21 +78,23 @@ class StimSetup:
 
 
 def start_virtual_device(name: str, kind: str, log: Path, options: dict[str, Any]) -> VirtualDevice:
-    """Start ``python -m sim device KIND`` and wait for the line that names its port."""
+    """Start ``python -m sim device KIND`` and wait for its READY line (port, driver options)."""
     cmd = [sys.executable, "-m", "sim", "device", kind, "--log", str(log)]
     for key, value in options.items():
         cmd += ["--set", f"{key}={value}"]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             bufsize=1)
-    found: dict[str, str] = {}
+    found: dict[str, Any] = {}
     ready = threading.Event()
 
     def read() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            m = READY_LINE.search(line)
-            if m and not ready.is_set():
-                found["port"] = m.group("port")
+            if line.startswith(READY_PREFIX) and not ready.is_set():
+                try:
+                    found.update(json.loads(line[len(READY_PREFIX):]))
+                except json.JSONDecodeError:
+                    pass
                 ready.set()
         ready.set()
 
@@ -107,7 +103,7 @@ def start_virtual_device(name: str, kind: str, log: Path, options: dict[str, Any
         proc.kill()
         err = proc.stderr.read() if proc.stderr else ""
         raise StimulationSetupError(f"virtual {kind} for device {name!r} did not start: {err.strip() or 'no port line'}")
-    return VirtualDevice(name, kind, found["port"], log, proc)
+    return VirtualDevice(name, kind, found["port"], log, proc, dict(found.get("driver_options") or {}))
 
 
 def open_stimulation(protocol: Protocol, site: Site, bus: EventBus, session_id: str, device_dir: Path,
@@ -130,27 +126,26 @@ def open_stimulation(protocol: Protocol, site: Site, bus: EventBus, session_id: 
     try:
         for name in protocol.devices:
             cfg = site.device(name)
-            port = cfg.port
+            cls = driver_class(cfg.driver)
+            port, options = cfg.port, dict(cfg.options)
             if sim:
                 device_dir.mkdir(parents=True, exist_ok=True)
-                options = {k: v for k, v in cfg.options.items() if k in _SIM_OPTIONS.get(cfg.driver, ())}
-                dev = start_virtual_device(name, cfg.driver, device_dir / f"{name}.jsonl", options)
+                unit = {k: v for k, v in cfg.options.items() if k in cls.unit_options}  # the same model
+                dev = start_virtual_device(name, cfg.driver, device_dir / f"{name}.jsonl", unit)
                 virtual[name] = dev
-                port = dev.port
+                port, options = dev.port, {**dev.driver_options, **options}
                 _say(progress, f"virtual {cfg.driver} for {name!r} on {port} (log {dev.log})")
-            options = dict(cfg.options)
-            if "name" in inspect.signature(driver_class(cfg.driver)).parameters:
-                options.setdefault("name", name)
-            if cfg.driver == "triggerbox":
-                options["on_error"] = lambda reason, n=name: stimulation and stimulation.device_error(n, reason)
-            if cfg.driver == "starstim" and "protocol" not in options and sim:
-                options["protocol"] = "tacs"  # the virtual NIC's template
+
+            def on_error(reason: str, n: str = name) -> None:
+                if stimulation is not None:
+                    stimulation.device_error(n, reason)
+
             try:
-                driver = make_driver(cfg.driver, port, **options)
+                driver = cls.from_site(name, port, options, on_error)
                 driver.connect()
             except Exception as exc:
                 raise StimulationSetupError(f"device {name!r} ({cfg.driver} on {port}): {exc}") from exc
-            links[name] = Link(name, driver, cfg.driver, options.get("model"), lead_s=FIRE_WIRE_TIME_S.get(cfg.driver, 0.0))
+            links[name] = Link(name, driver)
         stimulation = Stimulation(governor, links, bus, operator=operator)
         problems = stimulation.prepare(protocol.devices)
         if problems:

@@ -25,6 +25,7 @@ import threading
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pylsl
 
@@ -66,6 +67,11 @@ class VirtualDevice:
 
     def tick(self, t: float) -> None:
         """Called about every 10 ms (timeouts such as a missed keep-alive)."""
+
+    def driver_options(self) -> dict[str, Any]:
+        """Options a driver needs to use this unit, where the real unit would have an operator (its
+        READY line says them, so a session on virtual devices needs no site options for them)."""
+        return {}
 
     # -------------------------------------------------------- transport API
     @property

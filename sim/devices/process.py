@@ -9,7 +9,9 @@ stdout, one line each, flushed (the port never contains spaces):
 1. ``neuroreflex sim: virtual KIND on PORT (Ctrl-C to stop)``  (for people)
 2. ``READY {json}``  (for programs): ``{"kind": "magstim", "port": PORT, "device_path": "/dev/pts/7",
    "transport": "pty" | "tcp", "pid": 1234, "log": "/abs/path.jsonl" | null, "control": true,
-   "host": "127.0.0.1", "tcp_port": 40123}`` (``host``/``tcp_port`` for TCP devices only).
+   "host": "127.0.0.1", "tcp_port": 40123, "driver_options": {"protocol": "tacs"}}`` (``host``/``tcp_port``
+   for TCP devices only; ``driver_options``: what a driver needs to use the unit where a real one has an
+   operator, e.g. the template a virtual NIC's driver loads).
    PORT is what a driver opens: for pty devices a symlink (``--link PATH``, default
    ``<tmpdir>/neuroreflex-sim-KIND-XXXX/port``) to the current pseudo-terminal, kept pointing at
    the new one after ``unplug``/``plug``, as /dev/serial/by-id/ does for a USB adapter
@@ -121,7 +123,7 @@ class DeviceProcess:
         info: dict[str, Any] = {"kind": self.kind, "port": self.port, "device_path": dev.port,
                                 "transport": "tcp" if isinstance(dev, TcpDevice) else "pty", "pid": os.getpid(),
                                 "log": str(self.journal.path.absolute()) if self.journal else None,
-                                "control": False}
+                                "control": False, "driver_options": dev.driver_options()}
         if isinstance(dev, TcpDevice):
             info["host"], info["tcp_port"] = dev.host, dev.tcp_port
         return info

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import pylsl
 
@@ -111,6 +112,10 @@ class VirtualStarstim(TcpDevice):
         self._rejected: list[Rejected] = []
         self._pending: list[tuple[float, str, str, bytes | None]] | None = None  # notes after the command
         self._last_reply: bytes | None = None
+
+    def driver_options(self) -> dict[str, Any]:
+        """Nobody sits at this NIC to load a template: the driver loads the first one on arm()."""
+        return {"protocol": next(iter(self.protocols))}
 
     # -------------------------------------------------------------- observations
     @property
