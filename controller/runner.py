@@ -24,7 +24,7 @@ from controller import events as ev
 from controller.child_processes import child_env
 from controller.clock import now
 from controller.display_text import TextDisplay
-from controller.dsp import FeaturePipeline
+from controller.features import FeaturePipeline
 from controller.engine.engine import TIMELINE_COMPLETE, Engine
 from controller.events import Event, EventBus
 from controller.inputs.reader import InputReader

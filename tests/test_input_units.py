@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.dsp.offline import offline_feature
+from controller.features import offline_feature
 from controller.protocol import ProtocolError, load_protocol
 from controller.protocol.signal_units import input_units, parse_unit
 from controller.recording.journal import read_journal
