@@ -314,7 +314,7 @@ def run(paths: list[StimPath], seconds: float, chunk: int, first_s: float, fsync
     from controller.inputs.reader import InputReader
     from controller.inputs.resolve import channel_labels
     from controller.protocol import loads_protocol
-    from controller.runner import _wire
+    from controller.signal_modality import wire as _wire
     from controller.safety.commands import FIRE
     from controller.safety.governor import LATENCY_SOURCE, SAFETY, Governor
     from controller.safety.ledger import DoseLedger

@@ -10,58 +10,34 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
 from controller import events as ev
-from controller.child_processes import child_env
 from controller.clock import now
 from controller.display_text import TextDisplay
-from controller.features import FeaturePipeline
 from controller.engine.engine import TIMELINE_COMPLETE, Engine
-from controller.events import Event, EventBus
-from controller.inputs.reader import InputReader
-from controller.keyboard import KeyboardControl, help_text, key_actions
-from controller.operator_acts import OperatorActs
 from controller.engine.signal_clock import SignalClock, common_speed
-from controller.inputs.live_check import open_and_check, with_streams
-from controller.inputs.resolve import StreamNotFound
+from controller.events import Event, EventBus
+from controller.inputs.live_check import with_streams
+from controller.keyboard import KeyboardControl, help_text, key_actions
+from controller.modality import Modality
+from controller.operator_acts import OperatorActs
 from controller.protocol import load_protocol
-from controller.protocol.compiled import Protocol, StreamSelector
-from controller.protocol.stream_check import located
+from controller.protocol.compiled import Protocol
 from controller.recording.journal import Journal
 from controller.recording.session import SessionFolder
 from controller.recording.xdf import XdfRecorder
-from controller.safety.faults import FaultKind
-from controller.safety.faults import source as faults_source
-from controller.safety.input_faults import InputFaults
+from controller.session_errors import SessionError, SessionInputError
+from controller.signal_modality import SignalInputs
+from controller.sim_commands import SimOptions
 from drivers.lsl_outputs import LslFeedbackOutput
 
-
-class SessionError(RuntimeError):
-    """The session could not start or had to stop; the message says why."""
-
-
-class SessionInputError(SessionError):
-    """The command line asked for something the protocol does not have (exit 2, like a protocol error)."""
-
-
-@dataclass
-class SimOptions:
-    channels: int = 64
-    rate: float = 500.0
-    chunk: int | None = None  # None: 10, or 1 when the protocol stimulates (the latency budget is ms)
-    seed: int = 0
-    learning_rate: float | None = None
-    replay: str | None = None
-    extra_args: list[str] = field(default_factory=list)
+__all__ = ["RunOptions", "SessionError", "SessionInputError", "SessionResult", "SimOptions", "run_session"]
 
 
 @dataclass
@@ -99,19 +75,6 @@ class SessionResult:
     failure: str | None = None  # why a session that ran to its end still failed (e.g. no fMRI volume processed)
 
 
-def _start_simulator(opts: SimOptions, name: str, marker_stream: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "sim", "eeg", "--name", name, "--marker-stream", marker_stream]
-    if opts.replay:
-        cmd += ["--replay", str(opts.replay), "--chunk", str(opts.chunk or 10)]
-    else:
-        cmd += ["--channels", str(opts.channels), "--rate", f"{opts.rate:g}", "--chunk", str(opts.chunk),
-                "--seed", str(opts.seed)]
-        if opts.learning_rate is not None:
-            cmd += ["--learning-rate", f"{opts.learning_rate:g}"]
-    cmd += opts.extra_args
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env())
-
-
 def _say(opts: RunOptions, text: str) -> None:
     if opts.progress is not None:
         opts.progress.write(text + "\n")
@@ -124,7 +87,8 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def run_session(opts: RunOptions) -> SessionResult:
-    """Run one session to the end of its timeline (or ``duration_s``, or Ctrl-C)."""
+    """Run one session to the end of its timeline (or ``duration_s``, or Ctrl-C): one lifecycle over the
+    protocol's modalities (controller/modality.py), none of which it knows by kind."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     site = None
     if opts.site_config is not None:
@@ -144,31 +108,23 @@ def run_session(opts: RunOptions) -> SessionResult:
         raise SessionInputError(str(exc)) from exc
     session_id = _session_id(opts.session_id)
     streams = f"{opts.lsl_prefix}-{session_id}"  # every outlet's name starts so: sessions never share a stream
-    fmri = _fmri_plan(protocol, opts, streams) if protocol.volume_inputs else None
+    modalities = _modalities(protocol, opts, streams)
     if protocol.devices and site is None:
         raise SessionError(f"{opts.protocol_path} drives stimulators ({', '.join(protocol.devices)}): "
                            "give the site configuration with its devices and limits (--site config/site.yaml)")
-    sim_proc: subprocess.Popen | None = None
-    sim_name = ""
     try:  # every input found and checked before the session folder exists: a bad match leaves nothing behind
-        if opts.sim is not None and protocol.inputs:
-            if opts.sim.chunk is None:
-                opts.sim = replace(opts.sim, chunk=1 if protocol.devices else 10)
-            sim_name = f"{streams}-sim-eeg"
-            sim_proc = _start_simulator(opts.sim, sim_name, f"{streams}-markers")
-            protocol = _inputs_from_simulator(protocol, sim_name)
-            _say(opts, f"simulated participant started: LSL stream {sim_name!r}")
-        readers, pipelines = _open_inputs(protocol, opts, sim_proc)
+        for modality in modalities:
+            protocol = modality.prepare(protocol)
     except BaseException:
-        _end_simulator(sim_proc)  # nothing may outlive a session that did not start
+        for modality in modalities:
+            modality.close()  # nothing may outlive a session that did not start
         raise
     identity = _identity(protocol, opts, site, session_id)
     try:
         folder = SessionFolder.create(opts.session_root, Path(opts.protocol_path), opts.site_config, identity=identity)
     except BaseException:  # e.g. a full disk or a folder without write permission
-        for reader in readers:
-            reader.close()
-        _end_simulator(sim_proc)
+        for modality in modalities:
+            modality.close()
         raise
     _say(opts, f"session folder: {folder.path}")
     bus = EventBus()
@@ -205,67 +161,55 @@ def run_session(opts: RunOptions) -> SessionResult:
                    f"(displays: --session {session_id})")
         output.open()
         try:
-            speed = common_speed({r.input_name: r.speed for r in readers})
+            speed = common_speed({k: v for m in modalities for k, v in m.speeds().items()})
         except ValueError as exc:
             raise SessionError(str(exc)) from exc
-        engine = Engine(fmri.engine_protocol(protocol) if fmri else protocol, bus, [output],
-                        stimulation=stim.stimulation if stim else None,
+        engine_protocol = protocol
+        for modality in modalities:
+            engine_protocol = modality.engine_protocol(engine_protocol)
+        engine = Engine(engine_protocol, bus, [output], stimulation=stim.stimulation if stim else None,
                         fired_today=_fired_today(stim, protocol) if stim else None,
                         signal_clock=SignalClock(speed))
         acts.engine = engine
-        for reader in readers:
-            _wire(reader, pipelines[reader.input_name], engine, bus, stim.governor if stim else None)
-        if fmri is not None:
-            sim_proc = fmri.open(protocol, folder.path, bus, engine, session_id, stim.governor if stim else None)
-            readers = readers + fmri.sources
+        for modality in modalities:
+            modality.connect(protocol, folder.path, bus, engine, session_id, stim.governor if stim else None)
         if opts.record_xdf:
-            predicates = [{"source_id": r.info.source_id()} for r in readers if isinstance(r, InputReader)]
+            predicates = [p for m in modalities for p in m.record_predicates()]
             predicates += [{"source_id": sid} for sid in output.source_ids.values()]
-            if sim_proc is not None and fmri is None and opts.sim.replay is None and _stream_exists(
-                    f"{sim_name}-state", timeout_s=5.0):  # the participant's true state (resolves like its EEG)
-                predicates.append({"name": f"{sim_name}-state"})
-            if sim_proc is not None and fmri is None and opts.sim.replay is not None and _stream_exists(f"{sim_name}-annotations"):
-                predicates.append({"name": f"{sim_name}-annotations"})  # e.g. the annotated seizure onset
-            if sim_proc is not None and opts.sim is not None and "--respiration" in opts.sim.extra_args:
-                predicates.append({"name": f"{sim_name}-resp-phase"})  # true inhale/exhale, to score gating
-            if fmri is not None:
-                predicates += fmri.record_predicates()
             recorder = XdfRecorder()
             started_at = recorder.start(folder.xdf_path, predicates)
-            for reader in readers:  # the loop uses only what the XDF holds too (the inlets buffered since open)
-                if isinstance(reader, InputReader):
-                    reader.start_after = started_at
-        start_data = _session_start_data(protocol, [r for r in readers if isinstance(r, InputReader)], session_id)
-        if fmri is not None:
-            start_data["fmri"] = fmri.start_data(protocol)
+            for modality in modalities:
+                modality.recorder_started(started_at)
+        start_data = _session_start_data(protocol, session_id)
+        for modality in modalities:
+            start_data.update(modality.start_data(protocol))
         bus.publish(Event(ev.SESSION_START, now(), None, start_data))
         if opts.progress is not None:
             fb = protocol.feedback.value if protocol.feedback else None
             display = TextDisplay(bus, engine.snapshot, fb, _main_threshold(protocol, fb), stream=opts.progress)
             display.start()
-        if fmri is None:
+        if all(m.starts_timeline for m in modalities):
             engine.start()
-        else:
-            _say(opts, fmri.waiting_text())  # the timeline starts at the run's first counted volume
-        for reader in readers:
-            reader.start()
-        if fmri is not None:
-            fmri.go()  # the recorder has subscribed: the simulated scanner may send volume 1
+        for modality in modalities:
+            if not modality.starts_timeline:
+                _say(opts, modality.waiting_text())  # the input starts the timeline when its data begins
+        for modality in modalities:
+            modality.start()
         if opts.keyboard and KeyboardControl.available():
             actions = key_actions(acts, estop=True, arm=stim is not None)
             keyboard = KeyboardControl(actions, notify=lambda text: _say(opts, text))
             keyboard.start()
             _say(opts, help_text(actions))
-        status = _control_loop(engine, readers, sim_proc, opts, stim.watchdog if stim else None, fmri=fmri)
-        if fmri is not None and fmri.volumes_processed() == 0:
-            failure = fmri.no_volumes_reason(engine.stop_reason)
+        status = _control_loop(engine, modalities, opts, stim.watchdog if stim else None)
+        failure = _failure(modalities, engine.stop_reason)
+        if failure is not None:
             status = "error"
     except KeyboardInterrupt:
         status = "stopped"
         if engine is not None:
             engine.stop("operator stop (Ctrl-C)")
-        if fmri is not None and fmri.volumes_processed() == 0:
-            failure = fmri.no_volumes_reason("operator stop (Ctrl-C)")
+        failure = _failure(modalities, "operator stop (Ctrl-C)")
+        if failure is not None:
             status = "error"
     except Exception as exc:
         bus.publish(Event(ev.FAULT, now(), None, {"source": "session", "reason": f"{type(exc).__name__}: {exc}"}))
@@ -283,120 +227,39 @@ def run_session(opts: RunOptions) -> SessionResult:
                 stim.close()
             except Exception as exc:
                 bus.publish(Event(ev.FAULT, now(), None, {"source": "stimulation", "reason": f"closing: {exc}"}))
-        if fmri is not None:
-            fmri.close()
         if failure is not None:
             bus.publish(Event(ev.FAULT, now(), None, {"source": "session", "reason": failure}))
-        extra = {"failure": failure} if failure else {}
-        if fmri is not None:
-            extra["volumes"] = fmri.volume_summary()
-        result = _shutdown(folder, bus, journal, recorder, readers, display, output, engine, sim_proc, status, opts,
-                           extra)
+        result = _shutdown(folder, bus, journal, recorder, modalities, display, output, engine, status, opts,
+                           {"failure": failure} if failure else {})
         result.failure = failure
     return result
 
 
-def _open_inputs(protocol: Protocol, opts: RunOptions, sim_proc) -> tuple[list[InputReader], dict]:
-    """Resolve, open and check every signal input against the protocol.
+def _modalities(protocol: Protocol, opts: RunOptions, streams: str) -> list[Modality]:
+    """The protocol's kinds of input, each one modality (one kind per session is supported today)."""
+    if protocol.inputs and protocol.volume_inputs:
+        raise SessionError(f"protocol {protocol.name!r} mixes signal streams and fMRI volumes; "
+                           "one kind per session is supported")
+    if protocol.volume_inputs:
+        from controller.volume_session import FmriPlan, FmriSimOptions
 
-    A stream that cannot serve its input (a missing channel, another rate, no units) is a
-    ``ProtocolError`` at the protocol's FILE:LINE:COL, like a load-time error (exit 2)."""
-    readers, pipelines = [], {}
-    try:
-        for name, spec in protocol.inputs.items():
-            timeout = opts.resolve_timeout_s or spec.resolve_timeout_s
-            if sim_proc is not None and sim_proc.poll() is not None:
-                raise SessionError(f"the simulator exited with code {sim_proc.returncode}: {sim_proc.stderr.read()}")
-            try:
-                reader, facts, checked = open_and_check(protocol, name, timeout, spec.stall_timeout_s, spec.max_gap_s)
-            except StreamNotFound as exc:
-                raise SessionError(str(exc)) from exc
-            readers.append(reader)
-            if checked.problems:
-                raise located(opts.protocol_path, checked.problems, facts.name)
-            features = [f for f in protocol.features.values() if f.input == name]
-            units = checked.units
-            pipelines[name] = FeaturePipeline(facts.rate, facts.labels, spec, features, channel_types=facts.types,
-                                              scale=None if units is None else units.scale)
-            reader.units = units
-            reader.speed = facts.speed
-            if facts.speed != 1.0:
-                _say(opts, f"input {name}: a recording replayed at x{facts.speed:g}: the timeline and the rules "
-                           "run on its signal time")
-            _say(opts, f"input {name}: {facts.name}: units {units.summary if units else 'none'}"
-                 + (" (unit: from the protocol)" if units is not None and units.from_protocol else ""))
-    except BaseException:
-        for reader in readers:
-            reader.close()
-        raise
-    return readers, pipelines
+        sim = opts.fmri_sim
+        if sim is None and opts.sim is not None:
+            sim = FmriSimOptions(replay=opts.sim.replay, seed=opts.sim.seed)
+        return [FmriPlan(protocol, streams, sim if opts.sim is not None or opts.fmri_sim else None,
+                         opts.volumes_folder, opts.resolve_timeout_s, Path(opts.protocol_path),
+                         Path(opts.session_root))]
+    return [SignalInputs(streams, opts.sim if protocol.inputs else None, Path(opts.protocol_path),
+                         opts.resolve_timeout_s, lambda text: _say(opts, text))]
 
 
-def _inputs_from_simulator(protocol: Protocol, sim_name: str) -> Protocol:
-    """The simulator stands in for the first input; its other streams are named after it."""
-    first = next(iter(protocol.inputs))
-    inputs = dict(protocol.inputs)
-    inputs[first] = replace(inputs[first], stream=StreamSelector(name=sim_name))
-    for name, spec in protocol.inputs.items():
-        if name != first and spec.stream.type:
-            inputs[name] = replace(spec, stream=StreamSelector(name=f"{sim_name}-{spec.stream.type.lower()}"))
-    return replace(protocol, inputs=inputs)
-
-
-def _end_simulator(sim_proc) -> None:
-    if sim_proc is None:
-        return
-    sim_proc.terminate()
-    try:
-        sim_proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        sim_proc.kill()
-
-
-def _wire(reader: InputReader, pipeline: FeaturePipeline, engine: Engine, bus: EventBus, governor=None) -> None:
-    """A sample stream: chunks -> pipeline -> engine, its faults through the shared policy (InputFaults)."""
-    name = reader.input_name
-    faults = InputFaults(name, engine, governor, bus)
-
-    def on_chunk(data: np.ndarray, timestamps: np.ndarray) -> None:
-        faults.data_seen()
-        was_bad = faults.nonfinite
-        finite = np.isfinite(data)
-        if not faults.check_finite(int(finite.size - np.count_nonzero(finite)), int(finite.size),
-                                   f"a chunk of {len(data)} samples"):
-            return  # a NaN would poison every filter state: dropped, and everything starts over when clean
-        if was_bad:
-            pipeline.reset()
-        engine.on_features(pipeline.push(data, timestamps, reader.chunk_arrival))
-
-    def start_over(why: str) -> None:
-        """Windows restart after a short gap; after a long one (or time going back) everything does."""
-        gap = reader.last_gap_s
-        if gap is not None and 0.0 <= gap <= reader.max_gap_s:
-            pipeline.restart_windows()
-            return
-        pipeline.reset()
-        if pipeline.warmup_s > 0:
-            missed = "an unknown time" if gap is None else f"{gap:+.3f} s"
-            bus.publish(Event(ev.INPUT, now(), None, {
-                "input": name, "status": "rewarming",
-                "detail": f"{why} ({missed}, max_gap {reader.max_gap_s:g} s): features start over; "
-                          f"the longest needs {pipeline.warmup_s:g} s of signal before it has a value"}))
-
-    def on_status(status: str, detail: str) -> None:
-        bus.publish(Event(ev.INPUT, now(), None, {"input": name, "status": status, "detail": detail}))
-        if status in ("stalled", "lost"):
-            faults.stalled(status, detail)
-        elif status == "resumed":
-            start_over("input resumed after a stall")
-            faults.resumed()
-        elif status == "gap":
-            pipeline.restart_windows()  # lost samples: no window spans them; trends carry on
-        elif status == "clock_jump":
-            start_over("input clock jump")  # windows spanning the jump would mix two time bases
-            faults.clock_jumped(detail)
-
-    reader.on_chunk, reader.on_status = on_chunk, on_status
+def _failure(modalities: list[Modality], stop_reason: str | None) -> str | None:
+    """Why a session that ran to its end still failed (e.g. no fMRI volume processed), or None."""
+    for modality in modalities:
+        why = modality.failure(stop_reason)
+        if why is not None:
+            return why
+    return None
 
 
 def _session_id(chosen: str | None) -> str:
@@ -409,35 +272,6 @@ def _session_id(chosen: str | None) -> str:
         raise SessionInputError(f"--session-id {chosen!r}: use 1-64 letters, digits, '_', '-' or '.', "
                                 "starting with a letter or digit")
     return chosen
-
-
-def _fmri_plan(protocol: Protocol, opts: RunOptions, streams: str):
-    """The fMRI inputs' plan: simulator/replay (with --sim), the scanner folder, the scanner clock."""
-    from controller.volume_session import FmriPlan, FmriSimOptions
-
-    sim = opts.fmri_sim
-    if sim is None and opts.sim is not None:
-        sim = FmriSimOptions(replay=opts.sim.replay, seed=opts.sim.seed)
-    if protocol.inputs:
-        raise SessionError(f"protocol {protocol.name!r} mixes signal streams and fMRI volumes; "
-                           "one kind per session is supported")
-    from controller.volume_exports import ExportMismatch
-
-    plan = FmriPlan(protocol, streams, sim if opts.sim is not None or opts.fmri_sim else None,
-                    opts.volumes_folder, opts.resolve_timeout_s)
-    try:
-        plan.check(protocol, Path(opts.protocol_path), Path(opts.session_root))
-    except ExportMismatch as exc:
-        raise SessionInputError(str(exc)) from exc
-    except (OSError, ValueError) as exc:  # e.g. --replay names no readable 4D NIfTI
-        raise SessionInputError(f"--replay {sim.replay}: {exc}") from exc
-    return plan
-
-
-def _stream_exists(name: str, timeout_s: float = 2.0) -> bool:
-    import pylsl
-
-    return bool(pylsl.resolve_byprop("name", name, 1, timeout_s))
 
 
 def _open_control_channel(session_id: str, acts: OperatorActs, bus: EventBus, opts: RunOptions, required: bool):
@@ -471,8 +305,15 @@ def _signals_estop(acts: OperatorActs):
     return estop_on_signals(acts.estop)
 
 
-def _control_loop(engine: Engine, readers, sim_proc, opts: RunOptions, watchdog=None, fmri=None) -> str:
+def _control_loop(engine: Engine, modalities: list[Modality], opts: RunOptions, watchdog=None) -> str:
     t0 = time.monotonic()
+    sources = [src for m in modalities for src in m.sources]
+
+    def kick() -> None:
+        if watchdog is not None:
+            watchdog.kick()
+        _check_sources(sources)
+
     if watchdog is not None:
         watchdog.start()  # from here on the loop kicks it every cycle
     while not engine.done.wait(0.02):
@@ -482,46 +323,38 @@ def _control_loop(engine: Engine, readers, sim_proc, opts: RunOptions, watchdog=
         if opts.duration_s is not None and time.monotonic() - t0 >= opts.duration_s:
             engine.stop(f"duration {opts.duration_s:g} s reached")
             return "stopped"
-        _check_readers(readers)
-        if sim_proc is not None and sim_proc.poll() is not None:
-            if fmri is not None and fmri.scanner is not None and sim_proc.returncode == 0:
-                reason = fmri.sender_finished()  # None while the volumes it sent are still being processed
-                if reason is not None:
-                    engine.stop(reason)
-                    return "stopped"
-                continue
-            engine.set_inhibit(faults_source(FaultKind.SIMULATOR), f"simulator exited with code {sim_proc.returncode}")
-    if fmri is not None and engine.stop_reason == TIMELINE_COMPLETE:
-        ended = now()  # the run's last volume is delivered as its timeline ends: let it be processed
-        while not fmri.timeline_done_waiting(ended):
-            if watchdog is not None:
-                watchdog.kick()
-            _check_readers(readers)
-            time.sleep(0.02)
+        _check_sources(sources)
+        for modality in modalities:
+            reason = modality.poll(engine)
+            if reason is not None:
+                engine.stop(reason)
+                return "stopped"
+    if engine.stop_reason == TIMELINE_COMPLETE:
+        for modality in modalities:
+            modality.drain(engine, kick)
     return "completed" if engine.stop_reason == TIMELINE_COMPLETE else "stopped"
 
 
-def _check_readers(readers) -> None:
-    for reader in readers:
-        if reader.error is not None:
-            raise SessionError(f"input {reader.input_name!r} failed: {reader.error}")
+def _check_sources(sources) -> None:
+    for source in sources:
+        if source.error is not None:
+            raise SessionError(f"input {source.input_name!r} failed: {source.error}")
 
 
-def _shutdown(folder, bus, journal, recorder, readers, display, output, engine, sim_proc, status, opts, extra=None):
-    for reader in readers:
-        reader.stop()
-    for reader in readers:
-        if reader.is_alive():
-            reader.join(timeout=2)
+def _shutdown(folder, bus, journal, recorder, modalities, display, output, engine, status, opts, extra=None):
+    sources = [src for m in modalities for src in m.sources]
+    for source in sources:
+        source.stop()
+    for source in sources:
+        if source.is_alive():
+            source.join(timeout=2)
     summary: dict[str, Any] = {
         "blocks": engine.block_stats if engine else [],
-        "samples": {r.input_name: getattr(r, "samples_received", getattr(r, "volumes_received", 0)) for r in readers},
+        "samples": {r.input_name: getattr(r, "samples_received", getattr(r, "volumes_received", 0)) for r in sources},
         **(extra or {}),
     }
-    first = {r.input_name: {"first_sample_used": r.first_used, "dropped_before_recording": r.samples_dropped}
-             for r in readers if isinstance(r, InputReader)}
-    if first:
-        summary["inputs"] = first
+    for modality in modalities:
+        summary.update(modality.summary())
     if recorder is not None:
         try:
             recorder.stop()
@@ -535,7 +368,8 @@ def _shutdown(folder, bus, journal, recorder, readers, display, output, engine, 
     journal.stop()
     if output is not None:
         output.close()
-    _end_simulator(sim_proc)
+    for modality in modalities:
+        modality.close()
     folder.finish(status, summary)
     report = None
     if opts.build_report:
@@ -561,7 +395,8 @@ def _fired_today(stim, protocol: Protocol):
     return count
 
 
-def _session_start_data(protocol: Protocol, readers, session_id: str) -> dict[str, Any]:
+def _session_start_data(protocol: Protocol, session_id: str) -> dict[str, Any]:
+    """What every session's start says; each modality adds its inputs (``Modality.start_data``)."""
     fb = protocol.feedback.value if protocol.feedback else None
     return {
         "session_id": session_id,
@@ -572,12 +407,7 @@ def _session_start_data(protocol: Protocol, readers, session_id: str) -> dict[st
         "feedback_feature": fb,
         "thresholds": {n: _main_threshold_kind(t) for n, t in protocol.thresholds.items()},
         "threshold_features": _threshold_features(protocol),
-        "inputs": {r.input_name: {"name": r.info.name(), "source_id": r.info.source_id(),
-                                  "rate": r.info.nominal_srate(), "channels": r.info.channel_count(),
-                                  "units": r.units.summary if r.units is not None else None,
-                                  "si_scale": r.units.scale.tolist() if r.units is not None else None,
-                                  "uses_samples_from": r.start_after}
-                   for r in readers},
+        "inputs": {},
         "pid": os.getpid(),
     }
 

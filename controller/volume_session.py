@@ -20,8 +20,8 @@ baseline, rules and feedback comes from its acquisition number, so it does not d
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -36,47 +36,18 @@ from controller.protocol.compiled import Protocol, VolumeInputSpec, VolumeSource
 from controller.safety.faults import FaultKind
 from controller.safety.faults import source as faults_source
 from controller.safety.input_faults import InputFaults
-from controller.volume_exports import check_sim_export, replay_export
+from controller.modality import Modality
+from controller.session_errors import SessionInputError
+from controller.signal_modality import end_process
+from controller.volume_exports import ExportMismatch, check_sim_export
+from controller.sim_commands import FmriSimOptions, fmri_source_command, sim_design, sim_target  # noqa: F401
 from controller.volume_sender import ScannerProcess
 from controller.volumes.source import index_ranges
 from controller.volumes.timing import acquisition_time, qc_times_ms, stage_times_ms
 from drivers.base import Command
 
-SIM_FOLDER = "scanner"
-FIRST_ACQUISITION = 1  # a run's first acquisition number (the design counts from it, dummies included)  # the simulated scanner's export folder inside the session folder
-
-
-@dataclass
-class FmriSimOptions:
-    """How to feed an fMRI protocol without a scanner: the simulator, or a replayed 4D NIfTI."""
-
-    replay: str | None = None  # a 4D NIfTI to replay; None = the simulated participant
-    speed: float = 1.0
-    seed: int = 0
-    volumes: int | None = None
-    extra_args: list[str] = field(default_factory=list)
-
-
-def sim_design(protocol: Protocol, spec: VolumeInputSpec) -> str:
-    """The protocol's timeline as the simulator's --blocks spec, dummies first."""
-    items = [f"dummy:{spec.skip}tr"] if spec.skip else []
-    items += [f"{b.label}:{b.duration_s:g}s" for b in protocol.timeline]
-    return ",".join(items)
-
-
-def sim_target(protocol: Protocol) -> str:
-    """What the simulated participant learns to raise: the feedback feature's ROI, by name or, for a sphere,
-    as ``mni:X,Y,Z`` (the simulator picks its labelled ROI nearest the centre), or dmn-cen."""
-    fb = protocol.feedback
-    feat = protocol.features.get(fb.value) if fb else None
-    if feat is None:
-        return "amygdala_l"
-    if feat.kind == "roi_correlation":
-        return "dmn-cen"
-    roi = protocol.rois.get(feat.params.roi)
-    if roi and roi.sphere_center_mm:
-        return "mni:" + ",".join(f"{c:g}" for c in roi.sphere_center_mm)
-    return feat.params.roi
+SIM_FOLDER = "scanner"  # the simulated scanner's export folder inside the session folder
+FIRST_ACQUISITION = 1  # a run's first acquisition number (the design counts from it, dummies included)
 
 
 def sim_source_spec(spec: VolumeInputSpec, opts: FmriSimOptions, folder: Path, lsl_name: str) -> VolumeSourceSpec:
@@ -85,27 +56,6 @@ def sim_source_spec(spec: VolumeInputSpec, opts: FmriSimOptions, folder: Path, l
         return replace(spec.source, stream=replace(spec.source.stream, name=lsl_name, type=None, source_id=None))
     pattern = spec.source.pattern if opts.replay else "*.nii"  # the replay writes as the protocol's scanner would
     return replace(spec.source, folder=str(folder), pattern=pattern, existing="process", index_regex=None)
-
-
-def fmri_source_command(protocol: Protocol, spec: VolumeInputSpec, opts: FmriSimOptions, folder: Path,
-                        prefix: str, lsl_name: str) -> list[str]:
-    """The simulator's (or the replay's) command line feeding this input; it waits for ``go`` on stdin."""
-    cmd = [sys.executable, "-m", "sim", "fmri"]
-    if opts.replay:
-        cmd += ["--replay", str(opts.replay), "--speed", f"{opts.speed:g}"]
-    else:
-        cmd += ["--blocks", sim_design(protocol, spec), "--tr", f"{spec.tr_s:g}", "--speed", f"{opts.speed:g}",
-                "--seed", str(opts.seed), "--prefix", prefix, "--target", sim_target(protocol), "--name", lsl_name]
-    if opts.volumes:
-        cmd += ["--volumes", str(opts.volumes)]
-    cmd += ["--wait-go"]  # volume 1 waits until the session's recorder has subscribed (FmriPlan.go)
-    if spec.source.stream is not None:
-        cmd += ["--lsl", lsl_name]
-    else:
-        cmd += ["--folder", str(folder)]
-        if opts.replay:
-            cmd += replay_export(spec.source.pattern, Path(opts.replay)).args()
-    return cmd + opts.extra_args
 
 
 def start_fmri_source_process(protocol: Protocol, spec: VolumeInputSpec, opts: FmriSimOptions, folder: Path,
@@ -213,11 +163,17 @@ def check_source_tr(source: Any, spec: VolumeInputSpec, bus: EventBus, speed: fl
                                                            "the protocol's TR sets the design"}))
 
 
-class FmriPlan:
-    """Everything a session needs for its fMRI inputs, opened after the engine exists."""
+class FmriPlan(Modality):
+    """The fMRI input of a session as a modality: its volume source, the simulated scanner or replay under
+    ``--sim``, the per-volume pipeline; the run starts the timeline at its first counted volume."""
+
+    name = "fmri"
+    starts_timeline = False
 
     def __init__(self, protocol: Protocol, prefix: str, sim: FmriSimOptions | None,
-                 volumes_folder: Path | None, resolve_timeout_s: float | None) -> None:
+                 volumes_folder: Path | None, resolve_timeout_s: float | None,
+                 protocol_path: Path | None = None, session_root: Path | None = None) -> None:
+        super().__init__()
         if len(protocol.volume_inputs) != 1:
             raise VolumePipelineError(f"protocol {protocol.name!r} has {len(protocol.volume_inputs)} fMRI inputs; "
                                       "one per session is supported")
@@ -226,13 +182,59 @@ class FmriPlan:
         self.volumes_folder = volumes_folder
         self.resolve_timeout_s = resolve_timeout_s
         self.speed = sim.speed if sim else 1.0
-        self.sources: list[Any] = []
+        self.protocol_path = protocol_path
+        self.session_root = session_root
         self.pipelines: dict[str, VolumePipeline] = {}
         self.qc_output: Any = None
         self.scanner: ScannerProcess | None = None
         self.state_stream: str | None = None
         self.volume_stream: str | None = None
         self._sender_exit_seen: float | None = None
+
+    def prepare(self, protocol: Protocol) -> Protocol:
+        """Refuse a simulator or replay whose files the protocol's pattern never reads, before anything exists."""
+        if self.protocol_path is not None and self.session_root is not None:
+            try:
+                self.check(protocol, self.protocol_path, self.session_root)
+            except ExportMismatch as exc:
+                raise SessionInputError(str(exc)) from exc
+            except (OSError, ValueError) as exc:  # e.g. --replay names no readable 4D NIfTI
+                raise SessionInputError(f"--replay {self.sim.replay if self.sim else ''}: {exc}") from exc
+        return protocol
+
+    def connect(self, protocol: Protocol, folder: Path, bus: EventBus, engine: Any, session_id: str,
+                governor: Any) -> None:
+        self.open(protocol, folder, bus, engine, session_id, governor)
+
+    def start_data(self, protocol: Protocol) -> dict[str, Any]:
+        return {"fmri": session_start_fmri(protocol, self.sources)}
+
+    def start(self) -> None:
+        super().start()
+        self.go()  # the recorder has subscribed: the simulated scanner may send volume 1
+
+    def poll(self, engine: Any) -> str | None:
+        """The simulated scanner's end: the reason to stop once what it sent was processed (None meanwhile); a
+        scanner that failed inhibits, as a simulated participant that died does."""
+        if self.scanner is None or not self.scanner.exited():
+            return None
+        if self.scanner.proc.returncode == 0:
+            return self.sender_finished()
+        engine.set_inhibit(faults_source(FaultKind.SIMULATOR),
+                           f"simulator exited with code {self.scanner.proc.returncode}")
+        return None
+
+    def drain(self, engine: Any, kick: Callable[[], None]) -> None:
+        ended = now()  # the run's last volume is delivered as its timeline ends: let it be processed
+        while not self.timeline_done_waiting(ended):
+            kick()
+            time.sleep(0.02)
+
+    def failure(self, stop_reason: str | None) -> str | None:
+        return self.no_volumes_reason(stop_reason) if self.volumes_processed() == 0 else None
+
+    def summary(self) -> dict[str, Any]:
+        return {"volumes": self.volume_summary()}
 
     def check(self, protocol: Protocol, protocol_path: Path, session_root: Path) -> None:
         """Before the session folder exists: a simulator or replay whose files the protocol's pattern can
@@ -322,8 +324,6 @@ class FmriPlan:
             out.append({"name": self.volume_stream})  # LSL volumes exist nowhere else: record them
         return out
 
-    def start_data(self, protocol: Protocol) -> dict[str, Any]:
-        return session_start_fmri(protocol, self.sources)
 
     def waiting_text(self) -> str:
         where = ", ".join(f"{s.input_name}: {s.describe().get('where')}" for s in self.sources)
@@ -410,3 +410,6 @@ class FmriPlan:
     def close(self) -> None:
         if self.qc_output is not None:
             self.qc_output.close()
+            self.qc_output = None
+        if self.scanner is not None:
+            end_process(self.scanner.proc)

@@ -1,7 +1,7 @@
 """One fault policy for every modality (issue 13): an fMRI stall and a NaN volume inhibit feedback and
 stimulation exactly as an EEG stall and a NaN chunk do, and clean data lifts them the same way.
 
-The two real wirings (``runner._wire`` for sample streams, ``volume_session.wire_volumes`` for volumes)
+The two real wirings (``signal_modality.wire`` for sample streams, ``volume_session.wire_volumes`` for volumes)
 drive a real governor; the sources are stand-ins that call the wirings' callbacks as the real sources do.
 """
 
@@ -17,7 +17,7 @@ from test_safety_governor import SITE, Clock
 from controller.events import EventBus
 from controller.fmri.design import VolumeDesign
 from controller.protocol.compiled import Block
-from controller.runner import _wire
+from controller.signal_modality import wire as _wire
 from controller.safety import DoseLedger, Governor, loads_site
 from controller.volume_session import wire_volumes
 from controller.volumes.source import IndexTracker

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from controller.child_processes import child_env
+from controller.sim_commands import device_command
 from controller.events import EventBus
 from controller.protocol.compiled import Protocol
 from controller.safety.governor import LEDGER_SOURCE, Governor
@@ -80,9 +80,7 @@ class StimSetup:
 
 def start_virtual_device(name: str, kind: str, log: Path, options: dict[str, Any]) -> VirtualDevice:
     """Start ``python -m sim device KIND`` and wait for its READY line (port, driver options)."""
-    cmd = [sys.executable, "-m", "sim", "device", kind, "--log", str(log)]
-    for key, value in options.items():
-        cmd += ["--set", f"{key}={value}"]
+    cmd = device_command(kind, log, options)
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             bufsize=1, env=child_env())
     found: dict[str, Any] = {}
