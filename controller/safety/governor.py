@@ -412,10 +412,6 @@ class Governor:
         with self._lock:
             self._inputs[name] = self._clock() if t is None else t
 
-    def forget_input(self, name: str) -> None:
-        with self._lock:
-            self._inputs.pop(name, None)
-
     def poll(self) -> list[Inhibition]:
         """For a watchdog thread: raise stall and clock interlocks now; returns new ones."""
         with self._lock:

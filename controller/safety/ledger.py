@@ -324,11 +324,6 @@ class DoseLedger:
                 if self.on_sync_error is not None:
                     self.on_sync_error(f"{self.path}: the dose ledger could not be flushed to disk: {exc}")
 
-    def flush_pending(self) -> None:
-        """Make every entry written so far durable now (e.g. before closing)."""
-        if self._fd is not None:
-            self._flush()
-
     def _ingest(self, entry: DoseEntry) -> None:
         self.entries.append(entry)
         if entry.ref is not None:
