@@ -221,7 +221,7 @@ class MagstimDriver(Stimulator):
 
     @classmethod
     def from_site(cls, name: str, port: str, options: Mapping[str, Any],
-                  on_error: Callable[[str], None]) -> "MagstimDriver":
+                  on_error: Callable[[str], None]) -> MagstimDriver:
         """Named by model and port (its messages say which unit), not by the site's device name;
         its asynchronous faults are reported by refusing the next command."""
         return cls(port, **options)

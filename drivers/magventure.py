@@ -32,9 +32,9 @@ Assumptions (not stated in the public sources; where the virtual device models t
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from collections.abc import Collection, Mapping
-from typing import Any, Callable
+from typing import Any
 
 import serial
 from pylsl import local_clock
@@ -104,7 +104,7 @@ class StatusByte:
     model: str
 
     @classmethod
-    def decode(cls, st: int) -> "StatusByte":
+    def decode(cls, st: int) -> StatusByte:
         model = st >> 5
         return cls(MODES[st & 3], WAVEFORMS[st >> 2 & 3], bool(st >> 4 & 1),
                    MODELS[model] if model < len(MODELS) else f"model code {model}")

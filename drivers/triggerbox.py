@@ -143,7 +143,7 @@ class TriggerBoxDriver(Stimulator):
     # ------------------------------------------------------------------ what the controller asks
     @classmethod
     def from_site(cls, name: str, port: str, options: Mapping[str, Any],
-                  on_error: Callable[[str], None]) -> "TriggerBoxDriver":
+                  on_error: Callable[[str], None]) -> TriggerBoxDriver:
         """A stuck line is found by the pulse thread, after fire() has returned: ``on_error`` hears it."""
         return cls(port, **{"name": name, **options, "on_error": on_error})
 

@@ -12,14 +12,13 @@ import sys
 import time
 
 import pytest
+from late_pulse_thread import LateWakeUp
 
 from drivers.base import Command
 from drivers.stimulator import DeviceError, NotReady
 from drivers.triggerbox import TriggerBoxDriver
 from sim.devices import create
 from sim.devices.triggerbox import VirtualTriggerBox
-
-from late_pulse_thread import LateWakeUp
 
 
 def wait_for(predicate, timeout: float = 3.0) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import tarfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,7 @@ def seizure_volts(tmp_path_factory) -> np.ndarray:
     return data * 1e-6  # the files are in microvolts
 
 
-@lru_cache(maxsize=None)
+@cache
 def _edf(path: Path, seconds: float | None = None):
     """(data in volts (n, ch), fs, labels, LSL-like stamps)."""
     mne = pytest.importorskip("mne")
@@ -263,7 +263,7 @@ def _phase_protocol(feature: str, channels: str, highpass: str = "highpass: 1 Hz
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _phase_case(case: str):
     path, seconds, feature = PHASE_CASES[case]
     data, fs, labels, stamps = _edf(path, seconds)

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from amplifier import EEGMAT, BlockAmplifier, eegmat_volts
 
 from controller.dsp.offline import offline_feature
 from controller.protocol import ProtocolError, load_protocol
 from controller.protocol.signal_units import input_units, parse_unit
 from controller.recording.journal import read_journal
 from controller.runner import RunOptions, run_session
-
-from amplifier import EEGMAT, BlockAmplifier, eegmat_volts
 
 # --- unit names as amplifiers write them ------------------------------------------------------------
 

@@ -18,8 +18,8 @@ number that is checked is the number that is recorded.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 FIRE = "fire"
 START = "start"
@@ -42,7 +42,7 @@ class Totals:
     pulses: float = 0
     charge_c: float = 0.0
 
-    def __add__(self, other: "Totals") -> "Totals":
+    def __add__(self, other: Totals) -> Totals:
         return Totals(self.pulses + other.pulses, self.charge_c + other.charge_c)
 
 

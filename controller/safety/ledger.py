@@ -39,10 +39,11 @@ import json
 import math
 import os
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from controller.safety.dose import Totals
 
@@ -80,7 +81,7 @@ class Delivered:
                 "confirmed": self.confirmed, "ended_by": self.ended_by, "reason": self.reason}
 
     @classmethod
-    def from_dict(cls, d: Any) -> "Delivered":
+    def from_dict(cls, d: Any) -> Delivered:
         if not isinstance(d, dict):
             raise ValueError(f"delivered must be an object, got {d!r}")
         nums = {}
@@ -120,7 +121,7 @@ class DoseEntry:
     def to_json(self) -> str:
         d: dict[str, Any] = {
             "v": VERSION, "device": self.device, "session": self.session, "kind": self.kind, "t": self.t,
-            "wall": self.wall.astimezone(timezone.utc).isoformat(), "pulses": self.pulses, "charge_c": self.charge_c,
+            "wall": self.wall.astimezone(UTC).isoformat(), "pulses": self.pulses, "charge_c": self.charge_c,
             "end_s": self.end_s, "last_pulse_s": self.last_pulse_s, "train": self.train,
         }
         if self.rule is not None:
@@ -134,7 +135,7 @@ class DoseEntry:
         return json.dumps(d, separators=(",", ":"), allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str) -> "DoseEntry":
+    def from_json(cls, text: str) -> DoseEntry:
         d = json.loads(text)
         if not isinstance(d, dict):
             raise ValueError("not a JSON object")
@@ -350,7 +351,7 @@ class DoseLedger:
                 os.close(fd)
             self._dirty.set()  # wakes the sync thread, which sees the ledger closed
 
-    def __enter__(self) -> "DoseLedger":
+    def __enter__(self) -> DoseLedger:
         return self
 
     def __exit__(self, *exc: object) -> None:
