@@ -370,11 +370,12 @@ class StarstimDriver(Stimulator):
         unknown: list[int] = []
         for k, v in enumerate(values):
             if v is None:
-                if known[k] is None:
+                previous = known[k]
+                if previous is None:
                     unknown.append(k + 1)
                     out.append(0.0)
                 else:
-                    out.append(known[k])
+                    out.append(previous)
                 continue
             out.append(min(v * scale, bound))  # range already checked; min() only absorbs float rounding
         if unknown:

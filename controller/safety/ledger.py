@@ -212,11 +212,11 @@ class DoseLedger:
         self._fd: int | None = None
         created = not self.path.exists()
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fd = fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
             raise LedgerError(f"{self.path}: cannot open the dose ledger: {exc.strerror}") from exc
         try:
-            self._lock()
+            self._lock(fd)
             if created:
                 self._sync_dir()
             self._load()
@@ -229,11 +229,11 @@ class DoseLedger:
 
     # ------------------------------------------------------------------ opening
 
-    def _lock(self) -> None:
+    def _lock(self, fd: int) -> None:
         if fcntl is None:
             return
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise LedgerError(f"{self.path}: the dose ledger is in use by another controller; one session at a time") from None
 
