@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from amplifier import EEGMAT, BlockAmplifier, eegmat_volts
+from helpers import session_started
 
 from controller.dsp.offline import offline_feature
 from controller.protocol import ProtocolError, load_protocol
@@ -113,10 +114,8 @@ def _session(tmp_path: Path, recording, units: list[str], scale, unit_line: str 
         text = text.replace("highpass: 0.5 Hz}", f"highpass: 0.5 Hz, {unit_line}}}")
     path.write_text(text)
 
-    def session_started() -> bool:
-        return any("session_start" in j.read_text() for j in root.glob("*/journal.jsonl"))
-
-    amp = BlockAmplifier(name, volts, fs, labels, types, units, scale, block=8, start_when=session_started)
+    amp = BlockAmplifier(name, volts, fs, labels, types, units, scale, block=8,
+                         start_when=lambda: session_started(root))
     amp.start()
     try:
         result = run_session(RunOptions(protocol_path=path, session_root=root, progress=None, keyboard=False,
