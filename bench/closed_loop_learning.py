@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from controller.dsp import FeaturePipeline  # noqa: E402
+from controller.features import FeaturePipeline  # noqa: E402
 from controller.engine.engine import Engine  # noqa: E402
 from controller.events import EventBus  # noqa: E402
 from controller.protocol import load_protocol  # noqa: E402

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from controller.dsp import FeaturePipeline
+from controller.features import FeaturePipeline
 from controller.protocol.compiled import Band, FeatureSpec, InputSpec, StreamSelector
 
 FS = 1000.0

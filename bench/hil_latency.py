@@ -309,7 +309,7 @@ def run(paths: list[StimPath], seconds: float, chunk: int, first_s: float, fsync
     import pylsl
 
     from controller.clock import now
-    from controller.dsp import FeaturePipeline
+    from controller.features import FeaturePipeline
     from controller.engine.engine import Engine
     from controller.events import EventBus
     from controller.inputs.reader import InputReader

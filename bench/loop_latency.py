@@ -84,7 +84,7 @@ def _measure(chunk: int, seconds: float, every: str, process: bool) -> dict[str,
     import pylsl
 
     from controller.clock import now
-    from controller.dsp import FeaturePipeline
+    from controller.features import FeaturePipeline
     from controller.engine.engine import Engine
     from controller.events import EventBus
     from controller.inputs.reader import InputReader

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from controller import events as ev
-from controller.dsp.pipeline import FeaturePipeline
+from controller.features import FeaturePipeline
 from controller.engine.engine import Engine
 from controller.events import EventBus
 from controller.protocol import load_protocol

@@ -19,8 +19,9 @@ from typing import Any
 from controller import events as ev
 from controller.clock import now
 from controller.events import Event, EventBus
+from controller.safety.faults import FaultKind, source
 
-ESTOP_SOURCE = "estop"
+ESTOP_SOURCE = source(FaultKind.ESTOP)
 
 
 class OperatorActs:

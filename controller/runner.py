@@ -21,9 +21,10 @@ from typing import Any, TextIO
 import numpy as np
 
 from controller import events as ev
+from controller.child_processes import child_env
 from controller.clock import now
 from controller.display_text import TextDisplay
-from controller.dsp import FeaturePipeline
+from controller.features import FeaturePipeline
 from controller.engine.engine import TIMELINE_COMPLETE, Engine
 from controller.events import Event, EventBus
 from controller.inputs.reader import InputReader
@@ -38,6 +39,9 @@ from controller.protocol.stream_check import located
 from controller.recording.journal import Journal
 from controller.recording.session import SessionFolder
 from controller.recording.xdf import XdfRecorder
+from controller.safety.faults import FaultKind
+from controller.safety.faults import source as faults_source
+from controller.safety.input_faults import InputFaults
 from drivers.lsl_outputs import LslFeedbackOutput
 
 
@@ -105,7 +109,7 @@ def _start_simulator(opts: SimOptions, name: str, marker_stream: str) -> subproc
         if opts.learning_rate is not None:
             cmd += ["--learning-rate", f"{opts.learning_rate:g}"]
     cmd += opts.extra_args
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env())
 
 
 def _say(opts: RunOptions, text: str) -> None:
@@ -349,42 +353,20 @@ def _end_simulator(sim_proc) -> None:
         sim_proc.kill()
 
 
-CLOCK_JUMP_SETTLE_S = 2.0  # steady data after an input clock jump before stimulation may resume
-
-
 def _wire(reader: InputReader, pipeline: FeaturePipeline, engine: Engine, bus: EventBus, governor=None) -> None:
+    """A sample stream: chunks -> pipeline -> engine, its faults through the shared policy (InputFaults)."""
     name = reader.input_name
-    source = f"input:{name}"
-    stall_source = f"input_stall:{name}"
-    bad: dict[str, Any] = {"nan": False, "jump_at": None}
+    faults = InputFaults(name, engine, governor, bus)
 
     def on_chunk(data: np.ndarray, timestamps: np.ndarray) -> None:
-        if governor is not None:
-            governor.input_seen(name)
-            if governor.inhibited_by(stall_source):
-                # raised by the governor's own silence check while the reader never said 'stalled'
-                # (data late by just over input_stall): data flowing again lifts it, as 'resumed' does
-                governor.clear(f"input_stall:{name}")
-        if not np.isfinite(data).all():
-            if not bad["nan"]:  # a NaN would poison every filter state: drop it and start over when clean
-                bad["nan"] = True
-                count = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
-                reason = f"input {name}: {count} NaN/inf value(s) in a chunk of {len(data)} samples"
-                engine.set_inhibit(f"nan:{name}", reason)
-                if governor is not None:
-                    governor.inhibit(f"nan:{name}", reason)
-                bus.publish(Event(ev.INPUT, now(), None, {"input": name, "status": "nan", "detail": reason}))
-            return
-        if bad["nan"]:
-            bad["nan"] = False
+        faults.data_seen()
+        was_bad = faults.nonfinite
+        finite = np.isfinite(data)
+        if not faults.check_finite(int(finite.size - np.count_nonzero(finite)), int(finite.size),
+                                   f"a chunk of {len(data)} samples"):
+            return  # a NaN would poison every filter state: dropped, and everything starts over when clean
+        if was_bad:
             pipeline.reset()
-            engine.clear_inhibit(f"nan:{name}")
-            if governor is not None:
-                governor.clear(f"nan:{name}")
-            bus.publish(Event(ev.INPUT, now(), None, {"input": name, "status": "clean", "detail": "finite again"}))
-        if bad["jump_at"] is not None and governor is not None and now() - bad["jump_at"] >= CLOCK_JUMP_SETTLE_S:
-            bad["jump_at"] = None  # the windows now hold only samples of the new time base
-            governor.clear(f"clock_jump:{name}")
         engine.on_features(pipeline.push(data, timestamps, reader.chunk_arrival))
 
     def start_over(why: str) -> None:
@@ -404,23 +386,15 @@ def _wire(reader: InputReader, pipeline: FeaturePipeline, engine: Engine, bus: E
     def on_status(status: str, detail: str) -> None:
         bus.publish(Event(ev.INPUT, now(), None, {"input": name, "status": status, "detail": detail}))
         if status in ("stalled", "lost"):
-            engine.set_inhibit(source, f"input {name} {status}")
-            if governor is not None:
-                governor.inhibit(f"input_stall:{name}", f"input {name} {status}: {detail}")
+            faults.stalled(status, detail)
         elif status == "resumed":
             start_over("input resumed after a stall")
-            engine.clear_inhibit(source)
-            if governor is not None:
-                governor.input_seen(name)
-                governor.clear(f"input_stall:{name}")
+            faults.resumed()
         elif status == "gap":
             pipeline.restart_windows()  # lost samples: no window spans them; trends carry on
         elif status == "clock_jump":
             start_over("input clock jump")  # windows spanning the jump would mix two time bases
-            if governor is not None:
-                bad["jump_at"] = now()
-                governor.inhibit(f"clock_jump:{name}", f"input {name}: clock jump ({detail}); "
-                                 f"stimulation resumes after {CLOCK_JUMP_SETTLE_S:g} s of steady data")
+            faults.clock_jumped(detail)
 
     reader.on_chunk, reader.on_status = on_chunk, on_status
 
@@ -516,7 +490,7 @@ def _control_loop(engine: Engine, readers, sim_proc, opts: RunOptions, watchdog=
                     engine.stop(reason)
                     return "stopped"
                 continue
-            engine.set_inhibit("simulator", f"simulator exited with code {sim_proc.returncode}")
+            engine.set_inhibit(faults_source(FaultKind.SIMULATOR), f"simulator exited with code {sim_proc.returncode}")
     if fmri is not None and engine.stop_reason == TIMELINE_COMPLETE:
         ended = now()  # the run's last volume is delivered as its timeline ends: let it be processed
         while not fmri.timeline_done_waiting(ended):

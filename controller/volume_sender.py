@@ -18,6 +18,7 @@ import subprocess
 import threading
 from typing import Any
 
+from controller.child_processes import child_env
 from controller.clock import now
 from controller.fmri.pipeline import VolumePipelineError
 
@@ -30,7 +31,7 @@ class ScannerProcess:
     def __init__(self, cmd: list[str], what: str) -> None:
         self.what = what
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+                                     text=True, env=child_env())
         self.ready: dict[str, Any] = {}
         self.sent: list[int] = []  # acquisition indices, in the order the process reported them
         self.stdout_closed = threading.Event()  # after the process exited: every VOLUME line has been read

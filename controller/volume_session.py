@@ -26,11 +26,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from controller import events as ev
 from controller.clock import now
 from controller.events import Event, EventBus
 from controller.fmri.pipeline import VolumePipeline, VolumePipelineError
 from controller.protocol.compiled import Protocol, VolumeInputSpec, VolumeSourceSpec
+from controller.safety.faults import FaultKind
+from controller.safety.faults import source as faults_source
+from controller.safety.input_faults import InputFaults
 from controller.volume_exports import check_sim_export, replay_export
 from controller.volume_sender import ScannerProcess
 from controller.volumes.source import index_ranges
@@ -131,15 +136,18 @@ def joined_detail(volume: Any, n: int, first_counted: int, unseen: list[int], bl
 
 def wire_volumes(source: Any, pipeline: VolumePipeline, engine: Any, bus: EventBus, qc_output: Any,
                  start_run: Callable[[float], None], governor: Any = None, tr_lsl_s: float | None = None) -> None:
-    """Connect a volume source to its pipeline and the engine (all in the source's thread).
+    """Connect a volume source to its pipeline and the engine (all in the source's thread); its faults go
+    through the same policy as a sample stream's (InputFaults: a stall or a NaN volume inhibits feedback
+    and stimulation as an EEG stall or NaN chunk does).
 
     ``tr_lsl_s``: the TR on the LSL clock (the protocol's TR / the replay's speed)."""
     name = source.input_name
-    inhibit_source = f"input:{name}"
     started = threading.Event()
     tr_lsl = pipeline.spec.tr_s if tr_lsl_s is None else tr_lsl_s
+    faults = InputFaults(name, engine, governor, bus, period_s=tr_lsl)
 
     def on_volume(volume) -> None:
+        faults.data_seen()
         n = pipeline.design.counted(volume.index)
         if not started.is_set() and n >= 0:
             started.set()
@@ -151,11 +159,18 @@ def wire_volumes(source: Any, pipeline: VolumePipeline, engine: Any, bus: EventB
                 bus.publish(Event(ev.INPUT, now(), volume.acquired, {"input": name, "status": "joined",
                                                                      "detail": detail, "index": volume.index}))
             start_run(run_start(volume, n, tr_lsl))
+        finite = np.isfinite(volume.data)
+        if not faults.check_finite(int(finite.size - np.count_nonzero(finite)), int(finite.size),
+                                   f"volume {volume.index}"):
+            return  # a NaN volume would poison the realignment and the GLM: not used (as if lost)
         try:
             result = pipeline.push(volume)
         except VolumePipelineError as exc:
-            engine.set_inhibit(f"fmri:{name}", str(exc))
-            bus.publish(Event(ev.FAULT, now(), volume.acquired, {"source": f"input {name}", "reason": str(exc)}))
+            reason = str(exc)
+            engine.set_inhibit(faults_source(FaultKind.VOLUMES, name), reason)
+            if governor is not None:
+                governor.inhibit(faults_source(FaultKind.VOLUMES, name), reason)
+            bus.publish(Event(ev.FAULT, now(), volume.acquired, {"source": f"input {name}", "reason": reason}))
             raise
         engine.on_features(result.values)
         t_out = now()
@@ -172,13 +187,9 @@ def wire_volumes(source: Any, pipeline: VolumePipeline, engine: Any, bus: EventB
     def on_status(status: str, detail: str) -> None:
         bus.publish(Event(ev.INPUT, now(), None, {"input": name, "status": status, "detail": detail}))
         if status in ("stalled", "lost"):
-            engine.set_inhibit(inhibit_source, f"input {name} {status}")
-            if governor is not None:
-                governor.inhibit(f"input_stall:{name}", f"input {name} {status}: {detail}")
+            faults.stalled(status, detail)
         elif status == "resumed":
-            engine.clear_inhibit(inhibit_source)
-            if governor is not None:
-                governor.clear(f"input_stall:{name}")
+            faults.resumed()
 
     source.on_volume, source.on_status = on_volume, on_status
 

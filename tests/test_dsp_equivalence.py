@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.dsp import FeaturePipeline, offline_feature
+from controller.features import FeaturePipeline, offline_feature
 from controller.protocol.compiled import Band, FeatureSpec, InputSpec, StreamSelector
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "eeg"

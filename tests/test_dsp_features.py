@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from controller.dsp import FeaturePipeline, offline_feature
+from controller.features import FeaturePipeline, offline_feature
 from controller.dsp.spectral import WelchBandPowers
 from controller.protocol.compiled import Band, FeatureSpec, InputSpec, StreamSelector
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from controller.dsp import FeaturePipeline, WindowSchedule
+from controller.dsp import WindowSchedule
+from controller.features import FeaturePipeline
 from controller.protocol.compiled import Band, FeatureSpec, InputSpec, StreamSelector
 
 FS = 100.0

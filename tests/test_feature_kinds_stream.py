@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.dsp import FeaturePipeline, FeatureValue, offline_feature
+from controller.dsp import FeatureValue
+from controller.features import FeaturePipeline, conditioned, offline_feature, offline_values
 from controller.dsp.circular import angle_diff, circ_mean, circ_std
-from controller.dsp.offline_kinds import conditioned, offline_kind_feature
 from controller.dsp.phase_feature import spatial_weights
 from controller.dsp.phase_truth import TruePhase
 from controller.dsp.seizure import TrendedWindowParams
@@ -120,7 +120,7 @@ def seizure_offline(seizure_protocol, seizure_volts):
         if spec.params is None:
             out[name] = (*offline_feature(seizure_volts, FS, CH, inp, spec), None)
         else:
-            out[name] = offline_kind_feature(seizure_volts, FS, CH, inp, spec)
+            out[name] = offline_values(seizure_volts, FS, CH, inp, spec)
     return out
 
 
@@ -270,7 +270,7 @@ def _phase_case(case: str):
     channels = "C3, FC1, FC5, CP1, CP5" if "1010" in case else "C3, F3, Cz, P3, T3, O1"
     p = _phase_protocol(feature, channels)
     spec = p.features["mu"]
-    ref = offline_kind_feature(data, fs, labels, p.inputs["eeg"], spec, stamps)
+    ref = offline_values(data, fs, labels, p.inputs["eeg"], spec, stamps)
     return p, spec, (data, fs, labels, stamps), ref
 
 

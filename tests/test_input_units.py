@@ -16,7 +16,7 @@ import pytest
 from amplifier import EEGMAT, BlockAmplifier, eegmat_volts
 from helpers import session_started
 
-from controller.dsp.offline import offline_feature
+from controller.features import offline_feature
 from controller.protocol import ProtocolError, load_protocol
 from controller.protocol.signal_units import input_units, parse_unit
 from controller.recording.journal import read_journal

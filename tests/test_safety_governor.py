@@ -618,6 +618,22 @@ def test_input_stall_inhibits(gov, clock) -> None:
     assert gov.request(req(clock, "tms", "fire"))
 
 
+def test_an_input_that_delivers_every_tr_may_be_silent_one_tr_more(gov, clock) -> None:
+    """An fMRI input delivers a volume per TR: silence up to TR + input_stall is its normal pace, not a stall;
+    one instant more is a stall, as for a sample stream."""
+    _prep_tms(gov, clock)
+    gov.input_seen("fmri", period_s=2.0)
+    clock.step(3.0)
+    assert gov.request(req(clock, "tms", "fire"))  # 3 s = TR + input_stall: still within
+    clock.step(0.1)
+    v = gov.request(req(clock, "tms", "fire"))
+    assert v.limit == "inhibited"
+    assert "input fmri silent for 3.1 s > site input_stall 1 s beyond its delivery interval 2 s" in str(v)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="period_s must be a finite number >= 0"):
+            gov.input_seen("fmri", period_s=bad)
+
+
 def test_poll_raises_stalls_for_a_watchdog(gov, clock) -> None:
     gov.input_seen("eeg")
     clock.step(2)
@@ -827,7 +843,7 @@ def test_interlock_helpers(gov) -> None:
     assert not interlocks.artifact(gov, "emg", 40e-6, 50e-6) and interlocks.artifact(gov, "emg", 60e-6, 50e-6)
     interlocks.device_error(gov, "tms", "no reply to Q@")
     interlocks.watchdog_missed(gov, "magstim keep-alive", 0.12)
-    assert set(gov.inhibitions) == {"nonfinite:eeg", "artifact:emg", "device_error:tms", "watchdog:magstim keep-alive"}
+    assert set(gov.inhibitions) == {"nonfinite:eeg", "artifact:emg", "device:tms", "watchdog:magstim keep-alive"}
     assert gov.inhibitions["watchdog:magstim keep-alive"].reason == "watchdog magstim keep-alive missed by 120.0 ms"
 
 

@@ -721,7 +721,7 @@ class GovernorMachine(RuleBasedStateMachine):
     def advance(self, dt: float) -> None:
         self.T += dt
 
-    @rule(fault=st.sampled_from(["clock-back", "clock-forward", "artifact:emg", "device_error:tms", "watchdog:loop",
+    @rule(fault=st.sampled_from(["clock-back", "clock-forward", "artifact:emg", "device:tms", "watchdog:loop",
                                  "estop", "restart", "restart-new-session", "clear"]),
           jump=JUMP)
     def fault(self, fault: str, jump: float) -> None:

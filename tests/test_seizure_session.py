@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from amplifier import run_on_amplifier
 
-from controller.dsp.offline_kinds import offline_kind_feature
+from controller.features import offline_values
 from controller.protocol import load_protocol
 from controller.recording.journal import read_journal
 from sim.seizure import Seizure, SeizureConfig, SeizureSchedule, simulate_seizures
@@ -67,7 +67,7 @@ def test_a_simulated_seizure_replayed_8x_in_amplifier_blocks_is_detected_on_its_
     # The journaled detector values are the offline computation on the same samples: blocks, the 8x
     # replay and the network change nothing.
     p = load_protocol(path)
-    idx, ref, _ = offline_kind_feature(rec.data[used_from:], RATE, LABELS, p.inputs["ieeg"], p.features["area"])
+    idx, ref, _ = offline_values(rec.data[used_from:], RATE, LABELS, p.inputs["ieeg"], p.features["area"])
     common = [k for k in idx.tolist() if k in features]
     assert len(common) == len(features)
     ref_by = dict(zip(idx.tolist(), ref.tolist()))

@@ -150,7 +150,7 @@ def test_report_was_built(session):
 def test_every_feature_is_recomputed_from_the_xdf_alone_from_the_first_one(session):
     """The recording is complete (issue 10): the loop used no sample that LabRecorder missed, so the
     XDF alone reproduces every journaled feature value, the first ones included."""
-    from controller.dsp.offline import offline_feature
+    from controller.features import offline_feature
     from controller.protocol import load_protocol
 
     protocol = load_protocol(session / "protocol.yaml")

@@ -341,11 +341,11 @@ def test_a_nan_burst_inhibits_until_the_data_is_clean_and_is_kept_in_the_recordi
     wait_for(lambda: pulses_in(device_log(box)), 30, "pulses before the fault")
 
     source.mode = "nan"
-    wait_for(lambda: _inhibited(live, "nan:eeg"), 30, "the NaN interlock")
+    wait_for(lambda: _inhibited(live, "nonfinite:eeg"), 30, "the NaN interlock")
     wait_for(lambda: source.nan_pushed >= 50, 10, "a NaN burst of 200 ms")
     source.mode = "on"
-    wait_for(lambda: _cleared(live, "nan:eeg"), 30, "clean data to lift the NaN interlock")
-    t_clear = _cleared(live, "nan:eeg")[-1]["t"]
+    wait_for(lambda: _cleared(live, "nonfinite:eeg"), 30, "clean data to lift the NaN interlock")
+    t_clear = _cleared(live, "nonfinite:eeg")[-1]["t"]
     wait_for(lambda: [f for f in allowed_fires(live, "tavns") if f["t"] > t_clear], 30, "stimulation again")
     wait_for(lambda: _pulses_between(box, t_clear, math.inf), 20, "pulses again")
     source.mode = "off"
@@ -355,7 +355,7 @@ def test_a_nan_burst_inhibits_until_the_data_is_clean_and_is_kept_in_the_recordi
     nan = live.events("input", input="eeg", status="nan")
     assert len(nan) == 1 and "NaN" in nan[0]["data"]["detail"]  # said once per burst, not per chunk
     assert live.events("input", input="eeg", status="clean")
-    t_nan = _inhibited(live, "nan:eeg")[0]["t"]
+    t_nan = _inhibited(live, "nonfinite:eeg")[0]["t"]
     assert [e for e in live.events("state", state="inhibited") if "NaN" in str(e["data"]["reason"])]
     assert _pulses_between(box, t_nan, t_clear) == []
     assert not [f for f in live.events("command", device="tavns", kind="fire") if t_nan < f["t"] < t_clear]

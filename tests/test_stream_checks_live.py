@@ -126,8 +126,12 @@ def test_virtual_devices_on_an_external_stream_in_blocks(tmp_path, capsys, block
     events = read_journal(session / "journal.jsonl")
     blocks = [e["data"]["detail"] for e in events if e["kind"] == "input" and e["data"]["status"] == "blocks"]
     assert blocks and blocks[0].startswith(f"{block} sample(s) per chunk")
-    [start] = [e["data"] for e in events if e["kind"] == "command" and e["data"]["kind"] == "fire"]
-    assert start["ok"], start
+    fires = [e["data"] for e in events if e["kind"] == "command" and e["data"]["kind"] == "fire"]
+    # a fire may be refused when the machine itself is slow (CI under load): then only ever for the
+    # controller's own delay, never for the block's age (what this test is about), and the rule tries again
+    for refused in [f for f in fires if not f["ok"]]:
+        assert "latency" in refused["reason"] and "acquisition" not in refused["reason"], refused
+    [start] = [f for f in fires if f["ok"]]
     assert 0 <= start["controller_latency_s"] <= start["latency_s"]
     logs, problems = read_device_logs(session)
     assert not problems

@@ -12,13 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from controller.protocol.compiled import Band, FeatureSpec
+from controller.protocol.compiled import Band
 
 from .ring import RingBuffer
 from .spectral import WelchBandPowers
-
-DEFAULT_TOTAL_BAND = Band(1.0, 40.0)  # relative_power's reference band when the protocol gives none
-
 
 @dataclass(frozen=True, slots=True)
 class FeatureValue:
@@ -38,24 +35,6 @@ class FeatureValue:
     block: str | None = None  # fMRI: the block of the volume by its acquisition number (else the timeline's)
     block_index: int | None = None  # fMRI: that block's position in the timeline
     arrival: float | None = None  # LSL time the chunk holding the sample reached the controller
-
-
-def power_bands(spec: FeatureSpec) -> tuple[Band, ...]:
-    """The bands whose power a power-type feature needs, first the one on top of the fraction."""
-    where = f"feature {spec.name!r} ({spec.kind})"
-    if spec.kind == "band_power":
-        if spec.band is None:
-            raise ValueError(f"{where} needs a band")
-        return (spec.band,)
-    if spec.kind == "band_ratio":
-        if spec.numerator is None or spec.denominator is None:
-            raise ValueError(f"{where} needs a numerator and a denominator band")
-        return (spec.numerator, spec.denominator)
-    if spec.kind == "relative_power":
-        if spec.band is None:
-            raise ValueError(f"{where} needs a band")
-        return (spec.band, spec.total or DEFAULT_TOTAL_BAND)
-    raise ValueError(f"{where} is not a power feature")
 
 
 def combine_powers(powers: np.ndarray | list[float]) -> float:
@@ -103,7 +82,7 @@ class IirPowerFeature:
     __slots__ = ("_sources", "_window")
 
     def __init__(self, sources: list[ChannelSource], window: int) -> None:
-        self._sources = sources  # one band-passed source per band, in power_bands order
+        self._sources = sources  # one band-passed source per band, the ratio's numerator first
         self._window = window
 
     def __call__(self) -> float:

@@ -29,8 +29,11 @@ from controller.engine.thresholds import ThresholdBank, ThresholdChange
 from controller.engine.timeline import Timeline, Transition
 from controller.events import Event, EventBus
 from controller.engine.pacing import InterlockState, RulePacing
+from controller.engine.ports import StimulationPort
 from controller.engine.signal_clock import SignalClock
 from controller.protocol.compiled import Block, Protocol, Rule
+from controller.safety import faults
+from controller.safety.faults import FaultKind
 from drivers.base import Command, Output, OutputError
 
 IDLE, RUNNING, PAUSED, INHIBITED, STOPPED = "idle", "running", "paused", "inhibited", "stopped"
@@ -44,7 +47,7 @@ class Engine:
         bus: EventBus,
         outputs: Sequence[Output] = (),
         clock: Callable[[], float] = now,
-        stimulation: Any = None,
+        stimulation: StimulationPort | None = None,
         fired_today: Callable[[Rule], int] | None = None,
         signal_clock: SignalClock | None = None,
     ) -> None:
@@ -59,7 +62,7 @@ class Engine:
         )
         self.rules = [(rule, build(rule.when)) for rule in protocol.rules if rule.when is not None]
         self.edge_rules = [rule for rule in protocol.rules if rule.at is not None]
-        self.stimulation = stimulation  # controller.stimulation.Stimulation, or None
+        self.stimulation = stimulation  # the dispatcher (controller.stimulation.Stimulation), or None
         self.pacing = {rule.index: RulePacing(rule, fired_today(rule) if fired_today and rule.max_per_day else 0)
                        for rule in protocol.rules}
         self.interlocks = [(lock, build(lock.when), InterlockState(lock)) for lock in protocol.interlocks]
@@ -329,7 +332,7 @@ class Engine:
             return
         for lock, evaluate, state in self.interlocks:
             change = state.update(bool(evaluate(self.latest, self.thresholds.values, t)), t)
-            source = f"interlock:{lock.name}"
+            source = faults.source(FaultKind.INTERLOCK, lock.name)
             if change == "raise":
                 self.stimulation.governor.inhibit(source, f"interlock {lock.name}: {lock.source}")
             elif change == "clear":
@@ -353,7 +356,7 @@ class Engine:
                 t_sent = output.send(command)
             except OutputError as exc:
                 self._publish(ev.FAULT, command.t_source, source=output.name, reason=str(exc))
-                self.set_inhibit(f"output:{output.name}", f"output fault: {exc}")
+                self.set_inhibit(faults.source(FaultKind.OUTPUT, output.name), f"output fault: {exc}")
         return t_sent
 
     def _signal_now(self) -> float:

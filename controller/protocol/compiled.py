@@ -146,13 +146,9 @@ FMRI_KINDS = frozenset({"roi_psc", "roi_mean", "roi_correlation"})
 
 # --------------------------------------------------------------------------- features
 
-FeatureKind = Literal[
-    "band_power", "band_ratio", "relative_power", "peak_to_peak",
-    "line_length", "area", "halfwave",  # seizure-onset detectors (controller.dsp.seizure*)
-    "slope",  # mean rate of change of a low-passed signal (e.g. respiration: < 0 = exhaling)
-    "phase",  # phase-locked trigger (controller.dsp.phase*): 1 when a pulse should be timed, else 0
-    "roi_psc", "roi_mean", "roi_correlation",  # fMRI, one value per volume (controller.fmri)
-]
+# A feature kind's name: a kind of controller.features.registry (band_power, phase, ...) or an
+# fMRI kind (FMRI_KINDS, computed by controller.fmri).
+FeatureKind = str
 PowerMethod = Literal["welch", "iir"]
 
 

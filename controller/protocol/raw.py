@@ -3,7 +3,9 @@
 One source for two things: validating the YAML's shape (keys, types, units per field)
 and the JSON Schema that editors use for completion. Cross-references (does this
 feature exist? is this window long enough for that band?) are checked afterwards in
-:mod:`controller.protocol.semantics`, because they need the whole document.
+:mod:`controller.protocol.semantics`, because they need the whole document. Each feature
+kind declares its own model (``controller.features.kinds``); ``FeatureDecl`` is assembled
+from the registry, one optional key per kind.
 
 Quantities are validated here, per field, by :mod:`controller.protocol.units`, and come
 out in SI units (seconds, hertz, volts).
@@ -11,11 +13,9 @@ out in SI units (seconds, hertz, volts).
 
 from __future__ import annotations
 
-import math
 import re
 import types
-from typing import Annotated, Any, ClassVar, Literal, NoReturn, Union, get_args, get_origin
-from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -27,17 +27,28 @@ from pydantic import (
     Tag,
     TypeAdapter,
     WithJsonSchema,
+    create_model,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from controller.protocol import units
-from controller.protocol.compiled import PHASE_TARGETS, AverageOfType
-from controller.protocol.condition import KEYWORDS
+from controller.protocol.compiled import AverageOfType
+from controller.protocol.fields import (  # noqa: F401  (fmri_raw and safety.site_schema import some from here)
+    NAME_PATTERN,
+    NUMBER_OR_AMPLITUDE_SCHEMA as _NUMBER_OR_AMPLITUDE_SCHEMA,
+    ChannelList,
+    Decl,
+    DelayDuration,
+    Duration,
+    Frequency,
+    Level,
+    Name,
+    fail,
+    quantity_schema as _quantity_schema,
+    unique as _unique,
+)
 
-NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PROTOCOL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
-_NAME = re.compile(NAME_PATTERN)
 _PROTOCOL_NAME = re.compile(PROTOCOL_NAME_PATTERN)
 
 # Tags of the timeline union; they appear in pydantic error locations but not in the data.
@@ -50,30 +61,6 @@ TAGS = frozenset({REPEAT_TAG, BLOCK_TAG, STREAM_INPUT_TAG, VOLUME_INPUT_TAG})
 RESERVED_LABELS = frozenset({"repeat", "blocks"})
 
 
-def fail(message: str) -> NoReturn:
-    """Raise a validation error whose message is exactly ``message`` (no pydantic prefix)."""
-    raise PydanticCustomError("protocol", "{message}", {"message": message})
-
-
-# --------------------------------------------------------------------------- scalar types
-
-
-def _check_name(value: Any) -> Any:
-    if not isinstance(value, str):
-        fail(f"expected a name (letters, digits and _), got {units.shown(value)}")
-    if not _NAME.match(value):
-        fail(f"{value!r} is not a valid name: use letters, digits and _, not starting with a digit (e.g. theta_beta)")
-    if value in KEYWORDS:
-        fail(f"{value!r} is a condition keyword ({', '.join(sorted(KEYWORDS))}); pick another name")
-    return value
-
-
-Name = Annotated[
-    str,
-    BeforeValidator(_check_name),
-    WithJsonSchema({"type": "string", "pattern": NAME_PATTERN, "not": {"enum": sorted(KEYWORDS)}}),
-]
-
 
 def _check_protocol_name(value: Any) -> Any:
     if not isinstance(value, str) or not _PROTOCOL_NAME.match(value):
@@ -83,103 +70,6 @@ def _check_protocol_name(value: Any) -> Any:
 
 ProtocolName = Annotated[
     str, BeforeValidator(_check_protocol_name), WithJsonSchema({"type": "string", "pattern": PROTOCOL_NAME_PATTERN})
-]
-
-
-def _unit_pattern(family: str) -> str:
-    symbols = sorted((re.escape(u) for u, (f, _) in units.UNITS.items() if f == family), key=len, reverse=True)
-    return r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*(" + "|".join(symbols) + r")\s*$"
-
-
-def _positive(family: str):
-    def check(value: Any) -> float:
-        try:
-            q = units.parse_quantity(value, family)
-        except units.UnitError as exc:
-            fail(str(exc))
-        if q.value <= 0:
-            fail(f"must be above 0, got {units.shown(value)}")
-        return q.value
-
-    return check
-
-
-def _quantity_schema(family: str, examples: list[str], description: str) -> dict:
-    return {"type": "string", "pattern": _unit_pattern(family), "examples": examples, "description": description}
-
-
-Duration = Annotated[
-    float,
-    BeforeValidator(_positive(units.DURATION)),
-    WithJsonSchema(_quantity_schema(units.DURATION, ["500 ms", "2 s", "3 min"], "A duration with its unit: us, ms, s or min.")),
-]
-Frequency = Annotated[
-    float,
-    BeforeValidator(_positive(units.FREQUENCY)),
-    WithJsonSchema(_quantity_schema(units.FREQUENCY, ["0.5 Hz", "50 Hz", "1 kHz"], "A frequency with its unit: Hz or kHz.")),
-]
-
-
-def _band_shape(value: Any) -> Any:
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        fail(f"expected a band [LOW, HIGH] like [4 Hz, 8 Hz], got {units.shown(value)}")
-    return value
-
-
-def _band_order(value: tuple[float, float]) -> tuple[float, float]:
-    lo, hi = value
-    if lo >= hi:
-        f = units.FREQUENCY
-        fail(
-            f"the low edge {units.format_quantity(lo, f)} must be below the high edge "
-            f"{units.format_quantity(hi, f)}; write [LOW, HIGH], e.g. [4 Hz, 8 Hz]"
-        )
-    return value
-
-
-FreqBand = Annotated[
-    tuple[Frequency, Frequency],
-    BeforeValidator(_band_shape),
-    AfterValidator(_band_order),
-    WithJsonSchema(
-        {
-            "type": "array",
-            "items": _quantity_schema(units.FREQUENCY, ["4 Hz"], "A band edge with its unit."),
-            "minItems": 2,
-            "maxItems": 2,
-            "description": "A frequency band [LOW, HIGH], e.g. [4 Hz, 8 Hz]; LOW must be below HIGH.",
-        }
-    ),
-]
-
-
-def _channels_shape(value: Any) -> Any:
-    if isinstance(value, str):
-        fail(f"expected a list of channel labels like [{value}], got {units.shown(value)}")
-    if not isinstance(value, (list, tuple)):
-        fail(f"expected a list of channel labels like [Cz, Pz], got {units.shown(value)}")
-    if not value:
-        fail("expected at least one channel label, like [Cz], got an empty list")
-    return value
-
-
-def _unique(what: str):
-    def check(value: tuple[str, ...]) -> tuple[str, ...]:
-        seen: set[str] = set()
-        for item in value:
-            if item in seen:
-                fail(f"{what} {item!r} is listed twice; list each once")
-            seen.add(item)
-        return value
-
-    return check
-
-
-ChannelList = Annotated[
-    tuple[str, ...],
-    BeforeValidator(_channels_shape),
-    AfterValidator(_unique("channel")),
-    WithJsonSchema({"type": "array", "items": {"type": "string"}, "minItems": 1, "uniqueItems": True}),
 ]
 
 
@@ -265,24 +155,6 @@ Labels = Annotated[
 ]
 
 
-def _number_or_amplitude(value: Any) -> units.Quantity:
-    try:
-        return units.parse_quantity(value, (units.VOLTAGE, units.PERCENT), allow_bare=True)
-    except units.UnitError as exc:
-        fail(str(exc))
-
-
-_NUMBER_OR_AMPLITUDE_SCHEMA = {
-    "anyOf": [
-        {"type": "number"},
-        _quantity_schema(units.VOLTAGE, ["150 uV"], "An amplitude with its unit: V, mV or uV."),
-        _quantity_schema(units.PERCENT, ["175 %"], "A percentage (line_length, area: of the feature's trend)."),
-    ]
-}
-
-# A Quantity: a plain number (ratios, powers), an amplitude with a unit (peak-to-peak) or a
-# percentage (line_length, area).
-Level = Annotated[Any, BeforeValidator(_number_or_amplitude), WithJsonSchema(_NUMBER_OR_AMPLITUDE_SCHEMA)]
 
 
 def _range_shape(value: Any) -> Any:
@@ -322,12 +194,6 @@ def _none_as(empty: Any):
 
 # --------------------------------------------------------------------------- models
 
-
-class Decl(BaseModel):
-    """Base of every mapping in a protocol file: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    key_noun: ClassVar[str] = "key"  # how its keys are called in "unknown ..." messages
 
 
 class StreamDecl(Decl):
@@ -396,338 +262,20 @@ InputItem = Annotated[
     Discriminator(_input_kind),
 ]
 
-PowerMethod = Literal["welch", "iir"]
 
+# --------------------------------------------------------------------------- features
 
-class _FeatureCommon(Decl):
-    input: Name = Field(description="The input (a key of inputs) the feature is computed on.")
-    channels: ChannelList | None = Field(
-        None, description="Channels to average over; a subset of the input's channels. Default: all of them."
-    )
-    window: Duration = Field(description="Length of the sliding window, e.g. 2 s.")
-    every: Duration = Field(description="How often the feature is computed, e.g. 100 ms; at most the window.")
+from controller.features.registry import kinds as _feature_kinds  # noqa: E402  (the kinds' declarations)
 
 
-def _overlap(value: Any) -> float:
-    try:
-        q = units.parse_quantity(value, units.PERCENT)
-    except units.UnitError as exc:
-        fail(str(exc))
-    if not 0 <= q.value < 100:
-        fail(f"must be at least 0 % and under 100 %, got {units.shown(value)}")
-    return q.value
-
-
-Overlap = Annotated[
-    float,
-    BeforeValidator(_overlap),
-    WithJsonSchema(_quantity_schema(units.PERCENT, ["50 %"], "Overlap of consecutive Welch segments, 0 % to under 100 %.")),
-]
-
-
-class _PowerCommon(_FeatureCommon):
-    method: PowerMethod = Field("welch", description="welch (spectrum of the window) or iir (band-pass filter, mean square).")
-    segment: Duration | None = Field(
-        None, description="welch: length of each FFT segment inside the window. Default: the window, at most 1 s "
-                          "(a 2 s window gives 3 segments of 1 s at 50 % overlap; frequency resolution 1/segment)."
-    )
-    overlap: Overlap = Field("50 %", validate_default=True, description="welch: overlap of consecutive segments; default 50 %.")
-
-
-class BandPowerDecl(_PowerCommon):
-    """Mean power in a frequency band."""
-
-    band: FreqBand = Field(description="The band, e.g. [13 Hz, 21 Hz].")
-
-
-class BandRatioDecl(_PowerCommon):
-    """Power in the numerator band divided by power in the denominator band (e.g. theta/beta)."""
-
-    numerator: FreqBand = Field(description="Band on top of the ratio, e.g. [4 Hz, 8 Hz].")
-    denominator: FreqBand = Field(description="Band below the ratio, e.g. [13 Hz, 21 Hz].")
-
-
-class RelativePowerDecl(_PowerCommon):
-    """Power in a band as a fraction of the power in a total band."""
-
-    band: FreqBand = Field(description="The band, e.g. [8 Hz, 12 Hz].")
-    total: FreqBand = Field(("1 Hz", "40 Hz"), validate_default=True, description="The reference band; default [1 Hz, 40 Hz].")
-
-
-class PeakToPeakDecl(_FeatureCommon):
-    """Largest minus smallest value in the window (artifacts such as blinks), in volts."""
-
-    band: FreqBand | None = Field(None, description="Optional causal band-pass applied first, e.g. [0.5 Hz, 4 Hz].")
-
-
-class ChannelsAboveDecl(Decl):
-    """A channel vote: the feature's value is how many of its channels are above a level."""
-
-    channels_above: Level = Field(
-        description="line_length/area: a percentage of trend, e.g. 200 %; halfwave: a count, e.g. 6."
-    )
-
-
-_STATISTICS = ("mean", "median", "max")
-
-
-def _channel_reduce(value: Any) -> Any:
-    """A statistic by name, or a vote ``{channels_above: LEVEL}``; one message names both forms."""
-    if isinstance(value, str) and value in _STATISTICS:
-        return value
-    if isinstance(value, Mapping) and set(value) == {"channels_above"}:
-        return ChannelsAboveDecl.model_construct(channels_above=_number_or_amplitude(value["channels_above"]))
-    fail("expected mean, median, max or a channel vote like {channels_above: 200 %}, "
-         f"got {units.shown(value)}")
-
-
-ChannelReduce = Annotated[
-    Any,
-    BeforeValidator(_channel_reduce),
-    WithJsonSchema({"anyOf": [{"enum": list(_STATISTICS)}, ChannelsAboveDecl.model_json_schema()],
-                    "description": "mean, median, max, or a channel vote {channels_above: LEVEL}."}),
-]
-
-
-def _non_negative_duration(value: Any) -> float:
-    try:
-        q = units.parse_quantity(value, units.DURATION)
-    except units.UnitError as exc:
-        fail(str(exc))
-    if q.value < 0:
-        fail(f"must be 0 or more, got {units.shown(value)}")
-    return q.value
-
-
-DelayDuration = Annotated[
-    float,
-    BeforeValidator(_non_negative_duration),
-    WithJsonSchema(_quantity_schema(units.DURATION, ["0 ms", "5 ms"], "A duration of 0 or more with its unit.")),
-]
-Amplitude = Annotated[
-    float,
-    BeforeValidator(_positive(units.VOLTAGE)),
-    WithJsonSchema(_quantity_schema(units.VOLTAGE, ["50 uV"], "An amplitude with its unit: V, mV or uV.")),
-]
-
-
-def _duration_range_order(value: tuple[float, float]) -> tuple[float, float]:
-    if value[0] > value[1]:
-        d = units.DURATION
-        fail(f"the shortest {units.format_quantity(value[0], d)} is longer than the longest "
-             f"{units.format_quantity(value[1], d)}; write [SHORTEST, LONGEST], e.g. [20 ms, 150 ms]")
-    return value
-
-
-def _range_pair(value: Any) -> Any:
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        fail(f"expected [SHORTEST, LONGEST] like [20 ms, 150 ms], got {units.shown(value)}")
-    return value
-
-
-DurationRange = Annotated[
-    tuple[Duration, Duration],
-    BeforeValidator(_range_pair),
-    AfterValidator(_duration_range_order),
-    WithJsonSchema(
-        {
-            "type": "array",
-            "items": _quantity_schema(units.DURATION, ["20 ms"], "A duration with its unit."),
-            "minItems": 2,
-            "maxItems": 2,
-            "description": "[SHORTEST, LONGEST], e.g. [20 ms, 150 ms].",
-        }
-    ),
-]
-
-_DEG = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*deg\s*$")
-
-
-def _phase_target(value: Any) -> float:
-    """Named phase or ``N deg`` -> radians in (-pi, pi], cosine convention (0 = peak, pi = trough)."""
-    if isinstance(value, str):
-        if value.strip() in PHASE_TARGETS:
-            return PHASE_TARGETS[value.strip()]
-        m = _DEG.match(value)
-        if m and math.isfinite(float(m.group(1))):
-            rad = math.radians(float(m.group(1)))
-            return -((math.pi - rad) % (2 * math.pi) - math.pi)
-    fail(
-        f"expected {', '.join(PHASE_TARGETS)} or an angle like '180 deg' (cosine convention: 0 deg = peak, "
-        f"180 deg = trough, -90 deg = rising), got {units.shown(value)}"
-    )
-
-
-PhaseTarget = Annotated[
-    float,
-    BeforeValidator(_phase_target),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"enum": list(PHASE_TARGETS)},
-                {"type": "string", "pattern": _DEG.pattern, "examples": ["180 deg", "-90 deg"]},
-            ],
-            "description": "trough, peak, rising, falling or an angle like '180 deg' (cosine convention: 0 deg = peak).",
-        }
-    ),
-]
-
-
-class _TrendedDecl(_FeatureCommon):
-    band: FreqBand | None = Field(None, description="Optional causal band-pass applied first, e.g. [1 Hz, 30 Hz].")
-    trend: Duration = Field(
-        description="Span of the long-term trend the window is compared with, e.g. 30 s; at least the window."
-    )
-    trend_kind: Literal["mean", "ema"] = Field(
-        "mean", description="mean: the mean window value over the trend span; ema: exponential average with the trend span as time constant."
-    )
-    warmup: Duration | None = Field(
-        None, description="History needed before the value is defined (NaN before: conditions on it are false). Default: the trend span."
-    )
-    reduce: ChannelReduce = Field(
-        "mean", description="How per-channel values become one: mean, median, max, or a vote {channels_above: 200 %}."
-    )
-    hold_above: Level | None = Field(
-        None, description="While a channel is above this percentage of its trend (a detected episode, e.g. 150 %), "
-        "its trend holds instead of absorbing the episode. Default: never holds."
-    )
-    hold_max: Duration | None = Field(
-        None, description="Longest hold, e.g. 120 s: afterwards the trend follows the signal again. Default: no limit."
-    )
-
-
-class LineLengthDecl(_TrendedDecl):
-    """Line length (sum of |x[n] - x[n-1]|) of the window in percent of its own long-term trend:
-    100 % = usual, 175 % = 75 % above (seizure onset). Compare it with percentages: 'll > 175 %'."""
-
-
-class AreaDecl(_TrendedDecl):
-    """Area (sum of |x|) of the window in percent of its own long-term trend. Compare it with
-    percentages: 'area > 150 %'."""
-
-
-class HalfWaveDecl(_FeatureCommon):
-    """Number of qualified half-waves (monotonic runs between turning points) of the band-passed
-    signal in the window: height and duration within the given ranges."""
-
-    band: FreqBand = Field(description="Causal band-pass applied first, e.g. [3 Hz, 30 Hz].")
-    min_amplitude: Amplitude = Field(description="Smallest qualifying half-wave height, e.g. 50 uV.")
-    max_amplitude: Amplitude | None = Field(None, description="Largest qualifying height (e.g. against artifacts), e.g. 1 mV. Default: no limit.")
-    duration: DurationRange | None = Field(
-        None, description="[SHORTEST, LONGEST] qualifying duration, e.g. [20 ms, 150 ms]. Default: half a period of the band's high .. low edge."
-    )
-    reduce: ChannelReduce = Field(
-        "mean", description="How per-channel counts become one: mean, median, max, or a vote {channels_above: 6}."
-    )
-
-
-class SlopeDecl(_FeatureCommon):
-    """Least-squares slope of the (low-passed) signal over the window, in its units per second,
-    averaged over channels; e.g. respiration: slope < 0 while exhaling."""
-
-    lowpass: Frequency | None = Field(None, description="Causal low-pass applied first, e.g. 1 Hz.")
-    band: FreqBand | None = Field(None, description="Or a causal band-pass applied first, e.g. [0.1 Hz, 1 Hz]; not with lowpass.")
-
-
-class LaplacianDecl(Decl):
-    """A small surface Laplacian: the centre electrode minus the mean of its neighbours."""
-
-    center: str = Field(description="The centre electrode, e.g. C3.")
-    neighbours: ChannelList = Field(
-        description="Its nearest electrodes, e.g. [FC1, FC5, CP1, CP5] (10-10) or [F3, Cz, P3, T3] (10-20 caps)."
-    )
-
-    @model_validator(mode="after")
-    def _center_not_a_neighbour(self) -> "LaplacianDecl":
-        if self.center in self.neighbours:
-            fail(f"the centre {self.center!r} is also listed as a neighbour")
-        return self
-
-
-class PhaseDecl(Decl):
-    """Phase-locked trigger: 1 at the evaluation that commits to a pulse, else 0; the pulse's time
-    (the predicted target crossing) goes with the value, for 'stimulate: {at: FEATURE}'."""
-
-    input: Name = Field(description="The input (a key of inputs) the feature is computed on.")
-    channel: str | None = Field(None, description="One channel as the signal, e.g. C3 (or give laplacian).")
-    laplacian: LaplacianDecl | None = Field(
-        None, description="A Laplacian as the signal, e.g. {center: C3, neighbours: [FC1, FC5, CP1, CP5]} (or give channel)."
-    )
-    band: FreqBand = Field(description="The rhythm's band, e.g. [8 Hz, 13 Hz].")
-    method: Literal["ar", "etp", "hilbert"] = Field(
-        "ar", description="ar: autoregressive forward prediction (default); etp: educated temporal prediction (needs train); hilbert: naive causal baseline."
-    )
-    target: PhaseTarget = Field(
-        "trough", validate_default=True, description="Phase to hit: trough, peak, rising, falling or an angle like '180 deg' (0 deg = peak)."
-    )
-    delay: DelayDuration = Field(
-        "0 ms", validate_default=True,
-        description="Latency from the newest sample to the pulse (transport, dispatcher, device), e.g. 5 ms; at least the device delay.",
-    )
-    min_interval: Duration = Field(description="Least time between pulses, e.g. 2 s.")
-    amplitude: Amplitude | None = Field(None, description="Pulse only when the rhythm's amplitude is at least this, e.g. 5 uV.")
-    amplitude_q: float | None = Field(
-        None, ge=0, le=100, strict=True,
-        description="Pulse only when the amplitude is at least this percentile (0..100) of its own estimates over amplitude_over, e.g. 50.",
-    )
-    amplitude_over: Duration = Field(
-        "30 s", validate_default=True, description="History of the amplitude_q gate (no pulse until it exists), e.g. 30 s."
-    )
-    window: Duration | None = Field(None, description="Window the method reads. Default: ar 1 s, hilbert 500 ms, etp 1.5 cycles of the band's low edge.")
-    every: Duration = Field(description="How often the phase is estimated, e.g. 10 ms (a pulse is committed within one of these).")
-    train: Duration | None = Field(None, description="etp only: the model is fitted on the first this-much of signal, e.g. 20 s (no pulses before).")
-
-    @model_validator(mode="after")
-    def _one_signal(self) -> "PhaseDecl":
-        if (self.channel is None) == (self.laplacian is None):
-            fail("give exactly one of channel (e.g. C3) or laplacian (e.g. {center: C3, neighbours: [FC1, FC5, CP1, CP5]})")
-        return self
-
-    @property
-    def channels(self) -> tuple[str, ...]:
-        """The input channels it reads: the channel, or the Laplacian's centre then neighbours."""
-        if self.laplacian is not None:
-            return (self.laplacian.center, *self.laplacian.neighbours)
-        return (self.channel,)  # type: ignore[return-value]
-
-
-FEATURE_KINDS = (
-    "band_power", "band_ratio", "relative_power", "peak_to_peak", "line_length", "area", "halfwave", "slope", "phase",
-) + FMRI_FEATURE_KINDS
-
-
-class FeatureDecl(Decl):
+class _FeatureChoice(Decl):
     """A feature: exactly one kind, e.g. {band_ratio: {input: eeg, ...}}."""
 
     model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
     key_noun: ClassVar[str] = "feature kind"
-    band_power: BandPowerDecl | None = Field(None, description="Mean power in a band, e.g. {input: eeg, band: [13 Hz, 21 Hz], window: 1 s, every: 100 ms}.")
-    band_ratio: BandRatioDecl | None = Field(None, description="Ratio of the powers in two bands, e.g. theta/beta.")
-    relative_power: RelativePowerDecl | None = Field(None, description="Power in a band as a fraction of the power in a total band.")
-    peak_to_peak: PeakToPeakDecl | None = Field(None, description="Peak-to-peak amplitude in the window (artifact detection), in volts.")
-    line_length: LineLengthDecl | None = Field(
-        None, description="Line length in percent of its long-term trend (seizure onset: 'll > 175 %'), e.g. {input: ieeg, window: 1 s, every: 100 ms, trend: 30 s}."
-    )
-    area: AreaDecl | None = Field(None, description="Area (sum of |x|) in percent of its long-term trend.")
-    halfwave: HalfWaveDecl | None = Field(
-        None, description="Count of qualified half-waves in the window, e.g. {input: ieeg, band: [3 Hz, 30 Hz], min_amplitude: 50 uV, window: 1 s, every: 100 ms}."
-    )
-    slope: SlopeDecl | None = Field(
-        None, description="Slope (units per second) of the low-passed signal, e.g. respiration: {input: resp, lowpass: 1 Hz, window: 500 ms, every: 50 ms}."
-    )
-    phase: PhaseDecl | None = Field(
-        None, description="Phase-locked pulse trigger: 1 when a pulse is committed (timed to the predicted target phase), else 0."
-    )
-    roi_psc: RoiPscDecl | None = Field(
-        None, description="fMRI: percent signal change of an ROI against the preceding baseline block, e.g. {input: fmri, roi: amygdala_l, baseline: rest, skip: 2 TR, average: 3 TR}."
-    )
-    roi_mean: RoiMeanDecl | None = Field(None, description="fMRI: an ROI's detrended mean signal, e.g. {input: fmri, roi: acc}.")
-    roi_correlation: RoiCorrelationDecl | None = Field(
-        None, description="fMRI: sliding-window correlation of two ROIs, e.g. {input: fmri, rois: [pcc, dlpfc_l], window: 20 TR}."
-    )
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "FeatureDecl":
+    def _one_kind(self) -> "_FeatureChoice":
         given = [k for k in FEATURE_KINDS if getattr(self, k) is not None]
         if len(given) != 1:
             got = "none" if not given else ", ".join(given)
@@ -741,6 +289,27 @@ class FeatureDecl(Decl):
     @property
     def params(self) -> Any:
         return getattr(self, self.kind)
+
+
+_FMRI_FEATURES = {
+    "roi_psc": (RoiPscDecl, "fMRI: percent signal change of an ROI against the preceding baseline block, e.g. "
+                            "{input: fmri, roi: amygdala_l, baseline: rest, skip: 2 TR, average: 3 TR}."),
+    "roi_mean": (RoiMeanDecl, "fMRI: an ROI's detrended mean signal, e.g. {input: fmri, roi: acc}."),
+    "roi_correlation": (RoiCorrelationDecl, "fMRI: sliding-window correlation of two ROIs, e.g. "
+                                            "{input: fmri, rois: [pcc, dlpfc_l], window: 20 TR}."),
+}
+assert tuple(_FMRI_FEATURES) == FMRI_FEATURE_KINDS
+# One optional key per kind: the signal kinds from controller.features, then the fMRI kinds
+# (controller.fmri computes those; they are not in the registry yet).
+_FEATURE_FIELDS = {k.name: (k.declaration, k.summary) for k in _feature_kinds()} | _FMRI_FEATURES
+FEATURE_KINDS = tuple(_FEATURE_FIELDS)
+FeatureDecl = create_model(
+    "FeatureDecl",
+    __base__=_FeatureChoice,
+    __doc__=_FeatureChoice.__doc__,
+    __module__=__name__,
+    **{name: (decl | None, Field(None, description=summary)) for name, (decl, summary) in _FEATURE_FIELDS.items()},
+)
 
 
 class PercentileDecl(Decl):

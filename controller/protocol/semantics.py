@@ -21,7 +21,8 @@ from controller.protocol import compiled as c
 from controller.protocol import raw, units
 from controller.protocol.condition import CompareSite, OperandSite, ParsedCondition, parse_condition, reward_direction
 from controller.protocol.errors import Issue
-from controller.protocol.feature_semantics import NEW_KINDS, FeatureKindChecks, compile_feature
+from controller.features import registry as feature_registry
+from controller.features.kind import CheckContext
 from controller.protocol.fmri_semantics import FmriChecks, fmri_feature, is_volume_input
 from controller.protocol.source import KEY, Loc, Source
 from controller.protocol.stim_semantics import StimChecks
@@ -29,33 +30,15 @@ from controller.protocol.stim_semantics import StimChecks
 MAX_BLOCKS = 10_000
 _EPS = 1e-9
 
-# What a feature's values are measured in, for comparisons with numbers and thresholds:
-# VOLTAGE needs a unit (150 uV), PERCENT a % (line length 175 % of its trend); None means a
-# plain number (half-wave counts, slopes in signal units per second, phase triggers 0 / 1).
-FEATURE_FAMILY: dict[str, str | None] = {
-    "band_power": None,
-    "band_ratio": None,
-    "relative_power": None,
-    "peak_to_peak": units.VOLTAGE,
-    "line_length": units.PERCENT,
-    "area": units.PERCENT,
-    "roi_psc": units.PERCENT,
-    "roi_mean": None,
-    "roi_correlation": None,
-    "halfwave": None,
-    "slope": None,
-    "phase": None,
-}
+# The unit family of the fMRI kinds' values (controller.fmri computes them; the signal kinds say
+# theirs in controller.features). VOLTAGE needs a unit (150 uV), PERCENT a %, None a plain number.
+FMRI_FAMILY: dict[str, str | None] = {"roi_psc": units.PERCENT, "roi_mean": None, "roi_correlation": None}
 
 
 def feature_family(feat: Any) -> str | None:
-    """The unit family of a declared feature's values; a channel vote is a count whatever the kind."""
-    if not isinstance(getattr(feat.params, "reduce", "mean"), str):
-        return None
-    return FEATURE_FAMILY[feat.kind]
-
-
-SPECTRAL_KINDS = frozenset({"band_power", "band_ratio", "relative_power"})
+    """The unit family of a declared feature's values (conditions, thresholds and feedback are checked with it)."""
+    kind = feature_registry.find(feat.kind)
+    return kind.value_unit(feat.params) if kind is not None else FMRI_FAMILY[feat.kind]
 
 
 def _fmt(value: float, family: str | None) -> str:
@@ -84,22 +67,6 @@ def unknown(kind: str, name: str, valid: Iterable[str]) -> str:
     return msg + f"; {kind}s: {', '.join(valid) if valid else 'none defined'}"
 
 
-def feature_bands(kind: str, params: Any) -> list[tuple[str, tuple[float, float]]]:
-    """(field name, band) of every band a feature uses."""
-    names = {
-        "band_power": ("band",),
-        "band_ratio": ("numerator", "denominator"),
-        "relative_power": ("band", "total"),
-        "peak_to_peak": ("band",),
-        "line_length": ("band",),
-        "area": ("band",),
-        "halfwave": ("band",),
-        "slope": ("band",),
-        "phase": ("band",),
-    }[kind]
-    return [(n, getattr(params, n)) for n in names if getattr(params, n, None) is not None]
-
-
 @dataclass
 class _Use:
     """A comparison of a threshold in a rule."""
@@ -110,16 +77,6 @@ class _Use:
     direction: str
     feature: str | None
     text: str  # the comparison as written, for messages
-
-
-def _longer_segment(segment: float | None, window: float, need: float) -> str:
-    """How to get Welch segments of at least ``need`` seconds."""
-    if segment is not None:
-        return f"use a segment of at least {_sec(need)}" + ("" if need <= window + _EPS else
-                                                            f" (and a window at least as long)")
-    if need <= window + _EPS:  # the default segment (1 s) is what is too short
-        return f"give segment: {_sec(need)}"
-    return f"use a window of at least {_sec(need)}"
 
 
 class Semantics:
@@ -286,27 +243,26 @@ class Semantics:
                     )
 
     def _check_features(self) -> None:
-        kinds = FeatureKindChecks(self)
         for name, feat in self.features.items():
             kind, p = feat.kind, feat.params
             base: Loc = ("features", name, kind)
             if kind in c.FMRI_KINDS or is_volume_input(self.inputs.get(p.input)):
                 continue  # FmriChecks
+            feature_kind = feature_registry.kind(kind)
             if p.input not in self.raw_inputs and self.known["inputs"]:
                 self.error(base + ("input",), f"input: {unknown('input', p.input, self.raw_inputs)}")
             inp = self.inputs.get(p.input)
-            if inp is not None and p.channels is not None and kind != "phase":  # phase: its own positions
-                for i, ch in enumerate(p.channels):
+            if inp is not None and "channels" in type(p).model_fields and p.channels is not None:
+                for i, ch in enumerate(p.channels):  # (kinds that name their channels otherwise check them)
                     if ch not in inp.channels:
                         self.error(
                             base + ("channels", i),
                             f"channels: {ch!r} is not a channel of input {p.input!r}; "
                             f"its channels: {', '.join(inp.channels)}",
                         )
-            bands = feature_bands(kind, p)
             if inp is not None and inp.rate is not None:
                 nyquist = inp.rate / 2
-                for field, band in bands:
+                for field, band in feature_kind.bands(p):
                     if band[1] >= nyquist:
                         self.error(
                             base + (field,),
@@ -314,59 +270,27 @@ class Semantics:
                             f"frequency {_hz(nyquist)} of input {p.input!r} (rate {_hz(inp.rate)}); "
                             f"keep bands below {_hz(nyquist)}",
                         )
-            if kind in SPECTRAL_KINDS and bands:
-                self._check_window(base, p, bands)
-            if p.window is not None and p.every > p.window + _EPS:
+            window = getattr(p, "window", None)
+            if window is not None and p.every > window + _EPS:
                 self.error(
                     base + ("every",),
-                    f"every: {_sec(p.every)} is longer than the window {_sec(p.window)}, so samples between "
+                    f"every: {_sec(p.every)} is longer than the window {_sec(window)}, so samples between "
                     f"windows would be ignored; use every <= window",
                 )
-            if kind == "relative_power":
-                (lo, hi), (tlo, thi) = p.band, p.total
-                if lo < tlo - _EPS or hi > thi + _EPS:
-                    self.error(
-                        base + ("band",),
-                        f"band: {_band_text(p.band)} must lie inside total {_band_text(p.total)}",
-                    )
-            if kind in NEW_KINDS:
-                kinds.check(name, feat, inp)
+            before = len(self.issues)
+            feature_kind.check(p, CheckContext(base, inp, self.error))
+            if inp is not None and inp.rate is not None and len(self.issues) == before:
+                self._check_at_rate(base, name, feat, inp)  # (it would repeat what was just reported)
 
-    def _check_window(self, base: Loc, p: Any, bands: list[tuple[str, tuple[float, float]]]) -> None:
-        """A spectral window must hold one cycle of the lowest frequency, and (welch) resolve each band."""
-        lowest = min(band[0] for _, band in bands)
-        need = 1.0 / lowest
-        if p.window < need - _EPS:
-            self.error(
-                base + ("window",),
-                f"window: {_sec(p.window)} is shorter than one cycle of {_hz(lowest)} ({_sec(need)}), the lowest "
-                f"frequency of this feature; use a window of at least {_sec(need)}",
-            )
-            return
-        segment = getattr(p, "segment", None)
-        if getattr(p, "method", "welch") != "welch":
-            if segment is not None:
-                self.error(base + ("segment",), "segment: only method welch splits the window into segments; "
-                           "remove segment, or use method: welch", key=True)
-            return
-        if segment is not None and segment > p.window + _EPS:
-            self.error(base + ("segment",), f"segment: {_sec(segment)} is longer than the window {_sec(p.window)}; "
-                       f"use a segment of at most {_sec(p.window)}")
-            return
-        # the frequency resolution is 1 / segment (default: the window, at most 1 s, as controller.dsp.spectral)
-        length = segment if segment is not None else min(p.window, c.WELCH_DEFAULT_SEGMENT_S)
-        field_name = "segment" if segment is not None else "window"
-        resolution = 1.0 / length
-        for field, band in bands:
-            width = band[1] - band[0]
-            if width < resolution - _EPS:
-                self.error(
-                    base + (field_name,),
-                    f"{field_name}: Welch segments of {_sec(length)} give a spectral resolution of "
-                    f"{_hz(resolution)}, coarser than the {_hz(width)} wide {field} {_band_text(band)}, which may "
-                    f"then hold no frequency bin; {_longer_segment(segment, p.window, 1.0 / width)}",
-                )
-                return
+    def _check_at_rate(self, base: Loc, name: str, feat: raw.FeatureDecl, inp: raw.InputDecl) -> None:
+        """What would stop the kind from running at the input's stated rate (the runner applies
+        the same test to the real stream)."""
+        spec = feature_registry.kind(feat.kind).compile(name, feat.params, tuple(inp.channels))
+        if spec.band is not None and spec.band.hi_hz >= inp.rate / 2:
+            return  # reported as a band over Nyquist
+        for field, message in feature_registry.rate_problems(spec, inp.rate):
+            loc = base + (field,) if field in feat.params.model_fields_set else base  # a default: the feature
+            self.error(loc, f"{field}: {message} (input {feat.params.input!r}, stated rate {_hz(inp.rate)})")
 
     def _check_thresholds(self) -> None:
         for name, th in self.thresholds.items():
@@ -582,7 +506,7 @@ class Semantics:
                          for name, inp in decl.inputs.items() if is_volume_input(inp)}
         features = {
             name: (fmri_feature(name, feat, volume_inputs[feat.params.input].tr_s) if feat.kind in c.FMRI_KINDS
-                   else compile_feature(name, feat, inputs[feat.params.input].channels))
+                   else feature_registry.kind(feat.kind).compile(name, feat.params, inputs[feat.params.input].channels))
             for name, feat in decl.features.items()
         }
         thresholds = {}

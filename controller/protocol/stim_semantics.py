@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from controller.features import registry as feature_registry
 from controller.protocol import compiled as c
 from controller.protocol import raw, units
 from controller.protocol.condition import parse_condition
@@ -118,7 +119,8 @@ class StimChecks:
             if name not in self.sem.raw_features and self.sem.known["features"]:
                 self.sem.error(loc, f"at: no feature {name!r}; it must be a phase feature")
             return
-        if feat.kind != "phase":
+        timed = feature_registry.find(feat.kind)
+        if timed is None or not timed.timed:  # only a timed kind's values carry a pulse time
             self.sem.error(loc, f"at: feature {name!r} is {feat.kind}; timing a pulse needs a phase feature")
 
     def _check_interlocks(self) -> None:

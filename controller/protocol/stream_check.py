@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.dsp.labels import resolve_channels
+from controller.features import registry as feature_registry
 from controller.protocol.compiled import AverageOfType, Protocol
 from controller.protocol.errors import Issue, ProtocolError, read_utf8
 from controller.protocol.signal_units import InputUnits, input_units
@@ -151,14 +152,12 @@ def _check_feature(feat, fs: float, labels: list[str], wanted: list[str], proble
     if feat.segment_s is not None and round(feat.segment_s * fs) < 2:
         problem(StreamProblem(fbase + ("segment",), f"{fpre}: segment {format_quantity(feat.segment_s, DURATION)} "
                               f"is under 2 samples at {_hz(fs)}"))
-    if feat.kind == "phase":  # its Laplacian electrodes (those the input lists are checked above)
+    if feat.params is not None and hasattr(feat.params, "neighbours"):  # a Laplacian's electrodes (those the input lists are checked above)
         message = _laplacian_labels(feat, [ch for ch in feat.channels if ch not in wanted], labels, fpre)
         if message:
             problem(StreamProblem(fbase + ("laplacian",), message))
     if feat.params is not None and round(feat.window_s * fs) >= 1 and round(feat.every_s * fs) >= 1:
-        from controller.dsp.feature_kinds import rate_problems  # numpy/scipy: not at import time
-
-        for name, message in rate_problems(feat, fs):
+        for name, message in feature_registry.rate_problems(feat, fs):
             problem(StreamProblem(fbase + (name,), f"{fpre}: {name}: {message}"))
 
 

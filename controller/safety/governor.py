@@ -52,6 +52,8 @@ from controller.safety import quantities as q
 from controller.safety.commands import ARM, DISARM, FIRE, KINDS, SET, START, STOP, Inhibition, StimRequest, Verdict
 from controller.safety.dose import Delivery, Totals
 from controller.safety.delivered import Accounting, Awaiting, TrainEnd
+from controller.safety import faults
+from controller.safety.faults import FaultKind
 from controller.safety.ledger import Delivered, DoseEntry, DoseLedger, LedgerError
 from controller.safety.limits import Violation
 from controller.safety.site import DeviceConfig, Site
@@ -61,14 +63,14 @@ log = logging.getLogger(__name__)
 
 SAFETY = "safety"  # event kind published for every verdict, arming and interlock change
 
-# Interlock sources raised by the governor itself (callers use their own, e.g. "artifact").
-CLOCK_SOURCE = "clock"
-LATENCY_SOURCE = "latency"
-LEDGER_SOURCE = "ledger"
-STALL_PREFIX = "input_stall:"
-ESTOP_SOURCE = "estop"
-GOVERNOR_SOURCE = "governor"  # the governor itself failed
-DELIVERY_SOURCE = "delivery"  # a device reported more pulses in a train than the train had
+# Interlock sources raised by the governor itself (the vocabulary: controller/safety/faults.py).
+CLOCK_SOURCE = faults.source(FaultKind.CLOCK)
+LATENCY_SOURCE = faults.source(FaultKind.LATENCY)
+LEDGER_SOURCE = faults.source(FaultKind.LEDGER)
+STALL_PREFIX = FaultKind.INPUT_STALL.value + ":"
+ESTOP_SOURCE = faults.source(FaultKind.ESTOP)
+GOVERNOR_SOURCE = faults.source(FaultKind.GOVERNOR)  # the governor itself failed
+DELIVERY_SOURCE = faults.source(FaultKind.DELIVERY)  # a device reported more pulses in a train than the train had
 
 
 def utc_now() -> datetime:
@@ -146,6 +148,7 @@ class Governor:
         self._devices = {name: _Device(cfg, dict(cfg.fixed)) for name, cfg in site.devices.items()}
         self._inhibitions: dict[str, Inhibition] = {}
         self._inputs: dict[str, float] = {}
+        self._input_period: dict[str, float] = {}  # an input's own delivery interval (an fMRI TR), s
         self._time = TimeLine()
         self._restore()
 
@@ -407,10 +410,15 @@ class Governor:
         self.inhibit(LATENCY_SOURCE, f"loop latency {q.fmt(latency_s, units.DURATION)} > site max_loop_latency {q.fmt(budget, units.DURATION)}")
         return False
 
-    def input_seen(self, name: str, t: float | None = None) -> None:
-        """An input delivered data (call per chunk); silence longer than input_stall inhibits."""
+    def input_seen(self, name: str, t: float | None = None, period_s: float = 0.0) -> None:
+        """An input delivered data (call per chunk or volume); silence longer than the site's input_stall
+        beyond the input's own delivery interval ``period_s`` (an fMRI input's TR; 0 for sample
+        streams) inhibits."""
+        if not (math.isfinite(period_s) and period_s >= 0.0):
+            raise ValueError(f"input {name!r}: period_s must be a finite number >= 0, got {period_s!r}")
         with self._lock:
             self._inputs[name] = self._clock() if t is None else t
+            self._input_period[name] = float(period_s)
 
     def poll(self) -> list[Inhibition]:
         """For a watchdog thread: raise stall and clock interlocks now; returns new ones."""
@@ -745,12 +753,14 @@ class Governor:
 
     def _stalls(self, now: float) -> list[tuple[str, str]]:
         out = []
-        limit = self.site.input_stall_s
         for name, seen in self._inputs.items():
-            source = STALL_PREFIX + name
-            if source not in self._inhibitions and math.isfinite(now) and now - seen > limit:
-                out.append((source, f"input {name} silent for {q.fmt(now - seen, units.DURATION)} > site input_stall "
-                                    f"{q.fmt(limit, units.DURATION)}"))
+            stall = STALL_PREFIX + name
+            period = self._input_period.get(name, 0.0)
+            limit = self.site.input_stall_s + period
+            if stall not in self._inhibitions and math.isfinite(now) and now - seen > limit:
+                beyond = f" beyond its delivery interval {q.fmt(period, units.DURATION)}" if period else ""
+                out.append((stall, f"input {name} silent for {q.fmt(now - seen, units.DURATION)} > site input_stall "
+                                   f"{q.fmt(self.site.input_stall_s, units.DURATION)}{beyond}"))
         return out
 
     def _active_inhibitions(self, stamp: Stamp) -> str:

@@ -2,7 +2,7 @@
 that turn a detected fault into ``Governor.inhibit(source, reason)``.
 
 A source name says what raised the inhibition, so that clearing one fault does not clear
-another: ``input_stall:eeg``, ``nonfinite:eeg``, ``artifact:emg``, ``device_error:tms``.
+another: ``input_stall:eeg``, ``nonfinite:eeg``, ``artifact:emg``, ``device:tms`` (names from controller/safety/faults.py).
 The governor raises ``clock``, ``latency``, ``input_stall:<input>`` and ``ledger`` itself;
 ``estop`` comes from :meth:`Governor.estop`. Every inhibition stays until ``clear``.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from controller.safety.faults import FaultKind
 from controller.safety.governor import (
     CLOCK_SOURCE,
     ESTOP_SOURCE,
@@ -20,10 +21,10 @@ from controller.safety.governor import (
     Governor,
 )
 
-NONFINITE_PREFIX = "nonfinite:"
-ARTIFACT_PREFIX = "artifact:"
-DEVICE_ERROR_PREFIX = "device_error:"
-WATCHDOG_PREFIX = "watchdog:"
+NONFINITE_PREFIX = FaultKind.NONFINITE.value + ":"
+ARTIFACT_PREFIX = FaultKind.ARTIFACT.value + ":"
+DEVICE_ERROR_PREFIX = FaultKind.DEVICE.value + ":"  # the same source the dispatcher raises on a driver error
+WATCHDOG_PREFIX = FaultKind.WATCHDOG.value + ":"
 
 __all__ = [
     "ARTIFACT_PREFIX", "CLOCK_SOURCE", "DEVICE_ERROR_PREFIX", "ESTOP_SOURCE", "LATENCY_SOURCE", "LEDGER_SOURCE",

@@ -33,13 +33,14 @@ from controller.safety.governor import Governor
 from controller.safety.ledger import local_date
 from drivers.delivery import UNREPORTED, TrainReport
 from drivers.stimulator import DeviceError, NotReady, Stimulator
+from controller.safety.faults import FaultKind, source
 
 log = logging.getLogger(__name__)
 
 COMMAND = "command"  # event kind: a command sent to a device (or refused before the wire)
-DEVICE_PREFIX = "device:"
+DEVICE_PREFIX = FaultKind.DEVICE.value + ":"
 RAMP_STEP_S = 0.1  # a ramped current change is sent in steps this far apart
-LATENCY_SOURCE = "latency"
+LATENCY_SOURCE = source(FaultKind.LATENCY)
 LATENCY_RECOVERY_S = 2.0  # within budget this long lifts the 'latency' interlock
 RAMP_MARGIN = 0.9  # each step is 90 % of rate x interval, so timing jitter cannot make it too steep
 
@@ -123,7 +124,7 @@ class Stimulation:
     def estop(self, reason: str) -> float:
         """Inhibit and disarm everything; returns the seconds it took."""
         t0 = time.perf_counter()
-        self.governor.inhibit("estop", reason)
+        self.governor.inhibit(source(FaultKind.ESTOP), reason)
         self.disarm_all(f"E-STOP: {reason}")
         took = time.perf_counter() - t0
         self.bus.publish(Event(ev.SAFETY, self.clock(), None, {"what": "estop", "reason": reason, "took_s": took}))

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from controller.child_processes import child_env
 from controller.events import EventBus
 from controller.protocol.compiled import Protocol
-from controller.safety.governor import Governor
+from controller.safety.governor import LEDGER_SOURCE, Governor
 from controller.safety.ledger import DoseLedger
 from controller.safety.site import Site
 from controller.stimulation.dispatcher import Link, Stimulation
@@ -83,7 +84,7 @@ def start_virtual_device(name: str, kind: str, log: Path, options: dict[str, Any
     for key, value in options.items():
         cmd += ["--set", f"{key}={value}"]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            bufsize=1)
+                            bufsize=1, env=child_env())
     found: dict[str, Any] = {}
     ready = threading.Event()
 
@@ -115,7 +116,7 @@ def open_stimulation(protocol: Protocol, site: Site, bus: EventBus, session_id: 
 
     def ledger_failed(reason: str) -> None:
         if "g" in holder:
-            holder["g"].inhibit("ledger", reason)
+            holder["g"].inhibit(LEDGER_SOURCE, reason)
 
     ledger = DoseLedger(ledger_path, tz=site.tzinfo, deferred_sync=True, on_sync_error=ledger_failed)
     governor = Governor(site, ledger, session_id, publish=bus.publish)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import threading
 import time
 
+from controller.safety.faults import FaultKind, source
 from controller.stimulation.dispatcher import DEVICE_PREFIX, Stimulation
 from drivers.stimulator import DeviceError
 
-WATCHDOG_SOURCE = "watchdog"
+WATCHDOG_SOURCE = source(FaultKind.WATCHDOG)
 
 
 class Watchdog:

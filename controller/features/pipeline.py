@@ -3,8 +3,9 @@
 Per chunk: pick + re-reference + high-pass/notch the channels any feature needs, run the
 band-pass (and low-pass) stages that features read, append everything to preallocated ring
 buffers, and compute exactly the windows that fall due inside the chunk. When no window is
-due that is all the work there is. The newer kinds (line_length, area, halfwave, slope, phase)
-plug in through ``feature_kinds``.
+due that is all the work there is. What a feature reads, how much of it is kept and how it is
+evaluated is its kind's business (``controller.features.registry``); the pipeline only plans
+the shared filter stages and rings and keeps the schedule.
 """
 
 from __future__ import annotations
@@ -15,25 +16,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from controller.dsp.design import bandpass_sos, conditioning_sos
+from controller.dsp.features import ChannelSource, FeatureValue
+from controller.dsp.filters import Conditioner, StreamingSOS
+from controller.dsp.labels import resolve_channels
+from controller.dsp.reference import reference_columns
+from controller.dsp.ring import RingBuffer
+from controller.dsp.schedule import WindowSchedule, feature_window
+from controller.dsp.slope import lowpass_sos
 from controller.protocol.compiled import Band, FeatureSpec, InputSpec
 
-from . import feature_kinds
-from .design import bandpass_sos, check_band, conditioning_sos
-from .feature_kinds import FilterKey, Lowpass
-from .features import (
-    ChannelSource,
-    FeatureValue,
-    IirPowerFeature,
-    PeakToPeakFeature,
-    WelchFeature,
-    power_bands,
-)
-from .filters import Conditioner, StreamingSOS
-from .labels import resolve_channels
-from .reference import reference_columns
-from .ring import RingBuffer
-from .schedule import WindowSchedule, feature_window
-from .slope import lowpass_sos
+from .kind import FilterKey, Lowpass
+from .registry import kind
 
 _NEVER = sys.maxsize
 
@@ -136,22 +130,11 @@ class FeaturePipeline:
         cond_capacity = 0
         stage_plan: dict[FilterKey, dict] = {}
         needs: list[list[FilterKey]] = []
-        for spec, rows, (window, every) in zip(specs, feature_rows, windows):
-            capacity = window
-            if spec.kind in feature_kinds.KINDS:
-                feature_kinds.check_spec(spec)
-                bands: list[FilterKey] = [feature_kinds.reads(spec)]
-                capacity = feature_kinds.ring_capacity(spec, window, every)
-            elif spec.kind == "peak_to_peak":
-                bands = [spec.band]
-            elif spec.method == "welch":
-                for i, band in enumerate(power_bands(spec)):
-                    check_band(band, fs, what=f"feature {spec.name!r} band {i + 1}")
-                bands = [None]
-            elif spec.method == "iir":
-                bands = list(power_bands(spec))
-            else:
-                raise ValueError(f"feature {spec.name!r}: unknown method {spec.method!r} (welch or iir)")
+        kinds = [kind(spec.kind) for spec in specs]
+        for k, spec, rows, (window, every) in zip(kinds, specs, feature_rows, windows):
+            k.check_spec(spec, fs)
+            bands = list(k.reads(spec))
+            capacity = k.ring_capacity(spec, window, every)
             for band in bands:
                 if band is None:
                     cond_capacity = max(cond_capacity, capacity)
@@ -178,15 +161,8 @@ class FeaturePipeline:
 
         # Second pass: evaluators.
         scheduled = []
-        for spec, rows, (window, every), bands in zip(specs, feature_rows, windows, needs):
-            if spec.kind in feature_kinds.KINDS:
-                evaluate = feature_kinds.build(spec, source(bands[0], rows), fs, window, every)
-            elif spec.kind == "peak_to_peak":
-                evaluate = PeakToPeakFeature(source(bands[0], rows), window)
-            elif spec.method == "welch":
-                evaluate = WelchFeature(source(None, rows), fs, window, power_bands(spec), spec.segment_s, spec.overlap)
-            else:
-                evaluate = IirPowerFeature([source(b, rows) for b in bands], window)
+        for k, spec, rows, (window, every), bands in zip(kinds, specs, feature_rows, windows, needs):
+            evaluate = k.evaluator(spec, [source(b, rows) for b in bands], fs, window, every)
             scheduled.append(_Scheduled(spec.name, WindowSchedule(window, every), evaluate))
         return scheduled
 
@@ -228,9 +204,7 @@ class FeaturePipeline:
     @property
     def warmup_s(self) -> float:
         """Longest history a feature needs before it has a value (trends): what a reset costs."""
-        spans = [max(s.params.trend_s if s.params.warmup_s is None else s.params.warmup_s, s.window_s)
-                 for s in self._specs if s.kind in ("line_length", "area")]
-        return max([s.window_s for s in self._specs] + spans, default=0.0)
+        return max((kind(s.kind).warmup_s(s) for s in self._specs), default=0.0)
 
     def push(self, chunk: np.ndarray, timestamps: np.ndarray, arrival: float | None = None) -> list[FeatureValue]:
         """Feed ``chunk`` ``(n_samples, n_stream_channels)`` with its LSL ``timestamps`` (and the LSL

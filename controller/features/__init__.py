@@ -1,0 +1,35 @@
+"""Feature kinds: what a protocol can compute from a signal, one module per kind.
+
+    kind.py        FeatureKind: the base class a kind implements (declaration, checks, unit,
+                   what it reads, ring capacity, online evaluator, offline reference)
+    registry.py    the one registry, filled from the modules of kinds/
+    kinds/         one module per kind (band_power.py, phase.py, alpha_asymmetry.py, ...)
+    pipeline.py    FeaturePipeline: the streaming evaluation of one input's features
+    offline.py     offline_values / offline_feature: the whole-recording reference
+
+Layering: ``controller.dsp`` holds signal processing that knows no kind; the kinds here use
+it; the protocol language (``controller.protocol.raw`` / ``semantics``) builds its feature
+declarations and checks from the registry.
+"""
+
+from .kind import CheckContext, FeatureKind, FilterKey, Lowpass, OfflineValues
+from .offline import conditioned, offline_feature, offline_values
+from .pipeline import FeaturePipeline
+from .registry import find, kind, kinds, names, register
+
+__all__ = [
+    "CheckContext",
+    "FeatureKind",
+    "FeaturePipeline",
+    "FilterKey",
+    "Lowpass",
+    "OfflineValues",
+    "conditioned",
+    "find",
+    "kind",
+    "kinds",
+    "names",
+    "offline_feature",
+    "offline_values",
+    "register",
+]

@@ -1,0 +1,75 @@
+"""The one registry of feature kinds: the protocol parser, the streaming pipeline and the
+offline reference all look kinds up here.
+
+Kinds are found, as Timeflux finds its nodes, by where they live: every module of
+``controller/features/kinds`` is imported once, and each ``FeatureKind`` subclass decorated
+with ``@register`` in it becomes available under its ``name``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from controller.protocol.compiled import FeatureSpec
+
+from .kind import FeatureKind
+
+_KINDS: dict[str, FeatureKind] = {}
+K = TypeVar("K", bound=type[FeatureKind])
+
+
+def register(cls: K) -> K:
+    """Class decorator: make the kind known under ``cls.name``."""
+    for attr in ("name", "order", "declaration", "summary"):
+        if not hasattr(cls, attr):
+            raise TypeError(f"feature kind {cls.__name__} does not set {attr!r}")
+    if not (isinstance(cls.declaration, type) and issubclass(cls.declaration, BaseModel)):
+        raise TypeError(f"feature kind {cls.name!r}: declaration must be a pydantic model, got {cls.declaration!r}")
+    known = _KINDS.get(cls.name)
+    if known is not None and type(known) is not cls:
+        raise ValueError(f"feature kind {cls.name!r} is registered twice ({type(known).__name__}, {cls.__name__})")
+    _KINDS[cls.name] = cls()
+    return cls
+
+
+def kinds() -> tuple[FeatureKind, ...]:
+    """Every registered kind, in the order the language lists them."""
+    return tuple(sorted(_KINDS.values(), key=lambda k: (k.order, k.name)))
+
+
+def names() -> tuple[str, ...]:
+    return tuple(k.name for k in kinds())
+
+
+def find(name: str) -> FeatureKind | None:
+    return _KINDS.get(name)
+
+
+def kind(name: str) -> FeatureKind:
+    """The kind called ``name``; ValueError listing the known ones otherwise."""
+    found = _KINDS.get(name)
+    if found is None:
+        raise ValueError(f"unknown feature kind {name!r}; known kinds: {', '.join(names())}")
+    return found
+
+
+def rate_problems(spec: FeatureSpec, fs: float) -> list[tuple[str, str]]:
+    """(protocol key, message) for each reason ``spec`` cannot run on a stream at ``fs`` Hz, as far
+    as its kind can tell; a window or hop under one sample is left to the callers' own checks."""
+    if round(spec.window_s * fs) < 1 or round(spec.every_s * fs) < 1:
+        return []
+    return kind(spec.kind).rate_problems(spec, fs)
+
+
+def _discover() -> None:
+    from . import kinds as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+_discover()
