@@ -309,9 +309,9 @@ def run(paths: list[StimPath], seconds: float, chunk: int, first_s: float, fsync
     import pylsl
 
     from controller.clock import now
-    from controller.features import FeaturePipeline
     from controller.engine.engine import Engine
     from controller.events import EventBus
+    from controller.features import FeaturePipeline
     from controller.inputs.reader import InputReader
     from controller.inputs.resolve import channel_labels
     from controller.protocol import loads_protocol

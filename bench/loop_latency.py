@@ -84,9 +84,9 @@ def _measure(chunk: int, seconds: float, every: str, process: bool) -> dict[str,
     import pylsl
 
     from controller.clock import now
-    from controller.features import FeaturePipeline
     from controller.engine.engine import Engine
     from controller.events import EventBus
+    from controller.features import FeaturePipeline
     from controller.inputs.reader import InputReader
     from controller.inputs.resolve import channel_labels
     from controller.protocol import loads_protocol
