@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from controller.features import FeaturePipeline  # noqa: E402
 from controller.engine.engine import Engine  # noqa: E402
 from controller.events import EventBus  # noqa: E402
+from controller.features import FeaturePipeline  # noqa: E402
 from controller.protocol import load_protocol  # noqa: E402
 from controller.protocol.compiled import Protocol  # noqa: E402
 from drivers.base import Command, Output  # noqa: E402

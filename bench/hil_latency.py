@@ -47,9 +47,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -308,9 +309,9 @@ def run(paths: list[StimPath], seconds: float, chunk: int, first_s: float, fsync
     import pylsl
 
     from controller.clock import now
-    from controller.features import FeaturePipeline
     from controller.engine.engine import Engine
     from controller.events import EventBus
+    from controller.features import FeaturePipeline
     from controller.inputs.reader import InputReader
     from controller.inputs.resolve import channel_labels
     from controller.protocol import loads_protocol

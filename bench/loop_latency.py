@@ -84,13 +84,12 @@ def _measure(chunk: int, seconds: float, every: str, process: bool) -> dict[str,
     import pylsl
 
     from controller.clock import now
-    from controller.features import FeaturePipeline
     from controller.engine.engine import Engine
     from controller.events import EventBus
+    from controller.features import FeaturePipeline
     from controller.inputs.reader import InputReader
     from controller.inputs.resolve import channel_labels
     from controller.protocol import loads_protocol
-    from controller.protocol.compiled import StreamSelector
     from drivers.base import Command, Output
 
     name = f"bench-{uuid.uuid4().hex[:8]}"

@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 
 from controller import events as ev
-from controller.features import FeaturePipeline
 from controller.engine.engine import Engine
 from controller.events import EventBus
+from controller.features import FeaturePipeline
 from controller.protocol import load_protocol
 from controller.protocol.compiled import Protocol
 

@@ -144,10 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     from controller.session_args import (
         add_fmri_arguments,
-        add_stream_argument,
         add_session_arguments,
         add_simulator_arguments,
         add_stimulation_arguments,
+        add_stream_argument,
     )
 
     p = sub.add_parser("validate", help="check a protocol file; errors as FILE:LINE:COL: message")

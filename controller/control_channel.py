@@ -27,17 +27,37 @@ import queue
 import re
 import selectors
 import socket
-import stat
 import struct
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
 from controller.control_client import (  # noqa: F401  (the client side, re-exported: one import for both sides)
-    ARM, COMMANDS, DEFAULT_CLIENT_TIMEOUT_S, DISARM, ENV_DIR, ESTOP, MAX_REPLY_BYTES, MAX_REQUEST_BYTES, STATUS,
-    SUFFIX, ControlError, Reply, candidate_dirs, check_private_dir, encode_request, find_sockets, is_live, origin,
-    remove_if_stale, request, runtime_dir, send, session_of,
+    ARM,
+    COMMANDS,
+    DEFAULT_CLIENT_TIMEOUT_S,
+    DISARM,
+    ENV_DIR,
+    ESTOP,
+    MAX_REPLY_BYTES,
+    MAX_REQUEST_BYTES,
+    STATUS,
+    SUFFIX,
+    ControlError,
+    Reply,
+    candidate_dirs,
+    check_private_dir,
+    encode_request,
+    find_sockets,
+    is_live,
+    origin,
+    remove_if_stale,
+    request,
+    runtime_dir,
+    send,
+    session_of,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers know the name)

@@ -13,8 +13,8 @@ import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers know the name)
 
-from controller import control_client as cc
-from controller import estop_cli
+from controller import control_client as cc  # noqa: E402  (after TYPE_CHECKING, on purpose)
+from controller import estop_cli  # noqa: E402
 
 if TYPE_CHECKING:
     from typing import Any

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from controller import events as ev
 from controller.events import EventBus

@@ -8,8 +8,9 @@ time at which the command left the process, so ``t_sent - t_source`` is the loop
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Output(ABC):
     def close(self) -> None:
         """Release resources; safe to call twice."""
 
-    def __enter__(self) -> "Output":
+    def __enter__(self) -> Output:
         self.open()
         return self
 

@@ -79,7 +79,7 @@ class LslFeedbackOutput(Output):
         return info
 
     def send(self, command: Command) -> float:
-        if self._markers is None:
+        if self._markers is None or self._feedback is None or self._features is None:
             raise OutputError(f"{self.name}: send before open")
         kind, payload = command.kind, command.payload
         if kind == "marker":

@@ -62,13 +62,16 @@ from typing import Any
 import serial
 from pylsl import local_clock
 
+from drivers.serial_port import SerialPort, open_port
 from drivers.stimulator import DeviceError, DeviceStatus, NotReady, Stimulator
 
+PORT_ERRORS: tuple[type[Exception], ...] = (serial.SerialException, OSError)
 try:  # pyserial lets termios errors through on POSIX (e.g. tcflush on a pty whose other end closed)
     from termios import error as _TermiosError
+
+    PORT_ERRORS += (_TermiosError,)
 except ImportError:  # pragma: no cover - Windows
-    _TermiosError = OSError
-PORT_ERRORS = (serial.SerialException, OSError, _TermiosError)
+    pass
 
 BAUDRATE = 9600
 MODELS = ("200", "bistim", "rapid")
@@ -195,7 +198,7 @@ class MagstimDriver(Stimulator):
         self.baudrate = baudrate
 
         self._lock = threading.RLock()  # one transaction at a time; guards the state below
-        self._serial: serial.SerialBase | None = None
+        self._serial: SerialPort | None = None
         self._port_error: str | None = None  # the port broke: nothing more can be sent
         self._fault: str | None = None  # sticky asynchronous fault (see module docstring)
         self._remote = False
@@ -221,7 +224,7 @@ class MagstimDriver(Stimulator):
 
     @classmethod
     def from_site(cls, name: str, port: str, options: Mapping[str, Any],
-                  on_error: Callable[[str], None]) -> "MagstimDriver":
+                  on_error: Callable[[str], None]) -> MagstimDriver:
         """Named by model and port (its messages say which unit), not by the site's device name;
         its asynchronous faults are reported by refusing the next command."""
         return cls(port, **options)
@@ -259,7 +262,7 @@ class MagstimDriver(Stimulator):
             return 4
         return 3
 
-    def _read(self, port: serial.SerialBase, n: int, deadline: float) -> bytes:
+    def _read(self, port: SerialPort, n: int, deadline: float) -> bytes:
         buf = b""
         while len(buf) < n:
             remaining = deadline - local_clock()
@@ -272,7 +275,7 @@ class MagstimDriver(Stimulator):
             buf += chunk
         return buf
 
-    def _read_reply(self, port: serial.SerialBase, body: bytes, what: str) -> bytes:
+    def _read_reply(self, port: SerialPort, body: bytes, what: str) -> bytes:
         n = self._reply_length(body)
         deadline = local_clock() + self.reply_timeout_s
         raw = self._read(port, 1, deadline)
@@ -430,8 +433,8 @@ class MagstimDriver(Stimulator):
         if pending:
             ready_at, text = max(pending)
             return f"{text}, ready in {ready_at - t:.1f} s", False
-        status = self._last_status
-        if status is not None and self._last_status_t >= self._ready_at() and not status.ready:
+        status, ready_t = self._last_status, self._ready_at()
+        if status is not None and ready_t is not None and self._last_status_t >= ready_t and not status.ready:
             return f"the unit reports it is not ready: {status.describe()} at t={self._last_status_t:.3f}", True
         return None, False
 
@@ -496,7 +499,7 @@ class MagstimDriver(Stimulator):
                 self._close_port()
             if self._serial is None:
                 try:
-                    self._serial = serial.serial_for_url(
+                    self._serial = open_port(
                         self.port, baudrate=self.baudrate, bytesize=serial.EIGHTBITS, parity=serial.PARITY_NONE,
                         stopbits=serial.STOPBITS_ONE, timeout=self.reply_timeout_s, write_timeout=1.0)
                 except (serial.SerialException, OSError, ValueError) as e:
@@ -600,7 +603,7 @@ class MagstimDriver(Stimulator):
             value = _integer(self.name, key, params[key], 0, 100)
             body = byte + b"%03d" % value
 
-            def apply(t: float, key=key, value=value, label=label) -> None:
+            def apply(t: float, key: str = key, value: int = value, label: str = label) -> None:
                 self._power_change(key, self.params.get(key), value, t, label)
                 self.params[key] = value
 
@@ -761,11 +764,13 @@ class MagstimDriver(Stimulator):
             raise DeviceError(f"{self.name}: closed, but the disarm was not confirmed: {failure}") from failure
 
     def _close_port(self) -> None:
+        port, self._serial = self._serial, None
+        if port is None:
+            return
         try:
-            self._serial.close()
+            port.close()
         except PORT_ERRORS:
             pass
-        self._serial = None
 
 
 def _integer(name: str, key: str, value: Any, lo: int, hi: int) -> int:

@@ -32,19 +32,20 @@ Assumptions (not stated in the public sources; where the virtual device models t
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from collections.abc import Collection, Mapping
-from typing import Any, Callable
+from typing import Any
 
 import serial
 from pylsl import local_clock
 
+from drivers.serial_port import SerialPort, open_port
 from drivers.stimulator import DeviceError, DeviceStatus, NotReady, Stimulator
 
 try:  # termios calls (flush, drain) on a dead tty raise termios.error, which is not an OSError
     import termios
 
-    LINK_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, termios.error)
+    LINK_ERRORS: tuple[type[Exception], ...] = (serial.SerialException, OSError, termios.error)
 except ImportError:  # Windows
     LINK_ERRORS = (serial.SerialException, OSError)
 
@@ -104,7 +105,7 @@ class StatusByte:
     model: str
 
     @classmethod
-    def decode(cls, st: int) -> "StatusByte":
+    def decode(cls, st: int) -> StatusByte:
         model = st >> 5
         return cls(MODES[st & 3], WAVEFORMS[st >> 2 & 3], bool(st >> 4 & 1),
                    MODELS[model] if model < len(MODELS) else f"model code {model}")
@@ -182,7 +183,7 @@ class MagVentureDriver(Stimulator):
         self.last_error: str | None = None
         self.last_didt: tuple[int, int] | None = None  # realised di/dt (A/us) of the last pulse
         self.unsolicited: list[Frame] = []  # valid frames that were not the awaited reply
-        self._ser: serial.SerialBase | None = None
+        self._ser: SerialPort | None = None
         self._dead: str | None = None  # why the link is unusable
         self._io = threading.Lock()
         self._enabled = False
@@ -218,11 +219,11 @@ class MagVentureDriver(Stimulator):
         if self._ser is not None:
             return
         try:
-            self._ser = serial.serial_for_url(self.port, baudrate=self.baudrate, bytesize=serial.EIGHTBITS,
-                                              parity=serial.PARITY_NONE, stopbits=serial.STOPBITS_ONE,
-                                              timeout=min(0.01, self.reply_timeout_s),
-                                              write_timeout=max(0.5, self.reply_timeout_s))
-        except (*LINK_ERRORS, ValueError) as e:
+            self._ser = open_port(self.port, baudrate=self.baudrate, bytesize=serial.EIGHTBITS,
+                                  parity=serial.PARITY_NONE, stopbits=serial.STOPBITS_ONE,
+                                  timeout=min(0.01, self.reply_timeout_s),
+                                  write_timeout=max(0.5, self.reply_timeout_s))
+        except (*LINK_ERRORS, ValueError) as e:  # type: ignore[misc]  # mypy cannot read a starred tuple here
             raise DeviceError(f"{self.name}: cannot open {self.port}: {e}") from e
         self._dead = None
         try:
@@ -422,7 +423,7 @@ class MagVentureDriver(Stimulator):
             t_sent = self._write(frame, what)
             return t_sent, self._await(t_sent, reply_ids, what)
 
-    def _port(self, what: str) -> serial.SerialBase:
+    def _port(self, what: str) -> SerialPort:
         if self._ser is None:
             raise DeviceError(f"{self.name}: cannot complete {what}: not connected")
         if self._dead is not None:

@@ -20,8 +20,11 @@ DRIVERS = {
 def driver_class(kind: str) -> type[Stimulator]:
     if kind not in DRIVERS:
         raise ValueError(f"unknown driver {kind!r}; drivers: {', '.join(sorted(DRIVERS))}")
-    module, _, cls = DRIVERS[kind].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    module, _, name = DRIVERS[kind].partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    if not (isinstance(cls, type) and issubclass(cls, Stimulator)):
+        raise TypeError(f"driver {kind!r}: {DRIVERS[kind]} is not a Stimulator class")
+    return cls
 
 
 def make_driver(kind: str, port: str, **options: Any) -> Stimulator:

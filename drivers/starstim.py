@@ -127,7 +127,7 @@ class StarstimDriver(Stimulator):
     sends_settings_while_idle = False  # NIC takes online changes only at full stimulation
 
     @classmethod
-    def for_port(cls, port: str, **options: Any) -> "StarstimDriver":
+    def for_port(cls, port: str, **options: Any) -> StarstimDriver:
         """``port`` is NIC's ``host:port`` (host defaults to 127.0.0.1)."""
         host, _, tcp_port = port.rpartition(":")
         return cls(host=host or "127.0.0.1", port=int(tcp_port), **options)
@@ -370,11 +370,12 @@ class StarstimDriver(Stimulator):
         unknown: list[int] = []
         for k, v in enumerate(values):
             if v is None:
-                if known[k] is None:
+                previous = known[k]
+                if previous is None:
                     unknown.append(k + 1)
                     out.append(0.0)
                 else:
-                    out.append(known[k])
+                    out.append(previous)
                 continue
             out.append(min(v * scale, bound))  # range already checked; min() only absorbs float rounding
         if unknown:
@@ -420,7 +421,7 @@ class StarstimDriver(Stimulator):
             self._send(data)
             try:
                 reply = sock.recv(1)
-            except socket.timeout as exc:
+            except TimeoutError as exc:
                 raise DeviceError(f"{self.name}: no reply from NIC to {what} ({data[0]}) within "
                                   f"{self.timeout_s} s") from exc
             except OSError as exc:

@@ -69,13 +69,13 @@ class Stimulator(Output):
     unit_options: ClassVar[tuple[str, ...]] = ()  # site options naming the unit model: a stand-in must match
 
     @classmethod
-    def for_port(cls, port: str, **options: Any) -> "Stimulator":
+    def for_port(cls, port: str, **options: Any) -> Stimulator:
         """A driver for ``port`` as a site config writes it (a serial device or URL), not yet connected."""
         return cls(port, **options)  # type: ignore[call-arg]
 
     @classmethod
     def from_site(cls, name: str, port: str, options: Mapping[str, Any],
-                  on_error: Callable[[str], None]) -> "Stimulator":
+                  on_error: Callable[[str], None]) -> Stimulator:
         """The driver for the site's device ``name``, not yet connected. ``on_error`` is for drivers
         that find faults in a thread of their own; the others raise them from their calls. By default
         the driver is named after the site device (a ``name`` option wins)."""

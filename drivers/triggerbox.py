@@ -48,6 +48,7 @@ import pylsl
 import serial
 
 from drivers.delivery import COMPLETED, DISARMED, FAULT, STOPPED, MissedSlot, TrainReport
+from drivers.serial_port import SerialPort, open_port
 from drivers.stimulator import DeviceError, DeviceStatus, NotReady, Stimulator
 
 TRIGGER_WIDTH_S = 0.01  # the customary trigger width
@@ -124,7 +125,7 @@ class TriggerBoxDriver(Stimulator):
         self._width = float(pulse_width_s)
         self._frequency = None if frequency_hz is None else float(frequency_hz)
         self._duration = None if train_duration_s is None else float(train_duration_s)
-        self._serial: serial.SerialBase | None = None
+        self._serial: SerialPort | None = None
         self._armed = False
         self._fault: str | None = None
         self._line = 0  # last byte written (the driver's view of the output lines)
@@ -143,7 +144,7 @@ class TriggerBoxDriver(Stimulator):
     # ------------------------------------------------------------------ what the controller asks
     @classmethod
     def from_site(cls, name: str, port: str, options: Mapping[str, Any],
-                  on_error: Callable[[str], None]) -> "TriggerBoxDriver":
+                  on_error: Callable[[str], None]) -> TriggerBoxDriver:
         """A stuck line is found by the pulse thread, after fire() has returned: ``on_error`` hears it."""
         return cls(port, **{"name": name, **options, "on_error": on_error})
 
@@ -154,12 +155,12 @@ class TriggerBoxDriver(Stimulator):
         timed here; its triggers are the customary width, narrowed to fit a fast train's period."""
         n = int(round(settings["n_pulses"])) if "n_pulses" in settings else None
         f = settings.get("frequency_hz")
-        train = n is not None and n > 1 and f is not None
+        train_s = n / f if n is not None and n > 1 and f is not None else None
         width = TRIGGER_WIDTH_S if f is None else max(MIN_PULSE_WIDTH_S, min(TRIGGER_WIDTH_S, TRAIN_DUTY_MAX / f))
         return {
             "pulse_width_s": width,
-            "frequency_hz": f if train else None,
-            "train_duration_s": (n / f) if train else None,
+            "frequency_hz": f if train_s is not None else None,
+            "train_duration_s": train_s,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -168,8 +169,8 @@ class TriggerBoxDriver(Stimulator):
         if self._serial is not None:
             return
         try:
-            self._serial = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=0,
-                                                 write_timeout=self.write_timeout_s)
+            self._serial = open_port(self.port, baudrate=self.baudrate, timeout=0,
+                                     write_timeout=self.write_timeout_s)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise DeviceError(f"{self.name}: cannot open {self.port}: {exc}") from exc
         self._fault = None

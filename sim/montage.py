@@ -9,8 +9,8 @@ above 64 the extra channels get generic labels ``EEG065``, ``EEG066`` ...
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np

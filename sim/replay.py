@@ -11,7 +11,6 @@ to the player; XDF files are read with pyxdf and one numeric stream is turned in
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -130,30 +129,3 @@ def make_player(
         source_id=source_id or f"neuroreflex-replay:{Path(path).name}",
         annotations=False,
     )
-
-
-def run_replay(
-    path: str | Path,
-    name: str = DEFAULT_REPLAY_NAME,
-    chunk: int = 10,
-    source_id: str | None = None,
-    stream_name: str | None = None,
-    duration: float | None = None,
-    stop_event: threading.Event | None = None,
-    verbose: bool = True,
-) -> None:
-    """Replay ``path`` over LSL, looping, until ``duration`` seconds pass or ``stop_event`` is set."""
-    player = make_player(path, name=name, chunk=chunk, source_id=source_id, stream_name=stream_name)
-    stop = stop_event or threading.Event()
-    player.start()
-    try:
-        if verbose:
-            info = player.info
-            print(
-                f"neuroreflex sim: replaying {Path(path).name} as '{name}' "
-                f"({info['nchan']} ch @ {info['sfreq']:g} Hz, chunks of {chunk}, looping)",
-                flush=True,
-            )
-        stop.wait(duration)
-    finally:
-        player.stop()

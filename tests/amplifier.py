@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pylsl
+from helpers import session_started
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 EEGMAT = DATA / "eeg" / "physionet_eegmat_Subject00_1_rest.edf"
@@ -94,13 +95,13 @@ def run_on_amplifier(argv: Sequence[str], sessions: Path, amplifier: dict) -> in
     from controller.cli import main
     from controller.control_client import ENV_DIR
 
-    def session_started() -> bool:
-        return any("session_start" in j.read_text() for j in sessions.glob("*/journal.jsonl"))
+    def started() -> bool:
+        return session_started(sessions)
 
     control = tempfile.mkdtemp(prefix="nr-amp-")
     before = os.environ.get(ENV_DIR)
     os.environ[ENV_DIR] = control
-    amp = BlockAmplifier(**amplifier, start_when=session_started)
+    amp = BlockAmplifier(**amplifier, start_when=started)
     amp.start()
     try:
         return main([*argv, "--session-dir", str(sessions)])

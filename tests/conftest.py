@@ -1,5 +1,6 @@
-"""Shared test set-up. Tests sit beside their helpers (amplifier.py, stim_session_rig.py) and import them
-by name; sessions are isolated by their ids, so files run in parallel (pytest-xdist, see pyproject.toml)."""
+"""Shared test set-up. Tests sit beside their helpers (helpers.py: wait_for, session_journal, session_started;
+amplifier.py, stim_session_rig.py) and import them by name; sessions are isolated by their ids, so files run in
+parallel (pytest-xdist, see pyproject.toml)."""
 
 from __future__ import annotations
 

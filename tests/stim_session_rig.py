@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +241,7 @@ class LiveSession:
 
     def wait_running(self, timeout: float = 60.0) -> None:
         """Until the engine runs and the control channel answers (the devices are open by then)."""
-        self.engine
+        _ = self.engine  # the property waits for it
         self.status(timeout)
 
     def wait_block(self, label: str, timeout: float = 60.0) -> None:
@@ -300,7 +300,7 @@ def steady_wall() -> Callable[[], datetime]:
     test of input or device faults would fail on a fault it is not about. The clock-fault
     behaviour itself is tested with injected clocks (tests/test_safety_governor.py).
     """
-    wall0, lsl0 = datetime.now(timezone.utc), pylsl.local_clock()
+    wall0, lsl0 = datetime.now(UTC), pylsl.local_clock()
     return lambda: wall0 + timedelta(seconds=pylsl.local_clock() - lsl0)
 
 

@@ -7,7 +7,6 @@ parsing included (issue 9: the README's main command had crashed in its parser w
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import threading
@@ -15,10 +14,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from test_cli import SHORT  # the same short protocol the subprocess CLI tests run
 
 from controller.cli import DEMO_LEARNING_RATE, build_parser, main
 from controller.session_args import DEFAULT_SITE, SessionArgs
-from test_cli import SHORT  # the same short protocol the subprocess CLI tests run
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -42,12 +42,12 @@ def prefix() -> str:
     return f"nrtest-display-{uuid.uuid4().hex[:8]}"
 
 
-def outlet(name: str, kind: str, channels: int, fmt: str) -> "pylsl.StreamOutlet":
+def outlet(name: str, kind: str, channels: int, fmt: str) -> pylsl.StreamOutlet:
     info = pylsl.StreamInfo(name, kind, channels, pylsl.IRREGULAR_RATE, fmt, f"{name}-src")
     return pylsl.StreamOutlet(info)
 
 
-def qc_outlet(prefix: str) -> "pylsl.StreamOutlet":
+def qc_outlet(prefix: str) -> pylsl.StreamOutlet:
     """The QC stream exactly as the controller publishes it (type QC, float64, irregular)."""
     info = pylsl.StreamInfo(f"{prefix}-fmri-qc", "QC", len(QC_CHANNELS), pylsl.IRREGULAR_RATE, "double64",
                             f"{prefix}-fmri-qc-src")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from late_pulse_thread import LateWakeUp
 
 from controller import events as ev
 from controller.clock import now
@@ -31,8 +32,6 @@ from controller.stimulation.dispatcher import Link, Stimulation
 from drivers.stimulator import DeviceStatus, Stimulator
 from drivers.triggerbox import TriggerBoxDriver
 from sim.devices.triggerbox import VirtualTriggerBox
-
-from late_pulse_thread import LateWakeUp
 
 SITE = """
 site: dose-lab

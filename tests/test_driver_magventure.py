@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-import time
 
 import pylsl
 import pytest
 import serial
+from helpers import wait_for
 
 from drivers.base import Command
 from drivers.magventure import MagVentureDriver, crc8_maxim, encode_frame
@@ -36,16 +36,6 @@ def crc8_maxim_msb_first(data: bytes) -> int:
 def frame(*payload: int) -> bytes:
     p = bytes(payload)
     return bytes([0xFE, len(p)]) + p + bytes([crc8_maxim_msb_first(p), 0xFF])
-
-
-def wait_for(predicate, timeout: float = 3.0) -> bool:
-    """Bounded polling (never a fixed sleep): True as soon as predicate() holds."""
-    end = pylsl.local_clock() + timeout
-    while pylsl.local_clock() < end:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def payloads(dev) -> list[bytes]:

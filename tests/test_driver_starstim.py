@@ -6,6 +6,7 @@ import socket
 import time
 
 import pytest
+from helpers import wait_for
 
 from drivers.starstim import StarstimDriver
 from drivers.stimulator import DeviceError, NotReady
@@ -13,15 +14,6 @@ from sim.devices import create
 from sim.devices.starstim import VirtualStarstim
 
 HANDSHAKE = b"\x8304.07\x00" + b"\x80" + b"\x84"  # VERSION "04.07", QUERY_STATUS, READ_CHANNELS
-
-
-def wait_for(predicate, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def wire(dev: VirtualStarstim) -> bytes:

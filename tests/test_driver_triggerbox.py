@@ -12,23 +12,14 @@ import sys
 import time
 
 import pytest
+from helpers import wait_for
+from late_pulse_thread import LateWakeUp
 
 from drivers.base import Command
 from drivers.stimulator import DeviceError, NotReady
 from drivers.triggerbox import TriggerBoxDriver
 from sim.devices import create
 from sim.devices.triggerbox import VirtualTriggerBox
-
-from late_pulse_thread import LateWakeUp
-
-
-def wait_for(predicate, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 @pytest.fixture(autouse=True)

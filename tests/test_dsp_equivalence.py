@@ -4,7 +4,7 @@ Recordings: PhysioNet eegmat (Subject00, 21 ch, 500 Hz, labels 'EEG Cz') and eeg
 (S001R01, 64 ch, 160 Hz, labels 'Cz..'), ODC-By 1.0; see shared/data/MANIFEST.md.
 """
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ def _features() -> list[FeatureSpec]:
     ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _recording(key: str):
     """(data (n, ch), fs, labels, timestamps) of the first SECONDS of a recording."""
     mne = pytest.importorskip("mne")
@@ -60,7 +60,7 @@ def _recording(key: str):
     return data, fs, tuple(raw.ch_names), stamps
 
 
-@lru_cache(maxsize=None)
+@cache
 def _offline(key: str):
     data, fs, labels, _ = _recording(key)
     return {f.name: offline_feature(data, fs, labels, RECORDINGS[key][1], f) for f in _features()}

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from controller.features import FeaturePipeline, offline_feature
 from controller.dsp.spectral import WelchBandPowers
+from controller.features import FeaturePipeline, offline_feature
 from controller.protocol.compiled import Band, FeatureSpec, InputSpec, StreamSelector
 
 FS = 250.0

@@ -7,7 +7,7 @@ shared/data/MANIFEST.md).
 """
 
 import math
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +15,12 @@ import pytest
 from scipy import signal
 
 from controller.dsp.circular import angle_diff, circ_mean, circ_std, resultant_length, wrap_angle
-from controller.dsp.design import bandpass_sos
 from controller.dsp.laplacian import C3_NEIGHBOURS_1010, C3_NEIGHBOURS_1020, Laplacian
 from controller.dsp.phase import PhaseEstimate, PhaseTracker
 from controller.dsp.phase_ar import ArForecaster, ArPhase, analytic_rows, burg, yule_walker
-from controller.dsp.phase_etp import EtpModel, EtpPhase, fit_etp
+from controller.dsp.phase_etp import EtpPhase, fit_etp
 from controller.dsp.phase_naive import HilbertPhase
-from controller.dsp.phase_replay import EstimateSeries, fire, replay
+from controller.dsp.phase_replay import fire, replay
 from controller.dsp.phase_trigger import PhaseTrigger
 from controller.dsp.phase_truth import TruePhase
 from controller.protocol.compiled import Band
@@ -127,7 +126,7 @@ T0 = 50.0
 LABELS = ["C3", "FC1", "FC5", "CP1", "CP5", "Cz"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sine_recording(seconds: float = 14.0):
     """10 Hz cosine + white noise (in-band SNR ~ 17 dB) at C3 on top of a drifting signal that
     every electrode shares: the Laplacian must remove the shared part."""
@@ -150,7 +149,7 @@ def _true_next_crossing(times, target):
     return np.asarray(times) + (np.ceil(cycles) - cycles) / F0
 
 
-@lru_cache(maxsize=None)
+@cache
 def _methods(delay=0.01, target=math.pi):
     data, _ = _sine_recording()
     x = Laplacian(LABELS, "C3", C3_NEIGHBOURS_1010).apply(data)
@@ -167,7 +166,7 @@ def _track(method, chunk=32, every_s=0.01):
     return _track_cached(method, chunk, every_s)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _track_cached(method, chunk, every_s):
     data, stamps = _sine_recording()
     tracker = PhaseTracker(FS, len(LABELS), Laplacian(LABELS, "C3", C3_NEIGHBOURS_1010), method, every_s=every_s)
@@ -328,7 +327,7 @@ EEGMAT = "physionet_eegmat_Subject00_1_rest.edf"
 TRAIN_S = 20.0
 
 
-@lru_cache(maxsize=None)
+@cache
 def _eegmat():
     """(data in uV (n, ch), fs, labels, stamps) of the eegmat resting recording."""
     mne = pytest.importorskip("mne")
@@ -341,7 +340,7 @@ def _eegmat():
     return data, fs, tuple(raw.ch_names), 1000.0 + np.arange(data.shape[0]) / fs
 
 
-@lru_cache(maxsize=None)
+@cache
 def _real_run(kind: str):
     """Trough-targeted firing on the eegmat test part (after TRAIN_S): 10 ms system delay, an
     estimate every 10 ms, 2 s minimum interval, gate = median amplitude of the method's own

@@ -13,8 +13,25 @@ from controller.engine.engine import Engine
 from controller.engine.timeline import Timeline
 from controller.events import EventBus
 from controller.protocol.compiled import (
-    Action, AdaptSpec, And, Block, Compare, Constant, FeatureRef, FeatureSpec, FeedbackSpec, InputSpec, Not, Or,
-    PercentileSpec, Protocol, Rule, StreamSelector, Sustained, ThresholdRef, ThresholdSpec,
+    Action,
+    AdaptSpec,
+    And,
+    Block,
+    Compare,
+    Constant,
+    FeatureRef,
+    FeatureSpec,
+    FeedbackSpec,
+    InputSpec,
+    Not,
+    Or,
+    PercentileSpec,
+    Protocol,
+    Rule,
+    StreamSelector,
+    Sustained,
+    ThresholdRef,
+    ThresholdSpec,
 )
 from drivers.base import Command, Output
 

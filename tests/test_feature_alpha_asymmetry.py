@@ -9,7 +9,7 @@ in volts as an amplifier's stream is after the input's unit scaling. ODC-By 1.0.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +93,7 @@ def test_value_is_the_log_ratio_of_alpha_powers() -> None:
         np.testing.assert_allclose(values[4:], sign * np.log(4.0), atol=1e-3)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _recording(key: str):
     mne = pytest.importorskip("mne")
     path = EEG / RECORDINGS[key][0]
@@ -106,7 +106,7 @@ def _recording(key: str):
     return data, fs, tuple(raw.ch_names), 5000.0 + np.arange(len(data)) / fs + jitter
 
 
-@lru_cache(maxsize=None)
+@cache
 def _case(key: str):
     data, fs, labels, stamps = _recording(key)
     channels = "F3, F4, F7, F8, Cz" + (", T9, T10" if key == "eegmmidb" else "")

@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import math
 import tarfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from controller.dsp import FeatureValue
-from controller.features import FeaturePipeline, conditioned, offline_feature, offline_values
 from controller.dsp.circular import angle_diff, circ_mean, circ_std
 from controller.dsp.phase_feature import spatial_weights
 from controller.dsp.phase_truth import TruePhase
 from controller.dsp.seizure import TrendedWindowParams
 from controller.dsp.seizure_offline import offline_line_length
+from controller.features import FeaturePipeline, conditioned, offline_feature, offline_values
 from controller.protocol import loads_protocol
 from controller.protocol.compiled import Band, FeatureSpec, InputSpec, PhaseParams, StreamSelector
 
@@ -55,7 +55,7 @@ def seizure_volts(tmp_path_factory) -> np.ndarray:
     return data * 1e-6  # the files are in microvolts
 
 
-@lru_cache(maxsize=None)
+@cache
 def _edf(path: Path, seconds: float | None = None):
     """(data in volts (n, ch), fs, labels, LSL-like stamps)."""
     mne = pytest.importorskip("mne")
@@ -263,7 +263,7 @@ def _phase_protocol(feature: str, channels: str, highpass: str = "highpass: 1 Hz
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _phase_case(case: str):
     path, seconds, feature = PHASE_CASES[case]
     data, fs, labels, stamps = _edf(path, seconds)

@@ -15,8 +15,8 @@ import pytest
 from controller.fmri.connectivity import SlidingCorrelation, offline_sliding_correlation
 from controller.fmri.glm import GlmConfig, IncrementalGlm, offline_glm
 from controller.fmri.hrf import task_regressor
-from controller.fmri.psc import PscConfig, PscFeedback, offline_psc
 from controller.fmri.opennft_json import opennft_block_labels
+from controller.fmri.psc import PscConfig, PscFeedback, offline_psc
 from controller.fmri.rois import RoiError, RoiSet, roi_from_mask, roi_from_mni, sphere_roi
 from controller.fmri.smoothing import GaussianSmoother
 from controller.fmri.spikes import SpikeConfig, SpikeFilter, offline_spike_filter

@@ -13,6 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from helpers import session_journal
 
 from controller.fmri.design import VolumeDesign
 from controller.fmri.glm import GlmConfig
@@ -33,16 +34,12 @@ RUN = OPENNFT / "opennft_psc_run_vols001-048_4d.nii.gz"
 pytestmark = [pytest.mark.lsl, pytest.mark.slow]
 
 
-def _journal(session: Path) -> list[dict]:
-    return [json.loads(line) for line in (session / "journal.jsonl").read_text().splitlines()]
-
-
 def _run(protocol: Path, tmp_path: Path, fmri: FmriSimOptions, **kw) -> tuple[Path, list[dict]]:
     opts = RunOptions(protocol_path=protocol, session_root=tmp_path / "sessions", sim=SimOptions(), fmri_sim=fmri,
                       progress=None, keyboard=False, lsl_prefix=f"nr-test-{tmp_path.name[-12:]}", **kw)
     result = run_session(opts)
     assert result.status in ("completed", "stopped"), result.status
-    return result.session_dir, _journal(result.session_dir)
+    return result.session_dir, session_journal(result.session_dir)
 
 
 def test_amygdala_session_on_the_simulator(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import pyxdf
+from helpers import session_journal
 
 from controller.cli import main
 from controller.fmri.design import VolumeDesign
@@ -36,10 +37,6 @@ STOCK = ROOT / "protocols" / "opennft_psc_replay.yaml"
 PATTERN_LINE = 'volumes: {folder: scanner_export, pattern: "001_000007_*.dcm"}'
 
 pytestmark = [pytest.mark.skipif(not RUN.exists(), reason="../shared/data/fmri/opennft not present")]
-
-
-def _journal(session: Path) -> list[dict]:
-    return [json.loads(line) for line in (session / "journal.jsonl").read_text().splitlines()]
 
 
 def _options(protocol: Path, tmp_path: Path, fmri: FmriSimOptions | None, **kw) -> RunOptions:
@@ -125,7 +122,7 @@ def test_a_session_that_processed_no_volume_fails_and_says_why(tmp_path: Path, c
         assert part in result.failure, (part, result.failure)
     manifest = json.loads((result.session_dir / "manifest.json").read_text())
     assert manifest["status"] == "error" and manifest["summary"]["failure"] == result.failure
-    events = _journal(result.session_dir)
+    events = session_journal(result.session_dir)
     assert any(e["kind"] == "fault" and e["data"]["reason"] == result.failure for e in events)
     assert next(e for e in events if e["kind"] == "session_end")["data"]["status"] == "error"
 
@@ -146,7 +143,7 @@ def test_volumes_limits_the_replay_and_missing_counts_volumes_that_never_came(tm
     fmri = FmriSimOptions(replay=str(RUN), speed=8.0, volumes=20, extra_args=["--drop", "12,13,14", "--swap", "8"])
     result = run_session(_options(_stock_protocol(tmp_path), tmp_path, fmri))
     assert result.status == "stopped" and result.failure is None
-    events = _journal(result.session_dir)
+    events = session_journal(result.session_dir)
     got = [e["data"]["index"] for e in events if e["kind"] == "volume"]
     assert sorted(got) == [i for i in range(1, 21) if i not in (12, 13, 14)]
     assert _stop_reason(events) == "the simulated scanner finished: all 17 volumes sent were processed"
@@ -197,7 +194,7 @@ def test_a_whole_155_volume_run_completes_with_every_volume_and_no_stall(tmp_pat
     result = run_session(_options(_stock_protocol(tmp_path), tmp_path, FmriSimOptions(
         replay=str(folder / "run155.nii"), speed=12.0)))
     assert result.status == "completed", result.status
-    events = _journal(result.session_dir)
+    events = session_journal(result.session_dir)
     volumes = [e["data"] for e in events if e["kind"] == "volume"]
     assert [v["index"] for v in volumes] == list(range(1, 156))
     assert _statuses(events, "stalled") == [] and _statuses(events, "missing") == []
@@ -217,7 +214,7 @@ def test_the_recording_has_every_lsl_volume_from_the_first(tmp_path: Path) -> No
     result = run_session(_options(_stock_protocol(tmp_path, stream=True), tmp_path,
                                   FmriSimOptions(replay=str(RUN), speed=8.0, volumes=12)))
     assert result.status == "stopped"
-    events = _journal(result.session_dir)
+    events = session_journal(result.session_dir)
     processed = [e["data"]["index"] for e in events if e["kind"] == "volume"]
     assert processed == list(range(1, 13))
     assert _stop_reason(events) == "the simulated scanner finished: all 12 volumes sent were processed"

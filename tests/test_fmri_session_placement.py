@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+from helpers import session_journal
 
 from controller.fmri.design import VolumeDesign
 from controller.fmri.glm import GlmConfig
@@ -41,10 +41,6 @@ PATTERN_LINE = 'volumes: {folder: scanner_export, pattern: "001_000007_*.dcm"}'
 
 pytestmark = [pytest.mark.lsl, pytest.mark.slow,
               pytest.mark.skipif(not RUN.exists(), reason="../shared/data/fmri/opennft not present")]
-
-
-def _journal(session: Path) -> list[dict]:
-    return [json.loads(line) for line in (session / "journal.jsonl").read_text().splitlines()]
 
 
 def _protocol(tmp_path: Path, volumes: str, repeat: int = 7, last_baseline: bool = True, tr_s: float = 1.97) -> Path:
@@ -124,7 +120,7 @@ def test_lsl_delivery_with_the_first_volume_lost_drops_swaps_and_a_duplicate(tmp
                                     fmri_sim=fmri, progress=None, keyboard=False,
                                     lsl_prefix=f"nr-test-{tmp_path.name[-12:]}"))
     assert result.status == "stopped" and result.failure is None
-    events = _journal(result.session_dir)
+    events = session_journal(result.session_dir)
     processed = [e["data"]["index"] for e in events if e["kind"] == "volume"]
     want = [i for i in range(1, 49) if i not in (6, 30, 31)]
     assert sorted(processed) == want and processed.index(21) < processed.index(20)
@@ -195,7 +191,7 @@ def test_run_started_while_the_scanner_is_already_writing(tmp_path: Path) -> Non
         scanner.terminate()
         scanner.wait(30)
     assert result.status == "completed" and result.failure is None
-    events = _journal(result.session_dir)
+    events = session_journal(result.session_dir)
     existing = _statuses(events, "existing")
     assert len(existing) == 1 and "were already in" in existing[0]["detail"] and "skipped" in existing[0]["detail"]
     skipped = int(existing[0]["detail"].split(" file(s)")[0])

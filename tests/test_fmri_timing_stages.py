@@ -159,7 +159,7 @@ def test_lsl_volumes_journal_each_stage_and_delivery_is_not_pipeline_time(app, r
             stamps[i] = pylsl.local_clock() - TR  # acquired a TR ago: a scanner sends a volume once complete
             pushed[i] = now()
             outlet.push(data[..., i - 1], i, stamps[i])
-            _pump(app, lambda: rig.count() >= i, f"volume {i}")
+            _pump(app, lambda i=i: rig.count() >= i, f"volume {i}")
         events = _bus_events(rig)
         _pump(app, lambda: panel.state.qc.n == N, "the panel's QC rows")
         app.processEvents()
@@ -222,7 +222,7 @@ def test_folder_files_say_acquisition_unknown_and_time_only_the_pipeline(app, ru
             tmp.write_bytes(nifti_bytes(data[..., i - 1], affine, TR))
             renamed[i] = now()
             os.rename(tmp, folder / tmp.name)  # written elsewhere, renamed in: as a scanner export does
-            _pump(app, lambda: rig.count() >= i, f"volume {i}")
+            _pump(app, lambda i=i: rig.count() >= i, f"volume {i}")
         events = _bus_events(rig)
         _pump(app, lambda: panel.state.qc.n == N, "the panel's QC rows")
         app.processEvents()

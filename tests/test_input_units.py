@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from amplifier import EEGMAT, BlockAmplifier, eegmat_volts
+from helpers import session_started
 
 from controller.features import offline_feature
 from controller.protocol import ProtocolError, load_protocol
 from controller.protocol.signal_units import input_units, parse_unit
 from controller.recording.journal import read_journal
 from controller.runner import RunOptions, run_session
-
-from amplifier import EEGMAT, BlockAmplifier, eegmat_volts
 
 # --- unit names as amplifiers write them ------------------------------------------------------------
 
@@ -114,10 +114,8 @@ def _session(tmp_path: Path, recording, units: list[str], scale, unit_line: str 
         text = text.replace("highpass: 0.5 Hz}", f"highpass: 0.5 Hz, {unit_line}}}")
     path.write_text(text)
 
-    def session_started() -> bool:
-        return any("session_start" in j.read_text() for j in root.glob("*/journal.jsonl"))
-
-    amp = BlockAmplifier(name, volts, fs, labels, types, units, scale, block=8, start_when=session_started)
+    amp = BlockAmplifier(name, volts, fs, labels, types, units, scale, block=8,
+                         start_when=lambda: session_started(root))
     amp.start()
     try:
         result = run_session(RunOptions(protocol_path=path, session_root=root, progress=None, keyboard=False,

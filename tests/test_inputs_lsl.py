@@ -9,6 +9,7 @@ import uuid
 import numpy as np
 import pylsl
 import pytest
+from helpers import wait_for
 
 from controller.inputs.reader import InputReader
 from controller.inputs.resolve import StreamNotFound, channel_labels, resolve
@@ -25,15 +26,6 @@ def make_outlet(name: str, n_ch: int = 4, rate: float = 100.0, source_id: str | 
         for lab in labels:
             chans.append_child("channel").append_child_value("label", lab)
     return pylsl.StreamOutlet(info)
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class Collector:

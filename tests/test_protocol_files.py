@@ -10,10 +10,10 @@ import pytest
 import protocols
 from controller.protocol import load_protocol, loads_protocol
 from controller.protocol.compiled import (
-    AverageOfType,
     Action,
     AdaptSpec,
     And,
+    AverageOfType,
     Band,
     Block,
     Compare,

@@ -14,7 +14,7 @@ import math
 import struct
 import uuid
 from collections.abc import Collection, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -142,7 +142,7 @@ class Clock:
 
     def __init__(self, t: float = T0) -> None:
         self.t = t
-        self.wall0 = datetime(2024, 3, 5, 10, 0, tzinfo=timezone.utc)
+        self.wall0 = datetime(2024, 3, 5, 10, 0, tzinfo=UTC)
 
     def __call__(self) -> float:
         return self.t

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -427,7 +427,7 @@ def test_dose_survives_a_restart_and_a_fresh_governor_refuses(site, tmp_path, cl
 
 def test_day_rollover_in_the_site_time_zone(site, tmp_path) -> None:
     # 23:59:00 in Berlin is 22:59 UTC; the day cap (150) resets at Berlin midnight, not UTC's
-    clock = Clock(wall=datetime(2024, 3, 5, 22, 59, tzinfo=timezone.utc))
+    clock = Clock(wall=datetime(2024, 3, 5, 22, 59, tzinfo=UTC))
     gov = make(site, tmp_path / "l.jsonl", clock, "s1")
     _prep_tms(gov, clock, frequency_hz=20, n_pulses=20)
     for _ in range(5):
@@ -445,7 +445,7 @@ def test_day_rollover_in_the_site_time_zone(site, tmp_path) -> None:
             refused(gov.request(req(clock, "tms", "fire")), "pulses_per_day_max", 160, 150)
             clock.t = clock.t0 + 61  # 00:00:01 on 6 March in Berlin (23:00:01 UTC)
         else:
-            assert clock.wall().astimezone(timezone.utc).hour == 23
+            assert clock.wall().astimezone(UTC).hour == 23
             assert gov.totals("tms")["day"].pulses == 0
             assert gov.request(req(clock, "tms", "fire"))
         gov.ledger.close()

@@ -34,7 +34,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import hypothesis.strategies as st
@@ -390,7 +390,7 @@ class LedgerFile:
         self.day: collections.Counter = collections.Counter()
         self.by_end: list[tuple[str, object, float, float]] = []
 
-    def read(self) -> "LedgerFile":
+    def read(self) -> LedgerFile:
         if not os.path.exists(self.path):
             return self
         with open(self.path, "rb") as f:
@@ -425,7 +425,7 @@ class GovernorMachine(RuleBasedStateMachine):
         self.path = os.path.join(self.dir, "ledger.jsonl")
         self.T = 5000.0  # true time; the clock reads T + offset
         self.offset = 0.0
-        self.wall0 = datetime(2024, 3, 30, 22, 50, tzinfo=timezone.utc)  # 23:50 in Berlin, before a DST change
+        self.wall0 = datetime(2024, 3, 30, 22, 50, tzinfo=UTC)  # 23:50 in Berlin, before a DST change
         self.session = "s0"
         self.sessions = 0
         self.oracle = Oracle(self.wall_at)

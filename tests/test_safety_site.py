@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from config import CONFIG_DIR
-from controller.safety import SiteError, json_schema, load_site, loads_site
-from drivers.registry import DRIVERS
-from controller.safety import quantities as q
 from controller.protocol import units
+from controller.safety import SiteError, json_schema, load_site, loads_site
+from controller.safety import quantities as q
 from controller.safety.train_table import TrainTable
+from drivers.registry import DRIVERS
 
 BAD_DIR = Path(__file__).resolve().parent / "data" / "sites_bad"
 BAD_FILES = sorted(BAD_DIR.glob("*.yaml"))

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from amplifier import run_on_amplifier
 
 from controller.features import offline_values
 from controller.protocol import load_protocol
 from controller.recording.journal import read_journal
 from sim.seizure import Seizure, SeizureConfig, SeizureSchedule, simulate_seizures
-from amplifier import run_on_amplifier
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ("C3", "C4", "Cz", "P3", "P4", "T3", "T4", "T5")

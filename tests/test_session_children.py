@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.lifeline import PARENT_ENV
 from controller.child_processes import PARENT_ENV as CONTROLLER_PARENT_ENV
+from sim.lifeline import PARENT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 

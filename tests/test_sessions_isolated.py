@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import pyxdf
+from helpers import session_started
 
 from controller.cli import main
 from controller.control_client import ENV_DIR
@@ -76,7 +77,7 @@ def _wait_for(done, what: str, limit_s: float = 60.0) -> None:
 
 
 def _started(tmp_path: Path, which: str) -> bool:
-    return any("session_start" in j.read_text() for j in (tmp_path / which).glob("*/journal.jsonl"))
+    return session_started(tmp_path / which)
 
 
 def test_two_sessions_keep_their_displays_recordings_and_estops_apart(tmp_path, control_dir, capsys, monkeypatch):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pylsl
 import pytest
 import serial
+from helpers import wait_for
 
 from drivers.magstim import MagstimDriver
 from drivers.magventure import MagVentureDriver
@@ -27,15 +28,6 @@ from sim.devices.magstim import with_crc
 
 ROOT = Path(__file__).resolve().parents[1]
 HUMAN = "neuroreflex sim: virtual {kind} on {port} (Ctrl-C to stop)"
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class DeviceProc:

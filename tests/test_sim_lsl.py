@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pylsl
 import pytest
+from helpers import wait_for
 
 from sim.markers import MarkerListener, is_reward
 from sim.montage import channel_labels
@@ -27,15 +28,6 @@ def resolve_one(name: str, timeout: float = 10.0) -> pylsl.StreamInfo:
     infos = pylsl.resolve_byprop("name", name, minimum=1, timeout=timeout)
     assert infos, f"LSL stream {name!r} not found within {timeout} s"
     return infos[0]
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def marker_outlet(name: str) -> pylsl.StreamOutlet:

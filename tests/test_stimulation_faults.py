@@ -17,7 +17,6 @@ import numpy as np
 import pylsl
 import pytest
 import pyxdf
-
 from stim_session_rig import (
     ControlDir,
     SignalSource,

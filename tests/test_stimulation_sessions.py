@@ -20,9 +20,6 @@ import sys
 import pylsl
 import pytest
 import pyxdf
-
-from controller.control_channel import request
-
 from late_pulse_thread import LateWake
 from stim_session_rig import (
     ControlDir,
@@ -36,6 +33,8 @@ from stim_session_rig import (
     wait_for,
     write_files,
 )
+
+from controller.control_channel import request
 
 pytestmark = [pytest.mark.lsl, pytest.mark.slow]
 

@@ -5,13 +5,12 @@ never started leaves no session folder."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
-
-from pathlib import Path
-
 from amplifier import BlockAmplifier, run_on_amplifier
+
 from controller.cli import main
 
 pytestmark = [pytest.mark.lsl]

@@ -262,7 +262,7 @@ def test_folder_missing_out_of_order_duplicate(tmp_path):
     data, affine = small_volume()
     for i in (1, 2, 5, 4):
         write_file(tmp_path / f"vol{i:03d}.nii", nifti_bytes(data, affine))
-        assert col.wait(lambda c: len(c.volumes) == [1, 2, 5, 4].index(i) + 1)
+        assert col.wait(lambda c, i=i: len(c.volumes) == [1, 2, 5, 4].index(i) + 1)
     write_file(tmp_path / "vol004_again.nii", nifti_bytes(data, affine))  # same index 4
     assert col.wait(lambda c: "duplicate" in c.kinds())
     stop(src)
@@ -425,7 +425,7 @@ def test_print_file_to_volume_latency(tmp_path, run4d, watch):
             raw = w.encode(data4[..., i], i + 1)
             write_file(folder / w.file_name(i + 1), raw)
             done.append(now())
-            assert col.wait(lambda c: len(c.volumes) == i + 1)
+            assert col.wait(lambda c, i=i: len(c.volumes) == i + 1)
             time.sleep(0.03)
         stop(src)
         lat = (np.array(col.cb_times) - np.array(done)) * 1000
@@ -453,7 +453,7 @@ def test_print_lsl_push_to_volume_latency(shape):
         outlet.push(data, i)
         push_ms.append((now() - t0) * 1000)
         sent.append(t0)
-        assert col.wait(lambda c: len(c.volumes) == i)
+        assert col.wait(lambda c, i=i: len(c.volumes) == i)
         time.sleep(0.05)
     stop(src)
     outlet.close()

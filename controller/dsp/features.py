@@ -17,6 +17,7 @@ from controller.protocol.compiled import Band
 from .ring import RingBuffer
 from .spectral import WelchBandPowers
 
+
 @dataclass(frozen=True, slots=True)
 class FeatureValue:
     """One feature value, stamped with the LSL time and index of the newest sample it used.

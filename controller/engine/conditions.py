@@ -13,7 +13,16 @@ import operator
 from collections.abc import Mapping
 
 from controller.protocol.compiled import (
-    And, Compare, Condition, Constant, FeatureRef, Not, Operand, Or, Sustained, ThresholdRef,
+    And,
+    Compare,
+    Condition,
+    Constant,
+    FeatureRef,
+    Not,
+    Operand,
+    Or,
+    Sustained,
+    ThresholdRef,
 )
 
 # timestamps are floats: 10 steps of 0.1 s must count as 1 s

@@ -53,7 +53,7 @@ class OfflineValues(NamedTuple):
     at: np.ndarray
 
     @classmethod
-    def untimed(cls, index: np.ndarray, value: np.ndarray) -> "OfflineValues":
+    def untimed(cls, index: np.ndarray, value: np.ndarray) -> OfflineValues:
         value = np.asarray(value, dtype=np.float64)
         return cls(np.asarray(index), value, np.full(value.shape, np.nan))
 

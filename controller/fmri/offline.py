@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .connectivity import offline_sliding_correlation
-from .glm import GlmConfig, offline_glm
 from .design import VolumePlace
+from .glm import GlmConfig, offline_glm
 from .psc import PscConfig, offline_psc, offline_psc_placed
 from .rois import Roi
 from .smoothing import GaussianSmoother

@@ -32,10 +32,10 @@ from controller.dsp.features import FeatureValue
 from controller.fmri.connectivity import SlidingCorrelation
 from controller.fmri.design import VolumeDesign, VolumePlace
 from controller.fmri.glm import GlmConfig, IncrementalGlm
+from controller.fmri.hrf import task_regressor
 from controller.fmri.motion import RigidMotion, framewise_displacement
 from controller.fmri.psc import PscConfig, PscFeedback
 from controller.fmri.realign import Realigner
-from controller.fmri.hrf import task_regressor
 from controller.fmri.realign_sample import resample_points
 from controller.fmri.rois import Roi, RoiSet, roi_from_mask, roi_from_mni, sphere_roi
 from controller.fmri.smoothing import GaussianSmoother
@@ -90,7 +90,7 @@ def build_roi(spec: RoiSpec, shape: tuple[int, int, int], affine: np.ndarray, fu
 class _Built:
     """State that needs the functional grid: made at the reference volume."""
 
-    def __init__(self, pipe: "VolumePipeline", reference: np.ndarray, affine: np.ndarray) -> None:
+    def __init__(self, pipe: VolumePipeline, reference: np.ndarray, affine: np.ndarray) -> None:
         spec = pipe.spec
         self.shape = tuple(reference.shape[:3])
         self.affine = affine

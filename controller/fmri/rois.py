@@ -12,9 +12,9 @@ functional data are already in MNI space.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import nibabel as nib

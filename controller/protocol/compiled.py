@@ -9,8 +9,9 @@ protocol loader (``controller.protocol.loader``), the feature pipeline
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Literal, Union
 
 # --------------------------------------------------------------------------- inputs
 
@@ -349,24 +350,24 @@ class Compare:
 
 @dataclass(frozen=True)
 class And:
-    items: tuple["Condition", ...]
+    items: tuple[Condition, ...]
 
 
 @dataclass(frozen=True)
 class Or:
-    items: tuple["Condition", ...]
+    items: tuple[Condition, ...]
 
 
 @dataclass(frozen=True)
 class Not:
-    item: "Condition"
+    item: Condition
 
 
 @dataclass(frozen=True)
 class Sustained:
     """``cond for DURATION``: true once ``cond`` has held continuously for duration_s."""
 
-    item: "Condition"
+    item: Condition
     duration_s: float
 
 

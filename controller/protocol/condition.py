@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
-from typing import Collection, Iterator
 
 from controller.protocol import units
 from controller.protocol.compiled import (

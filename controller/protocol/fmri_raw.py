@@ -85,7 +85,7 @@ class VolumeSourceDecl(Decl):
     stream: StreamDecl | None = Field(None, description="An LSL stream of volumes (docs/lsl_volumes.md), e.g. {type: fMRI}.")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "VolumeSourceDecl":
+    def _one_source(self) -> VolumeSourceDecl:
         if (self.folder is None) == (self.stream is None):
             fail("give exactly one of folder (the scanner's export folder) or stream (an LSL stream of volumes)")
         return self
@@ -128,7 +128,7 @@ class RoiDecl(Decl):
     threshold: float = Field(0.5, gt=0, le=1, description="Partial-volume fraction a voxel needs to belong to a resampled mask.")
 
     @model_validator(mode="after")
-    def _one_shape(self) -> "RoiDecl":
+    def _one_shape(self) -> RoiDecl:
         if (self.mask is None) == (self.sphere is None):
             fail("give exactly one of mask (a NIfTI file) or sphere ({center: [x, y, z], radius: 7 mm})")
         if self.label is not None and self.mask is None:

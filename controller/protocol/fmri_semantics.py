@@ -26,7 +26,7 @@ def is_volume_input(inp: Any) -> bool:
 
 
 class FmriChecks:
-    def __init__(self, sem: "Semantics") -> None:
+    def __init__(self, sem: Semantics) -> None:
         self.sem = sem
         name = sem.src.filename
         self.base_dir = Path(name).resolve().parent if name and not name.startswith("<") else Path.cwd()

@@ -437,12 +437,6 @@ CurrentRate = Annotated[
 ]
 
 
-def _scale_shape(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) >= {"feature"}:
-        return value
-    return value
-
-
 class ScaleDecl(Decl):
     """A setting driven by a feature: FROM (the feature's range) maps linearly onto TO (clipped)."""
 

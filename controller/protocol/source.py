@@ -9,7 +9,8 @@ and answer "where is this path?" for error messages, down to a character inside 
 from __future__ import annotations
 
 import bisect
-from typing import Any, Hashable
+from collections.abc import Hashable
+from typing import Any
 
 import yaml
 import yaml.reader

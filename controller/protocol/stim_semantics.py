@@ -36,7 +36,7 @@ SCALABLE = ("current", "frequency")
 class StimChecks:
     """The stimulation part of :class:`Semantics` (same error reporting, same salvage rules)."""
 
-    def __init__(self, sem: "Semantics", site: "Site | None") -> None:
+    def __init__(self, sem: Semantics, site: Site | None) -> None:
         self.sem = sem
         self.site = site
         self.devices: dict[str, raw.DeviceDecl] = sem._valid_entries("devices")

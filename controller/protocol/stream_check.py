@@ -7,9 +7,9 @@ about, so it is reported as FILE:LINE:COL like a load-time error.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from controller.dsp.labels import resolve_channels
 from controller.features import registry as feature_registry

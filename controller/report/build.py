@@ -11,14 +11,24 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from controller.protocol.compiled import Protocol
 from controller.recording.journal import json_default
 from controller.recording.session import REPORT_DIR, XDF_NAME
-from controller.report import (figures, fmri, fmri_figures, html, metrics, phase_error, seizure, stim_figures,
-                               stimulation)
+from controller.report import (
+    figures,
+    fmri,
+    fmri_figures,
+    html,
+    metrics,
+    phase_error,
+    seizure,
+    stim_figures,
+    stimulation,
+)
 from controller.report.data import SessionData, load_session
 from controller.report.protocol_copy import load_session_protocol
 from controller.report.recording import Recording, load_recording

@@ -15,8 +15,15 @@ from matplotlib.patches import Patch
 
 from controller.report.data import SessionData
 from controller.report.figures import _figure, label_colours
-from controller.report.fmri import (FD_LIMIT_MM, MOTION_NAMES, FmriSession, block_runs, design_regressor,
-                                    motion_accuracy, stacked_stages)
+from controller.report.fmri import (
+    FD_LIMIT_MM,
+    MOTION_NAMES,
+    FmriSession,
+    block_runs,
+    design_regressor,
+    motion_accuracy,
+    stacked_stages,
+)
 from controller.volumes.timing import ACQUISITION_TO_ARRIVAL, ARRIVAL_TO_FEEDBACK, TOTAL
 
 AXIS_COLOURS = ("#c44e52", "#55a868", "#4c72b0")

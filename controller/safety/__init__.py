@@ -8,8 +8,8 @@
                                                      record_delivered(device, report) when a train ended
 """
 
-from controller.safety.dose import Totals
 from controller.safety.commands import Inhibition, StimRequest, Verdict
+from controller.safety.dose import Totals
 from controller.safety.governor import Governor
 from controller.safety.ledger import DoseEntry, DoseLedger, LedgerError
 from controller.safety.limits import Violation, check_request

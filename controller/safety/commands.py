@@ -6,8 +6,8 @@ parameters are the driver's SI 'set' keys, plus ``duration_s`` and ``ramp_s`` fo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from controller.safety.limits import Violation, summary
 

@@ -18,8 +18,8 @@ number that is checked is the number that is recorded.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 FIRE = "fire"
 START = "start"
@@ -42,7 +42,7 @@ class Totals:
     pulses: float = 0
     charge_c: float = 0.0
 
-    def __add__(self, other: "Totals") -> "Totals":
+    def __add__(self, other: Totals) -> Totals:
         return Totals(self.pulses + other.pulses, self.charge_c + other.charge_c)
 
 
@@ -81,7 +81,7 @@ def delivery(kind: str, settings: Mapping[str, float], duration_s: float | None 
     freq = settings.get("frequency_hz")
     per_phase = current * width if current is not None and width is not None else None
     if kind == FIRE:
-        n = int(settings.get("n_pulses") or 1)
+        n: float = int(settings.get("n_pulses") or 1)
         if n == 1:
             charge = None if per_phase is None else phases * per_phase
             return Delivery(FIRE, 1, charge, per_phase, 0.0, 0.0, 0.0, False, freq)

@@ -39,10 +39,11 @@ import json
 import math
 import os
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from controller.safety.dose import Totals
 
@@ -80,7 +81,7 @@ class Delivered:
                 "confirmed": self.confirmed, "ended_by": self.ended_by, "reason": self.reason}
 
     @classmethod
-    def from_dict(cls, d: Any) -> "Delivered":
+    def from_dict(cls, d: Any) -> Delivered:
         if not isinstance(d, dict):
             raise ValueError(f"delivered must be an object, got {d!r}")
         nums = {}
@@ -120,7 +121,7 @@ class DoseEntry:
     def to_json(self) -> str:
         d: dict[str, Any] = {
             "v": VERSION, "device": self.device, "session": self.session, "kind": self.kind, "t": self.t,
-            "wall": self.wall.astimezone(timezone.utc).isoformat(), "pulses": self.pulses, "charge_c": self.charge_c,
+            "wall": self.wall.astimezone(UTC).isoformat(), "pulses": self.pulses, "charge_c": self.charge_c,
             "end_s": self.end_s, "last_pulse_s": self.last_pulse_s, "train": self.train,
         }
         if self.rule is not None:
@@ -134,7 +135,7 @@ class DoseEntry:
         return json.dumps(d, separators=(",", ":"), allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str) -> "DoseEntry":
+    def from_json(cls, text: str) -> DoseEntry:
         d = json.loads(text)
         if not isinstance(d, dict):
             raise ValueError("not a JSON object")
@@ -211,11 +212,11 @@ class DoseLedger:
         self._fd: int | None = None
         created = not self.path.exists()
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fd = fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
             raise LedgerError(f"{self.path}: cannot open the dose ledger: {exc.strerror}") from exc
         try:
-            self._lock()
+            self._lock(fd)
             if created:
                 self._sync_dir()
             self._load()
@@ -228,11 +229,11 @@ class DoseLedger:
 
     # ------------------------------------------------------------------ opening
 
-    def _lock(self) -> None:
+    def _lock(self, fd: int) -> None:
         if fcntl is None:
             return
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise LedgerError(f"{self.path}: the dose ledger is in use by another controller; one session at a time") from None
 
@@ -324,11 +325,6 @@ class DoseLedger:
                 if self.on_sync_error is not None:
                     self.on_sync_error(f"{self.path}: the dose ledger could not be flushed to disk: {exc}")
 
-    def flush_pending(self) -> None:
-        """Make every entry written so far durable now (e.g. before closing)."""
-        if self._fd is not None:
-            self._flush()
-
     def _ingest(self, entry: DoseEntry) -> None:
         self.entries.append(entry)
         if entry.ref is not None:
@@ -355,7 +351,7 @@ class DoseLedger:
                 os.close(fd)
             self._dirty.set()  # wakes the sync thread, which sees the ledger closed
 
-    def __enter__(self) -> "DoseLedger":
+    def __enter__(self) -> DoseLedger:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from controller.protocol import units
 from controller.safety import dose as dosing
@@ -312,9 +312,9 @@ def _charge_violations(cfg: DeviceConfig, kind: str, settings: Mapping[str, floa
         if lim.charge_density_max is not None and exceeds(density, lim.charge_density_max):
             out.append(above(name, "charge density per phase", density, "charge_density_max", lim.charge_density_max, q.CHARGE_DENSITY))
         if lim.shannon_k_max is not None:
-            k = dosing.shannon_k(qp, lim.electrode_area)
-            if exceeds(k, lim.shannon_k_max):
-                out.append(above(name, "Shannon k", k, "shannon_k_max", lim.shannon_k_max, q.NUMBER))
+            shannon = dosing.shannon_k(qp, lim.electrode_area)
+            if exceeds(shannon, lim.shannon_k_max):
+                out.append(above(name, "Shannon k", shannon, "shannon_k_max", lim.shannon_k_max, q.NUMBER))
     return out
 
 

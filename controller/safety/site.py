@@ -11,13 +11,15 @@ import dataclasses
 import difflib
 import hashlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from controller.protocol import units
 from controller.protocol.errors import Issue, ProtocolError, read_utf8
@@ -191,7 +193,7 @@ def _model_keys(tp: Any) -> list[str]:
     return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
 
 
-def _issue(err: dict[str, Any], source: Source) -> Issue:
+def _issue(err: ErrorDetails, source: Source) -> Issue:
     loc: Loc = tuple(err["loc"])
     kind = err["type"]
     at_key = False

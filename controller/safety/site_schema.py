@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Annotated, Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from controller.protocol import units
-from controller.protocol.raw import Duration, Frequency, Name, fail
+from controller.protocol.fields import Duration, Frequency, Name, fail
 from controller.safety import quantities as q
 from controller.safety.train_table import RELATIVE_TO
 from drivers.registry import DRIVERS as _REGISTRY
@@ -33,7 +34,7 @@ _SITE_NAME = re.compile(SITE_NAME_PATTERN)
 # ----------------------------------------------------------------------------- scalar types
 
 
-def _quantity_schema(pattern_units: list[str], examples: list[str], description: str) -> dict:
+def _quantity_schema(pattern_units: list[str], examples: list[str], description: str) -> dict[str, Any]:
     symbols = "|".join(re.escape(u) for u in sorted(pattern_units, key=len, reverse=True))
     pattern = r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*(" + symbols + r")\s*$"
     return {"type": "string", "pattern": pattern, "examples": examples, "description": description}
@@ -297,7 +298,7 @@ class SiteDecl(Decl):
     devices: dict[Name, DeviceDecl] = Field(min_length=1, description="Stimulators by name; protocols refer to them by that name.")
 
 
-def json_schema() -> dict:
+def json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a site file, for editors and validators."""
     schema = SiteDecl.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

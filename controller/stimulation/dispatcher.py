@@ -29,11 +29,11 @@ from controller.clock import now
 from controller.events import Event, EventBus
 from controller.protocol.compiled import DeviceUse, FeatureScale, StimAction
 from controller.safety.commands import DISARM, FIRE, SET, START, STOP, StimRequest, Verdict
+from controller.safety.faults import FaultKind, source
 from controller.safety.governor import Governor
 from controller.safety.ledger import local_date
 from drivers.delivery import UNREPORTED, TrainReport
 from drivers.stimulator import DeviceError, NotReady, Stimulator
-from controller.safety.faults import FaultKind, source
 
 log = logging.getLogger(__name__)
 

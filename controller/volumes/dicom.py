@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +18,23 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian
 
-from controller.volumes.csa import csa_float, parse_csa
+with warnings.catch_warnings():  # nibabel.nicom warns on import that its DICOM readers are experimental;
+    warnings.simplefilter("ignore", UserWarning)  # only its CSA header reader is used here
+    from nibabel.nicom import csareader
+
 from controller.volumes.geometry import dicom_affine, slice_normal, slices_to_volume
 
-CSA_IMAGE_TAG = (0x0029, 0x1010)
+
+def _csa_image_header(ds: Dataset) -> dict[str, list]:
+    """The Siemens CSA image header (private group 0029, 'SIEMENS CSA HEADER'): tag name -> its items, read by
+    nibabel's CSA reader; {} when there is none (an anonymised file)."""
+    header = csareader.get_csa_header(ds, "image")
+    return {name: tag["items"] for name, tag in header["tags"].items()} if header else {}
+
+
+def _csa_floats(csa: dict[str, list], name: str) -> list[float] | None:
+    items = [v for v in csa.get(name) or [] if v != ""]
+    return [float(v) for v in items] if items else None
 
 
 class IncompleteFile(ValueError):
@@ -144,8 +158,8 @@ def read_mosaic(ds: Dataset, where: str = "<dicom>") -> DicomVolume:
     """Un-mosaic a classic Siemens MOSAIC (tiles row by row, slice 0 top left)."""
     rows, cols = int(ds.Rows), int(ds.Columns)
     pixels = _pixels(ds)[0]
-    csa = parse_csa(ds[CSA_IMAGE_TAG].value) if CSA_IMAGE_TAG in ds and ds[CSA_IMAGE_TAG].value else {}
-    n_images = csa_float(csa, "NumberOfImagesInMosaic")
+    csa = _csa_image_header(ds)
+    n_images = _csa_floats(csa, "NumberOfImagesInMosaic")
     if n_images:
         n = int(n_images[0])
         per_side = math.ceil(math.sqrt(n))
@@ -172,7 +186,7 @@ def read_mosaic(ds: Dataset, where: str = "<dicom>") -> DicomVolume:
     spacing = _floats(ds.get("PixelSpacing"), "PixelSpacing", where, 2)
     # ImagePositionPatient of a MOSAIC is the corner of the whole mosaic: move it to the first tile's corner
     first = ipp + iop[:3] * spacing[1] * (cols - t_cols) / 2 + iop[3:] * spacing[0] * (rows - t_rows) / 2
-    normal = csa_float(csa, "SliceNormalVector")
+    normal = _csa_floats(csa, "SliceNormalVector")
     normal = np.array(normal) / np.linalg.norm(normal) if normal else slice_normal(iop)
     gap = ds.get("SpacingBetweenSlices") or ds.get("SliceThickness")
     if gap in (None, ""):
@@ -181,7 +195,7 @@ def read_mosaic(ds: Dataset, where: str = "<dicom>") -> DicomVolume:
     data = _rescale(np.asfortranarray(slices_to_volume(stack)),
                     ds.get("RescaleSlope"), ds.get("RescaleIntercept"))
     info = {"slices": n, "tiles": per_side if n_images else rows // t_rows, **numbers(ds)}
-    times = csa_float(csa, "MosaicRefAcqTimes")
+    times = _csa_floats(csa, "MosaicRefAcqTimes")
     if times:
         info["slice_times_ms"] = times
     return DicomVolume(data, affine, _index(ds), _tr_s(ds), "mosaic", info)

@@ -8,8 +8,6 @@ fall back to nibabel.
 
 from __future__ import annotations
 
-import gzip
-import io
 import struct
 import zlib
 from dataclasses import dataclass
@@ -175,11 +173,3 @@ def _decode_nifti2(raw: bytes, where: str, volume: int | None) -> NiftiVolume:
 def read_nifti(path: str | Path, volume: int | None = None) -> NiftiVolume:
     """Read one volume from a .nii/.nii.gz file on disk (see :func:`decode_nifti`)."""
     return decode_nifti(Path(path).read_bytes(), str(path), volume)
-
-
-def gzip_bytes(raw: bytes, level: int = 1) -> bytes:
-    """gzip with a fast level (the scanner side of a .nii.gz export)."""
-    buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=level, mtime=0) as gz:
-        gz.write(raw)
-    return buf.getvalue()

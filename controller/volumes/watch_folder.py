@@ -32,17 +32,38 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from inotify_simple import INotify
+from inotify_simple import flags as inotify
 
 from controller.clock import now
-from controller.volumes import inotify
 from controller.volumes.dicom import IncompleteFile, read_dicom
 from controller.volumes.export_names import name_matches, pattern_globs
+from controller.volumes.fs_type import fs_type
 from controller.volumes.nifti import decode_nifti
 from controller.volumes.source import StatusHandler, VolumeHandler, VolumeSource
 from controller.volumes.volume import Volume
 
-_MASK = (inotify.IN_CLOSE_WRITE | inotify.IN_MOVED_TO | inotify.IN_CREATE | inotify.IN_DELETE_SELF
-         | inotify.IN_MOVE_SELF)
+_MASK = inotify.CLOSE_WRITE | inotify.MOVED_TO | inotify.CREATE | inotify.DELETE_SELF | inotify.MOVE_SELF
+
+
+def _inotify_available() -> bool:
+    try:
+        INotify().close()
+    except OSError:
+        return False
+    return True
+
+
+def _open_inotify(folder: Path) -> INotify:
+    notify = INotify()
+    try:
+        notify.add_watch(folder, _MASK)
+    except OSError:
+        notify.close()
+        raise
+    return notify
+
+
 DEFAULT_PATTERN = "*.dcm;*.DCM;*.ima;*.IMA;*.nii;*.nii.gz"
 _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 _NATURAL = re.compile(r"(\d+)")
@@ -116,7 +137,7 @@ class FolderSource(VolumeSource):
         self.watch_reason = ""
         self.files_read = 0
         self.incomplete_reads = 0
-        self._notify: inotify.Inotify | None = None
+        self._notify: INotify | None = None
         self._pending: dict[str, _Pending] = {}
         self._done: set[str] = set()
         self._found_at_open: list[str] = []  # files already there when the source opened (name order)
@@ -144,7 +165,7 @@ class FolderSource(VolumeSource):
             self._halt.wait(0.1)
         self.watch = self._choose_watch()
         if self.watch == "inotify":
-            self._notify = inotify.Inotify(self.folder, _MASK)
+            self._notify = _open_inotify(self.folder)
         t = now()
         found = sorted(self._list(), key=_natural_key)
         if found and self.existing == "refuse":
@@ -161,13 +182,13 @@ class FolderSource(VolumeSource):
     def _choose_watch(self) -> str:
         if self.watch_request == "poll":
             return "poll"
-        if not inotify.available():
+        if not _inotify_available():
             if self.watch_request == "inotify":
                 raise OSError("inotify is not available on this system; use watch='poll'")
             self.watch_reason = "inotify unavailable"
             return "poll"
         if self.watch_request == "auto":
-            fs = inotify.fs_type(self.folder)
+            fs = fs_type(self.folder)
             if fs:
                 self.watch_reason = f"{fs} network share: inotify misses remote writes"
                 return "poll"
@@ -231,17 +252,18 @@ class FolderSource(VolumeSource):
             return self._retry_changed(now()) if self._pending else []
         t = now()
         ready: list[str] = []
-        for mask, name in self._notify.read():
-            if mask & (inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF):
+        for event in self._notify.read(timeout=0):
+            mask, name = event.mask, event.name
+            if mask & (inotify.DELETE_SELF | inotify.MOVE_SELF):
                 raise FileNotFoundError(f"input {self.input_name!r}: folder {self.folder} was removed or moved")
-            if mask & inotify.IN_Q_OVERFLOW:
+            if mask & inotify.Q_OVERFLOW:
                 ready.extend(self._scan(t, stable_needed=False))
                 continue
-            if mask & inotify.IN_ISDIR or not name or name in self._done or not self._matches(name):
+            if mask & inotify.ISDIR or not name or name in self._done or not self._matches(name):
                 continue
             if name not in self._pending:
                 self._pending[name] = _Pending(first_seen=t, changed_at=t)
-            if mask & (inotify.IN_CLOSE_WRITE | inotify.IN_MOVED_TO):
+            if mask & (inotify.CLOSE_WRITE | inotify.MOVED_TO):
                 ready.append(name)
         return ready
 

@@ -326,7 +326,7 @@ class TcpDevice(VirtualDevice):
                 try:
                     self._client, address = server.accept()
                     self._client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                except (socket.timeout, OSError):
+                except (TimeoutError, OSError):
                     self.tick(t)
                     continue
                 self.note(pylsl.local_clock(), "link", f"client connected from {address[0]}:{address[1]}")

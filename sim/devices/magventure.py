@@ -45,7 +45,7 @@ pulse, and a fire that delivers none as an event saying why.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sim.devices.link import PtyDevice
 
@@ -309,7 +309,7 @@ class MagVentureDevice(PtyDevice):
     def _start_train(self, t: float) -> None:
         if self._can_fire(t):
             tr, t0 = self.train, t
-            for k in range(tr.trains):
+            for _ in range(tr.trains):
                 self._schedule.extend(t0 + i / tr.rate_pps for i in range(tr.pulses))
                 t0 += (tr.pulses - 1) / tr.rate_pps + tr.iti_s
         self._reply(self._page_payload(), t)

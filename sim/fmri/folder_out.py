@@ -66,7 +66,7 @@ def csa_bytes(tags: dict[str, list[str]]) -> bytes:
     out += struct.pack("<II", len(tags), 77)
     for name, items in tags.items():
         out += name.encode("latin-1")[:63].ljust(64, b"\0")
-        out += struct.pack("<i4siii", 1, b"DS\0\0", 3, len(items), 77)
+        out += struct.pack("<i4siii", len(items), b"DS\0\0", 3, len(items), 77)  # VM, VR, SyngoDT, items
         for item in items:
             text = item.encode("latin-1") + b"\0"
             out += struct.pack("<4i", len(text), len(text), 77, len(text))

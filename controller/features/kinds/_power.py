@@ -144,7 +144,7 @@ def _longer_segment(segment: float | None, window: float, need: float) -> str:
     """How to get Welch segments of at least ``need`` seconds."""
     if segment is not None:
         return f"use a segment of at least {sec(need)}" + ("" if need <= window + EPS else
-                                                           f" (and a window at least as long)")
+                                                           " (and a window at least as long)")
     if need <= window + EPS:  # the default segment (1 s) is what is too short
         return f"give segment: {sec(need)}"
     return f"use a window of at least {sec(need)}"

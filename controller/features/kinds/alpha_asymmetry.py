@@ -45,7 +45,7 @@ class AlphaAsymmetryDecl(Decl):
     overlap: Overlap = Field("50 %", validate_default=True, description="Overlap of consecutive Welch segments; default 50 %.")
 
     @model_validator(mode="after")
-    def _two_channels(self) -> "AlphaAsymmetryDecl":
+    def _two_channels(self) -> AlphaAsymmetryDecl:
         if self.right == self.left:
             fail(f"right and left are both {self.right!r}; an asymmetry compares two channels, e.g. right: F4, left: F3")
         return self

@@ -71,7 +71,7 @@ class LaplacianDecl(Decl):
     )
 
     @model_validator(mode="after")
-    def _center_not_a_neighbour(self) -> "LaplacianDecl":
+    def _center_not_a_neighbour(self) -> LaplacianDecl:
         if self.center in self.neighbours:
             fail(f"the centre {self.center!r} is also listed as a neighbour")
         return self
@@ -111,7 +111,7 @@ class PhaseDecl(Decl):
     train: Duration | None = Field(None, description="etp only: the model is fitted on the first this-much of signal, e.g. 20 s (no pulses before).")
 
     @model_validator(mode="after")
-    def _one_signal(self) -> "PhaseDecl":
+    def _one_signal(self) -> PhaseDecl:
         if (self.channel is None) == (self.laplacian is None):
             fail("give exactly one of channel (e.g. C3) or laplacian (e.g. {center: C3, neighbours: [FC1, FC5, CP1, CP5]})")
         return self
