@@ -315,11 +315,11 @@ def run(paths: list[StimPath], seconds: float, chunk: int, first_s: float, fsync
     from controller.inputs.reader import InputReader
     from controller.inputs.resolve import channel_labels
     from controller.protocol import loads_protocol
-    from controller.signal_modality import wire as _wire
     from controller.safety.commands import FIRE
     from controller.safety.governor import LATENCY_SOURCE, SAFETY, Governor
     from controller.safety.ledger import DoseLedger
     from controller.safety.site import loads_site
+    from controller.signal_modality import wire as _wire
     from controller.stimulation.dispatcher import COMMAND, Link, Stimulation
     from controller.stimulation.watchdog import Watchdog
     from drivers.registry import driver_class

@@ -46,7 +46,20 @@ def estop_on_signals(estop: Callable[[str], object], stop: Callable[[str], objec
     seen = {"watcher": 0, "main": 0}
     watcher_failed = [False]
 
+    in_handler = [False]
+
     def handler(signum: int, frame: object) -> None:
+        # A second signal can arrive while this handler holds ``lock`` (handlers run between the main
+        # thread's bytecodes): taking it again would deadlock. The watcher E-STOPs for that one.
+        if in_handler[0]:
+            return
+        in_handler[0] = True
+        try:
+            _handle(signum)
+        finally:
+            in_handler[0] = False
+
+    def _handle(signum: int) -> None:
         reason = f"signal {_name(signum)}"
         with lock:
             seen["main"] += 1

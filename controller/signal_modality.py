@@ -8,9 +8,10 @@ go through the shared policy (``controller.safety.input_faults``).
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

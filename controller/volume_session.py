@@ -22,7 +22,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,15 +32,15 @@ from controller import events as ev
 from controller.clock import now
 from controller.events import Event, EventBus
 from controller.fmri.pipeline import VolumePipeline, VolumePipelineError
+from controller.modality import Modality
 from controller.protocol.compiled import Protocol, VolumeInputSpec, VolumeSourceSpec
 from controller.safety.faults import FaultKind
 from controller.safety.faults import source as faults_source
 from controller.safety.input_faults import InputFaults
-from controller.modality import Modality
 from controller.session_errors import SessionInputError
 from controller.signal_modality import end_process
-from controller.volume_exports import ExportMismatch, check_sim_export
 from controller.sim_commands import FmriSimOptions, fmri_source_command, sim_design, sim_target  # noqa: F401
+from controller.volume_exports import ExportMismatch, check_sim_export
 from controller.volume_sender import ScannerProcess
 from controller.volumes.source import index_ranges
 from controller.volumes.timing import acquisition_time, qc_times_ms, stage_times_ms

@@ -168,8 +168,19 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
         yield
         return
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    fired = [False]
+
+    def on_signal(*_: object) -> None:
+        # A handler runs between two bytecodes of the main thread, so a second signal can arrive inside
+        # the first one's stop.set(), while it holds the event's lock: taking it again would deadlock
+        # (a session's death sends its simulators one SIGTERM per thread it had). Only the first sets it.
+        if fired[0]:
+            return
+        fired[0] = True
+        stop.set()
+
     for sig in previous:
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     try:
         yield
     finally:

@@ -136,3 +136,37 @@ def test_only_the_main_thread_can_install_it():
     t.start()
     t.join(10)
     assert errors and "main thread" in str(errors[0])
+
+
+BURST = textwrap.dedent("""
+    import signal, sys, time
+    from controller.estop_signals import estop_on_signals
+
+    calls, stops = [], []
+    with estop_on_signals(lambda reason: calls.append(reason), stop=stops.append):
+        print("ready", flush=True)
+        deadline = time.monotonic() + 20
+        while not stops and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.5)  # the rest of the burst lands
+    print("estops", len(calls) > 0, "stopped", len(stops) > 0, flush=True)
+""")
+
+
+def test_a_burst_of_signals_estops_and_never_deadlocks_the_handler():
+    """A signal that lands while the main thread is inside the handler (holding its lock) must not make the
+    handler wait on itself: a burst of 200 SIGTERMs still E-STOPs, stops, and the process ends."""
+    p = subprocess.Popen([sys.executable, "-c", BURST], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        for _ in range(200):
+            p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+            pytest.fail("the process hung on a burst of signals")
+    assert p.returncode == 0, err
+    assert out.strip() == "estops True stopped True"

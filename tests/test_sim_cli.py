@@ -82,3 +82,27 @@ def test_seizure_and_channel_options_parse():
 def test_seizure_option_errors_exit_2_before_streaming(capsys, argv, message):
     assert main(["eeg", "--duration", "0.1", "--marker-stream", "", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.lsl
+@pytest.mark.parametrize("command", [["eeg", "--channels", "4", "--rate", "200"],
+                                     ["resp", "--rate", "50"]])
+def test_a_burst_of_sigterms_still_stops_the_process(command):
+    """A session that dies sends each simulator one SIGTERM per thread it had (PR_SET_PDEATHSIG fires as each
+    of the parent's threads goes): a signal that lands inside the first one's handling must not deadlock it."""
+    name = f"sim-burst-{uuid.uuid4().hex[:8]}"
+    extra = ["--marker-stream", f"absent-{name}"] if command[0] == "eeg" else []
+    proc = subprocess.Popen([sys.executable, "-m", "sim", *command, "--name", name, *extra], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        assert pylsl.resolve_byprop("name", name, minimum=1, timeout=20)
+        for _ in range(200):
+            os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            pytest.fail("the simulator hung after a burst of SIGTERMs")
+    assert proc.returncode == 0

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from controller.child_processes import child_env
-from controller.sim_commands import device_command
 from controller.events import EventBus
 from controller.protocol.compiled import Protocol
 from controller.safety.governor import LEDGER_SOURCE, Governor
 from controller.safety.ledger import DoseLedger
 from controller.safety.site import Site
+from controller.sim_commands import device_command
 from controller.stimulation.dispatcher import Link, Stimulation
 from controller.stimulation.watchdog import Watchdog
 from drivers.registry import driver_class
