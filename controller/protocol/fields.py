@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, NoReturn
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from controller.protocol import units
@@ -239,3 +239,17 @@ DurationRange = Annotated[
         }
     ),
 ]
+
+
+class StreamDecl(Decl):
+    """Which LSL stream to use; give at least one of name, type, source_id."""
+
+    name: str | None = Field(None, description="The stream's name, e.g. 'BrainAmp'.")
+    type: str | None = Field(None, description="The stream's content type, e.g. 'EEG'.")
+    source_id: str | None = Field(None, description="The stream's source id (unique per device).")
+
+    @model_validator(mode="after")
+    def _some_field(self) -> StreamDecl:
+        if self.name is None and self.type is None and self.source_id is None:
+            fail("give at least one of name, type, source_id, e.g. {type: EEG}")
+        return self

@@ -33,7 +33,16 @@ from pydantic import (
 
 from controller.protocol import units
 from controller.protocol.compiled import AverageOfType
-from controller.protocol.fields import (  # noqa: F401  (fmri_raw and safety.site_schema import some from here)
+from controller.protocol.fmri_raw import (  # the fMRI declarations join the unions
+    FMRI_FEATURE_KINDS,
+    RoiCorrelationDecl,
+    RoiDecl,
+    RoiMeanDecl,
+    RoiPscDecl,
+    RunList,
+    VolumeInputDecl,
+)
+from controller.protocol.fields import (  # noqa: F401  (safety.site_schema imports some from here)
     NAME_PATTERN,
     NUMBER_OR_AMPLITUDE_SCHEMA as _NUMBER_OR_AMPLITUDE_SCHEMA,
     ChannelList,
@@ -43,6 +52,7 @@ from controller.protocol.fields import (  # noqa: F401  (fmri_raw and safety.sit
     Frequency,
     Level,
     Name,
+    StreamDecl,
     fail,
     quantity_schema as _quantity_schema,
     unique as _unique,
@@ -196,20 +206,6 @@ def _none_as(empty: Any):
 
 
 
-class StreamDecl(Decl):
-    """Which LSL stream to use; give at least one of name, type, source_id."""
-
-    name: str | None = Field(None, description="The stream's name, e.g. 'BrainAmp'.")
-    type: str | None = Field(None, description="The stream's content type, e.g. 'EEG'.")
-    source_id: str | None = Field(None, description="The stream's source id (unique per device).")
-
-    @model_validator(mode="after")
-    def _some_field(self) -> "StreamDecl":
-        if self.name is None and self.type is None and self.source_id is None:
-            fail("give at least one of name, type, source_id, e.g. {type: EEG}")
-        return self
-
-
 class InputDecl(Decl):
     """A signal input: one LSL stream and how it is conditioned before features."""
 
@@ -238,15 +234,6 @@ class InputDecl(Decl):
     )
 
 
-from controller.protocol.fmri_raw import (  # noqa: E402  (needs the basic types above)
-    FMRI_FEATURE_KINDS,
-    RoiCorrelationDecl,
-    RoiDecl,
-    RoiMeanDecl,
-    RoiPscDecl,
-    RunList,
-    VolumeInputDecl,
-)
 
 
 def _input_kind(value: Any) -> str:
