@@ -17,6 +17,7 @@ import pylsl
 from helpers import session_started
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
 EEGMAT = DATA / "eeg" / "physionet_eegmat_Subject00_1_rest.edf"
 
 
@@ -112,3 +113,25 @@ def run_on_amplifier(argv: Sequence[str], sessions: Path, amplifier: dict) -> in
         else:
             os.environ[ENV_DIR] = before
         shutil.rmtree(control, ignore_errors=True)
+
+
+def loaded_machine_site(tmp_path: Path) -> Path:
+    """The example site with max_loop_latency 50 ms instead of 5 ms.
+
+    Why: these sessions run beside the rest of the suite on 2 CPUs, where the controller's own delay
+    now and then passes 5 ms (6.5 ms was seen in CI) and the latency interlock, rightly, refuses. The
+    5 ms limit is tested in tests/test_safety_governor.py; here what matters is what the session
+    detects and that a block's age is never counted as the controller's delay (50 ms is still far
+    below a 32-sample block's 121 ms at 256 Hz). Every other limit is the example site's.
+    """
+    text = (REPO / "config" / "site.yaml").read_text(encoding="utf-8")
+    assert "max_loop_latency: 5 ms" in text
+    path = tmp_path / "site.yaml"
+    path.write_text(text.replace("max_loop_latency: 5 ms", "max_loop_latency: 50 ms"), encoding="utf-8")
+    return path
+
+
+def watchdog_trips(events: list[dict]) -> list[dict]:
+    """Safety events of a missed watchdog: the control loop starved (an overloaded machine); everything was
+    disarmed, so later fires are refused as 'not armed'."""
+    return [e for e in events if e["kind"] == "safety" and "missed watchdog" in str(e["data"])]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from amplifier import run_on_amplifier
+from amplifier import loaded_machine_site, run_on_amplifier, watchdog_trips
 
 from controller.features import offline_values
 from controller.protocol import load_protocol
@@ -51,7 +51,7 @@ def test_a_simulated_seizure_replayed_8x_in_amplifier_blocks_is_detected_on_its_
     sessions = tmp_path / "sessions"
     path = _protocol(tmp_path)
     code = run_on_amplifier(["run", str(path), "--stream", name, "--virtual-devices", "--arm", "--site",
-                             str(ROOT / "config" / "site.yaml"), "--no-report"], sessions,
+                             str(loaded_machine_site(tmp_path)), "--no-report"], sessions,
                             dict(name=name, data_volts=rec.data, fs=RATE, labels=LABELS, types=["EEG"] * 8,
                                  units=["uV"] * 8, scale=1e6, block=8, speed=SPEED))
     out = capsys.readouterr().out
@@ -89,6 +89,8 @@ def test_a_simulated_seizure_replayed_8x_in_amplifier_blocks_is_detected_on_its_
     fires = [e["data"] for e in events if e["kind"] == "command" and e["data"]["kind"] == "fire"]
     assert fires, "no therapy was commanded"
     # The governor keeps the physical clock: at x8 the rule's 5 s refractory is 0.6 s of real time, so
-    # the site's min_inter_train (1 s) refuses some therapies; a loaded machine's latency limit may too.
+    # the site's min_inter_train (1 s) refuses some therapies; a loaded machine's latency limit may too, and
+    # a control loop starved past the watchdog disarms everything (later fires: 'not armed').
     refused = [str(f) for f in fires if not f["ok"]]
-    assert all("min_inter_train" in f or "latency" in f for f in refused), refused
+    allowed = ("min_inter_train", "latency") + (("not armed",) if watchdog_trips(events) else ())
+    assert all(any(a in f for a in allowed) for f in refused), refused
