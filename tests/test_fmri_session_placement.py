@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-from helpers import session_journal
+from helpers import session_journal, wait_for
 
 from controller.fmri.design import VolumeDesign
 from controller.fmri.glm import GlmConfig
@@ -180,10 +179,8 @@ def test_run_started_while_the_scanner_is_already_writing(tmp_path: Path) -> Non
                                 "--format", "nifti", "--speed", "4", "--quiet"], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while len(list(export.glob("*.nii"))) < 13:
-            assert time.monotonic() < deadline and scanner.poll() is None, "the replay did not write 13 volumes"
-            time.sleep(0.02)
+        wrote = wait_for(lambda: len(list(export.glob("*.nii"))) >= 13 or scanner.poll() is not None, 60)
+        assert wrote and scanner.poll() is None, "the replay did not write 13 volumes"
         result = run_session(RunOptions(protocol_path=protocol_path, session_root=tmp_path / "sessions",
                                         volumes_folder=export, progress=None, keyboard=False, record_xdf=False,
                                         lsl_prefix=f"nr-test-{tmp_path.name[-12:]}"))

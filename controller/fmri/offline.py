@@ -92,17 +92,25 @@ def offline_features_from_series(
 ) -> OfflineFeatures:
     """Everything after the ROI means, from the (n, m) raw ROI series."""
     raw = np.asarray(raw, dtype=np.float64).reshape(len(labels), -1)
-    resid, detr = offline_glm(raw, motion if config.glm.motion else None, config.glm, task)
-    if config.spike is not None:
-        level = detr - resid
-        resid = offline_spike_filter(resid, config.spike)
-        detr = resid + level
+    resid, detr = _despiked(*offline_glm(raw, motion if config.glm.motion else None, config.glm, task), config)
     psc, fb = offline_psc(detr, labels, config.psc)
-    conn = None
-    if config.connectivity is not None:
-        a, b = config.connectivity
-        conn = offline_sliding_correlation(detr[:, a], detr[:, b], config.connectivity_window, config.fisher_z)
-    return OfflineFeatures(raw, resid, detr, psc, fb, conn)
+    return OfflineFeatures(raw, resid, detr, psc, fb, _connectivity(detr, config))
+
+
+def _despiked(resid: np.ndarray, detr: np.ndarray, config: FeaturePipelineConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The spike filter on the GLM residuals (when configured), the level kept."""
+    if config.spike is None:
+        return resid, detr
+    level = detr - resid
+    resid = offline_spike_filter(resid, config.spike)
+    return resid, resid + level
+
+
+def _connectivity(detr: np.ndarray, config: FeaturePipelineConfig) -> np.ndarray | None:
+    if config.connectivity is None:
+        return None
+    a, b = config.connectivity
+    return offline_sliding_correlation(detr[:, a], detr[:, b], config.connectivity_window, config.fisher_z)
 
 
 def offline_features_placed(
@@ -131,19 +139,12 @@ def offline_features_placed(
             raise ValueError("offline_features_placed: the GLM has task columns; give task_planned")
         tp = np.asarray(task_planned, dtype=np.float64).reshape(-1, config.glm.n_task)
         task = np.array([tp[c] if c < tp.shape[0] else np.zeros(config.glm.n_task) for c in counted])
-    resid, detr = offline_glm(raw, motion if config.glm.motion else None, config.glm, task, times=counted + 1)
-    if config.spike is not None:
-        level = detr - resid
-        resid = offline_spike_filter(resid, config.spike)
-        detr = resid + level
+    resid, detr = _despiked(*offline_glm(raw, motion if config.glm.motion else None, config.glm, task,
+                                         times=counted + 1), config)
     psc, fb = offline_psc_placed(detr, [p.label for p in places],
                                  [p.block.index if p.block is not None else -1 for p in places],
                                  [p.position for p in places], counted, config.psc)
-    conn = None
-    if config.connectivity is not None:
-        a, b = config.connectivity
-        conn = offline_sliding_correlation(detr[:, a], detr[:, b], config.connectivity_window, config.fisher_z)
-    return OfflineFeatures(raw, resid, detr, psc, fb, conn)
+    return OfflineFeatures(raw, resid, detr, psc, fb, _connectivity(detr, config))
 
 
 def offline_tmap(
