@@ -144,7 +144,12 @@ def test_virtual_devices_on_an_external_stream_in_blocks(tmp_path, capsys, block
     logs, problems = read_device_logs(session)
     assert not problems
     pulses = [m for m in logs["tavns"].meaning if m.startswith("pulse code")]
-    assert len(pulses) == 25, logs["tavns"].meaning  # the whole 25 Hz train reached the virtual box
+    # the 25 Hz train reached the virtual box whole, or (a loaded machine: the pulse thread woke too late for a
+    # slot) exactly as many pulses as the governor says were delivered, the short train journaled with why
+    [delivery] = [e["data"] for e in events if e["kind"] == "delivery" and e["data"]["device"] == "tavns"]
+    assert delivery["planned"] == 25 and len(pulses) == delivery["delivered"], (delivery, logs["tavns"].meaning)
+    if delivery["delivered"] < 25:
+        assert delivery["short"] and delivery["missed"] and [e for e in events if e["kind"] == "short_train"]
 
 
 def test_hardware_and_virtual_devices_exclude_each_other(tmp_path, capsys):
