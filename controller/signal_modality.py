@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from controller import events as ev
-from controller.child_processes import child_env
+from controller.child_processes import child_env, end_process
 from controller.clock import now
 from controller.events import Event, EventBus
 from controller.features import FeaturePipeline
@@ -48,7 +48,6 @@ class SignalInputs(Modality):
         self.sim_proc: subprocess.Popen | None = None
         self.sim_name = ""
         self.pipelines: dict[str, FeaturePipeline] = {}
-        self._sim_exit_said = False
 
     @property
     def readers(self) -> list[InputReader]:
@@ -164,16 +163,6 @@ def inputs_from_simulator(protocol: Protocol, sim_name: str) -> Protocol:
     return replace(protocol, inputs=inputs)
 
 
-def end_process(proc: subprocess.Popen | None) -> None:
-    if proc is None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 def stream_exists(name: str, timeout_s: float = 2.0) -> bool:
     import pylsl
 
@@ -188,9 +177,7 @@ def wire(reader: InputReader, pipeline: FeaturePipeline, engine: Any, bus: Event
     def on_chunk(data: np.ndarray, timestamps: np.ndarray) -> None:
         faults.data_seen()
         was_bad = faults.nonfinite
-        finite = np.isfinite(data)
-        if not faults.check_finite(int(finite.size - np.count_nonzero(finite)), int(finite.size),
-                                   f"a chunk of {len(data)} samples"):
+        if not faults.check_finite(data, f"a chunk of {len(data)} samples"):
             return  # a NaN would poison every filter state: dropped, and everything starts over when clean
         if was_bad:
             pipeline.reset()
@@ -211,16 +198,12 @@ def wire(reader: InputReader, pipeline: FeaturePipeline, engine: Any, bus: Event
                           f"the longest needs {pipeline.warmup_s:g} s of signal before it has a value"}))
 
     def on_status(status: str, detail: str) -> None:
-        bus.publish(Event(ev.INPUT, now(), None, {"input": name, "status": status, "detail": detail}))
-        if status in ("stalled", "lost"):
-            faults.stalled(status, detail)
-        elif status == "resumed":
+        faults.report(status, detail)
+        if status == "resumed":
             start_over("input resumed after a stall")
-            faults.resumed()
         elif status == "gap":
             pipeline.restart_windows()  # lost samples: no window spans them; trends carry on
         elif status == "clock_jump":
             start_over("input clock jump")  # windows spanning the jump would mix two time bases
-            faults.clock_jumped(detail)
 
     reader.on_chunk, reader.on_status = on_chunk, on_status

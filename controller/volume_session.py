@@ -19,16 +19,14 @@ baseline, rules and feedback comes from its acquisition number, so it does not d
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from controller import events as ev
+from controller.child_processes import end_process
 from controller.clock import now
 from controller.events import Event, EventBus
 from controller.fmri.pipeline import VolumePipeline, VolumePipelineError
@@ -38,7 +36,6 @@ from controller.safety.faults import FaultKind
 from controller.safety.faults import source as faults_source
 from controller.safety.input_faults import InputFaults
 from controller.session_errors import SessionInputError
-from controller.signal_modality import end_process
 from controller.sim_commands import FmriSimOptions, fmri_source_command, sim_design, sim_target  # noqa: F401
 from controller.volume_exports import ExportMismatch, check_sim_export
 from controller.volume_sender import ScannerProcess
@@ -109,9 +106,7 @@ def wire_volumes(source: Any, pipeline: VolumePipeline, engine: Any, bus: EventB
                 bus.publish(Event(ev.INPUT, now(), volume.acquired, {"input": name, "status": "joined",
                                                                      "detail": detail, "index": volume.index}))
             start_run(run_start(volume, n, tr_lsl))
-        finite = np.isfinite(volume.data)
-        if not faults.check_finite(int(finite.size - np.count_nonzero(finite)), int(finite.size),
-                                   f"volume {volume.index}"):
+        if not faults.check_finite(volume.data, f"volume {volume.index}"):
             return  # a NaN volume would poison the realignment and the GLM: not used (as if lost)
         try:
             result = pipeline.push(volume)
@@ -134,14 +129,7 @@ def wire_volumes(source: Any, pipeline: VolumePipeline, engine: Any, bus: EventB
                 qc_output.send(Command("fmri_qc", volume.acquired, {"row": row}))
         bus.publish(Event(ev.VOLUME, t_out, volume.acquired, qc))
 
-    def on_status(status: str, detail: str) -> None:
-        bus.publish(Event(ev.INPUT, now(), None, {"input": name, "status": status, "detail": detail}))
-        if status in ("stalled", "lost"):
-            faults.stalled(status, detail)
-        elif status == "resumed":
-            faults.resumed()
-
-    source.on_volume, source.on_status = on_volume, on_status
+    source.on_volume, source.on_status = on_volume, faults.report
 
 
 def session_start_fmri(protocol: Protocol, sources: list[Any]) -> dict[str, Any]:
@@ -192,19 +180,24 @@ class FmriPlan(Modality):
         self._sender_exit_seen: float | None = None
 
     def prepare(self, protocol: Protocol) -> Protocol:
-        """Refuse a simulator or replay whose files the protocol's pattern never reads, before anything exists."""
-        if self.protocol_path is not None and self.session_root is not None:
-            try:
-                self.check(protocol, self.protocol_path, self.session_root)
-            except ExportMismatch as exc:
-                raise SessionInputError(str(exc)) from exc
-            except (OSError, ValueError) as exc:  # e.g. --replay names no readable 4D NIfTI
-                raise SessionInputError(f"--replay {self.sim.replay if self.sim else ''}: {exc}") from exc
+        """Before the session folder exists: a simulator or replay whose files the protocol's pattern can
+        never read is refused (ExportMismatch names the pattern, the files and the folder)."""
+        if self.sim is None or self.volumes_folder is not None or self.session_root is None:
+            return protocol
+        (_, spec), = protocol.volume_inputs.items()
+        root = Path(self.session_root)
+        planned = sim_source_spec(spec, self.sim, root, "")
+        if planned.stream is not None:
+            return protocol
+        try:
+            check_sim_export(protocol, Path(self.protocol_path or ""), spec, planned.pattern,
+                             Path(self.sim.replay) if self.sim.replay else None, self.sim.volumes,
+                             f"the new session folder's {SIM_FOLDER}/ (under {root.absolute()})")
+        except ExportMismatch as exc:
+            raise SessionInputError(str(exc)) from exc
+        except (OSError, ValueError) as exc:  # e.g. --replay names no readable 4D NIfTI
+            raise SessionInputError(f"--replay {self.sim.replay}: {exc}") from exc
         return protocol
-
-    def connect(self, protocol: Protocol, folder: Path, bus: EventBus, engine: Any, session_id: str,
-                governor: Any) -> None:
-        self.open(protocol, folder, bus, engine, session_id, governor)
 
     def start_data(self, protocol: Protocol) -> dict[str, Any]:
         return {"fmri": session_start_fmri(protocol, self.sources)}
@@ -236,20 +229,8 @@ class FmriPlan(Modality):
     def summary(self) -> dict[str, Any]:
         return {"volumes": self.volume_summary()}
 
-    def check(self, protocol: Protocol, protocol_path: Path, session_root: Path) -> None:
-        """Before the session folder exists: a simulator or replay whose files the protocol's pattern can
-        never read is refused (ExportMismatch names the pattern, the files and the folder)."""
-        if self.sim is None or self.volumes_folder is not None:
-            return
-        (_, spec), = protocol.volume_inputs.items()
-        planned = sim_source_spec(spec, self.sim, Path(session_root), "")
-        if planned.stream is None:
-            check_sim_export(protocol, protocol_path, spec, planned.pattern,
-                             Path(self.sim.replay) if self.sim.replay else None, self.sim.volumes,
-                             f"the new session folder's {SIM_FOLDER}/ (under {Path(session_root).absolute()})")
-
-    def open(self, protocol: Protocol, folder: Path, bus: EventBus, engine: Any, session_id: str,
-             governor: Any = None) -> subprocess.Popen | None:
+    def connect(self, protocol: Protocol, folder: Path, bus: EventBus, engine: Any, session_id: str,
+                governor: Any) -> None:
         from drivers.lsl_fmri_qc import LslFmriQcOutput
 
         (name, spec), = protocol.volume_inputs.items()
@@ -284,7 +265,6 @@ class FmriPlan(Modality):
         wire_volumes(source, pipeline, engine, bus, self.qc_output, start_run, governor, spec.tr_s / self.speed)
         self.sources.append(source)
         self.pipelines[name] = pipeline
-        return self.scanner.proc if self.scanner is not None else None
 
     def go(self) -> None:
         """The recorder has the streams and the sources run: the simulated scanner may send volume 1."""

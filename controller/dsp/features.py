@@ -24,7 +24,7 @@ class FeatureValue:
 
     ``at``: for a ``phase`` feature whose value is 1.0, the LSL time the pulse should land at
     (the predicted target-phase crossing; send the command at ``at - device delay``). None
-    for every other value. ``block``: for a volume's features, the block the scanner acquired
+    for every other value. ``block_index``: for a volume's features, the block the scanner acquired
     it in; rules and feedback use it rather than the block running when it was processed.
     """
 
@@ -33,8 +33,7 @@ class FeatureValue:
     source_time: float
     sample_index: int
     at: float | None = None
-    block: str | None = None  # fMRI: the block of the volume by its acquisition number (else the timeline's)
-    block_index: int | None = None  # fMRI: that block's position in the timeline
+    block_index: int | None = None  # fMRI: the position in the timeline of the block the volume was acquired in
     arrival: float | None = None  # LSL time the chunk holding the sample reached the controller
 
 

@@ -233,10 +233,9 @@ class Engine:
         t_sig = self.signal.signal(t_src)  # rules count the signal's time
         block = self._acquired_in(group[-1], t_sig)
         label = block.label if block else None
-        if getattr(group[-1], "block", None) is not None:  # an fMRI volume: the block it was acquired in
-            label = group[-1].block
         pos = block.index if block is not None else -1
-        history = self._history[pos]
+        # a frame of a block that has ended counts in its statistics, not in an adaptation already made
+        history = self._history[pos] if pos not in self._ended else defaultdict(list)
         updated = {}
         for v in group:
             self.latest[v.name] = v.value

@@ -202,7 +202,7 @@ class VolumePipeline:
             value = self._feature_state[f.name](place, detrended)
             if value is not None and np.isfinite(value):
                 values.append(FeatureValue(f.name, float(value), volume.acquired, volume.index,
-                                           block=place.label or None, block_index=block.index if block else None))
+                                           block_index=block.index if block else None))
         t4 = time.perf_counter()
         fd = 0.0 if self._previous is None else framewise_displacement(self._previous, motion)
         self._previous = motion

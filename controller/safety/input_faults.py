@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import numpy as np
+
 from controller import events as ev
 from controller.clock import now
 from controller.events import Event, EventBus
@@ -73,6 +75,17 @@ class InputFaults:
             # (data late by just over input_stall): data flowing again lifts it, as 'resumed' does
             gov.clear(self.stall)
 
+    def report(self, status: str, detail: str) -> None:
+        """A source's status (controller/inputs/reader.py, controller/volumes/source.py): journaled, and a
+        stall, a loss, a resumption or a clock jump applied. Modality-specific reactions stay with the caller."""
+        self._publish(status, detail)
+        if status in ("stalled", "lost"):
+            self.stalled(status, detail)
+        elif status == "resumed":
+            self.resumed()
+        elif status == "clock_jump":
+            self.clock_jumped(detail)
+
     def stalled(self, status: str, detail: str) -> None:
         """The source said 'stalled' or 'lost'."""
         self.engine.set_inhibit(self.stall, f"input {self.name} {status}")
@@ -85,9 +98,11 @@ class InputFaults:
             self.governor.input_seen(self.name, period_s=self.period_s)
             self.governor.clear(self.stall)
 
-    def check_finite(self, bad: int, total: int, what: str) -> bool:
-        """``bad`` of ``total`` values of ``what`` (a chunk, a volume) are NaN/inf: inhibit at the first such,
-        lift at the first clean one. Returns whether the data may be used."""
+    def check_finite(self, values: np.ndarray, what: str) -> bool:
+        """NaN/inf in ``values`` (``what``: a chunk, a volume) inhibit at the first such data and lift at the
+        first clean data. Returns whether the data may be used."""
+        total = int(np.size(values))
+        bad = total - int(np.count_nonzero(np.isfinite(values)))
         if bad:
             if not self.nonfinite:
                 self.nonfinite = True
