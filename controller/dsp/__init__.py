@@ -5,11 +5,11 @@ The feature kinds, the streaming ``FeaturePipeline`` and the offline reference l
 ``controller.features``.
 """
 
-from .features import FeatureValue
-from .filters import Conditioner, StreamingSOS
-from .labels import normalize_label, resolve_channels
-from .ring import RingBuffer
-from .schedule import WindowSchedule, feature_window, to_samples
+from controller.dsp.features import FeatureValue
+from controller.dsp.filters import Conditioner, StreamingSOS
+from controller.dsp.labels import normalize_label, resolve_channels
+from controller.dsp.ring import RingBuffer
+from controller.dsp.schedule import WindowSchedule, feature_window, to_samples
 
 __all__ = [
     "Conditioner",

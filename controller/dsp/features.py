@@ -14,8 +14,8 @@ import numpy as np
 
 from controller.protocol.compiled import Band
 
-from .ring import RingBuffer
-from .spectral import WelchBandPowers
+from controller.dsp.ring import RingBuffer
+from controller.dsp.spectral import WelchBandPowers
 
 
 @dataclass(frozen=True, slots=True)

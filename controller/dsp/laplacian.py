@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .labels import resolve_channels
+from controller.dsp.labels import resolve_channels
 
 C3_NEIGHBOURS_1010 = ("FC1", "FC5", "CP1", "CP5")  # 5-channel Laplacian of Zrenner et al. 2018
 C3_NEIGHBOURS_1020 = ("F3", "Cz", "P3", "T3")  # nearest 10-20 ring, for 19-channel caps

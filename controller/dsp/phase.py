@@ -25,10 +25,10 @@ from typing import Protocol
 
 import numpy as np
 
-from .filters import StreamingSOS
-from .laplacian import Laplacian
-from .ring import RingBuffer
-from .schedule import WindowSchedule, to_samples
+from controller.dsp.filters import StreamingSOS
+from controller.dsp.laplacian import Laplacian
+from controller.dsp.ring import RingBuffer
+from controller.dsp.schedule import WindowSchedule, to_samples
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,8 +25,8 @@ from scipy import signal
 
 from controller.protocol.compiled import Band
 
-from .design import check_band
-from .schedule import to_samples
+from controller.dsp.design import check_band
+from controller.dsp.schedule import to_samples
 
 TWO_PI = 2.0 * math.pi
 NAN4 = (math.nan, math.nan, math.nan, math.nan)

@@ -21,10 +21,10 @@ from scipy import ndimage, signal
 
 from controller.protocol.compiled import Band
 
-from .circular import circ_mean
-from .design import check_band
-from .phase_truth import TruePhase
-from .schedule import to_samples
+from controller.dsp.circular import circ_mean
+from controller.dsp.design import check_band
+from controller.dsp.phase_truth import TruePhase
+from controller.dsp.schedule import to_samples
 
 TWO_PI = 2.0 * math.pi
 NAN4 = (math.nan, math.nan, math.nan, math.nan)

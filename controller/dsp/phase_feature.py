@@ -26,15 +26,15 @@ import numpy as np
 
 from controller.protocol.compiled import Band, FeatureSpec, PhaseParams
 
-from .features import ChannelSource
-from .filters import StreamingSOS
-from .phase import PhaseEstimate
-from .phase_ar import ArPhase
-from .phase_etp import EtpModel, EtpPhase, fit_etp
-from .phase_naive import HilbertPhase
-from .phase_trigger import PhaseTrigger
-from .ring import RingBuffer
-from .schedule import to_samples
+from controller.dsp.features import ChannelSource
+from controller.dsp.filters import StreamingSOS
+from controller.dsp.phase import PhaseEstimate
+from controller.dsp.phase_ar import ArPhase
+from controller.dsp.phase_etp import EtpModel, EtpPhase, fit_etp
+from controller.dsp.phase_naive import HilbertPhase
+from controller.dsp.phase_trigger import PhaseTrigger
+from controller.dsp.ring import RingBuffer
+from controller.dsp.schedule import to_samples
 
 
 def spatial_weights(params: PhaseParams) -> np.ndarray:

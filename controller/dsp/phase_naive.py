@@ -14,9 +14,9 @@ from scipy import signal
 
 from controller.protocol.compiled import Band
 
-from .design import BANDPASS_ORDER, check_band
-from .phase_ar import analytic_rows
-from .schedule import to_samples
+from controller.dsp.design import BANDPASS_ORDER, check_band
+from controller.dsp.phase_ar import analytic_rows
+from controller.dsp.schedule import to_samples
 
 TWO_PI = 2.0 * math.pi
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .phase import PhaseEstimate, PhaseTracker
-from .phase_trigger import PhaseTrigger
+from controller.dsp.phase import PhaseEstimate, PhaseTracker
+from controller.dsp.phase_trigger import PhaseTrigger
 
 
 @dataclass(frozen=True)

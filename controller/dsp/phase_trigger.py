@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from .phase import PhaseEstimate
+from controller.dsp.phase import PhaseEstimate
 
 
 class PhaseTrigger:

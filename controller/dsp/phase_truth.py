@@ -13,7 +13,7 @@ from scipy import signal
 
 from controller.protocol.compiled import Band
 
-from .design import check_band
+from controller.dsp.design import check_band
 
 TRUTH_ORDER = 4  # Butterworth order per band edge, before doubling by filtfilt
 

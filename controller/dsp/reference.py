@@ -14,7 +14,7 @@ import numpy as np
 
 from controller.protocol.compiled import AverageOfType, InputSpec
 
-from .labels import resolve_channels
+from controller.dsp.labels import resolve_channels
 
 
 def reference_columns(spec: InputSpec, labels: Sequence[str], types: Sequence[str] | None = None) -> np.ndarray | None:

@@ -25,19 +25,14 @@ import numpy as np
 
 from controller.protocol.compiled import Band
 
-from .design import bandpass_sos
-from .features import ChannelSource
-from .filters import StreamingSOS
-from .ring import RingBuffer
-from .schedule import WindowSchedule, to_samples
-from .seizure_features import (
-    AreaFeature,
-    HalfWaveFeature,
-    LineLengthFeature,
-    halfwave_ring_capacity,
-)
-from .seizure_halfwave import HalfWaveCriteria, default_durations
-from .seizure_trend import TREND_KINDS, Trend, TrendKind, hold_evaluations, trend_lengths
+from controller.dsp.design import bandpass_sos
+from controller.dsp.features import ChannelSource
+from controller.dsp.filters import StreamingSOS
+from controller.dsp.ring import RingBuffer
+from controller.dsp.schedule import WindowSchedule, to_samples
+from controller.dsp.seizure_features import AreaFeature, HalfWaveFeature, LineLengthFeature, halfwave_ring_capacity
+from controller.dsp.seizure_halfwave import HalfWaveCriteria, default_durations
+from controller.dsp.seizure_trend import TREND_KINDS, Trend, TrendKind, hold_evaluations, trend_lengths
 
 DEFAULT_HALFWAVE_BAND = Band(3.0, 30.0)
 

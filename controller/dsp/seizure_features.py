@@ -18,9 +18,9 @@ import numpy as np
 
 from controller.protocol.compiled import ChannelReduce, ChannelsAbove
 
-from .features import ChannelSource
-from .seizure_halfwave import HalfWaveCriteria, HalfWaveTracker
-from .seizure_trend import Trend
+from controller.dsp.features import ChannelSource
+from controller.dsp.seizure_halfwave import HalfWaveCriteria, HalfWaveTracker
+from controller.dsp.seizure_trend import Trend
 
 TrendOutput = Literal["ratio", "value"]
 _REDUCERS = {"mean": np.mean, "median": np.median, "max": np.max}

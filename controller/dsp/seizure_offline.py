@@ -15,10 +15,10 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal
 
-from .design import bandpass_sos
-from .seizure import HalfWaveParams, SeizureValues, TrendedWindowParams, window_and_hop
-from .seizure_halfwave import HalfWaveCriteria
-from .seizure_trend import hold_evaluations, offline_trend_ratio, trend_lengths
+from controller.dsp.design import bandpass_sos
+from controller.dsp.seizure import HalfWaveParams, SeizureValues, TrendedWindowParams, window_and_hop
+from controller.dsp.seizure_halfwave import HalfWaveCriteria
+from controller.dsp.seizure_trend import hold_evaluations, offline_trend_ratio, trend_lengths
 
 
 def _prepared(data: np.ndarray, fs: float, band) -> np.ndarray:

@@ -35,7 +35,7 @@ from typing import Literal
 import numpy as np
 from scipy import signal
 
-from .ring import RingBuffer
+from controller.dsp.ring import RingBuffer
 
 TrendKind = Literal["mean", "ema"]
 TREND_KINDS: tuple[str, ...] = ("mean", "ema")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from .features import ChannelSource
+from controller.dsp.features import ChannelSource
 
 LOWPASS_ORDER = 4  # Butterworth order of the slope feature's low-pass
 

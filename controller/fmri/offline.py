@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .connectivity import offline_sliding_correlation
-from .design import VolumePlace
-from .glm import GlmConfig, offline_glm
-from .psc import PscConfig, offline_psc, offline_psc_placed
-from .rois import Roi
-from .smoothing import GaussianSmoother
-from .spikes import SpikeConfig, offline_spike_filter
-from .tmap import RANK_RTOL, contrast_vector
+from controller.fmri.connectivity import offline_sliding_correlation
+from controller.fmri.design import VolumePlace
+from controller.fmri.glm import GlmConfig, offline_glm
+from controller.fmri.psc import PscConfig, offline_psc, offline_psc_placed
+from controller.fmri.rois import Roi
+from controller.fmri.smoothing import GaussianSmoother
+from controller.fmri.spikes import SpikeConfig, offline_spike_filter
+from controller.fmri.tmap import RANK_RTOL, contrast_vector
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import nibabel as nib
 import numpy as np
 
 if TYPE_CHECKING:
-    from .smoothing import GaussianSmoother
+    from controller.fmri.smoothing import GaussianSmoother
 
 ImageLike = str | Path | nib.spatialimages.SpatialImage
 
