@@ -46,8 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from controller import control_channel as cc  # noqa: E402
-from controller.runner import GIL_SWITCH_INTERVAL_S  # noqa: E402
+from controller.operator import control_channel as cc  # noqa: E402
+from controller.session.runner import GIL_SWITCH_INTERVAL_S  # noqa: E402
 
 
 def _stats(xs: list[float]) -> str:

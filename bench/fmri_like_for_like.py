@@ -49,8 +49,8 @@ from controller.fmri.realign import brain_mask  # noqa: E402
 from controller.fmri.realign_sample import reslice  # noqa: E402
 from controller.fmri.rois import roi_from_mask  # noqa: E402
 from controller.fmri.tmap import IncrementalTmap  # noqa: E402
+from controller.inputs.volumes.volume import Volume  # noqa: E402
 from controller.protocol import loads_protocol  # noqa: E402
-from controller.volumes.volume import Volume  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "fmri" / "opennft"
 RUN = DATA / "opennft_psc_run_vols001-048_4d.nii.gz"

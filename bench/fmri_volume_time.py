@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from controller.clock import now  # noqa: E402
 from controller.fmri.pipeline import VolumePipeline  # noqa: E402
+from controller.inputs.volumes.watch_folder import FolderSource  # noqa: E402
 from controller.protocol import loads_protocol  # noqa: E402
-from controller.volumes.watch_folder import FolderSource  # noqa: E402
 from sim.fmri.folder_out import MosaicTemplate, nifti_bytes, synth_mosaic_dataset  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "fmri" / "opennft"

@@ -242,7 +242,7 @@ class Devices:
         self._logs: dict[str, Path] = {}
         for p in paths:
             if process:
-                from controller.stimulation.session import start_virtual_device
+                from controller.session.stimulation import start_virtual_device
 
                 log = folder / f"{p.device}.jsonl"
                 dev = start_virtual_device(p.device, p.driver, log, p.device_options)
@@ -259,7 +259,7 @@ class Devices:
     def fire_arrivals(self, path: StimPath) -> np.ndarray:
         """LSL arrival times of the fire commands at the device, sorted."""
         if self.process:
-            from controller.stimulation.session import read_device_log
+            from controller.session.stimulation import read_device_log
 
             times = []
             for e in read_device_log(self._logs[path.name]):
@@ -312,14 +312,14 @@ def run(paths: list[StimPath], seconds: float, chunk: int, first_s: float, fsync
     from controller.engine.engine import Engine
     from controller.events import EventBus
     from controller.features import FeaturePipeline
-    from controller.inputs.reader import InputReader
-    from controller.inputs.resolve import channel_labels
+    from controller.inputs.lsl.reader import InputReader
+    from controller.inputs.lsl.resolve import channel_labels
     from controller.protocol import loads_protocol
     from controller.safety.commands import FIRE
     from controller.safety.governor import LATENCY_SOURCE, SAFETY, Governor
     from controller.safety.ledger import DoseLedger
     from controller.safety.site import loads_site
-    from controller.signal_modality import wire as _wire
+    from controller.session.signal_modality import wire as _wire
     from controller.stimulation.dispatcher import COMMAND, Link, Stimulation
     from controller.stimulation.watchdog import Watchdog
     from drivers.registry import driver_class

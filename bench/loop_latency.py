@@ -87,8 +87,8 @@ def _measure(chunk: int, seconds: float, every: str, process: bool) -> dict[str,
     from controller.engine.engine import Engine
     from controller.events import EventBus
     from controller.features import FeaturePipeline
-    from controller.inputs.reader import InputReader
-    from controller.inputs.resolve import channel_labels
+    from controller.inputs.lsl.reader import InputReader
+    from controller.inputs.lsl.resolve import channel_labels
     from controller.protocol import loads_protocol
     from drivers.base import Command, Output
 

@@ -27,13 +27,13 @@ import numpy as np
 
 from controller.dsp.circular import angle_diff, circ_mean, circ_std
 from controller.dsp.laplacian import C3_NEIGHBOURS_1010, C3_NEIGHBOURS_1020, Laplacian
-from controller.dsp.phase import PhaseTracker
-from controller.dsp.phase_ar import ArPhase
-from controller.dsp.phase_etp import EtpPhase, fit_etp
-from controller.dsp.phase_naive import HilbertPhase
-from controller.dsp.phase_replay import EstimateSeries, fire
-from controller.dsp.phase_trigger import PhaseTrigger
-from controller.dsp.phase_truth import TruePhase
+from controller.dsp.phase.ar import ArPhase
+from controller.dsp.phase.etp import EtpPhase, fit_etp
+from controller.dsp.phase.naive import HilbertPhase
+from controller.dsp.phase.tracker import PhaseTracker
+from controller.dsp.phase.trigger import PhaseTrigger
+from controller.dsp.phase.truth import TruePhase
+from controller.offline.phase_replay import EstimateSeries, fire
 from controller.protocol.compiled import Band
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "eeg"

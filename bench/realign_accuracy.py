@@ -31,7 +31,7 @@ from scipy import ndimage
 
 from controller.fmri.motion import RigidMotion
 from controller.fmri.realign import Realigner, brain_mask
-from controller.fmri.realign_offline import OfflineRegistration, simulate_motion
+from controller.offline.realign import OfflineRegistration, simulate_motion
 
 RUN = Path(__file__).resolve().parents[1] / "../shared/data/fmri/opennft/opennft_psc_run_vols001-048_4d.nii.gz"
 REFERENCE_INDEX = 5  # volume 6 (1-based) = the run's template
@@ -83,7 +83,7 @@ def realigner_factory(ref: np.ndarray, affine: np.ndarray, **kw) -> Callable[[],
 def sitk_fast_factory(
     ref: np.ndarray, affine: np.ndarray, mask: np.ndarray
 ) -> Callable[[], Callable[[np.ndarray], RigidMotion]]:
-    from controller.fmri.realign_sitk import sitk_register
+    from controller.offline.realign_sitk import sitk_register
 
     def make() -> Callable[[np.ndarray], RigidMotion]:
         state = {"prev": None}
@@ -196,7 +196,7 @@ def main() -> None:
 
     if not args.no_sitk:
         try:
-            from controller.fmri.realign_sitk import sitk_register
+            from controller.offline.realign_sitk import sitk_register
 
             pick = {"real": [len(real) - 1], "sim": [0]}
             for name, idx in pick.items():

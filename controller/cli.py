@@ -14,7 +14,7 @@ from pathlib import Path
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: the E-STOP path starts here
 if TYPE_CHECKING:
-    from controller.session_args import SessionArgs
+    from controller.session.args import SessionArgs
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -29,8 +29,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         p = load_protocol(args.protocol, site=site)
         live: list[str] = []
         if args.check_streams or args.stream:
-            from controller.inputs.live_check import check_live_streams, parse_stream_options, with_streams
-            from controller.inputs.resolve import StreamNotFound
+            from controller.inputs.lsl.live_check import check_live_streams, parse_stream_options, with_streams
+            from controller.inputs.lsl.resolve import StreamNotFound
 
             try:
                 live = check_live_streams(with_streams(p, parse_stream_options(args.stream)), args.protocol)
@@ -73,7 +73,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 def _run(session: SessionArgs) -> int:
     from controller.protocol import ProtocolError
-    from controller.runner import SessionError, SessionInputError, run_session
+    from controller.session.runner import SessionError, SessionInputError, run_session
 
     try:
         opts = session.to_run_options()
@@ -103,7 +103,7 @@ def _run(session: SessionArgs) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from controller.session_args import SessionArgs
+    from controller.session.args import SessionArgs
 
     return _run(SessionArgs.from_namespace(args))
 
@@ -114,7 +114,7 @@ DEMO_INTRO = ("neuroreflex demo: a simulated theta/beta neurofeedback session (A
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from controller.session_args import SessionArgs
+    from controller.session.args import SessionArgs
 
     print(DEMO_INTRO)
     return _run(SessionArgs.from_namespace(args))
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"neuroreflex {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    from controller.session_args import (
+    from controller.session.args import (
         add_fmri_arguments,
         add_session_arguments,
         add_simulator_arguments,
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     display_cli.add_arguments(p)
     p.set_defaults(func=display_cli.main)
 
-    from controller.control_cli import add_control_commands
+    from controller.operator.control_cli import add_control_commands
 
     add_control_commands(sub)  # estop, status, arm, disarm: talk to running sessions
     return parser
@@ -208,7 +208,7 @@ def _sigterm_to_interrupt(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["estop"]:  # before any parser or import: the operator waits on start-up (estop_cli)
-        from controller.estop_cli import main as estop_main
+        from controller.operator.estop_cli import main as estop_main
 
         return estop_main(argv[1:], prog="neuroreflex estop")
     args = build_parser().parse_args(argv)

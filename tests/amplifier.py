@@ -94,7 +94,7 @@ def run_on_amplifier(argv: Sequence[str], sessions: Path, amplifier: dict) -> in
     import tempfile
 
     from controller.cli import main
-    from controller.control_client import ENV_DIR
+    from controller.operator.control_client import ENV_DIR
 
     def started() -> bool:
         return session_started(sessions)

@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import pylsl
 
-from controller import runner
-from controller.control_channel import request
-from controller.runner import RunOptions, SessionResult, run_session
-from controller.stimulation import session as stim_session
-from controller.stimulation.session import VirtualDevice, read_device_log, start_virtual_device
+from controller.operator.control_channel import request
+from controller.session import runner
+from controller.session import stimulation as stim_session
+from controller.session.runner import RunOptions, SessionResult, run_session
+from controller.session.stimulation import VirtualDevice, read_device_log, start_virtual_device
 
 LABELS = ("Cz", "C3", "C4", "Fz", "Pz", "Fp1", "Fp2", "Oz")
 RATE = 250.0

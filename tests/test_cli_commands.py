@@ -17,7 +17,7 @@ import pytest
 from test_cli import SHORT  # the same short protocol the subprocess CLI tests run
 
 from controller.cli import DEMO_LEARNING_RATE, build_parser, main
-from controller.session_args import DEFAULT_SITE, SessionArgs
+from controller.session.args import DEFAULT_SITE, SessionArgs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,7 +164,7 @@ def test_display(tmp_path, monkeypatch):
 
 
 class _Session:
-    """What a running session's control channel answers (controller.control_channel's handler)."""
+    """What a running session's control channel answers (controller.operator.control_channel's handler)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict]] = []
@@ -179,7 +179,7 @@ class _Session:
 
 
 def test_estop_status_arm_disarm(cdir, capsys):
-    from controller.control_channel import ControlListener
+    from controller.operator.control_channel import ControlListener
 
     handler = _Session()
     with ControlListener("s1", handler, cdir):

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from controller import control_channel as cc
-from controller.control_channel import ControlError, ControlListener
+from controller.operator import control_channel as cc
+from controller.operator.control_channel import ControlError, ControlListener
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -387,7 +387,7 @@ def test_the_request_line_is_the_json_the_listener_reads(args):
 
 
 def test_estop_options_are_read_by_hand_and_anything_else_goes_to_argparse(cdir):
-    from controller.estop_cli import fast_options
+    from controller.operator.estop_cli import fast_options
 
     assert fast_options(["--reason", "r", "--dir=/x", "--session", "s1", "--timeout", "1.5"]) == \
         {"reason": "r", "dir": "/x", "session": "s1", "timeout": "1.5"}
@@ -402,7 +402,7 @@ def test_estop_options_are_read_by_hand_and_anything_else_goes_to_argparse(cdir)
 def test_estop_module_alone_sends_the_estop(cdir):
     h = Recorder()
     with ControlListener("s1", h, cdir):
-        r = subprocess.run([sys.executable, "-m", "controller.estop_cli", "--dir", str(cdir), "--reason", "alone"],
+        r = subprocess.run([sys.executable, "-m", "controller.operator.estop_cli", "--dir", str(cdir), "--reason", "alone"],
                            capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "session s1: acknowledged: estop done" in r.stdout
@@ -415,8 +415,8 @@ def test_the_estop_path_imports_nothing_heavy():
     with tempfile.TemporaryDirectory(prefix="nr-none-") as empty:
         r = subprocess.run([sys.executable, "-c", code, empty], capture_output=True, text=True, cwd=ROOT, timeout=60)
     loaded = set(r.stdout.split())
-    assert "controller.control_client" in loaded, r.stderr
-    for heavy in ("numpy", "pylsl", "yaml", "pydantic", "controller.control_channel", "controller.control_cli",
+    assert "controller.operator.control_client" in loaded, r.stderr
+    for heavy in ("numpy", "pylsl", "yaml", "pydantic", "controller.operator.control_channel", "controller.operator.control_cli",
                   "threading", "queue"):  # (argparse: cli.py imports it at the top)
         assert heavy not in loaded, heavy
 

@@ -6,8 +6,8 @@ import io
 import time
 
 from controller import events as ev
-from controller.display_text import TextDisplay, describe_event, status_line, volume_text
 from controller.events import Event, EventBus
+from controller.operator.terminal import TextDisplay, describe_event, status_line, volume_text
 
 SNAP = {"block": "happy", "block_index": 1, "n_blocks": 13, "time_left_s": 30.2, "total_left_s": 512.0,
         "features": {"amygdala": 0.8461}, "thresholds": {"target": 1.0}, "frames": 4, "rewarded": 1,

@@ -25,7 +25,7 @@ from sim.devices.triggerbox import VirtualTriggerBox
 @pytest.fixture(autouse=True)
 def session_gil_interval():
     """The driver and the virtual box share this interpreter; a session runs with a 0.5 ms GIL
-    switch interval (controller/runner.py), so the box timestamps arrivals as promptly here."""
+    switch interval (controller/session/runner.py), so the box timestamps arrivals as promptly here."""
     before = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)
     yield

@@ -16,13 +16,13 @@ from scipy import signal
 
 from controller.dsp.circular import angle_diff, circ_mean, circ_std, resultant_length, wrap_angle
 from controller.dsp.laplacian import C3_NEIGHBOURS_1010, C3_NEIGHBOURS_1020, Laplacian
-from controller.dsp.phase import PhaseEstimate, PhaseTracker
-from controller.dsp.phase_ar import ArForecaster, ArPhase, analytic_rows, burg, yule_walker
-from controller.dsp.phase_etp import EtpPhase, fit_etp
-from controller.dsp.phase_naive import HilbertPhase
-from controller.dsp.phase_replay import fire, replay
-from controller.dsp.phase_trigger import PhaseTrigger
-from controller.dsp.phase_truth import TruePhase
+from controller.dsp.phase.ar import ArForecaster, ArPhase, analytic_rows, burg, yule_walker
+from controller.dsp.phase.etp import EtpPhase, fit_etp
+from controller.dsp.phase.naive import HilbertPhase
+from controller.dsp.phase.tracker import PhaseEstimate, PhaseTracker
+from controller.dsp.phase.trigger import PhaseTrigger
+from controller.dsp.phase.truth import TruePhase
+from controller.offline.phase_replay import fire, replay
 from controller.protocol.compiled import Band
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "eeg"

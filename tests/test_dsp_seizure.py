@@ -16,7 +16,7 @@ from scipy import signal
 from controller.dsp.design import bandpass_sos
 from controller.dsp.features import ChannelSource
 from controller.dsp.ring import RingBuffer
-from controller.dsp.seizure import (
+from controller.dsp.seizure.detectors import (
     AreaDetector,
     HalfWaveDetector,
     HalfWaveParams,
@@ -24,16 +24,16 @@ from controller.dsp.seizure import (
     SeizureValues,
     TrendedWindowParams,
 )
-from controller.dsp.seizure_features import HalfWaveFeature, LineLengthFeature
-from controller.dsp.seizure_halfwave import HalfWaveCriteria, HalfWaveTracker
-from controller.dsp.seizure_offline import (
+from controller.dsp.seizure.features import HalfWaveFeature, LineLengthFeature
+from controller.dsp.seizure.halfwave import HalfWaveCriteria, HalfWaveTracker
+from controller.dsp.seizure.trend import Trend, offline_trend_ratio
+from controller.offline.seizure import (
     halfwave_events,
     halfwaves,
     offline_area,
     offline_half_wave,
     offline_line_length,
 )
-from controller.dsp.seizure_trend import Trend, offline_trend_ratio
 from controller.protocol.compiled import Band
 
 ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seizure" / "ombao_malow_8ch.tar.gz"

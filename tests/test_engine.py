@@ -323,7 +323,7 @@ def test_adaptation_reports_how_often_the_comparison_held_and_how_often_it_rewar
     # the period's 50th value adapts the threshold before that frame's rule runs (with the new value),
     # so the period's rewards are those of its first 49 frames: 10 of 49
     assert change.data["reward_rate"] == pytest.approx(10 / 49)
-    from controller.display_text import describe_event
+    from controller.operator.terminal import describe_event
 
     assert describe_event(change).endswith("(adapt: the comparison held 100% of the time, 20% of frames rewarded)")
 

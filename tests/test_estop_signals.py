@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.estop_signals import estop_on_signals
+from controller.operator.estop_signals import estop_on_signals
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # after EINTR, like liblsl's waits) until the test writes a line to stdin.
 STUCK_IN_C = textwrap.dedent("""
     import ctypes, sys, threading, time
-    from controller.estop_signals import estop_on_signals
+    from controller.operator.estop_signals import estop_on_signals
 
     libc = ctypes.CDLL("libc.so.6")
     mutex = ctypes.create_string_buffer(64)  # zero bytes = PTHREAD_MUTEX_INITIALIZER
@@ -69,7 +69,7 @@ def test_estop_happens_while_the_main_thread_is_stuck_in_c(sig, name):
 
 SLEEPING = textwrap.dedent("""
     import signal, sys, time
-    from controller.estop_signals import estop_on_signals
+    from controller.operator.estop_signals import estop_on_signals
 
     calls = []
     stops = []
@@ -140,7 +140,7 @@ def test_only_the_main_thread_can_install_it():
 
 BURST = textwrap.dedent("""
     import signal, sys, time
-    from controller.estop_signals import estop_on_signals
+    from controller.operator.estop_signals import estop_on_signals
 
     calls, stops = [], []
     with estop_on_signals(lambda reason: calls.append(reason), stop=stops.append):

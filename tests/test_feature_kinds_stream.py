@@ -21,11 +21,11 @@ import pytest
 
 from controller.dsp import FeatureValue
 from controller.dsp.circular import angle_diff, circ_mean, circ_std
-from controller.dsp.phase_feature import spatial_weights
-from controller.dsp.phase_truth import TruePhase
-from controller.dsp.seizure import TrendedWindowParams
-from controller.dsp.seizure_offline import offline_line_length
+from controller.dsp.phase.feature import spatial_weights
+from controller.dsp.phase.truth import TruePhase
+from controller.dsp.seizure.detectors import TrendedWindowParams
 from controller.features import FeaturePipeline, conditioned, offline_feature, offline_values
+from controller.offline.seizure import offline_line_length
 from controller.protocol import loads_protocol
 from controller.protocol.compiled import Band, FeatureSpec, InputSpec, PhaseParams, StreamSelector
 

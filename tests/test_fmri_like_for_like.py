@@ -27,8 +27,8 @@ from controller.fmri.reslice import Reslicer
 from controller.fmri.rois import roi_from_mask
 from controller.fmri.smoothing import FWHM_PER_SIGMA, GaussianSmoother, voxel_size_mm
 from controller.fmri.tmap import IncrementalTmap
+from controller.inputs.volumes.volume import Volume
 from controller.protocol import loads_protocol
-from controller.volumes.volume import Volume
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "fmri" / "opennft"

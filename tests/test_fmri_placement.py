@@ -21,9 +21,9 @@ from controller.fmri.glm import GlmConfig
 from controller.fmri.offline import FeaturePipelineConfig, offline_features_placed
 from controller.fmri.pipeline import VolumePipeline
 from controller.fmri.psc import PscConfig, PscFeedback, offline_psc_placed
+from controller.inputs.volumes.volume import Volume
 from controller.protocol import load_protocol
 from controller.protocol.compiled import Block
-from controller.volumes.volume import Volume
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENNFT = ROOT.parent / "shared" / "data" / "fmri" / "opennft"

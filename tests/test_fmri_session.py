@@ -24,8 +24,8 @@ from controller.fmri.psc import PscConfig
 from controller.fmri.realign import Realigner
 from controller.fmri.realign_sample import reslice
 from controller.protocol import load_protocol
-from controller.runner import RunOptions, SimOptions, run_session
-from controller.volume_session import FmriSimOptions
+from controller.session.fmri_modality import FmriSimOptions
+from controller.session.runner import RunOptions, SimOptions, run_session
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENNFT = ROOT.parent / "shared" / "data" / "fmri" / "opennft"
@@ -164,7 +164,7 @@ def test_the_real_opennft_run_replayed_matches_the_offline_pipeline(tmp_path: Pa
     if transport == "lsl":
         affine = nib.load(str(RUN)).affine  # the stream description carries it exactly
     else:
-        from controller.volumes.dicom import read_dicom
+        from controller.inputs.volumes.dicom import read_dicom
 
         affine = read_dicom(next((session / "scanner").glob("*.dcm"))).affine
     reference = _offline_reference(protocol_path, list(range(1, 49)), affine)

@@ -25,9 +25,9 @@ from controller.cli import main
 from controller.fmri.design import VolumeDesign
 from controller.fmri.opennft_json import opennft_block_labels
 from controller.protocol import load_protocol
-from controller.runner import RunOptions, SessionInputError, SimOptions, run_session
-from controller.volume_exports import replay_export
-from controller.volume_session import FmriSimOptions
+from controller.session.export_check import replay_export
+from controller.session.fmri_modality import FmriSimOptions
+from controller.session.runner import RunOptions, SessionInputError, SimOptions, run_session
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENNFT = ROOT.parent / "shared" / "data" / "fmri" / "opennft"

@@ -29,8 +29,8 @@ from controller.fmri.psc import PscConfig
 from controller.fmri.realign import Realigner
 from controller.fmri.realign_sample import reslice
 from controller.protocol import load_protocol
-from controller.runner import RunOptions, SimOptions, run_session
-from controller.volume_session import FmriSimOptions
+from controller.session.fmri_modality import FmriSimOptions
+from controller.session.runner import RunOptions, SimOptions, run_session
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENNFT = ROOT.parent / "shared" / "data" / "fmri" / "opennft"

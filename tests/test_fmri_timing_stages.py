@@ -33,10 +33,10 @@ from controller.display.model import DELIVERY, PIPELINE, PanelState  # noqa: E40
 from controller.display.qt import application  # noqa: E402
 from controller.events import EventBus  # noqa: E402
 from controller.fmri.pipeline import VolumePipeline  # noqa: E402
+from controller.inputs.volumes.lsl_volumes import LslVolumeSource  # noqa: E402
+from controller.inputs.volumes.watch_folder import FolderSource  # noqa: E402
 from controller.protocol import loads_protocol  # noqa: E402
-from controller.volume_session import wire_volumes  # noqa: E402
-from controller.volumes.lsl_volumes import LslVolumeSource  # noqa: E402
-from controller.volumes.watch_folder import FolderSource  # noqa: E402
+from controller.session.fmri_modality import wire_volumes  # noqa: E402
 from drivers.lsl_fmri_qc import LslFmriQcOutput  # noqa: E402
 from sim.fmri.folder_out import nifti_bytes  # noqa: E402
 from sim.fmri.lsl_out import VolumeOutlet  # noqa: E402

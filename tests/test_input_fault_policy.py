@@ -16,12 +16,12 @@ from test_safety_governor import SITE, Clock
 
 from controller.events import EventBus
 from controller.fmri.design import VolumeDesign
+from controller.inputs.volumes.source import IndexTracker
+from controller.inputs.volumes.volume import Volume
 from controller.protocol.compiled import Block
 from controller.safety import DoseLedger, Governor, loads_site
-from controller.signal_modality import wire as _wire
-from controller.volume_session import wire_volumes
-from controller.volumes.source import IndexTracker
-from controller.volumes.volume import Volume
+from controller.session.fmri_modality import wire_volumes
+from controller.session.signal_modality import wire as _wire
 
 
 class Gate:

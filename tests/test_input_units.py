@@ -20,7 +20,7 @@ from controller.features import offline_feature
 from controller.protocol import ProtocolError, load_protocol
 from controller.protocol.signal_units import input_units, parse_unit
 from controller.recording.journal import read_journal
-from controller.runner import RunOptions, run_session
+from controller.session.runner import RunOptions, run_session
 
 # --- unit names as amplifiers write them ------------------------------------------------------------
 

@@ -11,8 +11,8 @@ import pylsl
 import pytest
 from helpers import wait_for
 
-from controller.inputs.reader import InputReader
-from controller.inputs.resolve import StreamNotFound, channel_labels, resolve
+from controller.inputs.lsl.reader import InputReader
+from controller.inputs.lsl.resolve import StreamNotFound, channel_labels, resolve
 from controller.protocol.compiled import StreamSelector
 
 pytestmark = pytest.mark.lsl

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-from controller.keyboard import KeyboardControl
+from controller.operator.keyboard import KeyboardControl
 
 
 def test_keys_reach_their_actions_and_the_terminal_is_restored():
@@ -76,8 +76,8 @@ class _Engine:
 def test_keys_act_through_the_operators_acts_and_each_act_is_journaled_with_its_key():
     from controller import events as ev
     from controller.events import EventBus
-    from controller.keyboard import help_text, key_actions
-    from controller.operator_acts import OperatorActs
+    from controller.operator.acts import OperatorActs
+    from controller.operator.keyboard import help_text, key_actions
 
     bus = EventBus()
     sub = bus.subscribe({ev.OPERATOR})

@@ -12,7 +12,7 @@ import pytest
 
 from controller.fmri.motion import RigidMotion, framewise_displacement, rotation_matrix
 from controller.fmri.realign import Realigner, brain_mask, resample_points, reslice
-from controller.fmri.realign_offline import OfflineRegistration, simulate_motion
+from controller.offline.realign import OfflineRegistration, simulate_motion
 
 DATA = Path(__file__).resolve().parents[1] / "../shared/data/fmri/opennft"
 RUN = DATA / "opennft_psc_run_vols001-048_4d.nii.gz"
@@ -127,7 +127,7 @@ def test_agrees_with_careful_offline_registration_on_real_run(run, reference) ->
 @pytest.mark.slow
 def test_offline_registration_cross_checked_by_simpleitk(run, reference) -> None:
     pytest.importorskip("SimpleITK", reason="SimpleITK (test extra) not installed")
-    from controller.fmri.realign_sitk import sitk_register
+    from controller.offline.realign_sitk import sitk_register
 
     data, affine = run
     rng = np.random.default_rng(3)

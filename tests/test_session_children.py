@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.child_processes import PARENT_ENV as CONTROLLER_PARENT_ENV
+from controller.session.child_processes import PARENT_ENV as CONTROLLER_PARENT_ENV
 from sim.lifeline import PARENT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]

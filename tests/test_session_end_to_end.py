@@ -16,7 +16,7 @@ import pytest
 import pyxdf
 
 from controller.recording.journal import read_journal
-from controller.runner import RunOptions, SimOptions, run_session
+from controller.session.runner import RunOptions, SimOptions, run_session
 
 pytestmark = [pytest.mark.lsl, pytest.mark.slow]
 

@@ -20,10 +20,10 @@ import pyxdf
 from helpers import session_started
 
 from controller.cli import main
-from controller.control_client import ENV_DIR
-from controller.lsl_sessions import SessionChoiceError, choose_session, visible_sessions
+from controller.inputs.lsl.sessions import SessionChoiceError, choose_session, visible_sessions
+from controller.operator.control_client import ENV_DIR
 from controller.recording.journal import read_journal
-from controller.runner import RunOptions, SimOptions, run_session
+from controller.session.runner import RunOptions, SimOptions, run_session
 
 pytestmark = [pytest.mark.lsl, pytest.mark.slow]
 

@@ -371,7 +371,7 @@ def test_cli_rejects_bad_arguments(tmp_path):
 
 
 def test_mosaic_files_read_back_on_the_same_grid(tmp_path):
-    dicom = pytest.importorskip("controller.volumes.dicom")
+    dicom = pytest.importorskip("controller.inputs.volumes.dicom")
     args = build_parser().parse_args(["--folder", str(tmp_path), "--format", "mosaic", "--blocks", "rest:2tr",
                                       "--speed", "50", "--prefix", "", "--interp", "1", "--quiet"])
     assert run(args, threading.Event())["volumes"] == 2

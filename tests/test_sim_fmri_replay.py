@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from controller.clock import now
-from controller.volumes.lsl_volumes import LslVolumeSource
-from controller.volumes.watch_folder import FolderSource
+from controller.inputs.volumes.lsl_volumes import LslVolumeSource
+from controller.inputs.volumes.watch_folder import FolderSource
 
 DATA = Path("../shared/data/fmri/opennft")
 RUN = DATA / "opennft_psc_run_vols001-048_4d.nii.gz"

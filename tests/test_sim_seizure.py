@@ -9,8 +9,8 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal, stats
 
-from controller.dsp.seizure import TrendedWindowParams
-from controller.dsp.seizure_offline import offline_line_length
+from controller.dsp.seizure.detectors import TrendedWindowParams
+from controller.offline.seizure import offline_line_length
 from controller.protocol.compiled import Band
 from sim.eeg import EegGenerator
 from sim.participant import ParticipantConfig, ParticipantModel

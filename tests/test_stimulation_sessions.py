@@ -34,7 +34,7 @@ from stim_session_rig import (
     write_files,
 )
 
-from controller.control_channel import request
+from controller.operator.control_channel import request
 
 pytestmark = [pytest.mark.lsl, pytest.mark.slow]
 

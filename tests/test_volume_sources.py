@@ -18,11 +18,11 @@ import pylsl
 import pytest
 
 from controller.clock import now
-from controller.volumes.dicom import IncompleteFile, read_dicom
-from controller.volumes.lsl_volumes import LslVolumeSource, parse_stream_info
-from controller.volumes.nifti import decode_nifti, read_nifti
-from controller.volumes.source import IndexTracker
-from controller.volumes.watch_folder import FolderSource
+from controller.inputs.volumes.dicom import IncompleteFile, read_dicom
+from controller.inputs.volumes.lsl_volumes import LslVolumeSource, parse_stream_info
+from controller.inputs.volumes.nifti import decode_nifti, read_nifti
+from controller.inputs.volumes.source import IndexTracker
+from controller.inputs.volumes.watch_folder import FolderSource
 from sim.fmri.folder_out import make_writer, nifti_bytes, write_file
 from sim.fmri.lsl_out import VolumeOutlet
 

@@ -130,7 +130,7 @@ def main(args: argparse.Namespace) -> int:
         print("neuroreflex display: no screen (DISPLAY/WAYLAND_DISPLAY unset); for a headless test set "
               "QT_QPA_PLATFORM=offscreen", file=sys.stderr)
         return 1
-    from controller.lsl_sessions import SessionChoiceError, choose_session
+    from controller.inputs.lsl.sessions import SessionChoiceError, choose_session
 
     kind = "feedback" if args.which == "thermometer" else "fmri-qc"
     try:

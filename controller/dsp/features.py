@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from controller.protocol.compiled import Band
-
 from controller.dsp.ring import RingBuffer
 from controller.dsp.spectral import WelchBandPowers
+from controller.protocol.compiled import Band
 
 
 @dataclass(frozen=True, slots=True)

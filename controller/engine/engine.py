@@ -25,12 +25,12 @@ from typing import Any
 from controller import events as ev
 from controller.clock import now
 from controller.engine.conditions import build, names_in
-from controller.engine.thresholds import ThresholdBank, ThresholdChange
-from controller.engine.timeline import Timeline, Transition
-from controller.events import Event, EventBus
 from controller.engine.pacing import InterlockState, RulePacing
 from controller.engine.ports import StimulationPort
 from controller.engine.signal_clock import SignalClock
+from controller.engine.thresholds import ThresholdBank, ThresholdChange
+from controller.engine.timeline import Timeline, Transition
+from controller.events import Event, EventBus
 from controller.protocol.compiled import Block, Protocol, Rule
 from controller.safety import faults
 from controller.safety.faults import FaultKind

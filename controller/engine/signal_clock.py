@@ -6,7 +6,7 @@ input arrives. A live amplifier carries one second of signal per second (speed 1
 clock IS the LSL clock and nothing is converted). A recording replayed at speed X is stamped
 on the LSL clock as it is sent, so X seconds of recording pass per LSL second: a rule that
 waits ``for 1 s`` must wait 1/X LSL seconds. The replayer states its speed in the stream's
-description (``desc/replay/speed``); ``controller.inputs.resolve.replay_speed`` reads it.
+description (``desc/replay/speed``); ``controller.inputs.lsl.resolve.replay_speed`` reads it.
 
 Times are anchored at the session start ``t0`` (LSL): ``signal(t) = t0 + (t - t0) * speed``,
 so signal and LSL times agree at the start and journal times stay on the LSL clock.

@@ -40,8 +40,8 @@ from controller.fmri.realign_sample import resample_points
 from controller.fmri.rois import Roi, RoiSet, roi_from_mask, roi_from_mni, sphere_roi
 from controller.fmri.smoothing import GaussianSmoother
 from controller.fmri.spikes import SpikeConfig, SpikeFilter
+from controller.inputs.volumes.volume import Volume
 from controller.protocol.compiled import Block, FeatureSpec, RoiSpec, VolumeInputSpec
-from controller.volumes.volume import Volume
 
 
 class VolumePipelineError(RuntimeError):
@@ -211,7 +211,7 @@ class VolumePipeline:
             "rois": {name: {"raw": float(m), "detrended": float(detrended[name])}
                      for name, m in zip(self.roi_names, means)},
             # the pipeline's own stages; the session adds delivery, arrival -> feedback and total
-            # (controller.volumes.timing), since only it knows when the values reached the engine
+            # (controller.inputs.volumes.timing), since only it knows when the values reached the engine
             "timing_ms": {"read": 1e3 * (volume.arrived - volume.received_at), "realign": 1e3 * (t1 - t0),
                           "roi": 1e3 * (t2 - t1), "glm": 1e3 * (t3 - t2), "features": 1e3 * (t4 - t3)},
         })

@@ -33,18 +33,8 @@ from pydantic import (
 
 from controller.protocol import units
 from controller.protocol.compiled import AverageOfType
-from controller.protocol.fmri_raw import (  # the fMRI declarations join the unions
-    FMRI_FEATURE_KINDS,
-    RoiCorrelationDecl,
-    RoiDecl,
-    RoiMeanDecl,
-    RoiPscDecl,
-    RunList,
-    VolumeInputDecl,
-)
 from controller.protocol.fields import (  # noqa: F401  (safety.site_schema imports some from here)
     NAME_PATTERN,
-    NUMBER_OR_AMPLITUDE_SCHEMA as _NUMBER_OR_AMPLITUDE_SCHEMA,
     ChannelList,
     Decl,
     DelayDuration,
@@ -54,8 +44,24 @@ from controller.protocol.fields import (  # noqa: F401  (safety.site_schema impo
     Name,
     StreamDecl,
     fail,
+)
+from controller.protocol.fields import (
+    NUMBER_OR_AMPLITUDE_SCHEMA as _NUMBER_OR_AMPLITUDE_SCHEMA,
+)
+from controller.protocol.fields import (
     quantity_schema as _quantity_schema,
+)
+from controller.protocol.fields import (
     unique as _unique,
+)
+from controller.protocol.fmri_raw import (  # the fMRI declarations join the unions
+    FMRI_FEATURE_KINDS,
+    RoiCorrelationDecl,
+    RoiDecl,
+    RoiMeanDecl,
+    RoiPscDecl,
+    RunList,
+    VolumeInputDecl,
 )
 
 PROTOCOL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
@@ -262,7 +268,7 @@ class _FeatureChoice(Decl):
     key_noun: ClassVar[str] = "feature kind"
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "_FeatureChoice":
+    def _one_kind(self) -> _FeatureChoice:
         given = [k for k in FEATURE_KINDS if getattr(self, k) is not None]
         if len(given) != 1:
             got = "none" if not given else ", ".join(given)
@@ -322,7 +328,7 @@ class ThresholdDecl(Decl):
     adapt: AdaptDecl | None = Field(None, description="Adapt toward a target reward rate during the session.")
 
     @model_validator(mode="after")
-    def _one_base(self) -> "ThresholdDecl":
+    def _one_base(self) -> ThresholdDecl:
         if (self.fixed is None) == (self.percentile is None):
             got = "both" if self.fixed is not None else "neither"
             fail(f"give exactly one of fixed or percentile, got {got}")
@@ -333,7 +339,7 @@ class RepeatDecl(Decl):
     """Repeat a list of blocks N times."""
 
     repeat: int = Field(ge=1, strict=True, description="How many times, e.g. 6.")
-    blocks: list["TimelineItem"] = Field(min_length=1, description="The blocks to repeat, e.g. [{train: 3 min}, {rest: 30 s}].")
+    blocks: list[TimelineItem] = Field(min_length=1, description="The blocks to repeat, e.g. [{train: 3 min}, {rest: 30 s}].")
 
 
 def _block_shape(value: Any) -> Any:
@@ -480,7 +486,7 @@ class ActionDecl(Decl):
     stop: StopDecl | None = Field(None, description="End continuous stimulation, e.g. {device: tacs}.")
 
     @model_validator(mode="after")
-    def _one_action(self) -> "ActionDecl":
+    def _one_action(self) -> ActionDecl:
         given = [k for k in ACTION_KINDS if getattr(self, k) is not None]
         if len(given) != 1:
             fail(f"give exactly one of {', '.join(ACTION_KINDS)}, e.g. {{feedback: reward}}")
@@ -525,7 +531,7 @@ class RuleDecl(Decl):
     )
 
     @model_validator(mode="after")
-    def _when_or_at(self) -> "RuleDecl":
+    def _when_or_at(self) -> RuleDecl:
         if (self.when is None) == (self.at is None):
             fail("give exactly one of 'when' (a condition) or 'at' (block_start or block_end)")
         return self

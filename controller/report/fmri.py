@@ -15,7 +15,7 @@ own clock, and that is how the pipeline assigns blocks too (controller/fmri/desi
 Definitions (printed in the report):
 
 - FD = framewise displacement (Power et al. 2012, 50 mm sphere) as the pipeline computed it;
-- a volume's time in the stages it is (controller/volumes/timing.py): ``acquisition_to_arrival``
+- a volume's time in the stages it is (controller/inputs/volumes/timing.py): ``acquisition_to_arrival``
   (delivery: the scanner's and the transport's; known only when the source knows the acquisition
   time, an LSL timestamp; a folder's is unknown and left out, never guessed), ``arrival_to_feedback``
   (the pipeline: the volume reached the controller -> its feature values handed to the engine; the
@@ -48,9 +48,9 @@ from controller import events as ev
 from controller.fmri.design import VolumeDesign
 from controller.fmri.hrf import canonical_hrf
 from controller.fmri.motion import RigidMotion
+from controller.inputs.volumes.timing import ACQUISITION_TO_ARRIVAL, ARRIVAL_TO_FEEDBACK, PIPELINE_STAGES, TOTAL
 from controller.protocol.compiled import Protocol
 from controller.report.data import SessionData
-from controller.volumes.timing import ACQUISITION_TO_ARRIVAL, ARRIVAL_TO_FEEDBACK, PIPELINE_STAGES, TOTAL
 
 FMRI_KINDS = ("roi_psc", "roi_mean", "roi_correlation")
 STAGES = PIPELINE_STAGES  # in pipeline order; 'other' and the latency stages apart

@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from controller.inputs.volumes.timing import ACQUISITION_TO_ARRIVAL, ARRIVAL_TO_FEEDBACK, TOTAL
 from controller.report.data import SessionData
 from controller.report.figures import _figure, label_colours
 from controller.report.fmri import (
@@ -24,7 +25,6 @@ from controller.report.fmri import (
     motion_accuracy,
     stacked_stages,
 )
-from controller.volumes.timing import ACQUISITION_TO_ARRIVAL, ARRIVAL_TO_FEEDBACK, TOTAL
 
 AXIS_COLOURS = ("#c44e52", "#55a868", "#4c72b0")
 STAGE_COLOURS = {"read": "#8172b3", "realign": "#4c72b0", "roi": "#55a868", "glm": "#dd8452", "features": "#ccb974",

@@ -4,7 +4,7 @@ For every ``phase`` feature of the protocol, the recorded EEG input (recording.x
 into the same spatial signal the feature used (centre minus the mean of its neighbours, or the
 centre alone), band-passed over the whole recording with a zero-phase Butterworth (filtfilt) in
 the feature's band, and its Hilbert phase is read at each pulse
-(:class:`controller.dsp.phase_truth.TruePhase`). Pulse time = the fire command's arrival at the
+(:class:`controller.dsp.phase.truth.TruePhase`). Pulse time = the fire command's arrival at the
 device when its log exists, else ``t_sent``. Error = true phase - target phase, wrapped to
 [-pi, pi); reported as circular mean and circular SD (Mardia, ``sqrt(-2 ln R)``).
 
@@ -24,7 +24,7 @@ import numpy as np
 from controller.dsp.circular import angle_diff, circ_mean, circ_std, resultant_length
 from controller.dsp.labels import resolve_channels
 from controller.dsp.laplacian import Laplacian
-from controller.dsp.phase_truth import TruePhase
+from controller.dsp.phase.truth import TruePhase
 from controller.protocol.compiled import FeatureSpec, PhaseParams, Protocol
 from controller.report.recording import Recording, channel_labels, first
 

@@ -24,7 +24,7 @@ What is enforced (see config/site.yaml for the limits themselves):
   not been seen for ``input_stall`` raises one too.
 
 Time: intervals are measured at the decision (when the command leaves, not at the
-source time) on the governor's time line (:mod:`controller.safety.timeline`), which only
+source time) on the governor's time line (:mod:`controller.safety.clock_guard`), which only
 advances as far as both the LSL and the wall clock agree; a clock fault raises the
 'clock' interlock. Refunds of an early stop use the LARGER of the two clocks' elapsed
 times, and none is given across a clock fault. After a restart, the times of earlier
@@ -37,27 +37,27 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import UTC, datetime, timedelta
 
-from controller.clock import now as lsl_now
 from controller import events as ev
+from controller.clock import now as lsl_now
 from controller.events import Event
 from controller.protocol import units
 from controller.safety import delivered as accounting
 from controller.safety import dose as dosing
+from controller.safety import faults
 from controller.safety import limits as L
 from controller.safety import quantities as q
+from controller.safety.clock_guard import Stamp, TimeLine
 from controller.safety.commands import ARM, DISARM, FIRE, KINDS, SET, START, STOP, Inhibition, StimRequest, Verdict
-from controller.safety.dose import Delivery, Totals
 from controller.safety.delivered import Accounting, Awaiting, TrainEnd
-from controller.safety import faults
+from controller.safety.dose import Delivery, Totals
 from controller.safety.faults import FaultKind
 from controller.safety.ledger import Delivered, DoseEntry, DoseLedger, LedgerError
 from controller.safety.limits import Violation
 from controller.safety.site import DeviceConfig, Site
-from controller.safety.timeline import Stamp, TimeLine
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ DELIVERY_SOURCE = faults.source(FaultKind.DELIVERY)  # a device reported more pu
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass

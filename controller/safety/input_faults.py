@@ -76,7 +76,7 @@ class InputFaults:
             gov.clear(self.stall)
 
     def report(self, status: str, detail: str) -> None:
-        """A source's status (controller/inputs/reader.py, controller/volumes/source.py): journaled, and a
+        """A source's status (controller/inputs/lsl/reader.py, controller/inputs/volumes/source.py): journaled, and a
         stall, a loss, a resumption or a clock jump applied. Modality-specific reactions stay with the caller."""
         self._publish(status, detail)
         if status in ("stalled", "lost"):

@@ -20,7 +20,7 @@ import numpy as np
 
 # FORMATS: dicom == mosaic (Siemens MOSAIC). File names come from export_names, which sessions check
 # the protocol's pattern against before they start.
-from controller.volumes.export_names import FORMATS, export_file_name
+from controller.inputs.volumes.export_names import FORMATS, export_file_name
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -143,7 +143,7 @@ class MosaicTemplate:
     def __init__(self, path: str | Path | None = None, dataset=None) -> None:
         import pydicom
 
-        from controller.volumes.dicom import read_mosaic
+        from controller.inputs.volumes.dicom import read_mosaic
 
         self.path = Path(path) if path is not None else Path("<synthesized>")
         self.ds = dataset if dataset is not None else pydicom.dcmread(str(path))

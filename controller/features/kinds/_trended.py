@@ -11,8 +11,8 @@ import numpy as np
 from pydantic import Field
 
 from controller.dsp.features import ChannelSource
-from controller.dsp.seizure import TrendedWindowParams
-from controller.dsp.seizure_trend import Trend, hold_evaluations, trend_lengths
+from controller.dsp.seizure.detectors import TrendedWindowParams
+from controller.dsp.seizure.trend import Trend, hold_evaluations, trend_lengths
 from controller.protocol import units
 from controller.protocol.compiled import ChannelsAbove, FeatureSpec, SeizureParams
 from controller.protocol.fields import Duration, FreqBand, Level

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from controller.dsp.seizure_features import AreaFeature
-from controller.dsp.seizure_offline import offline_area
+from controller.dsp.seizure.features import AreaFeature
+from controller.offline.seizure import offline_area
 
 from ..registry import register
 from ._trended import TrendedDecl, TrendedKind

@@ -10,10 +10,10 @@ import numpy as np
 from pydantic import Field
 
 from controller.dsp.features import ChannelSource
-from controller.dsp.seizure import HalfWaveParams as HalfWaveSettings
-from controller.dsp.seizure_features import HalfWaveFeature, halfwave_ring_capacity
-from controller.dsp.seizure_halfwave import HalfWaveCriteria, default_durations
-from controller.dsp.seizure_offline import offline_half_wave
+from controller.dsp.seizure.detectors import HalfWaveParams as HalfWaveSettings
+from controller.dsp.seizure.features import HalfWaveFeature, halfwave_ring_capacity
+from controller.dsp.seizure.halfwave import HalfWaveCriteria, default_durations
+from controller.offline.seizure import offline_half_wave
 from controller.protocol import units
 from controller.protocol.compiled import FeatureSpec, HalfWaveParams
 from controller.protocol.fields import Amplitude, DurationRange, FreqBand

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from controller.dsp.seizure_features import LineLengthFeature
-from controller.dsp.seizure_offline import offline_line_length
+from controller.dsp.seizure.features import LineLengthFeature
+from controller.offline.seizure import offline_line_length
 from controller.protocol.compiled import FeatureSpec
 
 from ..registry import register

@@ -1,6 +1,6 @@
 """phase: a phase-locked pulse trigger. 1 at the evaluation that commits to a pulse, else 0;
 the pulse's time (the predicted target crossing) goes with the value, for
-'stimulate: {at: FEATURE}'. The methods live in ``controller.dsp.phase*``."""
+'stimulate: {at: FEATURE}'. The methods live in ``controller.dsp.phase.tracker*``."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 from scipy import signal
 
 from controller.dsp.features import ChannelSource
-from controller.dsp.phase import PhaseEstimate
-from controller.dsp.phase_etp import fit_etp
-from controller.dsp.phase_feature import PhaseFeature, gate_length, make_method, spatial_weights
-from controller.dsp.phase_trigger import PhaseTrigger
+from controller.dsp.phase.etp import fit_etp
+from controller.dsp.phase.feature import PhaseFeature, gate_length, make_method, spatial_weights
+from controller.dsp.phase.tracker import PhaseEstimate
+from controller.dsp.phase.trigger import PhaseTrigger
 from controller.dsp.schedule import to_samples
-from controller.dsp.seizure_features import halfwave_ring_capacity
+from controller.dsp.seizure.features import halfwave_ring_capacity
 from controller.protocol import units
 from controller.protocol.compiled import PHASE_TARGETS, Band, FeatureSpec, PhaseParams
 from controller.protocol.fields import Amplitude, ChannelList, Decl, DelayDuration, Duration, FreqBand, Name, fail
@@ -28,7 +28,7 @@ from ..kind import CheckContext, Evaluator, FeatureKind, FilterKey, OfflineValue
 from ..registry import register
 from ..wording import EPS, hz, sec
 
-ETP_SETTLE_S = 1.0  # controller.dsp.phase_etp.SETTLE_S: training skips this much at each end
+ETP_SETTLE_S = 1.0  # controller.dsp.phase.etp.SETTLE_S: training skips this much at each end
 _DEG = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*deg\s*$")
 
 

@@ -1,0 +1,1 @@
+"""Streaming phase estimation and phase-locked triggering."""

@@ -1,0 +1,1 @@
+"""Streaming seizure-onset detectors (line length, area, half-waves) and their trend."""

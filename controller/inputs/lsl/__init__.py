@@ -1,0 +1,1 @@
+"""LSL sample streams: finding, checking and reading them."""

@@ -1,0 +1,1 @@
+"""The operator's control plane: console keys, control channel, E-STOP."""

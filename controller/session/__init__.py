@@ -1,0 +1,1 @@
+"""Session assembly: one lifecycle over modalities, the processes a session starts."""

@@ -1,0 +1,209 @@
+"""Sample streams (EEG, MEG, fNIRS over LSL) as a session modality: the simulated participant under
+``--sim``, the readers and their feature pipelines, and their wiring to the engine.
+
+A chunk goes reader -> pipeline -> engine in the reader's own thread; its faults (stall, NaN, clock jump)
+go through the shared policy (``controller.safety.input_faults``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from controller import events as ev
+from controller.clock import now
+from controller.events import Event, EventBus
+from controller.features import FeaturePipeline
+from controller.inputs.lsl.live_check import open_and_check
+from controller.inputs.lsl.reader import InputReader
+from controller.inputs.lsl.resolve import StreamNotFound
+from controller.protocol.compiled import Protocol, StreamSelector
+from controller.protocol.stream_check import located
+from controller.safety.faults import FaultKind, source
+from controller.safety.input_faults import InputFaults
+from controller.session.child_processes import child_env, end_process
+from controller.session.errors import SessionError
+from controller.session.modality import Modality
+from controller.session.sim_commands import SimOptions, participant_command
+
+
+class SignalInputs(Modality):
+    """Every signal input of a protocol (``protocol.inputs``)."""
+
+    name = "signals"
+
+    def __init__(self, streams: str, sim: SimOptions | None, protocol_path: Path,
+                 resolve_timeout_s: float | None, say: Callable[[str], None]) -> None:
+        super().__init__()
+        self.streams = streams
+        self.sim = sim
+        self.protocol_path = protocol_path
+        self.resolve_timeout_s = resolve_timeout_s
+        self.say = say
+        self.sim_proc: subprocess.Popen | None = None
+        self.sim_name = ""
+        self.pipelines: dict[str, FeaturePipeline] = {}
+
+    @property
+    def readers(self) -> list[InputReader]:
+        return self.sources
+
+    # ------------------------------------------------------------ before the session folder
+    def prepare(self, protocol: Protocol) -> Protocol:
+        try:
+            if self.sim is not None:
+                if self.sim.chunk is None:
+                    self.sim = replace(self.sim, chunk=1 if protocol.devices else 10)
+                self.sim_name = f"{self.streams}-sim-eeg"
+                cmd = participant_command(self.sim, self.sim_name, f"{self.streams}-markers")
+                self.sim_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                                 env=child_env())
+                protocol = inputs_from_simulator(protocol, self.sim_name)
+                self.say(f"simulated participant started: LSL stream {self.sim_name!r}")
+            self._open_inputs(protocol)
+        except BaseException:
+            self.close()  # nothing may outlive a session that did not start
+            raise
+        return protocol
+
+    def _open_inputs(self, protocol: Protocol) -> None:
+        """Resolve, open and check every signal input against the protocol.
+
+        A stream that cannot serve its input (a missing channel, another rate, no units) is a
+        ``ProtocolError`` at the protocol's FILE:LINE:COL, like a load-time error (exit 2)."""
+        for name, spec in protocol.inputs.items():
+            timeout = self.resolve_timeout_s or spec.resolve_timeout_s
+            if self.sim_proc is not None and self.sim_proc.poll() is not None:
+                raise SessionError(f"the simulator exited with code {self.sim_proc.returncode}: "
+                                   f"{self.sim_proc.stderr.read() if self.sim_proc.stderr else ''}")
+            try:
+                reader, facts, checked = open_and_check(protocol, name, timeout, spec.stall_timeout_s, spec.max_gap_s)
+            except StreamNotFound as exc:
+                raise SessionError(str(exc)) from exc
+            self.sources.append(reader)
+            if checked.problems:
+                raise located(self.protocol_path, checked.problems, facts.name)
+            features = [f for f in protocol.features.values() if f.input == name]
+            units = checked.units
+            self.pipelines[name] = FeaturePipeline(facts.rate, facts.labels, spec, features,
+                                                   channel_types=facts.types,
+                                                   scale=None if units is None else units.scale)
+            reader.units = units
+            reader.speed = facts.speed
+            if facts.speed != 1.0:
+                self.say(f"input {name}: a recording replayed at x{facts.speed:g}: the timeline and the rules "
+                         "run on its signal time")
+            self.say(f"input {name}: {facts.name}: units {units.summary if units else 'none'}"
+                     + (" (unit: from the protocol)" if units is not None and units.from_protocol else ""))
+
+    def speeds(self) -> dict[str, float]:
+        return {r.input_name: r.speed for r in self.readers}
+
+    # ------------------------------------------------------------ the session
+    def connect(self, protocol: Protocol, folder: Path, bus: EventBus, engine: Any, session_id: str,
+                governor: Any) -> None:
+        for reader in self.readers:
+            wire(reader, self.pipelines[reader.input_name], engine, bus, governor)
+
+    def record_predicates(self) -> list[dict[str, str]]:
+        out = [{"source_id": r.info.source_id()} for r in self.readers]
+        if self.sim_proc is None or self.sim is None:
+            return out
+        if self.sim.replay is None and stream_exists(f"{self.sim_name}-state", timeout_s=5.0):
+            out.append({"name": f"{self.sim_name}-state"})  # the participant's true state (resolves like its EEG)
+        if self.sim.replay is not None and stream_exists(f"{self.sim_name}-annotations"):
+            out.append({"name": f"{self.sim_name}-annotations"})  # e.g. the annotated seizure onset
+        if "--respiration" in self.sim.extra_args:
+            out.append({"name": f"{self.sim_name}-resp-phase"})  # true inhale/exhale, to score gating
+        return out
+
+    def recorder_started(self, started_at: float) -> None:
+        for reader in self.readers:  # the loop uses only what the XDF holds too (the inlets buffered since open)
+            reader.start_after = started_at
+
+    def start_data(self, protocol: Protocol) -> dict[str, Any]:
+        return {"inputs": {r.input_name: {"name": r.info.name(), "source_id": r.info.source_id(),
+                                          "rate": r.info.nominal_srate(), "channels": r.info.channel_count(),
+                                          "units": r.units.summary if r.units is not None else None,
+                                          "si_scale": r.units.scale.tolist() if r.units is not None else None,
+                                          "uses_samples_from": r.start_after}
+                           for r in self.readers}}
+
+    def poll(self, engine: Any) -> str | None:
+        proc = self.sim_proc
+        if proc is not None and proc.poll() is not None:
+            engine.set_inhibit(source(FaultKind.SIMULATOR), f"simulator exited with code {proc.returncode}")
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        first = {r.input_name: {"first_sample_used": r.first_used, "dropped_before_recording": r.samples_dropped}
+                 for r in self.readers}
+        return {"inputs": first} if first else {}
+
+    def close(self) -> None:
+        if not self.started:  # inlets opened for a session that did not start
+            for reader in self.readers:
+                reader.close()
+        end_process(self.sim_proc)
+
+
+def inputs_from_simulator(protocol: Protocol, sim_name: str) -> Protocol:
+    """The simulator stands in for the first input; its other streams are named after it."""
+    first = next(iter(protocol.inputs))
+    inputs = dict(protocol.inputs)
+    inputs[first] = replace(inputs[first], stream=StreamSelector(name=sim_name))
+    for name, spec in protocol.inputs.items():
+        if name != first and spec.stream.type:
+            inputs[name] = replace(spec, stream=StreamSelector(name=f"{sim_name}-{spec.stream.type.lower()}"))
+    return replace(protocol, inputs=inputs)
+
+
+def stream_exists(name: str, timeout_s: float = 2.0) -> bool:
+    import pylsl
+
+    return bool(pylsl.resolve_byprop("name", name, 1, timeout_s))
+
+
+def wire(reader: InputReader, pipeline: FeaturePipeline, engine: Any, bus: EventBus, governor: Any = None) -> None:
+    """A sample stream: chunks -> pipeline -> engine, its faults through the shared policy (InputFaults)."""
+    name = reader.input_name
+    faults = InputFaults(name, engine, governor, bus)
+
+    def on_chunk(data: np.ndarray, timestamps: np.ndarray) -> None:
+        faults.data_seen()
+        was_bad = faults.nonfinite
+        if not faults.check_finite(data, f"a chunk of {len(data)} samples"):
+            return  # a NaN would poison every filter state: dropped, and everything starts over when clean
+        if was_bad:
+            pipeline.reset()
+        engine.on_features(pipeline.push(data, timestamps, reader.chunk_arrival))
+
+    def start_over(why: str) -> None:
+        """Windows restart after a short gap; after a long one (or time going back) everything does."""
+        gap = reader.last_gap_s
+        if gap is not None and 0.0 <= gap <= reader.max_gap_s:
+            pipeline.restart_windows()
+            return
+        pipeline.reset()
+        if pipeline.warmup_s > 0:
+            missed = "an unknown time" if gap is None else f"{gap:+.3f} s"
+            bus.publish(Event(ev.INPUT, now(), None, {
+                "input": name, "status": "rewarming",
+                "detail": f"{why} ({missed}, max_gap {reader.max_gap_s:g} s): features start over; "
+                          f"the longest needs {pipeline.warmup_s:g} s of signal before it has a value"}))
+
+    def on_status(status: str, detail: str) -> None:
+        faults.report(status, detail)
+        if status == "resumed":
+            start_over("input resumed after a stall")
+        elif status == "gap":
+            pipeline.restart_windows()  # lost samples: no window spans them; trends carry on
+        elif status == "clock_jump":
+            start_over("input clock jump")  # windows spanning the jump would mix two time bases
+
+    reader.on_chunk, reader.on_status = on_chunk, on_status
