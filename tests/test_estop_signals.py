@@ -170,3 +170,34 @@ def test_a_burst_of_signals_estops_and_never_deadlocks_the_handler():
             pytest.fail("the process hung on a burst of signals")
     assert p.returncode == 0, err
     assert out.strip() == "estops True stopped True"
+
+
+NESTED = textwrap.dedent("""
+    import os, signal, sys, time
+    from controller.operator.estop_signals import estop_on_signals
+
+    calls, stops = [], []
+
+    def stop(reason):
+        stops.append(reason)
+        if len(stops) == 1:  # a second signal while the first one's handler is still running
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100):  # bytecodes: the nested handler runs between two of them
+                time.sleep(0.001)
+
+    with estop_on_signals(calls.append, stop=stop):
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 10
+        while len(stops) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    time.sleep(0.2)  # the watcher's late bytes, if any, would E-STOP a third time
+    print(sorted(calls), stops, flush=True)
+""")
+
+
+def test_a_signal_during_the_handler_of_another_is_estopped_and_stopped_after_it():
+    done = subprocess.run([sys.executable, "-c", NESTED], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    calls, stops = eval(done.stdout.strip().replace("] [", "], ["))
+    assert calls == ["signal SIGINT (Ctrl-C)", "signal SIGTERM"]  # each E-STOPped once, by either side
+    assert stops == ["signal SIGINT (Ctrl-C)", "signal SIGTERM"]  # the nested one after the first, not lost

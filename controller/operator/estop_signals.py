@@ -47,17 +47,22 @@ def estop_on_signals(estop: Callable[[str], object], stop: Callable[[str], objec
     watcher_failed = [False]
 
     in_handler = [False]
+    queued: list[int] = []
 
     def handler(signum: int, frame: object) -> None:
-        # A second signal can arrive while this handler holds ``lock`` (handlers run between the main
-        # thread's bytecodes): taking it again would deadlock. The watcher E-STOPs for that one.
-        if in_handler[0]:
-            return
-        in_handler[0] = True
-        try:
-            _handle(signum)
-        finally:
-            in_handler[0] = False
+        # A second signal can arrive while this handler runs (handlers run between the main thread's
+        # bytecodes, this one's included): handling it there would take ``lock`` twice and deadlock.
+        # It is queued instead and handled, E-STOP and stop, as soon as the first one is done.
+        queued.append(signum)
+        while queued and not in_handler[0]:
+            in_handler[0] = True
+            try:
+                _handle(queued.pop(0))
+            except BaseException:
+                queued.clear()  # stop() raised (KeyboardInterrupt): the session is stopping anyway
+                raise
+            finally:
+                in_handler[0] = False
 
     def _handle(signum: int) -> None:
         reason = f"signal {_name(signum)}"
