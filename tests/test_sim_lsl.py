@@ -136,10 +136,12 @@ def test_marker_listener_by_pattern_follows_the_only_session_and_never_guesses()
     sessions it takes neither (it cannot know which one its participant is in)."""
     base = unique("pat")
     got = []
+    first = marker_outlet(f"{base}-s1-markers")
+    second = marker_outlet(f"{base}-s2-markers")
+    # started once both sessions exist (started between them, it would rightly follow the only one it saw)
+    assert wait_for(lambda: len(pylsl.resolve_bypred(f"starts-with(name,'{base}-')", 0, 1.0)) == 2)
     listener = MarkerListener(f"{base}-*-markers", got.append, resolve_timeout=0.3).start()
     try:
-        first = marker_outlet(f"{base}-s1-markers")
-        second = marker_outlet(f"{base}-s2-markers")
         time.sleep(1.5)
         assert not listener.connected.is_set()
         del second

@@ -144,8 +144,9 @@ def test_the_session_cap_refuses_the_train_that_would_exceed_it_and_nothing_is_s
     time.sleep(0.3)
     assert len(box.pulses) == delivered
     refusals = [e for e in seen + drain(sub) if e.kind == "safety" and e.data.get("what") == "refused"]
-    assert refusals[-1].data["limit"] == "pulses_per_session_max"
-    assert refusals[-1].data["value"] == delivered + 25 and refusals[-1].data["limit_value"] == 60
+    # the cap is among the refusal's reasons (a loaded host may add a latency inhibition before it)
+    cap = f"pulses this session {delivered} + 25 = {delivered + 25} > site limit 60 (pulses_per_session_max)"
+    assert cap in refusals[-1].data["verdict"]
 
 
 def test_estop_stops_a_running_train_and_inhibits_until_cleared(rig) -> None:

@@ -223,7 +223,6 @@ def test_estop_from_another_process_cuts_the_running_train_and_the_session_recor
     assert status["devices"]["tavns"]["armed"] is False and "estop" in status["interlocks"]
     assert "estop" in status["inhibitions"]  # the engine too: no rule fires
     t_check = pylsl.local_clock()
-    n_after_estop = len(pulses_in(device_log(box)))
     wait_for(lambda: live.events("feature")[-1]["t"] > t_check + 1.0, 20, "the session to go on")
     source.mode = "off"
     result = live.finish()
@@ -231,7 +230,10 @@ def test_estop_from_another_process_cuts_the_running_train_and_the_session_recor
 
     log = device_log(box)
     rises = [i for i, e in enumerate(log) if _is_rise(e)]
-    assert len(rises) == n_after_estop < 200  # the train was cut, and no pulse came later
+    # the train was cut: the device saw exactly the pulses the governor accounted for (the virtual
+    # device's log can lag the E-STOP, so it is counted once the session has ended)
+    deliveries = live.events("delivery", device="tavns")
+    assert deliveries and len(rises) == sum(d["data"]["delivered"] for d in deliveries) < 200
     estop = live.events("safety", what="estop")
     assert len(estop) == 1 and "test" in estop[0]["data"]["reason"]
     disarm = [e for e in live.events("command", device="tavns", kind="disarm", ok=True)
