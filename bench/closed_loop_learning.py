@@ -41,8 +41,8 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from controller.engine.engine import Engine  # noqa: E402
 from controller.events import EventBus  # noqa: E402
 from controller.features import FeaturePipeline  # noqa: E402
+from controller.lang.compiled import Protocol  # noqa: E402
 from controller.protocol import load_protocol  # noqa: E402
-from controller.protocol.compiled import Protocol  # noqa: E402
 from drivers.base import Command, Output  # noqa: E402
 from sim.eeg import EegGenerator  # noqa: E402
 from sim.markers import is_reward  # noqa: E402

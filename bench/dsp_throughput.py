@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from controller.features import FeaturePipeline
-from controller.protocol.compiled import Band, FeatureSpec, InputSpec, StreamSelector
+from controller.lang.compiled import Band, FeatureSpec, InputSpec, StreamSelector
 
 FS = 1000.0
 N_CHANNELS = 64

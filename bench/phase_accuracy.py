@@ -33,8 +33,8 @@ from controller.dsp.phase.naive import HilbertPhase
 from controller.dsp.phase.tracker import PhaseTracker
 from controller.dsp.phase.trigger import PhaseTrigger
 from controller.dsp.phase.truth import TruePhase
+from controller.lang.compiled import Band
 from controller.offline.phase_replay import EstimateSeries, fire
-from controller.protocol.compiled import Band
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "eeg"
 FILES = ("physionet_eegmat_Subject00_1_rest.edf", "physionet_eegmmidb_S001R01_baseline_eyes_open.edf")

@@ -43,8 +43,8 @@ from controller import events as ev
 from controller.engine.engine import Engine
 from controller.events import EventBus
 from controller.features import FeaturePipeline
+from controller.lang.compiled import Protocol
 from controller.protocol import load_protocol
-from controller.protocol.compiled import Protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -23,7 +23,7 @@ from late_pulse_thread import LateWakeUp
 from controller import events as ev
 from controller.clock import now
 from controller.events import SESSION_END, SESSION_START, Event, EventBus, Subscription
-from controller.protocol.compiled import DeviceUse, StimAction
+from controller.lang.compiled import DeviceUse, StimAction
 from controller.recording.journal import Journal, read_journal
 from controller.recording.session import SessionFolder
 from controller.report import build_report

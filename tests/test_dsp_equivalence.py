@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from controller.features import FeaturePipeline, offline_feature
-from controller.protocol.compiled import Band, FeatureSpec, InputSpec, StreamSelector
+from controller.lang.compiled import Band, FeatureSpec, InputSpec, StreamSelector
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "eeg"
 SECONDS = 20.0  # enough for many windows, short enough for one-sample chunks

@@ -6,7 +6,7 @@ from scipy import signal
 
 from controller.dsp.spectral import WelchBandPowers
 from controller.features import FeaturePipeline, offline_feature
-from controller.protocol.compiled import Band, FeatureSpec, InputSpec, StreamSelector
+from controller.lang.compiled import Band, FeatureSpec, InputSpec, StreamSelector
 
 FS = 250.0
 THETA, BETA = Band(4, 8), Band(13, 21)

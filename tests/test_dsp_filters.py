@@ -6,7 +6,7 @@ from scipy import signal
 
 from controller.dsp import Conditioner, StreamingSOS
 from controller.dsp.design import bandpass_sos, conditioning_sos, highpass_sos, notch_sos
-from controller.protocol.compiled import Band, InputSpec, StreamSelector
+from controller.lang.compiled import Band, InputSpec, StreamSelector
 
 FS = 250.0
 

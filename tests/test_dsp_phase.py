@@ -22,8 +22,8 @@ from controller.dsp.phase.naive import HilbertPhase
 from controller.dsp.phase.tracker import PhaseEstimate, PhaseTracker
 from controller.dsp.phase.trigger import PhaseTrigger
 from controller.dsp.phase.truth import TruePhase
+from controller.lang.compiled import Band
 from controller.offline.phase_replay import fire, replay
-from controller.protocol.compiled import Band
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "eeg"
 MU = Band(8.0, 13.0)

@@ -5,7 +5,7 @@ import pytest
 
 from controller.dsp import WindowSchedule
 from controller.features import FeaturePipeline
-from controller.protocol.compiled import Band, FeatureSpec, InputSpec, StreamSelector
+from controller.lang.compiled import Band, FeatureSpec, InputSpec, StreamSelector
 
 FS = 100.0
 LABELS = ["Fp1", "Fp2", "Cz", "Pz"]

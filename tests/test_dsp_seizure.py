@@ -26,15 +26,15 @@ from controller.dsp.seizure.detectors import (
 )
 from controller.dsp.seizure.features import HalfWaveFeature, LineLengthFeature
 from controller.dsp.seizure.halfwave import HalfWaveCriteria, HalfWaveTracker
-from controller.dsp.seizure.trend import Trend, offline_trend_ratio
-from controller.offline.seizure import (
+from controller.dsp.seizure.offline import (
     halfwave_events,
     halfwaves,
     offline_area,
     offline_half_wave,
     offline_line_length,
 )
-from controller.protocol.compiled import Band
+from controller.dsp.seizure.trend import Trend, offline_trend_ratio
+from controller.lang.compiled import Band
 
 ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seizure" / "ombao_malow_8ch.tar.gz"
 CHANNELS = ("c3", "c4", "cz", "p3", "p4", "t3", "t4", "t5")

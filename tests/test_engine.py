@@ -12,7 +12,7 @@ from controller.engine.conditions import build
 from controller.engine.engine import Engine
 from controller.engine.timeline import Timeline
 from controller.events import EventBus
-from controller.protocol.compiled import (
+from controller.lang.compiled import (
     Action,
     AdaptSpec,
     And,
@@ -333,7 +333,7 @@ def test_a_decision_carries_its_chunks_arrival_so_the_controller_delay_excludes_
     up to 31 samples; the loop budget is for the controller (arrival -> command), the sample's own age
     is the end-to-end latency (both journaled)."""
     from controller.dsp.features import FeatureValue
-    from controller.protocol.compiled import StimAction
+    from controller.lang.compiled import StimAction
 
     class Stim:
         governor = None

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from controller.features import FeaturePipeline, offline_values
+from controller.lang.compiled import Band
 from controller.protocol import ProtocolError, json_schema, loads_protocol
-from controller.protocol.compiled import Band
 
 EEG = Path(__file__).resolve().parents[2] / "shared" / "data" / "eeg"
 RECORDINGS = {

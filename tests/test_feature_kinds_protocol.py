@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.protocol import ProtocolError, check_against_stream, json_schema, load_protocol, loads_protocol
-from controller.protocol.compiled import (
+from controller.lang.compiled import (
     Band,
     ChannelsAbove,
     Compare,
@@ -28,6 +27,7 @@ from controller.protocol.compiled import (
     SlopeParams,
     Sustained,
 )
+from controller.protocol import ProtocolError, check_against_stream, json_schema, load_protocol, loads_protocol
 
 DATA = Path(__file__).resolve().parent / "data"
 GOOD = DATA / "feature_kinds"

@@ -24,10 +24,10 @@ from controller.dsp.circular import angle_diff, circ_mean, circ_std
 from controller.dsp.phase.feature import spatial_weights
 from controller.dsp.phase.truth import TruePhase
 from controller.dsp.seizure.detectors import TrendedWindowParams
+from controller.dsp.seizure.offline import offline_line_length
 from controller.features import FeaturePipeline, conditioned, offline_feature, offline_values
-from controller.offline.seizure import offline_line_length
+from controller.lang.compiled import Band, FeatureSpec, InputSpec, PhaseParams, StreamSelector
 from controller.protocol import loads_protocol
-from controller.protocol.compiled import Band, FeatureSpec, InputSpec, PhaseParams, StreamSelector
 
 TESTS = Path(__file__).resolve().parent
 SHARED = TESTS.parents[1] / "shared" / "data"

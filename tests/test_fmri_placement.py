@@ -22,8 +22,8 @@ from controller.fmri.offline import FeaturePipelineConfig, offline_features_plac
 from controller.fmri.pipeline import VolumePipeline
 from controller.fmri.psc import PscConfig, PscFeedback, offline_psc_placed
 from controller.inputs.volumes.volume import Volume
+from controller.lang.compiled import Block
 from controller.protocol import load_protocol
-from controller.protocol.compiled import Block
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENNFT = ROOT.parent / "shared" / "data" / "fmri" / "opennft"

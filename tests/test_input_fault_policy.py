@@ -18,7 +18,7 @@ from controller.events import EventBus
 from controller.fmri.design import VolumeDesign
 from controller.inputs.volumes.source import IndexTracker
 from controller.inputs.volumes.volume import Volume
-from controller.protocol.compiled import Block
+from controller.lang.compiled import Block
 from controller.safety import DoseLedger, Governor, loads_site
 from controller.session.fmri_modality import wire_volumes
 from controller.session.signal_modality import wire as _wire

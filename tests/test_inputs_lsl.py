@@ -13,7 +13,7 @@ from helpers import wait_for
 
 from controller.inputs.lsl.reader import InputReader
 from controller.inputs.lsl.resolve import StreamNotFound, channel_labels, resolve
-from controller.protocol.compiled import StreamSelector
+from controller.lang.compiled import StreamSelector
 
 pytestmark = pytest.mark.lsl
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.protocol.compiled import (
+from controller.lang.compiled import (
     And,
     Compare,
     Constant,

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 import protocols
-from controller.protocol import load_protocol, loads_protocol
-from controller.protocol.compiled import (
+from controller.lang.compiled import (
     Action,
     AdaptSpec,
     And,
@@ -29,6 +28,7 @@ from controller.protocol.compiled import (
     ThresholdRef,
     ThresholdSpec,
 )
+from controller.protocol import load_protocol, loads_protocol
 
 LIBRARY = sorted(protocols.PROTOCOL_DIR.glob("*.yaml"))
 
@@ -208,7 +208,7 @@ rules:
     r0, r1 = p.rules
     assert r0.during == ("a", "b")
     assert r0.do == Action(marker="alpha lost")
-    from controller.protocol.compiled import Not, Or
+    from controller.lang.compiled import Not, Or
 
     assert r0.when == Or((
         Not(Compare(FeatureRef("alpha"), "<", ThresholdRef("low"))),

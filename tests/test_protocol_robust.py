@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import protocols
+from controller.lang.compiled import Protocol
 from controller.protocol import ProtocolError, loads_protocol
-from controller.protocol.compiled import Protocol
 
 EXAMPLE = protocols.find("tbr_adhd").read_text(encoding="utf-8")
 ALPHABET = st.sampled_from(list(" \n:-[]{},'\"#&*!|>0123456789abz.<%µ") + ["Hz", "ms", " and ", " for ", "\t"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from controller.lang.compiled import AdaptSpec
 from controller.protocol import ProtocolError, loads_protocol
-from controller.protocol.compiled import AdaptSpec
 
 BASE = """\
 protocol: base

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from controller.lang.source import Source
 from controller.protocol import ProtocolError, load_protocol, loads_protocol
-from controller.protocol.source import Source
 
 PROTOCOL = """\
 protocol: p

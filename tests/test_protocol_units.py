@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.protocol import units
-from controller.protocol.units import UnitError, format_quantity, parse_quantity, parse_si
+from controller.lang import units
+from controller.lang.units import UnitError, format_quantity, parse_quantity, parse_si
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from matplotlib.image import imread
 
 from controller.dsp.circular import circ_mean, circ_std, wrap_angle
 from controller.events import DECISION, FEATURE, INFO, SESSION_END, SESSION_START, Event, EventBus
-from controller.protocol.compiled import DeviceUse, StimAction
+from controller.lang.compiled import DeviceUse, StimAction
 from controller.recording.journal import Journal
 from controller.recording.session import SessionFolder
 from controller.report import build_report

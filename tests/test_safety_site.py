@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from config import CONFIG_DIR
-from controller.protocol import units
+from controller.lang import units
 from controller.safety import SiteError, json_schema, load_site, loads_site
 from controller.safety import quantities as q
 from controller.safety.train_table import TrainTable

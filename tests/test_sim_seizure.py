@@ -10,8 +10,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal, stats
 
 from controller.dsp.seizure.detectors import TrendedWindowParams
-from controller.offline.seizure import offline_line_length
-from controller.protocol.compiled import Band
+from controller.dsp.seizure.offline import offline_line_length
+from controller.lang.compiled import Band
 from sim.eeg import EegGenerator
 from sim.participant import ParticipantConfig, ParticipantModel
 from sim.seizure import (

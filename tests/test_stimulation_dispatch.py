@@ -13,7 +13,7 @@ import pytest
 
 from controller.clock import now
 from controller.events import EventBus
-from controller.protocol.compiled import DeviceUse, FeatureScale, StimAction
+from controller.lang.compiled import DeviceUse, FeatureScale, StimAction
 from controller.safety.governor import Governor
 from controller.safety.ledger import DoseLedger
 from controller.safety.site import loads_site

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from controller.protocol.compiled import Band, InputSpec
+from controller.lang.compiled import Band, InputSpec
 
 HIGHPASS_ORDER = 4  # Butterworth order of the input high-pass
 BANDPASS_ORDER = 4  # Butterworth order (per band edge) of iir-power and peak-to-peak prefilters

@@ -14,7 +14,7 @@ import numpy as np
 
 from controller.dsp.ring import RingBuffer
 from controller.dsp.spectral import WelchBandPowers
-from controller.protocol.compiled import Band
+from controller.lang.compiled import Band
 
 
 @dataclass(frozen=True, slots=True)

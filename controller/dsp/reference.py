@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from controller.dsp.labels import resolve_channels
-from controller.protocol.compiled import AverageOfType, InputSpec
+from controller.lang.compiled import AverageOfType, InputSpec
 
 
 def reference_columns(spec: InputSpec, labels: Sequence[str], types: Sequence[str] | None = None) -> np.ndarray | None:

@@ -7,7 +7,7 @@ the output independent of how the stream happens to be chunked.
 
 from __future__ import annotations
 
-from controller.protocol.compiled import FeatureSpec
+from controller.lang.compiled import FeatureSpec
 
 
 def to_samples(seconds: float, fs: float) -> int:

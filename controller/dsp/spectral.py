@@ -15,7 +15,7 @@ from numpy.lib.stride_tricks import as_strided
 from scipy import fft as sp_fft
 from scipy import signal
 
-from controller.protocol.compiled import WELCH_DEFAULT_SEGMENT_S, Band
+from controller.lang.compiled import WELCH_DEFAULT_SEGMENT_S, Band
 
 # Bin edges equal to a band edge count as inside; this slack absorbs float rounding of f = i * fs / P.
 BIN_TOLERANCE = 1e-6

@@ -12,7 +12,7 @@ import math
 import operator
 from collections.abc import Mapping
 
-from controller.protocol.compiled import (
+from controller.lang.compiled import (
     And,
     Compare,
     Condition,

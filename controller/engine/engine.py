@@ -31,7 +31,7 @@ from controller.engine.signal_clock import SignalClock
 from controller.engine.thresholds import ThresholdBank, ThresholdChange
 from controller.engine.timeline import Timeline, Transition
 from controller.events import Event, EventBus
-from controller.protocol.compiled import Block, Protocol, Rule
+from controller.lang.compiled import Block, Protocol, Rule
 from controller.safety import faults
 from controller.safety.faults import FaultKind
 from drivers.base import Command, Output, OutputError

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from controller.protocol.compiled import Interlock, Rule
+from controller.lang.compiled import Interlock, Rule
 
 
 class RulePacing:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from controller.protocol.compiled import StimAction
+from controller.lang.compiled import StimAction
 
 
 class SafetyPort(Protocol):

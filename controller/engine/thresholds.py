@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from controller.protocol.compiled import ThresholdSpec
+from controller.lang.compiled import ThresholdSpec
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.protocol.compiled import Block
+from controller.lang.compiled import Block
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """How a multi-channel kind turns per-channel values into one: a statistic, or a channel vote.
 
 The declaration (``reduce: max`` or ``reduce: {channels_above: 200 %}``), its compiled form
-(``controller.protocol.compiled.ChannelReduce``) and the offline reduction live together so
+(``controller.lang.compiled.ChannelReduce``) and the offline reduction live together so
 the kinds that reduce (line_length, area, halfwave) agree on it.
 """
 
@@ -13,9 +13,9 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
-from controller.protocol import compiled as c
-from controller.protocol import units
-from controller.protocol.fields import Decl, Level, fail, number_or_amplitude
+from controller.lang import compiled as c
+from controller.lang import units
+from controller.lang.fields import Decl, Level, fail, number_or_amplitude
 
 
 class ChannelsAboveDecl(Decl):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from controller.protocol.fields import ChannelList, Decl, Duration, Name
+from controller.lang.fields import ChannelList, Decl, Duration, Name
 
 
 class FeatureCommon(Decl):

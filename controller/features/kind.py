@@ -17,9 +17,9 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 import numpy as np
 
 from controller.dsp.features import ChannelSource
-from controller.protocol.compiled import Band, FeatureSpec
-from controller.protocol.fields import Decl
-from controller.protocol.source import Loc
+from controller.lang.compiled import Band, FeatureSpec
+from controller.lang.fields import Decl
+from controller.lang.source import Loc
 
 
 @dataclass(frozen=True)

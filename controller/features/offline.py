@@ -16,7 +16,7 @@ from scipy import signal
 from controller.dsp.design import conditioning_sos
 from controller.dsp.labels import resolve_channels
 from controller.dsp.reference import reference_columns
-from controller.protocol.compiled import FeatureSpec, InputSpec
+from controller.lang.compiled import FeatureSpec, InputSpec
 
 from .kind import OfflineValues
 from .registry import kind

@@ -24,7 +24,7 @@ from controller.dsp.reference import reference_columns
 from controller.dsp.ring import RingBuffer
 from controller.dsp.schedule import WindowSchedule, feature_window
 from controller.dsp.slope import lowpass_sos
-from controller.protocol.compiled import Band, FeatureSpec, InputSpec
+from controller.lang.compiled import Band, FeatureSpec, InputSpec
 
 from .kind import FilterKey, Lowpass
 from .registry import kind

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from controller.protocol.compiled import FeatureSpec
+from controller.lang.compiled import FeatureSpec
 
 from .kind import FeatureKind
 

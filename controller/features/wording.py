@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.protocol import units
+from controller.lang import units
 
 EPS = 1e-9  # slack when comparing durations and frequencies parsed from text
 

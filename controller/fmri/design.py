@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controller.protocol.compiled import Block
+from controller.lang.compiled import Block
 
 
 @dataclass(frozen=True)

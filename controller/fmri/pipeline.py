@@ -41,7 +41,7 @@ from controller.fmri.rois import Roi, RoiSet, roi_from_mask, roi_from_mni, spher
 from controller.fmri.smoothing import GaussianSmoother
 from controller.fmri.spikes import SpikeConfig, SpikeFilter
 from controller.inputs.volumes.volume import Volume
-from controller.protocol.compiled import Block, FeatureSpec, RoiSpec, VolumeInputSpec
+from controller.lang.compiled import Block, FeatureSpec, RoiSpec, VolumeInputSpec
 
 
 class VolumePipelineError(RuntimeError):

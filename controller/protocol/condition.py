@@ -25,8 +25,8 @@ import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
-from controller.protocol import units
-from controller.protocol.compiled import (
+from controller.lang import units
+from controller.lang.compiled import (
     And,
     Compare,
     Condition,
@@ -38,8 +38,8 @@ from controller.protocol.compiled import (
     Sustained,
     ThresholdRef,
 )
+from controller.lang.fields import KEYWORDS
 
-KEYWORDS = frozenset({"and", "or", "not", "for"})
 OPERATORS = ("<=", ">=", "<", ">")
 
 _TOKEN = re.compile(

@@ -8,10 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from controller.lang.errors import Issue
+from controller.lang.source import KEY, Loc, Source
+from controller.lang.units import shown
 from controller.protocol import raw
-from controller.protocol.errors import Issue
-from controller.protocol.source import KEY, Loc, Source
-from controller.protocol.units import shown
 
 
 def path_text(loc: Loc) -> str:

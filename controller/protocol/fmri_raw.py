@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
-from controller.protocol import units
-from controller.protocol.fields import Decl, Duration, Level, Name, StreamDecl, fail
-from controller.protocol.fields import quantity_schema as _quantity_schema
+from controller.lang import units
+from controller.lang.fields import Decl, Duration, Level, Name, StreamDecl, fail
+from controller.lang.fields import quantity_schema as _quantity_schema
 
 _COUNT = re.compile(r"^\s*(\d+)\s*(TR|TRs|volumes?|vols?)?\s*$")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controller.protocol import compiled as c
+from controller.lang import compiled as c
+from controller.lang.source import Loc
 from controller.protocol import fmri_raw as fr
 from controller.protocol import raw
-from controller.protocol.source import Loc
 
 if TYPE_CHECKING:
     from controller.protocol.semantics import Semantics

@@ -12,12 +12,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from controller.lang.compiled import Protocol
+from controller.lang.errors import Issue, ProtocolError, read_utf8
+from controller.lang.source import Source
 from controller.protocol import raw
-from controller.protocol.compiled import Protocol
 from controller.protocol.diagnostics import structure_issues
-from controller.protocol.errors import Issue, ProtocolError, read_utf8
 from controller.protocol.semantics import Semantics
-from controller.protocol.source import Source
 
 TOP_KEYS = ", ".join(raw.ProtocolDecl.model_fields)
 

@@ -7,19 +7,17 @@ feature exist? is this window long enough for that band?) are checked afterwards
 kind declares its own model (``controller.features.kinds``); ``FeatureDecl`` is assembled
 from the registry, one optional key per kind.
 
-Quantities are validated here, per field, by :mod:`controller.protocol.units`, and come
+Quantities are validated here, per field, by :mod:`controller.lang.units`, and come
 out in SI units (seconds, hertz, volts).
 """
 
 from __future__ import annotations
 
 import re
-import types
-from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Discriminator,
@@ -31,9 +29,9 @@ from pydantic import (
     model_validator,
 )
 
-from controller.protocol import units
-from controller.protocol.compiled import AverageOfType
-from controller.protocol.fields import (  # noqa: F401  (safety.site_schema imports some from here)
+from controller.lang import units
+from controller.lang.compiled import AverageOfType
+from controller.lang.fields import (  # noqa: F401  (safety.site_schema imports some from here)
     NAME_PATTERN,
     ChannelList,
     Decl,
@@ -45,15 +43,16 @@ from controller.protocol.fields import (  # noqa: F401  (safety.site_schema impo
     StreamDecl,
     fail,
 )
-from controller.protocol.fields import (
+from controller.lang.fields import (
     NUMBER_OR_AMPLITUDE_SCHEMA as _NUMBER_OR_AMPLITUDE_SCHEMA,
 )
-from controller.protocol.fields import (
+from controller.lang.fields import (
     quantity_schema as _quantity_schema,
 )
-from controller.protocol.fields import (
+from controller.lang.fields import (
     unique as _unique,
 )
+from controller.lang.model_types import model_type_at
 from controller.protocol.fmri_raw import (  # the fMRI declarations join the unions
     FMRI_FEATURE_KINDS,
     RoiCorrelationDecl,
@@ -603,45 +602,6 @@ NAME_ADAPTER: TypeAdapter = TypeAdapter(Name)
 LABELS_ADAPTER: TypeAdapter = TypeAdapter(Labels)
 _TAG_TYPES = {REPEAT_TAG: RepeatDecl, BLOCK_TAG: dict[str, Any], STREAM_INPUT_TAG: InputDecl,
               VOLUME_INPUT_TAG: VolumeInputDecl}
-
-
-def unwrap_type(tp: Any) -> Any:
-    """``Annotated[X, ...]`` and ``X | None`` -> X."""
-    while True:
-        origin = get_origin(tp)
-        if origin is Annotated:
-            tp = get_args(tp)[0]
-        elif origin is Union or origin is types.UnionType:
-            members = [a for a in get_args(tp) if a is not type(None)]
-            if len(members) != 1:
-                return tp
-            tp = members[0]
-        else:
-            return tp
-
-
-def model_type_at(root: Any, loc: tuple[Any, ...], *, tags: dict[str, Any] | None = None,
-                  sequences: tuple[type, ...] = (list, tuple)) -> Any:
-    """The declared type at a pydantic error location under model ``root`` (for "valid keys are
-    ..." messages); ``tags`` are union tags that appear in locations but not in the data."""
-    tp: Any = root
-    for part in loc:
-        if tags and part in tags:
-            tp = tags[part]
-            continue
-        tp = unwrap_type(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            field = tp.model_fields.get(part) if isinstance(part, str) else None
-            if field is None:
-                return None
-            tp = field.annotation
-        elif get_origin(tp) is dict:
-            tp = get_args(tp)[1]
-        elif get_origin(tp) in sequences:
-            tp = get_args(tp)[0]
-        else:
-            return None
-    return unwrap_type(tp)
 
 
 def type_at(loc: tuple[Any, ...]) -> Any:

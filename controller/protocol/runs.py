@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from controller.protocol.compiled import Protocol, RunSpec
+from controller.lang.compiled import Protocol, RunSpec
 
 
 class RunChoiceError(ValueError):

@@ -20,12 +20,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from controller.features import registry as feature_registry
 from controller.features.kind import CheckContext
-from controller.protocol import compiled as c
-from controller.protocol import raw, units
+from controller.lang import compiled as c
+from controller.lang import units
+from controller.lang.errors import Issue
+from controller.lang.source import KEY, Loc, Source
+from controller.protocol import raw
 from controller.protocol.condition import CompareSite, OperandSite, ParsedCondition, parse_condition, reward_direction
-from controller.protocol.errors import Issue
 from controller.protocol.fmri_semantics import FmriChecks, fmri_feature, is_volume_input
-from controller.protocol.source import KEY, Loc, Source
 from controller.protocol.stim_semantics import StimChecks
 
 MAX_BLOCKS = 10_000

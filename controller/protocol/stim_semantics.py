@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from controller.features import registry as feature_registry
-from controller.protocol import compiled as c
-from controller.protocol import raw, units
+from controller.lang import compiled as c
+from controller.lang import units
+from controller.lang.source import Loc
+from controller.protocol import raw
 from controller.protocol.condition import parse_condition
-from controller.protocol.source import Loc
 
 if TYPE_CHECKING:  # pragma: no cover
     from controller.protocol.semantics import Semantics

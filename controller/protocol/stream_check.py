@@ -13,11 +13,11 @@ from pathlib import Path
 
 from controller.dsp.labels import resolve_channels
 from controller.features import registry as feature_registry
-from controller.protocol.compiled import AverageOfType, Protocol
-from controller.protocol.errors import Issue, ProtocolError, read_utf8
+from controller.lang.compiled import AverageOfType, Protocol
+from controller.lang.errors import Issue, ProtocolError, read_utf8
+from controller.lang.source import Loc, Source
+from controller.lang.units import DURATION, FREQUENCY, format_quantity
 from controller.protocol.signal_units import InputUnits, input_units
-from controller.protocol.source import Loc, Source
-from controller.protocol.units import DURATION, FREQUENCY, format_quantity
 
 RATE_TOLERANCE = 0.01  # relative difference allowed between the stated and the actual rate
 

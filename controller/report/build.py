@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from controller.protocol.compiled import Protocol
+from controller.lang.compiled import Protocol
 from controller.recording.journal import json_default
 from controller.recording.session import REPORT_DIR, XDF_NAME
 from controller.report import (

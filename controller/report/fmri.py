@@ -49,7 +49,7 @@ from controller.fmri.design import VolumeDesign
 from controller.fmri.hrf import canonical_hrf
 from controller.fmri.motion import RigidMotion
 from controller.inputs.volumes.timing import ACQUISITION_TO_ARRIVAL, ARRIVAL_TO_FEEDBACK, PIPELINE_STAGES, TOTAL
-from controller.protocol.compiled import Protocol
+from controller.lang.compiled import Protocol
 from controller.report.data import SessionData
 
 FMRI_KINDS = ("roi_psc", "roi_mean", "roi_correlation")

@@ -25,7 +25,7 @@ from controller.dsp.circular import angle_diff, circ_mean, circ_std, resultant_l
 from controller.dsp.labels import resolve_channels
 from controller.dsp.laplacian import Laplacian
 from controller.dsp.phase.truth import TruePhase
-from controller.protocol.compiled import FeatureSpec, PhaseParams, Protocol
+from controller.lang.compiled import FeatureSpec, PhaseParams, Protocol
 from controller.report.recording import Recording, channel_labels, first
 
 DEFINITION = (

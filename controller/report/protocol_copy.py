@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from controller.lang.compiled import Protocol
 from controller.protocol import load_protocol
-from controller.protocol.compiled import Protocol
 
 
 def protocol_copy_path(session_dir: Path, manifest: dict[str, Any]) -> Path | None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyxdf
 
-from controller.protocol.compiled import StreamSelector
+from controller.lang.compiled import StreamSelector
 
 log = logging.getLogger(__name__)
 

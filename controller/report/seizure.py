@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from controller import events as ev
-from controller.protocol.compiled import And, Compare, FeatureRef, Not, Or, Protocol, Sustained
+from controller.lang.compiled import And, Compare, FeatureRef, Not, Or, Protocol, Sustained
 from controller.report.data import SessionData
 from controller.report.recording import Recording, first, marker_label, marker_texts
 

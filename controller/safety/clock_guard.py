@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from controller.protocol import units
+from controller.lang import units
 from controller.safety import quantities as q
 from controller.safety.limits import short_of
 

@@ -44,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from controller import events as ev
 from controller.clock import now as lsl_now
 from controller.events import Event
-from controller.protocol import units
+from controller.lang import units
 from controller.safety import delivered as accounting
 from controller.safety import dose as dosing
 from controller.safety import faults

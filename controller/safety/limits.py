@@ -15,7 +15,7 @@ import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from controller.protocol import units
+from controller.lang import units
 from controller.safety import dose as dosing
 from controller.safety import quantities as q
 from controller.safety.dose import Delivery, Totals

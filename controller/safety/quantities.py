@@ -2,7 +2,7 @@
 
 Charge (``20 uC``), electrode area (``1.0 cm2``), charge density per phase
 (``30 uC/cm2``) and current ramp rate (``0.1 mA/s``) appear only in site limits, so they
-are parsed here rather than added to :mod:`controller.protocol.units`; the grammar and
+are parsed here rather than added to :mod:`controller.lang.units`; the grammar and
 the wording of messages are the same (a number, a space, a unit symbol). Values come back
 in SI: coulombs, square metres, coulombs per square metre, amperes per second.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 
-from controller.protocol import units
+from controller.lang import units
 
 CHARGE = "charge"
 AREA = "area"

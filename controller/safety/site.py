@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from controller.protocol import units
-from controller.protocol.errors import Issue, ProtocolError, read_utf8
-from controller.protocol.raw import model_type_at
-from controller.protocol.source import KEY, Loc, Source
+from controller.lang import units
+from controller.lang.errors import Issue, ProtocolError, read_utf8
+from controller.lang.model_types import model_type_at
+from controller.lang.source import KEY, Loc, Source
 from controller.safety import dose as dosing
 from controller.safety import quantities as q
 from controller.safety import site_schema as schema

@@ -18,8 +18,8 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from controller.protocol import units
-from controller.protocol.fields import Duration, Frequency, Name, fail
+from controller.lang import units
+from controller.lang.fields import Duration, Frequency, Name, fail
 from controller.safety import quantities as q
 from controller.safety.train_table import RELATIVE_TO
 from drivers.registry import DRIVERS as _REGISTRY

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.inputs.volumes.export_names import export_file_name, name_matches
-from controller.protocol.compiled import Protocol, VolumeInputSpec
+from controller.lang.compiled import Protocol, VolumeInputSpec
 
 _LAST_NUMBER = re.compile(r"\d+(?!.*\d)")
 
@@ -134,8 +134,8 @@ def check_sim_export(protocol: Protocol, protocol_path: Path, spec: VolumeInputS
 
 def pattern_position(protocol_path: Path, input_name: str) -> str:
     """FILE:LINE:COL of an input's ``volumes.pattern`` (of ``volumes`` when the pattern is the default)."""
-    from controller.protocol.errors import read_utf8
-    from controller.protocol.source import Source
+    from controller.lang.errors import read_utf8
+    from controller.lang.source import Source
 
     try:
         line, col = Source(read_utf8(protocol_path)[0], str(protocol_path)).position(

@@ -32,7 +32,7 @@ from controller.events import Event, EventBus
 from controller.fmri.pipeline import VolumePipeline, VolumePipelineError
 from controller.inputs.volumes.source import index_ranges
 from controller.inputs.volumes.timing import acquisition_time, qc_times_ms, stage_times_ms
-from controller.protocol.compiled import Protocol, VolumeInputSpec, VolumeSourceSpec
+from controller.lang.compiled import Protocol, VolumeInputSpec, VolumeSourceSpec
 from controller.safety.faults import FaultKind
 from controller.safety.faults import source as faults_source
 from controller.safety.input_faults import InputFaults

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.events import EventBus
-from controller.protocol.compiled import Protocol
+from controller.lang.compiled import Protocol
 
 
 class Modality:

@@ -23,11 +23,11 @@ from controller.engine.engine import TIMELINE_COMPLETE, Engine
 from controller.engine.signal_clock import SignalClock, common_speed
 from controller.events import Event, EventBus
 from controller.inputs.lsl.live_check import with_streams
+from controller.lang.compiled import Protocol
 from controller.operator.acts import OperatorActs
 from controller.operator.keyboard import KeyboardControl, help_text, key_actions
 from controller.operator.terminal import TextDisplay
 from controller.protocol import load_protocol
-from controller.protocol.compiled import Protocol
 from controller.recording.journal import Journal
 from controller.recording.session import SessionFolder
 from controller.recording.xdf import XdfRecorder

@@ -22,7 +22,7 @@ from controller.features import FeaturePipeline
 from controller.inputs.lsl.live_check import open_and_check
 from controller.inputs.lsl.reader import InputReader
 from controller.inputs.lsl.resolve import StreamNotFound
-from controller.protocol.compiled import Protocol, StreamSelector
+from controller.lang.compiled import Protocol, StreamSelector
 from controller.protocol.stream_check import located
 from controller.safety.faults import FaultKind, source
 from controller.safety.input_faults import InputFaults

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.protocol.compiled import Protocol, VolumeInputSpec
+from controller.lang.compiled import Protocol, VolumeInputSpec
 from controller.session.export_check import replay_export
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from controller.events import EventBus
-from controller.protocol.compiled import Protocol
+from controller.lang.compiled import Protocol
 from controller.safety.governor import LEDGER_SOURCE, Governor
 from controller.safety.ledger import DoseLedger
 from controller.safety.site import Site

@@ -27,7 +27,7 @@ from typing import Any
 from controller import events as ev
 from controller.clock import now
 from controller.events import Event, EventBus
-from controller.protocol.compiled import DeviceUse, FeatureScale, StimAction
+from controller.lang.compiled import DeviceUse, FeatureScale, StimAction
 from controller.safety.commands import DISARM, FIRE, SET, START, STOP, StimRequest, Verdict
 from controller.safety.faults import FaultKind, source
 from controller.safety.governor import Governor

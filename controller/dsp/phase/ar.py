@@ -25,7 +25,7 @@ from scipy import signal
 
 from controller.dsp.design import check_band
 from controller.dsp.schedule import to_samples
-from controller.protocol.compiled import Band
+from controller.lang.compiled import Band
 
 TWO_PI = 2.0 * math.pi
 NAN4 = (math.nan, math.nan, math.nan, math.nan)

@@ -23,7 +23,7 @@ from controller.dsp.circular import circ_mean
 from controller.dsp.design import check_band
 from controller.dsp.phase.truth import TruePhase
 from controller.dsp.schedule import to_samples
-from controller.protocol.compiled import Band
+from controller.lang.compiled import Band
 
 TWO_PI = 2.0 * math.pi
 NAN4 = (math.nan, math.nan, math.nan, math.nan)

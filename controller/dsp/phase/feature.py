@@ -33,7 +33,7 @@ from controller.dsp.phase.tracker import PhaseEstimate
 from controller.dsp.phase.trigger import PhaseTrigger
 from controller.dsp.ring import RingBuffer
 from controller.dsp.schedule import to_samples
-from controller.protocol.compiled import Band, FeatureSpec, PhaseParams
+from controller.lang.compiled import Band, FeatureSpec, PhaseParams
 
 
 def spatial_weights(params: PhaseParams) -> np.ndarray:

@@ -15,7 +15,7 @@ from scipy import signal
 from controller.dsp.design import BANDPASS_ORDER, check_band
 from controller.dsp.phase.ar import analytic_rows
 from controller.dsp.schedule import to_samples
-from controller.protocol.compiled import Band
+from controller.lang.compiled import Band
 
 TWO_PI = 2.0 * math.pi
 

@@ -12,7 +12,7 @@ import numpy as np
 from scipy import signal
 
 from controller.dsp.design import check_band
-from controller.protocol.compiled import Band
+from controller.lang.compiled import Band
 
 TRUTH_ORDER = 4  # Butterworth order per band edge, before doubling by filtfilt
 

@@ -31,7 +31,7 @@ from controller.dsp.schedule import WindowSchedule, to_samples
 from controller.dsp.seizure.features import AreaFeature, HalfWaveFeature, LineLengthFeature, halfwave_ring_capacity
 from controller.dsp.seizure.halfwave import HalfWaveCriteria, default_durations
 from controller.dsp.seizure.trend import TREND_KINDS, Trend, TrendKind, hold_evaluations, trend_lengths
-from controller.protocol.compiled import Band
+from controller.lang.compiled import Band
 
 DEFAULT_HALFWAVE_BAND = Band(3.0, 30.0)
 

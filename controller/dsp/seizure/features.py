@@ -19,7 +19,7 @@ import numpy as np
 from controller.dsp.features import ChannelSource
 from controller.dsp.seizure.halfwave import HalfWaveCriteria, HalfWaveTracker
 from controller.dsp.seizure.trend import Trend
-from controller.protocol.compiled import ChannelReduce, ChannelsAbove
+from controller.lang.compiled import ChannelReduce, ChannelsAbove
 
 TrendOutput = Literal["ratio", "value"]
 _REDUCERS = {"mean": np.mean, "median": np.median, "max": np.max}

@@ -17,8 +17,8 @@ from controller.dsp.design import bandpass_sos, check_band
 from controller.dsp.features import ChannelSource, IirPowerFeature, WelchFeature
 from controller.dsp.schedule import to_samples
 from controller.dsp.spectral import band_mask, welch_noverlap, welch_nperseg
-from controller.protocol.compiled import WELCH_DEFAULT_SEGMENT_S, Band, FeatureSpec
-from controller.protocol.fields import Duration, Overlap
+from controller.lang.compiled import WELCH_DEFAULT_SEGMENT_S, Band, FeatureSpec
+from controller.lang.fields import Duration, Overlap
 
 from ..declaration import FeatureCommon
 from ..kind import CheckContext, Evaluator, FeatureKind, FilterKey, OfflineValues, window_ends

@@ -13,9 +13,9 @@ from pydantic import Field
 from controller.dsp.features import ChannelSource
 from controller.dsp.seizure.detectors import TrendedWindowParams
 from controller.dsp.seizure.trend import Trend, hold_evaluations, trend_lengths
-from controller.protocol import units
-from controller.protocol.compiled import ChannelsAbove, FeatureSpec, SeizureParams
-from controller.protocol.fields import Duration, FreqBand, Level
+from controller.lang import units
+from controller.lang.compiled import ChannelsAbove, FeatureSpec, SeizureParams
+from controller.lang.fields import Duration, FreqBand, Level
 
 from ..channel_reduce import ChannelReduce, compile_reduce, reduce_offline
 from ..declaration import FeatureCommon

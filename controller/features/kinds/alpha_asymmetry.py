@@ -21,8 +21,8 @@ from controller.dsp.design import check_band
 from controller.dsp.features import ChannelSource
 from controller.dsp.schedule import to_samples
 from controller.dsp.spectral import WelchBandPowers, band_mask, welch_noverlap, welch_nperseg
-from controller.protocol.compiled import WELCH_DEFAULT_SEGMENT_S, Band, FeatureSpec
-from controller.protocol.fields import Decl, Duration, FreqBand, Name, Overlap, fail
+from controller.lang.compiled import WELCH_DEFAULT_SEGMENT_S, Band, FeatureSpec
+from controller.lang.fields import Decl, Duration, FreqBand, Name, Overlap, fail
 
 from ..kind import CheckContext, Evaluator, FeatureKind, FilterKey, OfflineValues, window_ends
 from ..registry import register

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from controller.dsp.seizure.features import AreaFeature
-from controller.offline.seizure import offline_area
+from controller.dsp.seizure.offline import offline_area
 
 from ..registry import register
 from ._trended import TrendedDecl, TrendedKind

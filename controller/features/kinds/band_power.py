@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from controller.protocol.compiled import Band, FeatureSpec
-from controller.protocol.fields import FreqBand
+from controller.lang.compiled import Band, FeatureSpec
+from controller.lang.fields import FreqBand
 
 from ..registry import register
 from ._power import PowerCommon, PowerKind

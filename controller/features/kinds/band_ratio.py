@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from controller.protocol.compiled import Band, FeatureSpec
-from controller.protocol.fields import FreqBand
+from controller.lang.compiled import Band, FeatureSpec
+from controller.lang.fields import FreqBand
 
 from ..registry import register
 from ._power import PowerCommon, PowerKind, as_band

@@ -13,10 +13,10 @@ from controller.dsp.features import ChannelSource
 from controller.dsp.seizure.detectors import HalfWaveParams as HalfWaveSettings
 from controller.dsp.seizure.features import HalfWaveFeature, halfwave_ring_capacity
 from controller.dsp.seizure.halfwave import HalfWaveCriteria, default_durations
-from controller.offline.seizure import offline_half_wave
-from controller.protocol import units
-from controller.protocol.compiled import FeatureSpec, HalfWaveParams
-from controller.protocol.fields import Amplitude, DurationRange, FreqBand
+from controller.dsp.seizure.offline import offline_half_wave
+from controller.lang import units
+from controller.lang.compiled import FeatureSpec, HalfWaveParams
+from controller.lang.fields import Amplitude, DurationRange, FreqBand
 
 from ..channel_reduce import ChannelReduce, compile_reduce, reduce_offline
 from ..declaration import FeatureCommon

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from controller.dsp.seizure.features import LineLengthFeature
-from controller.offline.seizure import offline_line_length
-from controller.protocol.compiled import FeatureSpec
+from controller.dsp.seizure.offline import offline_line_length
+from controller.lang.compiled import FeatureSpec
 
 from ..registry import register
 from ._trended import TrendedDecl, TrendedKind

@@ -11,9 +11,9 @@ from scipy import signal
 from controller.dsp.design import bandpass_sos
 from controller.dsp.features import ChannelSource, PeakToPeakFeature
 from controller.dsp.schedule import to_samples
-from controller.protocol import units
-from controller.protocol.compiled import FeatureSpec
-from controller.protocol.fields import FreqBand
+from controller.lang import units
+from controller.lang.compiled import FeatureSpec
+from controller.lang.fields import FreqBand
 
 from ..declaration import FeatureCommon
 from ..kind import Evaluator, FeatureKind, OfflineValues, window_ends

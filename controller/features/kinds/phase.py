@@ -20,9 +20,9 @@ from controller.dsp.phase.tracker import PhaseEstimate
 from controller.dsp.phase.trigger import PhaseTrigger
 from controller.dsp.schedule import to_samples
 from controller.dsp.seizure.features import halfwave_ring_capacity
-from controller.protocol import units
-from controller.protocol.compiled import PHASE_TARGETS, Band, FeatureSpec, PhaseParams
-from controller.protocol.fields import Amplitude, ChannelList, Decl, DelayDuration, Duration, FreqBand, Name, fail
+from controller.lang import units
+from controller.lang.compiled import PHASE_TARGETS, Band, FeatureSpec, PhaseParams
+from controller.lang.fields import Amplitude, ChannelList, Decl, DelayDuration, Duration, FreqBand, Name, fail
 
 from ..kind import CheckContext, Evaluator, FeatureKind, FilterKey, OfflineValues, window_ends
 from ..registry import register

@@ -14,8 +14,8 @@ from controller.dsp.design import bandpass_sos
 from controller.dsp.features import ChannelSource
 from controller.dsp.schedule import to_samples
 from controller.dsp.slope import SlopeFeature, lowpass_sos
-from controller.protocol.compiled import FeatureSpec, SlopeParams
-from controller.protocol.fields import FreqBand, Frequency
+from controller.lang.compiled import FeatureSpec, SlopeParams
+from controller.lang.fields import FreqBand, Frequency
 
 from ..declaration import FeatureCommon
 from ..kind import CheckContext, Evaluator, FeatureKind, FilterKey, Lowpass, OfflineValues, window_ends

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from controller.protocol.compiled import Protocol, StreamSelector
-from controller.protocol.errors import ProtocolError
+from controller.lang.compiled import Protocol, StreamSelector
+from controller.lang.errors import ProtocolError
 from controller.protocol.stream_check import check_stream, located
 
 

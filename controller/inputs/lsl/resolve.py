@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pylsl
 
-from controller.protocol.compiled import StreamSelector
+from controller.lang.compiled import StreamSelector
 from controller.protocol.stream_check import StreamFacts
 
 

@@ -16,7 +16,7 @@ import yaml
 import yaml.reader
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from controller.protocol.errors import Issue
+from controller.lang.errors import Issue
 
 Loc = tuple[Any, ...]
 

@@ -13,11 +13,13 @@ from typing import Annotated, Any, ClassVar, NoReturn
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
-from controller.protocol import units
-from controller.protocol.condition import KEYWORDS
+from controller.lang import units
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _NAME = re.compile(NAME_PATTERN)
+
+KEYWORDS = frozenset({"and", "or", "not", "for"})  # the condition language's words: not names
+
 
 
 def fail(message: str) -> NoReturn:
