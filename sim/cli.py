@@ -1,7 +1,7 @@
 """Command line front end: ``python -m sim eeg|resp|device ...`` (also reached as ``neuroreflex sim ...``).
 
 - ``sim eeg``: simulated EEG (sim/stream.py), with ``--seizure AT[:DURATION]`` scheduled seizures
-  (sim/seizure.py) announced on ``<name>-annotations``, or ``--replay FILE`` a recording with exact
+  (sim/seizure_source.py) announced on ``<name>-annotations``, or ``--replay FILE`` a recording with exact
   timestamps, ``--speed``, ``--start`` and its annotations (sim/replay_stream.py);
   ``--respiration`` adds a belt stream ``<name>-resp`` and its true phase ``<name>-resp-phase``.
 - ``sim resp``: the respiration belt alone (sim/respiration.py).
@@ -224,7 +224,7 @@ def _seizure_schedule(args: argparse.Namespace):
     """The --seizure options as a schedule (None without any)."""
     if not args.seizure:
         return None
-    from sim.seizure import Seizure, SeizureConfig, SeizureSchedule
+    from sim.seizure_source import Seizure, SeizureConfig, SeizureSchedule
 
     start_hz, end_hz = args.seizure_frequency
     config = SeizureConfig(focus=args.seizure_focus, amplitude=args.seizure_amplitude, start_hz=start_hz,
