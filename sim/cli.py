@@ -1,7 +1,7 @@
 """Command line front end: ``python -m sim eeg|resp|device ...`` (also reached as ``neuroreflex sim ...``).
 
 - ``sim eeg``: simulated EEG (sim/stream.py), with ``--seizure AT[:DURATION]`` scheduled seizures
-  (sim/seizure.py) announced on ``<name>-annotations``, or ``--replay FILE`` a recording with exact
+  (sim/seizure_source.py) announced on ``<name>-annotations``, or ``--replay FILE`` a recording with exact
   timestamps, ``--speed``, ``--start`` and its annotations (sim/replay_stream.py);
   ``--respiration`` adds a belt stream ``<name>-resp`` and its true phase ``<name>-resp-phase``.
 - ``sim resp``: the respiration belt alone (sim/respiration.py).
@@ -16,13 +16,11 @@ SIGTERM, and exits 0 on a clean stop.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from sim.argtypes import channels, hz_pair, non_negative_float, positive_float, positive_int, seizure
+from sim.entry import quiet_liblsl, stop_on_signals
 from sim.names import DEFAULT_MARKER_STREAM, DEFAULT_NAME, DEFAULT_REPLAY_NAME, DEFAULT_RESP_NAME
 
 
@@ -161,33 +159,6 @@ def _run_device(args: argparse.Namespace, stop: threading.Event) -> None:
         proc.stop()
 
 
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set ``stop`` instead of killing the process (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    fired = [False]
-
-    def on_signal(*_: object) -> None:
-        # A handler runs between two bytecodes of the main thread, so a second signal can arrive inside
-        # the first one's stop.set(), while it holds the event's lock: taking it again would deadlock
-        # (a session's death sends its simulators one SIGTERM per thread it had). Only the first sets it.
-        if fired[0]:
-            return
-        fired[0] = True
-        stop.set()
-
-    for sig in previous:
-        signal.signal(sig, on_signal)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _respiration(name: str, rate: float, breaths_per_min: float, seed: int, chunk: int = 1):
     from sim.respiration import BreathingConfig, RespStreamer
 
@@ -253,7 +224,7 @@ def _seizure_schedule(args: argparse.Namespace):
     """The --seizure options as a schedule (None without any)."""
     if not args.seizure:
         return None
-    from sim.seizure import Seizure, SeizureConfig, SeizureSchedule
+    from sim.seizure_source import Seizure, SeizureConfig, SeizureSchedule
 
     start_hz, end_hz = args.seizure_frequency
     config = SeizureConfig(focus=args.seizure_focus, amplitude=args.seizure_amplitude, start_hz=start_hz,
@@ -288,20 +259,6 @@ def _run_simulated(args: argparse.Namespace, name: str, stop: threading.Event) -
         )
 
 
-def _quiet_liblsl() -> None:
-    """liblsl logs INFO lines by default; keep errors only unless asked (like a real amplifier app)."""
-    import os
-
-    import pylsl
-
-    if os.environ.get("NEUROREFLEX_LSL_VERBOSE") or os.environ.get("LSLAPICFG"):
-        return
-    try:
-        pylsl.set_config_content("[log]\nlevel = -2\n")
-    except NotImplementedError:
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -310,10 +267,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return fmri_main(argv[1:])
     args = build_parser().parse_args(argv)
-    _quiet_liblsl()
+    quiet_liblsl()
     stop = threading.Event()
     try:
-        with _stop_on_signals(stop):
+        with stop_on_signals(stop):
             if args.command == "eeg":
                 _run_eeg(args, stop)
             elif args.command == "resp":

@@ -7,7 +7,7 @@ Sources (columns of a source matrix, mixed into channels by one source x channel
 - eye blinks in front of Fp1/Fp2, decaying with distance;
 - EMG bursts over the temporal muscles (FT7/FT8), broadband 20-200 Hz;
 - mains interference at 50 or 60 Hz;
-- optionally, scheduled seizures (sim/seizure.py): spike-and-wave discharges added per
+- optionally, scheduled seizures (sim/seizure_source.py): spike-and-wave discharges added per
   channel, and the post-ictal suppression of the cerebral sources.
 
 The theta and beta gains are set from the participant's theta/beta ratio so that the
@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import signal
 
 from sim.montage import Montage, make_montage
+from sim.seizure_source import BACKGROUND_BAND, SeizureSchedule, SeizureSource
 from sim.sources import (
     FilteredNoise,
     ImpulseBursts,
@@ -35,9 +35,6 @@ from sim.sources import (
     gamma_kernel_sos,
     pink_sos,
 )
-
-if TYPE_CHECKING:
-    from sim.seizure import SeizureSchedule, SeizureSource
 
 THETA_BAND = (4.0, 8.0)
 BETA_BAND = (13.0, 21.0)
@@ -161,8 +158,6 @@ class EegGenerator:
         self.samples = 0
         self.seizures: SeizureSource | None = None
         if seizures is not None:  # amplitudes relative to the background the detectors see
-            from sim.seizure import BACKGROUND_BAND
-
             background_uv = np.sqrt(self.expected_band_power(BACKGROUND_BAND))
             self.seizures = seizures.source(self.montage, self.rate, background_uv)
 

@@ -7,7 +7,7 @@ amplifier's would. The participant model is stepped with stream time, reads rewa
 controller's marker stream, and its true theta/beta ratio is published on a second
 stream (type ``SimState``) so tests and reports can check the learning.
 
-Scheduled seizures (sim/seizure.py) are announced as ground truth: ``seizure_onset`` and
+Scheduled seizures (sim/seizure_source.py) are announced as ground truth: ``seizure_onset`` and
 ``seizure_offset`` markers on ``<name>-annotations`` (type Markers, as the replay's), each
 stamped with exactly its sample's timestamp, and the schedule in the EEG stream's
 desc/seizures (times in seconds, samples, and LSL times by the rule above, 17 digits).
@@ -26,7 +26,7 @@ from sim.eeg import EegGenerator
 from sim.markers import MarkerListener
 from sim.names import DEFAULT_NAME  # re-exported
 from sim.participant import DEFAULT_MARKER_STREAM, ParticipantConfig, ParticipantModel
-from sim.seizure import SeizureSchedule
+from sim.seizure_source import SeizureSchedule
 
 STATE_TYPE = "SimState"
 ANNOTATION_TYPE = "Markers"

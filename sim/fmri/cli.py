@@ -101,12 +101,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _replay_main(argv: list[str]) -> int:
-    from sim.cli import _quiet_liblsl, _stop_on_signals
+    from sim.entry import quiet_liblsl, stop_on_signals
     from sim.fmri.gate import wait_for_go
     from sim.fmri.replay import run_fmri_replay
 
     args = build_replay_parser().parse_args(argv)
-    _quiet_liblsl()
+    quiet_liblsl()
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     stop = threading.Event()
 
@@ -124,7 +124,7 @@ def _replay_main(argv: list[str]) -> int:
             print("VOLUME " + json.dumps({"index": index, "acquired": acquired, "written": written}), flush=True)
 
     try:
-        with _stop_on_signals(stop):
+        with stop_on_signals(stop):
             stats = run_fmri_replay(args.replay, lsl_name=args.lsl, folder=args.folder, formats=formats,
                                     template=args.dicom_template, speed=args.speed, steps=args.steps,
                                     start=args.start, first_index=args.first_index, tr_s=args.tr,

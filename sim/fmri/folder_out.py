@@ -2,7 +2,8 @@
 
 Formats: NIfTI (.nii / .nii.gz), Siemens MOSAIC DICOM built from a template file of the same
 series (pixel data replaced, numbers and UIDs renewed, Siemens file names
-``001_<series>_<index>.dcm``), or enhanced multi-frame MR DICOM built from scratch.
+``001_<series>_<index>.dcm``; the template's grid read with nibabel, never with the controller's
+reader these files test), or enhanced multi-frame MR DICOM built from scratch.
 
 Writing modes: ``atomic`` (a hidden temporary file renamed into place: the reader sees one
 IN_MOVED_TO) or ``steps`` (the file is created and appended in several opens/closes with pauses,
@@ -137,23 +138,78 @@ def synth_mosaic_dataset(shape: tuple[int, int, int], affine: np.ndarray, tr_s: 
     return ds
 
 
+def read_template_grid(ds, where: str = "<dicom>") -> tuple[tuple[int, int, int], np.ndarray, int]:
+    """(shape, affine, tiles per side) of a Siemens MOSAIC header, in the layout the writer uses
+    (:func:`volume_to_slices` is its inverse; RAS+ affine).
+
+    Read with nibabel's MOSAIC wrapper, not with the controller's reader: the simulator's files are
+    what that reader is tested against, so it must not also tell the simulator where the grid is.
+    """
+    import warnings
+
+    with warnings.catch_warnings():  # nibabel.nicom warns on import that its DICOM readers are experimental
+        warnings.simplefilter("ignore", UserWarning)
+        from nibabel.nicom import csareader
+        from nibabel.nicom.dicomwrappers import MosaicWrapper, WrapperError
+
+    csa = csareader.get_csa_header(ds, "image")
+    try:
+        if csa is not None and csareader.get_n_mosaic(csa):
+            wrapper = MosaicWrapper(ds, csa)
+        else:  # an anonymised file lost its CSA header: its slices are counted, and their normal is
+            # DICOM's row x column (nibabel, told nothing, would take column x row)
+            iop = [float(v) for v in ds.get("ImageOrientationPatient") or []]
+            lost = {"tags": {"SliceNormalVector": {"items": list(np.cross(iop[:3], iop[3:]))}}} if iop else {}
+            wrapper = MosaicWrapper(ds, lost, n_mosaic=_filled_tiles(ds, where))
+        nib_affine = wrapper.affine  # voxel (row, column, slice) -> LPS mm
+    except (WrapperError, AssertionError) as exc:
+        raise ValueError(f"{where}: not a usable Siemens MOSAIC header ({exc})") from exc
+    t_rows, t_cols, n = (int(v) for v in wrapper.image_shape)
+    # the writer's voxel (i, j, k) is nibabel's (row t_rows - 1 - j, column i, slice k)
+    to_rows_cols = np.array([[0.0, -1.0, 0.0, t_rows - 1], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0],
+                             [0.0, 0.0, 0.0, 1.0]])
+    return (t_cols, t_rows, n), LPS_TO_RAS @ nib_affine @ to_rows_cols, int(wrapper.mosaic_size)
+
+
+def _filled_tiles(ds, where: str) -> int:
+    """Slices of a MOSAIC without a CSA header: tiles of the acquisition matrix's size, up to the last non-empty one."""
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    matrix = [int(v) for v in (ds.get("AcquisitionMatrix") or []) if int(v)]
+    if not matrix or rows % max(matrix) or cols % max(matrix):
+        raise ValueError(f"{where}: MOSAIC without a CSA header or a usable AcquisitionMatrix: cannot tell the "
+                         "tile size")
+    tile = max(matrix)
+    pixels = np.asarray(ds.pixel_array).reshape(rows // tile, tile, cols // tile, tile)
+    filled = np.flatnonzero(pixels.any(axis=(1, 3)).ravel())
+    n = int(filled[-1]) + 1 if filled.size else 0
+    if not n or int(np.ceil(np.sqrt(n))) != rows // tile:  # Siemens tiles n slices ceil(sqrt(n)) to a side
+        raise ValueError(f"{where}: MOSAIC without a CSA header: {n} non-empty tiles of {tile}x{tile} in "
+                         f"{rows}x{cols} do not tell its slice count")
+    return n
+
+
 class MosaicTemplate:
     """A Siemens MOSAIC DICOM whose header is reused for every new volume of the same grid."""
 
-    def __init__(self, path: str | Path | None = None, dataset=None) -> None:
+    def __init__(self, path: str | Path | None = None, dataset=None,
+                 grid: tuple[tuple[int, int, int], np.ndarray] | None = None) -> None:
+        """A header from ``path`` or ``dataset``, its grid read with :func:`read_template_grid`; or, with
+        ``grid`` (shape, affine), a ``dataset`` made for that grid (:func:`synth_mosaic_dataset`): what the
+        simulator wrote itself it knows, and a grid nibabel would refuse (sheared) can still be written."""
         import pydicom
-
-        from controller.inputs.volumes.dicom import read_mosaic
 
         self.path = Path(path) if path is not None else Path("<synthesized>")
         self.ds = dataset if dataset is not None else pydicom.dcmread(str(path))
-        ref = read_mosaic(self.ds, str(self.path))
-        self.shape = ref.data.shape
-        self.affine = ref.affine
-        self.tr_s = ref.tr_s
+        if grid is None:
+            self.shape, self.affine, self.per_side = read_template_grid(self.ds, str(self.path))
+        else:
+            self.shape = tuple(int(n) for n in grid[0])
+            self.affine = np.asarray(grid[1], dtype=float)
+            self.per_side = int(self.ds.Rows) // self.shape[1]
+        tr_ms = self.ds.get("RepetitionTime")
+        self.tr_s = float(tr_ms) / 1000.0 if tr_ms not in (None, "") else None
         self.series = int(self.ds.get("SeriesNumber") or 1)
         self.rows, self.cols = int(self.ds.Rows), int(self.ds.Columns)
-        self.per_side = int(ref.info["tiles"])
 
     def check_grid(self, shape: tuple[int, ...], affine: np.ndarray | None, tol_mm: float = 1e-3) -> None:
         """Refuse volumes that do not sit on the template's grid (its header would describe them wrongly)."""
@@ -326,7 +382,8 @@ class VolumeFolderWriter:
                 if shape is not None:
                     self.template.check_grid(tuple(shape), self.affine)
             elif shape is not None and self.affine is not None:
-                self.template = MosaicTemplate(dataset=synth_mosaic_dataset(tuple(shape), self.affine, tr_s))
+                self.template = MosaicTemplate(dataset=synth_mosaic_dataset(tuple(shape), self.affine, tr_s),
+                                               grid=(tuple(shape), self.affine))
             else:
                 raise ValueError("MOSAIC output needs a template DICOM, or the grid (shape and affine)")
         self.name = name  # a format string with {index}; None: the export convention of the format

@@ -393,13 +393,13 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, object]:
 
 def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
     """Entry point for ``sim fmri`` without ``--replay`` (called by sim/fmri/cli.py); returns the exit code."""
-    from sim.cli import _quiet_liblsl, _stop_on_signals
+    from sim.entry import quiet_liblsl, stop_on_signals
 
     args = build_parser().parse_args(argv)
-    _quiet_liblsl()
+    quiet_liblsl()
     stop = stop or threading.Event()
     try:
-        with _stop_on_signals(stop):
+        with stop_on_signals(stop):
             run(args, stop)
     except KeyboardInterrupt:
         pass
