@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from controller.clock import now  # noqa: E402
 from controller.fmri.pipeline import VolumePipeline  # noqa: E402
+from controller.inputs.source import Callbacks  # noqa: E402
 from controller.inputs.volumes.watch_folder import FolderSource  # noqa: E402
 from controller.protocol import loads_protocol  # noqa: E402
 from sim.fmri.folder_out import MosaicTemplate, nifti_bytes, synth_mosaic_dataset  # noqa: E402
@@ -119,7 +120,7 @@ def run_case(data: np.ndarray, affine: np.ndarray, mask: Path, fmt: str, n_volum
         if volume.index >= n_volumes:
             done.set()
 
-    source = FolderSource("fmri", folder, on_volume, lambda s, d: None, stall_timeout_s=60, pattern=pattern,
+    source = FolderSource("fmri", folder, Callbacks(on_volume, lambda s, d: None), stall_timeout_s=60, pattern=pattern,
                           tr_s=TR)
     source.open(5)
     source.start()

@@ -308,18 +308,18 @@ def run(paths: list[StimPath], seconds: float, chunk: int, first_s: float, fsync
         device_process: bool) -> RunResult:
     import pylsl
 
-    from controller.clock import now
     from controller.engine.engine import Engine
     from controller.events import EventBus
     from controller.features import FeaturePipeline
-    from controller.inputs.lsl.reader import InputReader
+    from controller.inputs.lsl.reader import InputReader, open_inlet
     from controller.inputs.lsl.resolve import channel_labels
+    from controller.inputs.source import Chunk
     from controller.protocol import loads_protocol
     from controller.safety.commands import FIRE
     from controller.safety.governor import LATENCY_SOURCE, SAFETY, Governor
     from controller.safety.ledger import DoseLedger
     from controller.safety.site import loads_site
-    from controller.session.signal_modality import wire as _wire
+    from controller.session.signal_modality import signal_line
     from controller.stimulation.dispatcher import COMMAND, Link, Stimulation
     from controller.stimulation.watchdog import Watchdog
     from drivers.registry import driver_class
@@ -398,23 +398,26 @@ def run(paths: list[StimPath], seconds: float, chunk: int, first_s: float, fsync
             name, chunk, n_samples, {p.name: labels.index(p.channel) for p in paths}, onsets, ready, result))
         proc.start()
         info = pylsl.resolve_bypred(f"name='{name}'", 1, 30)[0]
-        reader = InputReader("eeg", info, lambda d, t: None, lambda s, d: None, stall_timeout_s=1.0)
-        reader.open(20)
-        pipeline = FeaturePipeline(RATE, channel_labels(reader.full_info), protocol.inputs["eeg"],
+        opened = open_inlet("eeg", info, 20)
+        pipeline = FeaturePipeline(RATE, channel_labels(opened.full_info), protocol.inputs["eeg"],
                                    list(protocol.features.values()))
         engine = Engine(protocol, bus, [], stimulation=stim)
-        _wire(reader, pipeline, engine, bus, governor)
-        wired = reader.on_chunk
+        line = signal_line("eeg", pipeline, engine, bus, governor, protocol.inputs["eeg"].max_gap_s)
         rec = Receipts(np.full(n_samples, np.nan))
 
-        def on_chunk(data: np.ndarray, ts: np.ndarray) -> None:
-            t = now()
-            a = rec.count
-            rec.t_recv[a:min(a + len(ts), n_samples)] = t
-            rec.count += len(ts)
-            wired(data, ts)
+        class Receiving:
+            """The session's own sink, with each chunk's arrival noted first."""
 
-        reader.on_chunk = on_chunk
+            def on_data(self, chunk: Chunk) -> None:
+                a = rec.count
+                rec.t_recv[a:min(a + len(chunk.timestamps), n_samples)] = chunk.arrival
+                rec.count += len(chunk.timestamps)
+                line.on_data(chunk)
+
+            def on_status(self, status: str, detail: str, gap_s: float | None = None) -> None:
+                line.on_status(status, detail, gap_s)
+
+        reader = InputReader("eeg", opened, Receiving(), stall_timeout_s=1.0)
         engine.start()
         reader.start()
         watchdog.start()

@@ -89,6 +89,7 @@ def _measure(chunk: int, seconds: float, every: str, process: bool) -> dict[str,
     from controller.features import FeaturePipeline
     from controller.inputs.lsl.reader import InputReader
     from controller.inputs.lsl.resolve import channel_labels
+    from controller.inputs.source import Callbacks
     from controller.protocol import loads_protocol
     from drivers.base import Command, Output
 
@@ -145,7 +146,7 @@ def _measure(chunk: int, seconds: float, every: str, process: bool) -> dict[str,
             record_hops(ts, now())
             current["base"] += len(ts)
 
-    reader = InputReader("bench", info, on_chunk, lambda s, d: None, stall_timeout_s=5.0)
+    reader = InputReader("bench", info, Callbacks(lambda c: on_chunk(c.data, c.timestamps)), stall_timeout_s=5.0)
     reader.open()
     if process:
         engine.start()

@@ -36,7 +36,7 @@ from controller.fmri.pipeline import VolumePipeline  # noqa: E402
 from controller.inputs.volumes.lsl_volumes import LslVolumeSource  # noqa: E402
 from controller.inputs.volumes.watch_folder import FolderSource  # noqa: E402
 from controller.protocol import loads_protocol  # noqa: E402
-from controller.session.fmri_modality import wire_volumes  # noqa: E402
+from controller.session.fmri_modality import volume_line  # noqa: E402
 from drivers.lsl_fmri_qc import LslFmriQcOutput  # noqa: E402
 from sim.fmri.folder_out import nifti_bytes  # noqa: E402
 from sim.fmri.lsl_out import VolumeOutlet  # noqa: E402
@@ -113,8 +113,9 @@ class Rig:
         self.events.extend(self._sub.drain())
         return len(self.events)
 
-    def wire(self, source) -> None:
-        wire_volumes(source, self.pipeline, self.engine, self.bus, self.qc, lambda t: None)
+    def line(self):
+        """The sink the session builds its volume source with."""
+        return volume_line("fmri", self.pipeline, self.engine, self.bus, self.qc, lambda t: None)
 
 
 def _panel(app, prefix: str):
@@ -145,9 +146,8 @@ def test_lsl_volumes_journal_each_stage_and_delivery_is_not_pipeline_time(app, r
     prefix = f"nrtest-stages-{uuid.uuid4().hex[:8]}"
     rig = Rig(tmp_path, prefix)
     outlet = VolumeOutlet(f"{prefix}-volumes", data.shape[:3], affine, TR, f"{prefix}-volumes")
-    source = LslVolumeSource("fmri", outlet.name, lambda v: None, lambda s, d: None, stall_timeout_s=30)
+    source = LslVolumeSource("fmri", outlet.name, rig.line(), stall_timeout_s=30)
     source.open(timeout_s=10)
-    rig.wire(source)
     panel = _panel(app, prefix)
     pushed: dict[int, float] = {}
     stamps: dict[int, float] = {}
@@ -208,10 +208,8 @@ def test_folder_files_say_acquisition_unknown_and_time_only_the_pipeline(app, ru
     folder, staging = tmp_path / "scanner", tmp_path / "staging"
     folder.mkdir()
     staging.mkdir()
-    source = FolderSource("fmri", folder, lambda v: None, lambda s, d: None, stall_timeout_s=30, pattern="*.nii",
-                          tr_s=TR)
+    source = FolderSource("fmri", folder, rig.line(), stall_timeout_s=30, pattern="*.nii", tr_s=TR)
     source.open(timeout_s=5)
-    rig.wire(source)
     panel = _panel(app, prefix)
     renamed: dict[int, float] = {}
     try:

@@ -1,8 +1,9 @@
 """One fault policy for every modality (issue 13): an fMRI stall and a NaN volume inhibit feedback and
 stimulation exactly as an EEG stall and a NaN chunk do, and clean data lifts them the same way.
 
-The two real wirings (``signal_modality.wire`` for sample streams, ``volume_session.wire_volumes`` for volumes)
-drive a real governor; the sources are stand-ins that call the wirings' callbacks as the real sources do.
+The sinks a session builds its sources with (``signal_line`` for sample streams, ``volume_line`` for volumes:
+both an ``InputLine``, the fault policy then the modality's consumer) drive a real governor; the test calls
+them as the real sources do.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from test_safety_governor import SITE, Clock
 
 from controller.events import EventBus
 from controller.fmri.design import VolumeDesign
-from controller.inputs.volumes.source import IndexTracker
+from controller.inputs.source import Chunk
 from controller.inputs.volumes.volume import Volume
 from controller.lang.compiled import Block
 from controller.safety import DoseLedger, Governor, loads_site
-from controller.session.fmri_modality import wire_volumes
-from controller.session.signal_modality import wire as _wire
+from controller.session.fmri_modality import volume_line
+from controller.session.input_line import InputLine
+from controller.session.signal_modality import signal_line
 
 
 class Gate:
@@ -89,18 +91,16 @@ def governor(tmp_path: Path, clock: Clock):
     gov.ledger.close()
 
 
-def eeg_wiring(governor: Governor) -> tuple[SimpleNamespace, Gate, Pipeline]:
-    reader = SimpleNamespace(input_name="eeg", chunk_arrival=0.0, last_gap_s=None, max_gap_s=2.0)
+def eeg_wiring(governor: Governor) -> tuple[InputLine[Chunk], Gate, Pipeline]:
+    """The sink a sample stream's reader is built with in a session."""
     gate, pipe = Gate(), Pipeline()
-    _wire(reader, pipe, gate, EventBus(), governor)
-    return reader, gate, pipe
+    return signal_line("eeg", pipe, gate, EventBus(), governor, max_gap_s=2.0), gate, pipe
 
 
-def fmri_wiring(governor: Governor) -> tuple[SimpleNamespace, Gate, VolumePipe]:
-    source = SimpleNamespace(input_name="fmri", tracker=IndexTracker(1))
+def fmri_wiring(governor: Governor) -> tuple[InputLine[Volume], Gate, VolumePipe]:
+    """The sink a volume source is built with in a session."""
     gate, pipe = Gate(), VolumePipe()
-    wire_volumes(source, pipe, gate, EventBus(), None, gate.start, governor, tr_lsl_s=2.0)
-    return source, gate, pipe
+    return volume_line("fmri", pipe, gate, EventBus(), None, gate.start, governor, tr_lsl_s=2.0), gate, pipe
 
 
 def volume(index: int, nan: bool = False) -> Volume:
@@ -129,17 +129,15 @@ def test_nan_data_inhibits_until_clean_data_for_eeg_and_fmri(governor: Governor)
     fmri, fmri_gate, fmri_pipe = fmri_wiring(governor)
     bad = np.ones((8, 4))
     bad[3, 1] = np.inf
-    eeg.on_chunk(bad, np.arange(8.0))
-    fmri.tracker.check(1)
-    fmri.on_volume(volume(1, nan=True))
+    eeg.on_data(Chunk(bad, np.arange(8.0), 0.0))
+    fmri.on_data(volume(1, nan=True))
     assert set(eeg_gate.inhibitions) == {"nonfinite:eeg"} and set(fmri_gate.inhibitions) == {"nonfinite:fmri"}
     assert governor.inhibitions["nonfinite:fmri"].reason == "input fmri: 1 NaN/inf value(s) of 48 in volume 1"
     assert governor.inhibitions["nonfinite:eeg"].reason == \
         "input eeg: 1 NaN/inf value(s) of 32 in a chunk of 8 samples"
     assert eeg_pipe.pushed == 0 and fmri_pipe.pushed == []  # the bad data never reaches a filter or the GLM
-    eeg.on_chunk(np.ones((8, 4)), np.arange(8.0, 16.0))
-    fmri.tracker.check(2)
-    fmri.on_volume(volume(2))
+    eeg.on_data(Chunk(np.ones((8, 4)), np.arange(8.0, 16.0), 0.0))
+    fmri.on_data(volume(2))
     assert not eeg_gate.inhibitions and not fmri_gate.inhibitions
     assert not {"nonfinite:eeg", "nonfinite:fmri"} & set(governor.inhibitions)
     assert eeg_pipe.resets == 1 and eeg_pipe.pushed == 1 and fmri_pipe.pushed == [2]
@@ -149,14 +147,12 @@ def test_the_governor_checks_an_fmri_inputs_silence_against_its_tr(governor: Gov
     """Volumes tell the governor the input is alive, with its TR: between volumes is not a stall; a scanner
     that stops is one, raised by the governor itself even before the source says 'stalled'."""
     fmri, _, _ = fmri_wiring(governor)
-    fmri.tracker.check(1)
-    fmri.on_volume(volume(1))
+    fmri.on_data(volume(1))
     clock.step(2.9)
     assert governor.poll() == []  # TR 2 s + site input_stall 1 s not yet over
     clock.step(0.2)
     assert [i.source for i in governor.poll()] == ["input_stall:fmri"]
-    fmri.tracker.check(2)
-    fmri.on_volume(volume(2))  # data flowing again lifts the governor's own stall
+    fmri.on_data(volume(2))  # data flowing again lifts the governor's own stall
     assert "input_stall:fmri" not in governor.inhibitions
 
 

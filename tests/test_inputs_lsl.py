@@ -13,6 +13,7 @@ from helpers import wait_for
 
 from controller.inputs.lsl.reader import InputReader
 from controller.inputs.lsl.resolve import StreamNotFound, channel_labels, resolve
+from controller.inputs.source import Callbacks
 from controller.lang.compiled import StreamSelector
 
 pytestmark = pytest.mark.lsl
@@ -92,7 +93,7 @@ def test_reader_delivers_every_sample_in_order(chunk):
     outlet = make_outlet(name, 4, rate=1000.0)
     info = resolve(StreamSelector(name=name), 5)
     col = Collector()
-    reader = InputReader("eeg", info, col.on_chunk, col.on_status, stall_timeout_s=2.0)
+    reader = InputReader("eeg", info, Callbacks(lambda c: col.on_chunk(c.data, c.timestamps), col.on_status), stall_timeout_s=2.0)
     reader.open()
     reader.start()
     n_total = 700
@@ -120,7 +121,7 @@ def test_stall_then_resume_then_clock_jump():
     outlet = make_outlet(name, 2, rate=100.0)
     info = resolve(StreamSelector(name=name), 5)
     col = Collector()
-    reader = InputReader("eeg", info, col.on_chunk, col.on_status, stall_timeout_s=0.3, clock_jump_s=0.5)
+    reader = InputReader("eeg", info, Callbacks(lambda c: col.on_chunk(c.data, c.timestamps), col.on_status), stall_timeout_s=0.3, clock_jump_s=0.5)
     reader.open()
     reader.start()
     t = pylsl.local_clock()
@@ -149,7 +150,7 @@ def test_lost_samples_up_to_max_gap_are_a_gap_and_longer_ones_a_clock_jump():
     outlet = make_outlet(name, 2, rate=100.0)
     info = resolve(StreamSelector(name=name), 5)
     col = Collector()
-    reader = InputReader("eeg", info, col.on_chunk, col.on_status, stall_timeout_s=5.0, max_gap_s=2.0)
+    reader = InputReader("eeg", info, Callbacks(lambda c: col.on_chunk(c.data, c.timestamps), col.on_status), stall_timeout_s=5.0, max_gap_s=2.0)
     reader.open()
     reader.start()
     t = pylsl.local_clock()
@@ -174,7 +175,7 @@ def test_reader_recovers_when_the_stream_comes_back():
     outlet = make_outlet(name, 2, rate=100.0, source_id=source_id)
     info = resolve(StreamSelector(name=name), 5)
     col = Collector()
-    reader = InputReader("eeg", info, col.on_chunk, col.on_status, stall_timeout_s=0.3)
+    reader = InputReader("eeg", info, Callbacks(lambda c: col.on_chunk(c.data, c.timestamps), col.on_status), stall_timeout_s=0.3)
     reader.open()
     reader.start()
     outlet.push_sample([1.0, 2.0])

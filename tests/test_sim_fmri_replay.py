@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from controller.clock import now
+from controller.inputs.source import Callbacks
 from controller.inputs.volumes.lsl_volumes import LslVolumeSource
 from controller.inputs.volumes.watch_folder import FolderSource
 
@@ -96,7 +97,7 @@ class Sink:
 
 def _folder_source(folder: Path, sink: Sink, **kw) -> FolderSource:
     folder.mkdir(exist_ok=True)
-    src = FolderSource("fmri", folder, sink.on_volume, sink.on_status, **kw)
+    src = FolderSource("fmri", folder, Callbacks(sink.on_volume, sink.on_status), **kw)
     src.open(timeout_s=5)
     src.start()
     return src
@@ -132,7 +133,7 @@ def test_replay_over_lsl(run4d):
                 "--wait-consumer", "20")
     rp.wait_ready()
     sink = Sink()
-    src = LslVolumeSource("fmri", name, sink.on_volume, sink.on_status, stall_timeout_s=5)
+    src = LslVolumeSource("fmri", name, Callbacks(sink.on_volume, sink.on_status), stall_timeout_s=5)
     src.open(timeout_s=20)
     assert src.describe()["first_index"] == 11 and src.describe()["source"] == RUN.name
     src.start()

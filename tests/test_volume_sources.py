@@ -18,6 +18,7 @@ import pylsl
 import pytest
 
 from controller.clock import now
+from controller.inputs.source import Callbacks
 from controller.inputs.volumes.dicom import IncompleteFile, read_dicom
 from controller.inputs.volumes.lsl_volumes import LslVolumeSource, parse_stream_info
 from controller.inputs.volumes.nifti import decode_nifti, read_nifti
@@ -80,7 +81,7 @@ class Collector:
 
 
 def start_folder(folder: Path, col: Collector, **kw) -> FolderSource:
-    src = FolderSource("fmri", folder, col.on_volume, col.on_status, **kw)
+    src = FolderSource("fmri", folder, Callbacks(col.on_volume, col.on_status), **kw)
     src.open(timeout_s=5)
     src.start()
     assert col.wait(lambda c: "connected" in c.kinds(), 5)
@@ -323,7 +324,7 @@ def test_folder_existing_files_refused(tmp_path):
     data, affine = small_volume()
     w = make_writer(tmp_path, "nifti", affine=affine, shape=data.shape)
     w.write(data, 1)
-    src = FolderSource("fmri", tmp_path, Collector().on_volume, Collector().on_status, pattern="*.nii",
+    src = FolderSource("fmri", tmp_path, Callbacks(Collector().on_volume, Collector().on_status), pattern="*.nii",
                        existing="refuse")
     with pytest.raises(FileExistsError, match=r"1 file\(s\) matching '\*\.nii' were already in .*existing: refuse"):
         src.open(timeout_s=5)
@@ -346,7 +347,7 @@ def test_folder_stall_resume_and_bad_file(tmp_path, run4d):
 
 
 def test_folder_missing_folder_is_a_clear_error(tmp_path):
-    src = FolderSource("fmri", tmp_path / "nope", lambda v: None, lambda s, d: None)
+    src = FolderSource("fmri", tmp_path / "nope", Callbacks(lambda v: None))
     with pytest.raises(FileNotFoundError, match="nope"):
         src.open(timeout_s=0.2)
 
@@ -362,7 +363,7 @@ def test_lsl_source_round_trip_and_gaps():
     data, affine = small_volume()
     outlet = _outlet(affine=affine, source="test")
     col = Collector()
-    src = LslVolumeSource("fmri", outlet.name, col.on_volume, col.on_status, stall_timeout_s=5)
+    src = LslVolumeSource("fmri", outlet.name, Callbacks(col.on_volume, col.on_status), stall_timeout_s=5)
     src.open(timeout_s=10)
     assert src.describe() == {"kind": "lsl", "where": f"LSL {outlet.name}", "tr_s": 2.0, "shape": [20, 22, 9],
                               "first_index": 1, "source": "test"}
@@ -401,7 +402,7 @@ def test_lsl_source_refuses_bad_streams():
         parse_stream_info(eeg)
     # the real thing, through resolve, reports the problem on open()
     outlet = pylsl.StreamOutlet(info)
-    src = LslVolumeSource("fmri", name, lambda v: None, lambda s, d: None)
+    src = LslVolumeSource("fmri", name, Callbacks(lambda v: None, lambda s, d: None))
     with pytest.raises(ValueError, match="channel_count"):
         src.open(timeout_s=10)
     del outlet
@@ -441,7 +442,7 @@ def test_print_lsl_push_to_volume_latency(shape):
     affine = np.diag([3.0, 3.0, 3.0, 1.0])
     outlet = _outlet(shape=shape, affine=affine)
     col = Collector()
-    src = LslVolumeSource("fmri", outlet.name, col.on_volume, col.on_status, stall_timeout_s=5)
+    src = LslVolumeSource("fmri", outlet.name, Callbacks(col.on_volume, col.on_status), stall_timeout_s=5)
     src.open(timeout_s=10)
     src.start()
     assert outlet.wait_for_consumers(10)

@@ -19,19 +19,22 @@ baseline, rules and feedback comes from its acquisition number, so it does not d
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from controller import events as ev
 from controller.clock import now
 from controller.events import Event, EventBus
 from controller.fmri.pipeline import VolumePipeline, VolumePipelineError
+from controller.inputs.source import Sink
 from controller.inputs.volumes.source import index_ranges
 from controller.inputs.volumes.timing import acquisition_time, qc_times_ms, stage_times_ms
+from controller.inputs.volumes.volume import Volume
 from controller.lang.compiled import Protocol, VolumeInputSpec, VolumeSourceSpec
 from controller.safety.faults import FaultKind
 from controller.safety.faults import source as faults_source
@@ -39,6 +42,7 @@ from controller.safety.input_faults import InputFaults
 from controller.session.child_processes import end_process
 from controller.session.errors import SessionInputError
 from controller.session.export_check import ExportMismatch, check_sim_export
+from controller.session.input_line import InputLine
 from controller.session.modality import Modality
 from controller.session.scanner_process import ScannerProcess
 from controller.session.sim_commands import FmriSimOptions, fmri_source_command, sim_design, sim_target  # noqa: F401
@@ -82,55 +86,87 @@ def joined_detail(volume: Any, n: int, first_counted: int, unseen: list[int], bl
             f"seen ({len(lost)} counted)")
 
 
-def wire_volumes(source: Any, pipeline: VolumePipeline, engine: Any, bus: EventBus, qc_output: Any,
-                 start_run: Callable[[float], None], governor: Any = None, tr_lsl_s: float | None = None) -> None:
-    """Connect a volume source to its pipeline and the engine (all in the source's thread); its faults go
-    through the same policy as a sample stream's (InputFaults: a stall or a NaN volume inhibits feedback
-    and stimulation as an EEG stall or NaN chunk does).
+def volume_line(name: str, pipeline: VolumePipeline, engine: Any, bus: EventBus, qc_output: Any,
+                start_run: Callable[[float], None], governor: Any = None,
+                tr_lsl_s: float | None = None) -> InputLine[Volume]:
+    """A volume source's sink: the same fault policy as a sample stream's (a stall or a NaN volume inhibits
+    feedback and stimulation as an EEG stall or NaN chunk does), then the volume pipeline.
 
     ``tr_lsl_s``: the TR on the LSL clock (the protocol's TR / the replay's speed)."""
-    name = source.input_name
-    started = threading.Event()
     tr_lsl = pipeline.spec.tr_s if tr_lsl_s is None else tr_lsl_s
     faults = InputFaults(name, engine, governor, bus, period_s=tr_lsl)
+    return InputLine(faults, VolumeConsumer(name, pipeline, engine, bus, qc_output, start_run, governor, tr_lsl))
 
-    def on_volume(volume) -> None:
-        faults.data_seen()
-        n = pipeline.design.counted(volume.index)
-        if not started.is_set() and n >= 0:
-            started.set()
-            if n > 0:
-                before = range(pipeline.design.first - pipeline.spec.skip, volume.index)
-                unseen = [i for i in before if i not in source.tracker.seen]
-                detail = joined_detail(volume, n, pipeline.design.first, unseen,
-                                       pipeline.design.block_of(volume.index))
-                bus.publish(Event(ev.INPUT, now(), volume.acquired, {"input": name, "status": "joined",
-                                                                     "detail": detail, "index": volume.index}))
-            start_run(run_start(volume, n, tr_lsl))
-        if not faults.check_finite(volume.data, f"volume {volume.index}"):
-            return  # a NaN volume would poison the realignment and the GLM: not used (as if lost)
+
+class VolumeConsumer:
+    """Volumes through the per-volume pipeline to the engine, with their QC on the fMRI QC outlet. The first
+    counted volume that arrives starts the run's timeline, placed by its acquisition index."""
+
+    def __init__(self, name: str, pipeline: VolumePipeline, engine: Any, bus: EventBus, qc_output: Any,
+                 start_run: Callable[[float], None], governor: Any, tr_lsl_s: float) -> None:
+        self.name = name
+        self.pipeline = pipeline
+        self.engine = engine
+        self.bus = bus
+        self.qc_output = qc_output
+        self.start_run = start_run
+        self.governor = governor
+        self.tr_lsl_s = tr_lsl_s
+        self.seen: set[int] = set()  # indices delivered before the run started (to name the ones never seen)
+        self.started = False
+
+    def arrived(self, volume: Volume) -> None:
+        """The run starts at the first counted volume, whether or not its data are usable."""
+        if self.started:
+            return
+        design = self.pipeline.design
+        n = design.counted(volume.index)
+        if n < 0:
+            self.seen.add(volume.index)
+            return
+        self.started = True
+        if n > 0:
+            before = range(design.first - self.pipeline.spec.skip, volume.index)
+            unseen = [i for i in before if i not in self.seen]
+            detail = joined_detail(volume, n, design.first, unseen, design.block_of(volume.index))
+            self.bus.publish(Event(ev.INPUT, now(), volume.acquired, {"input": self.name, "status": "joined",
+                                                                      "detail": detail, "index": volume.index}))
+        self.start_run(run_start(volume, n, self.tr_lsl_s))
+
+    def values(self, volume: Volume) -> np.ndarray:
+        return volume.data
+
+    def describe(self, volume: Volume) -> str:
+        return f"volume {volume.index}"
+
+    def recovered(self) -> None:
+        return None  # a NaN volume was never used (as if lost): nothing to undo
+
+    def on_status(self, status: str, detail: str, gap_s: float | None) -> None:
+        return None  # missing, out-of-order and stalled volumes: the fault policy and the pipeline's design
+
+    def consume(self, volume: Volume) -> None:
         try:
-            result = pipeline.push(volume)
+            result = self.pipeline.push(volume)
         except VolumePipelineError as exc:
             reason = str(exc)
-            engine.set_inhibit(faults_source(FaultKind.VOLUMES, name), reason)
-            if governor is not None:
-                governor.inhibit(faults_source(FaultKind.VOLUMES, name), reason)
-            bus.publish(Event(ev.FAULT, now(), volume.acquired, {"source": f"input {name}", "reason": reason}))
+            self.engine.set_inhibit(faults_source(FaultKind.VOLUMES, self.name), reason)
+            if self.governor is not None:
+                self.governor.inhibit(faults_source(FaultKind.VOLUMES, self.name), reason)
+            self.bus.publish(Event(ev.FAULT, now(), volume.acquired, {"source": f"input {self.name}",
+                                                                      "reason": reason}))
             raise
-        engine.on_features(result.values)
+        self.engine.on_features(result.values)
         t_out = now()
         qc = result.qc
-        qc["input"] = name
+        qc["input"] = self.name
         if "timing_ms" in qc:
             qc["timing_ms"] = stage_times_ms(volume, t_out, qc["timing_ms"])
             qc["acquisition_time"] = acquisition_time(volume)
             row = [volume.index, *qc["motion"], qc["fd_mm"], *qc_times_ms(qc["timing_ms"])]
-            if qc_output is not None:
-                qc_output.send(Command("fmri_qc", volume.acquired, {"row": row}))
-        bus.publish(Event(ev.VOLUME, t_out, volume.acquired, qc))
-
-    source.on_volume, source.on_status = on_volume, faults.report
+            if self.qc_output is not None:
+                self.qc_output.send(Command("fmri_qc", volume.acquired, {"row": row}))
+        self.bus.publish(Event(ev.VOLUME, t_out, volume.acquired, qc))
 
 
 def session_start_fmri(protocol: Protocol, sources: list[Any]) -> dict[str, Any]:
@@ -243,6 +279,11 @@ class FmriPlan(Modality):
         pipeline = VolumePipeline(spec, list(protocol.features.values()), protocol.rois, protocol.timeline,
                                   feedback_blocks=protocol.feedback.during if protocol.feedback else ())
         timeout = self.resolve_timeout_s or spec.resolve_timeout_s
+
+        def start_run(t: float) -> None:
+            engine.start(t)
+
+        line = volume_line(name, pipeline, engine, bus, self.qc_output, start_run, governor, spec.tr_s / self.speed)
         source = None
         if self.sim is not None:
             lsl_name = f"{self.prefix}-sim-fmri-{session_id}"
@@ -250,20 +291,15 @@ class FmriPlan(Modality):
             planned = sim_source_spec(spec, self.sim, scanner, lsl_name)
             if planned.stream is None:  # watch the folder before the first file can appear
                 scanner.mkdir(parents=True, exist_ok=True)
-                source = self._make_source(name, spec, planned)
+                source = self._make_source(name, spec, planned, line)
                 source.open(timeout)
             self.scanner = start_fmri_source_process(protocol, spec, self.sim, scanner, self.prefix, lsl_name)
             self.state_stream = f"{lsl_name}-state" if self.sim.replay is None else None
             source_spec = planned
         if source is None:
-            source = self._make_source(name, spec, source_spec)
+            source = self._make_source(name, spec, source_spec, line)
             source.open(timeout)
         check_source_tr(source, spec, bus, self.sim.speed if self.sim else 1.0)
-
-        def start_run(t: float) -> None:
-            engine.start(t)
-
-        wire_volumes(source, pipeline, engine, bus, self.qc_output, start_run, governor, spec.tr_s / self.speed)
         self.sources.append(source)
         self.pipelines[name] = pipeline
 
@@ -272,20 +308,19 @@ class FmriPlan(Modality):
         if self.scanner is not None:
             self.scanner.go()
 
-    def _make_source(self, name: str, spec: VolumeInputSpec, src: VolumeSourceSpec) -> Any:
-        noop = lambda *a: None  # noqa: E731  (wire_volumes sets the real handlers)
+    def _make_source(self, name: str, spec: VolumeInputSpec, src: VolumeSourceSpec, sink: Sink[Volume]) -> Any:
         if src.stream is not None:
             from controller.inputs.lsl.resolve import resolve
             from controller.inputs.volumes.lsl_volumes import LslVolumeSource
 
             info = resolve(src.stream, self.resolve_timeout_s or spec.resolve_timeout_s)
             self.volume_stream = info.name()
-            return LslVolumeSource(name, info, noop, noop, stall_timeout_s=spec.stall_s)
+            return LslVolumeSource(name, info, sink, stall_timeout_s=spec.stall_s)
         from controller.inputs.volumes.watch_folder import FolderSource
 
         if src.folder is None:
             raise VolumePipelineError(f"input {name!r}: no volume folder (give --volumes-folder)")
-        return FolderSource(name, src.folder, noop, noop, stall_timeout_s=spec.stall_s, pattern=src.pattern,
+        return FolderSource(name, src.folder, sink, stall_timeout_s=spec.stall_s, pattern=src.pattern,
                             watch="poll" if src.poll_s else "auto", poll_interval_s=src.poll_s or 0.05,
                             existing=src.existing, index_regex=src.index_regex, tr_s=spec.tr_s,
                             first_index=FIRST_ACQUISITION)

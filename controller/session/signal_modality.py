@@ -20,14 +20,16 @@ from controller.clock import now
 from controller.events import Event, EventBus
 from controller.features import FeaturePipeline
 from controller.inputs.lsl.live_check import open_and_check
-from controller.inputs.lsl.reader import InputReader
+from controller.inputs.lsl.reader import InputReader, OpenedInlet
 from controller.inputs.lsl.resolve import StreamNotFound
-from controller.lang.compiled import Protocol, StreamSelector
-from controller.protocol.stream_check import located
+from controller.inputs.source import Chunk
+from controller.lang.compiled import InputSpec, Protocol, StreamSelector
+from controller.protocol.stream_check import StreamFacts, located
 from controller.safety.faults import FaultKind, source
 from controller.safety.input_faults import InputFaults
 from controller.session.child_processes import child_env, end_process
 from controller.session.errors import SessionError
+from controller.session.input_line import InputLine
 from controller.session.modality import Modality
 from controller.session.sim_commands import SimOptions, participant_command
 
@@ -48,6 +50,7 @@ class SignalInputs(Modality):
         self.sim_proc: subprocess.Popen | None = None
         self.sim_name = ""
         self.pipelines: dict[str, FeaturePipeline] = {}
+        self.opened: dict[str, tuple[OpenedInlet, StreamFacts, Any, InputSpec]] = {}  # until connect()
 
     @property
     def readers(self) -> list[InputReader]:
@@ -82,10 +85,10 @@ class SignalInputs(Modality):
                 raise SessionError(f"the simulator exited with code {self.sim_proc.returncode}: "
                                    f"{self.sim_proc.stderr.read() if self.sim_proc.stderr else ''}")
             try:
-                reader, facts, checked = open_and_check(protocol, name, timeout, spec.stall_timeout_s, spec.max_gap_s)
+                opened, facts, checked = open_and_check(protocol, name, timeout)
             except StreamNotFound as exc:
                 raise SessionError(str(exc)) from exc
-            self.sources.append(reader)
+            self.opened[name] = (opened, facts, checked, spec)
             if checked.problems:
                 raise located(self.protocol_path, checked.problems, facts.name)
             features = [f for f in protocol.features.values() if f.input == name]
@@ -93,8 +96,6 @@ class SignalInputs(Modality):
             self.pipelines[name] = FeaturePipeline(facts.rate, facts.labels, spec, features,
                                                    channel_types=facts.types,
                                                    scale=None if units is None else units.scale)
-            reader.units = units
-            reader.speed = facts.speed
             if facts.speed != 1.0:
                 self.say(f"input {name}: a recording replayed at x{facts.speed:g}: the timeline and the rules "
                          "run on its signal time")
@@ -102,13 +103,16 @@ class SignalInputs(Modality):
                      + (" (unit: from the protocol)" if units is not None and units.from_protocol else ""))
 
     def speeds(self) -> dict[str, float]:
-        return {r.input_name: r.speed for r in self.readers}
+        return {name: facts.speed for name, (_, facts, _, _) in self.opened.items()}
 
     # ------------------------------------------------------------ the session
     def connect(self, protocol: Protocol, folder: Path, bus: EventBus, engine: Any, session_id: str,
                 governor: Any) -> None:
-        for reader in self.readers:
-            wire(reader, self.pipelines[reader.input_name], engine, bus, governor)
+        for name, (opened, facts, checked, spec) in self.opened.items():
+            line = signal_line(name, self.pipelines[name], engine, bus, governor, spec.max_gap_s)
+            reader = InputReader(name, opened, line, stall_timeout_s=spec.stall_timeout_s, max_gap_s=spec.max_gap_s)
+            reader.units, reader.speed = checked.units, facts.speed
+            self.sources.append(reader)
 
     def record_predicates(self) -> list[dict[str, str]]:
         out = [{"source_id": r.info.source_id()} for r in self.readers]
@@ -147,8 +151,8 @@ class SignalInputs(Modality):
 
     def close(self) -> None:
         if not self.started:  # inlets opened for a session that did not start
-            for reader in self.readers:
-                reader.close()
+            for opened, _, _, _ in self.opened.values():
+                opened.close()
         end_process(self.sim_proc)
 
 
@@ -169,41 +173,56 @@ def stream_exists(name: str, timeout_s: float = 2.0) -> bool:
     return bool(pylsl.resolve_byprop("name", name, 1, timeout_s))
 
 
-def wire(reader: InputReader, pipeline: FeaturePipeline, engine: Any, bus: EventBus, governor: Any = None) -> None:
-    """A sample stream: chunks -> pipeline -> engine, its faults through the shared policy (InputFaults)."""
-    name = reader.input_name
-    faults = InputFaults(name, engine, governor, bus)
+def signal_line(name: str, pipeline: FeaturePipeline, engine: Any, bus: EventBus, governor: Any,
+                max_gap_s: float) -> InputLine[Chunk]:
+    """A sample stream's sink: the shared fault policy, then chunks -> pipeline -> engine."""
+    return InputLine(InputFaults(name, engine, governor, bus), ChunkConsumer(name, pipeline, engine, bus, max_gap_s))
 
-    def on_chunk(data: np.ndarray, timestamps: np.ndarray) -> None:
-        faults.data_seen()
-        was_bad = faults.nonfinite
-        if not faults.check_finite(data, f"a chunk of {len(data)} samples"):
-            return  # a NaN would poison every filter state: dropped, and everything starts over when clean
-        if was_bad:
-            pipeline.reset()
-        engine.on_features(pipeline.push(data, timestamps, reader.chunk_arrival))
 
-    def start_over(why: str) -> None:
+class ChunkConsumer:
+    """Clean chunks through the feature pipeline to the engine; after a gap the windows (or, after a long
+    one, everything) start over, so no window spans lost or shifted signal."""
+
+    def __init__(self, name: str, pipeline: FeaturePipeline, engine: Any, bus: EventBus, max_gap_s: float) -> None:
+        self.name = name
+        self.pipeline = pipeline
+        self.engine = engine
+        self.bus = bus
+        self.max_gap_s = max_gap_s
+
+    def arrived(self, item: Chunk) -> None:
+        return None
+
+    def values(self, item: Chunk) -> np.ndarray:
+        return item.data
+
+    def describe(self, item: Chunk) -> str:
+        return f"a chunk of {len(item.data)} samples"
+
+    def consume(self, item: Chunk) -> None:
+        self.engine.on_features(self.pipeline.push(item.data, item.timestamps, item.arrival))
+
+    def recovered(self) -> None:
+        self.pipeline.reset()  # every filter state saw the NaN: start over
+
+    def on_status(self, status: str, detail: str, gap_s: float | None) -> None:
+        if status == "resumed":
+            self._start_over("input resumed after a stall", gap_s)
+        elif status == "gap":
+            self.pipeline.restart_windows()  # lost samples: no window spans them; trends carry on
+        elif status == "clock_jump":
+            self._start_over("input clock jump", gap_s)  # windows spanning the jump would mix two time bases
+
+    def _start_over(self, why: str, gap_s: float | None) -> None:
         """Windows restart after a short gap; after a long one (or time going back) everything does."""
-        gap = reader.last_gap_s
-        if gap is not None and 0.0 <= gap <= reader.max_gap_s:
+        pipeline = self.pipeline
+        if gap_s is not None and 0.0 <= gap_s <= self.max_gap_s:
             pipeline.restart_windows()
             return
         pipeline.reset()
         if pipeline.warmup_s > 0:
-            missed = "an unknown time" if gap is None else f"{gap:+.3f} s"
-            bus.publish(Event(ev.INPUT, now(), None, {
-                "input": name, "status": "rewarming",
-                "detail": f"{why} ({missed}, max_gap {reader.max_gap_s:g} s): features start over; "
+            missed = "an unknown time" if gap_s is None else f"{gap_s:+.3f} s"
+            self.bus.publish(Event(ev.INPUT, now(), None, {
+                "input": self.name, "status": "rewarming",
+                "detail": f"{why} ({missed}, max_gap {self.max_gap_s:g} s): features start over; "
                           f"the longest needs {pipeline.warmup_s:g} s of signal before it has a value"}))
-
-    def on_status(status: str, detail: str) -> None:
-        faults.report(status, detail)
-        if status == "resumed":
-            start_over("input resumed after a stall")
-        elif status == "gap":
-            pipeline.restart_windows()  # lost samples: no window spans them; trends carry on
-        elif status == "clock_jump":
-            start_over("input clock jump")  # windows spanning the jump would mix two time bases
-
-    reader.on_chunk, reader.on_status = on_chunk, on_status

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from controller.inputs.lsl.reader import OpenedInlet, open_inlet
+from controller.inputs.lsl.resolve import resolve, stream_facts
 from controller.lang.compiled import Protocol, StreamSelector
 from controller.lang.errors import ProtocolError
-from controller.protocol.stream_check import check_stream, located
+from controller.protocol.stream_check import StreamFacts, check_stream, located
 
 
 def with_streams(protocol: Protocol, streams: dict[str, str]) -> Protocol:
@@ -48,24 +51,18 @@ def parse_stream_options(values: list[str]) -> dict[str, str]:
     return out
 
 
-def open_and_check(protocol: Protocol, name: str, timeout_s: float, stall_timeout_s: float = 1.0,
-                   max_gap_s: float = 2.0):
+def open_and_check(protocol: Protocol, name: str, timeout_s: float) -> tuple[OpenedInlet, StreamFacts, Any]:
     """Resolve input ``name``'s stream, open its inlet and check the stream against the protocol:
-    ``(reader, facts, check)``. The one path for ``run`` and ``validate --stream``; the caller closes
-    the reader when it will not run it. Raises ``StreamNotFound`` (none or several streams match)."""
-    from controller.inputs.lsl.reader import InputReader
-    from controller.inputs.lsl.resolve import resolve, stream_facts
-
+    ``(opened, facts, check)``. The one path for ``run`` and ``validate --stream``; the caller closes
+    the inlet when no reader will run it. Raises ``StreamNotFound`` (none or several streams match)."""
     info = resolve(protocol.inputs[name].stream, timeout_s)
-    reader = InputReader(name, info, on_chunk=lambda d, t: None, on_status=lambda s, d: None,
-                         stall_timeout_s=stall_timeout_s, max_gap_s=max_gap_s)
+    opened = open_inlet(name, info, timeout_s)
     try:
-        reader.open(timeout_s)
-        facts = stream_facts(reader.full_info)
+        facts = stream_facts(opened.full_info)
     except BaseException:
-        reader.close()
+        opened.close()
         raise
-    return reader, facts, check_stream(protocol, name, facts)
+    return opened, facts, check_stream(protocol, name, facts)
 
 
 def check_live_streams(protocol: Protocol, path: str | Path, timeout_s: float | None = None) -> list[str]:
@@ -76,14 +73,14 @@ def check_live_streams(protocol: Protocol, path: str | Path, timeout_s: float | 
     """
     lines, issues = [], []
     for name, spec in protocol.inputs.items():
-        reader, facts, checked = open_and_check(protocol, name, timeout_s or spec.resolve_timeout_s)
-        reader.close()
+        opened, facts, checked = open_and_check(protocol, name, timeout_s or spec.resolve_timeout_s)
+        opened.close()
         if checked.problems:
             issues += located(path, checked.problems, facts.name).issues
             continue
         units = checked.units.summary if checked.units is not None else "none"
         lines.append(f"  input {name}: stream {facts.name!r} ({len(facts.labels)} ch, {facts.rate:g} Hz, "
-                     f"source_id {reader.info.source_id()!r}); units {units}")
+                     f"source_id {opened.info.source_id()!r}); units {units}")
     if issues:
         raise ProtocolError(issues)
     return lines

@@ -1,23 +1,52 @@
 """One thread per input: a blocking pull, then the whole hot path runs in this thread.
 
 No polling interval and no queue hop: ``pull_chunk(min_samples=1)`` wakes as soon as a
-sample arrives and drains what else is already there, and ``on_chunk`` runs the DSP,
-the engine and the outputs before the next pull.
+sample arrives and drains what else is already there, and the sink's ``on_data`` runs the DSP,
+the engine and the outputs before the next pull (controller/inputs/source.py).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pylsl
 
 from controller.clock import now
+from controller.inputs.source import Chunk, Sink
 
-ChunkHandler = Callable[[np.ndarray, np.ndarray], None]
 BLOCK_SAMPLE = 16  # chunks looked at to report the amplifier's block size
-StatusHandler = Callable[[str, str], None]  # (status, detail): connected|stalled|resumed|gap|clock_jump|lost
+
+
+@dataclass
+class OpenedInlet:
+    """An inlet opened before its reader exists: the stream's full description (labels, units) is
+    checked against the protocol first, and a dead stream fails the session before it starts."""
+
+    info: pylsl.StreamInfo
+    inlet: pylsl.StreamInlet
+    full_info: pylsl.StreamInfo
+
+    def close(self) -> None:
+        """For an inlet no reader will run (a check only, or a session that did not start)."""
+        self.inlet.close_stream()
+
+
+def new_inlet(info: pylsl.StreamInfo) -> pylsl.StreamInlet:
+    return pylsl.StreamInlet(info, max_buflen=60, recover=True, processing_flags=pylsl.proc_clocksync)
+
+
+def open_inlet(name: str, info: pylsl.StreamInfo, timeout_s: float = 10.0) -> OpenedInlet:
+    """Open ``info``'s inlet and read its full description (raises RuntimeError if it does not open)."""
+    inlet = new_inlet(info)
+    try:
+        full_info = inlet.info(timeout=timeout_s)  # with desc (labels, units)
+        inlet.open_stream(timeout=timeout_s)
+    except pylsl.util.TimeoutError as exc:  # pragma: no cover - depends on network
+        inlet.close_stream()
+        raise RuntimeError(f"input {name!r}: stream did not open within {timeout_s:g} s") from exc
+    return OpenedInlet(info, inlet, full_info)
 
 
 class InputReader(threading.Thread):
@@ -35,9 +64,8 @@ class InputReader(threading.Thread):
     def __init__(
         self,
         name: str,
-        info: pylsl.StreamInfo,
-        on_chunk: ChunkHandler,
-        on_status: StatusHandler,
+        stream: pylsl.StreamInfo | OpenedInlet,
+        sink: Sink[Chunk],
         stall_timeout_s: float = 1.0,
         clock_jump_s: float = 0.5,
         max_chunk: int = 4096,
@@ -46,9 +74,10 @@ class InputReader(threading.Thread):
     ) -> None:
         super().__init__(name=f"input:{name}", daemon=True)
         self.input_name = name
+        opened = stream if isinstance(stream, OpenedInlet) else None
+        info = opened.info if opened is not None else stream
         self.info = info
-        self.on_chunk = on_chunk
-        self.on_status = on_status
+        self.sink = sink
         self.stall_timeout_s = stall_timeout_s
         self.clock_jump_s = clock_jump_s
         self.max_gap_s = max_gap_s
@@ -61,9 +90,11 @@ class InputReader(threading.Thread):
         self.samples_received = 0
         self.error: BaseException | None = None
         self._halt = threading.Event()
-        self._inlet = pylsl.StreamInlet(info, max_buflen=60, recover=True, processing_flags=pylsl.proc_clocksync)
+        self._inlet = opened.inlet if opened is not None else new_inlet(info)
         self._opened = threading.Event()
-        self.full_info: pylsl.StreamInfo = info
+        self.full_info: pylsl.StreamInfo = opened.full_info if opened is not None else info
+        if opened is not None:
+            self._opened.set()
         self.units = None  # controller.protocol.signal_units.InputUnits, once checked
         self.speed = 1.0  # signal seconds per LSL second (desc/replay/speed of a replayed recording)
         # Samples stamped before this LSL time are dropped: the recorder subscribed then, so
@@ -71,11 +102,12 @@ class InputReader(threading.Thread):
         self.start_after: float | None = None
         self.samples_dropped = 0  # before start_after
         self.first_used: float | None = None  # timestamp of the first sample handed on
-        self.chunk_arrival: float | None = None  # LSL time the chunk being handed on was pulled
         self.block_sizes: list[int] = []  # the first chunks' sizes: the amplifier's block, reported once
 
     def open(self, timeout_s: float = 10.0) -> None:
         """Open the inlet before the thread starts, so a dead stream fails the session early."""
+        if self._opened.is_set():
+            return
         try:
             self.full_info = self._inlet.info(timeout=timeout_s)  # with desc (labels, units)
             self._inlet.open_stream(timeout=timeout_s)
@@ -93,7 +125,7 @@ class InputReader(threading.Thread):
         if len(self.block_sizes) == BLOCK_SAMPLE:
             block = int(np.median(self.block_sizes))
             ms = f", {1000 * block / self.srate:.1f} ms" if self.srate > 0 else ""
-            self.on_status("blocks", f"{block} sample(s) per chunk{ms} of acquisition delay")
+            self.sink.on_status("blocks", f"{block} sample(s) per chunk{ms} of acquisition delay")
 
     def close(self) -> None:
         """Close an inlet that was opened but whose thread never ran (a session that did not start)."""
@@ -105,7 +137,7 @@ class InputReader(threading.Thread):
             self._pull_loop()
         except BaseException as exc:  # surfaced to the session, never swallowed
             self.error = exc
-            self.on_status("lost", f"{type(exc).__name__}: {exc}")
+            self.sink.on_status("lost", f"{type(exc).__name__}: {exc}")
 
     def _check_steps(self, steps: np.ndarray, expected_gap: float) -> None:
         """Say "gap" for lost samples up to ``max_gap_s``, "clock_jump" for time going back or jumping further."""
@@ -113,7 +145,7 @@ class InputReader(threading.Thread):
         if back.any():
             step = steps[np.argmax(back)]
             self.last_gap_s = float(step)
-            self.on_status("clock_jump", f"timestamp moved {step * 1000:+.1f} ms between samples")
+            self.sink.on_status("clock_jump", f"timestamp moved {step * 1000:+.1f} ms between samples", self.last_gap_s)
             return
         forward = steps > expected_gap + self.clock_jump_s
         if not forward.any():
@@ -121,11 +153,11 @@ class InputReader(threading.Thread):
         step = float(steps[forward].max())
         self.last_gap_s = step - expected_gap
         if self.last_gap_s <= self.max_gap_s:
-            self.on_status("gap", f"{self.last_gap_s * 1000:.0f} ms of samples missing "
-                                  f"(timestamp moved {step * 1000:+.1f} ms between samples)")
+            self.sink.on_status("gap", f"{self.last_gap_s * 1000:.0f} ms of samples missing "
+                                       f"(timestamp moved {step * 1000:+.1f} ms between samples)", self.last_gap_s)
         else:
-            self.on_status("clock_jump", f"timestamp moved {step * 1000:+.1f} ms between samples, "
-                                         f"more than max_gap {self.max_gap_s:g} s")
+            self.sink.on_status("clock_jump", f"timestamp moved {step * 1000:+.1f} ms between samples, "
+                                              f"more than max_gap {self.max_gap_s:g} s", self.last_gap_s)
 
     def _pull_loop(self) -> None:
         if not self._opened.is_set():
@@ -139,7 +171,7 @@ class InputReader(threading.Thread):
         last_ts: float | None = None
         stalled = False
         expected_gap = 1.0 / self.srate if self.srate > 0 else 0.0
-        self.on_status("connected", f"{self.info.name()} ({n_ch} ch, {self.srate:g} Hz)")
+        self.sink.on_status("connected", f"{self.info.name()} ({n_ch} ch, {self.srate:g} Hz)")
         while not self._halt.is_set():
             data, ts = inlet.pull_chunk(
                 timeout=wait_s, max_samples=self.max_chunk, dest_obj=buffer, min_samples=1, as_numpy=True
@@ -149,14 +181,14 @@ class InputReader(threading.Thread):
             if n == 0:
                 if not stalled and t - last_arrival > self.stall_timeout_s:
                     stalled = True
-                    self.on_status("stalled", f"no samples for {t - last_arrival:.2f} s")
+                    self.sink.on_status("stalled", f"no samples for {t - last_arrival:.2f} s")
                 continue
             last_arrival = t
             if stalled:
                 stalled = False
                 self.last_gap_s = None if last_ts is None else float(ts[0] - last_ts - expected_gap)
                 missed = "" if self.last_gap_s is None else f", {self.last_gap_s:+.3f} s of signal time missed"
-                self.on_status("resumed", f"{n} samples{missed}")
+                self.sink.on_status("resumed", f"{n} samples{missed}", self.last_gap_s)
                 last_ts = None  # a gap across a stall is expected, not a clock jump
             self._check_steps(np.diff(ts, prepend=ts[0] if last_ts is None else last_ts), expected_gap)
             last_ts = ts[-1]
@@ -169,8 +201,7 @@ class InputReader(threading.Thread):
             if self.first_used is None:
                 self.first_used = float(ts[0])
             self.samples_received += n
-            self.chunk_arrival = t
-            self.on_chunk(data, ts)
+            self.sink.on_data(Chunk(data, ts, t))
             if len(self.block_sizes) < BLOCK_SAMPLE:
                 self._note_block(n)
         self._inlet.close_stream()

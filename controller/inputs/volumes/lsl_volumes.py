@@ -16,7 +16,8 @@ import numpy as np
 import pylsl
 
 from controller.clock import now
-from controller.inputs.volumes.source import StatusHandler, VolumeHandler, VolumeSource
+from controller.inputs.source import Sink
+from controller.inputs.volumes.source import VolumeSource
 from controller.inputs.volumes.volume import Volume
 
 STREAM_TYPE = "fMRI"
@@ -97,10 +98,10 @@ class LslVolumeSource(VolumeSource):
 
     kind = "lsl"
 
-    def __init__(self, input_name: str, stream: str | pylsl.StreamInfo, on_volume: VolumeHandler,
-                 on_status: StatusHandler, stall_timeout_s: float = 10.0, first_index: int | None = None,
+    def __init__(self, input_name: str, stream: str | pylsl.StreamInfo, sink: Sink[Volume],
+                 stall_timeout_s: float = 10.0, first_index: int | None = None,
                  max_buffered_s: float = 120.0) -> None:
-        super().__init__(input_name, on_volume, on_status, stall_timeout_s, first_index)
+        super().__init__(input_name, sink, stall_timeout_s, first_index)
         self.stream = stream
         self.max_buffered_s = max_buffered_s
         self.geometry: VolumeStreamGeometry | None = None

@@ -1,8 +1,9 @@
 """What every volume source shares: the thread, health statuses and acquisition-index bookkeeping.
 
-A source is a thread like controller/inputs/lsl/reader.py's InputReader: it waits for the next volume
-(inotify/polling, or an LSL pull), reads it and calls ``on_volume`` in its own thread (the hot
-path: the pipeline runs there before the next wait). ``on_status(status, detail)`` reports:
+A source is a thread like controller/inputs/lsl/reader.py's InputReader, built with its sink
+(controller/inputs/source.py): it waits for the next volume (inotify/polling, or an LSL pull), reads
+it and calls ``sink.on_data`` in its own thread (the hot path: the pipeline runs there before the
+next wait). ``sink.on_status(status, detail)`` reports:
 
 - ``connected``: the source is watching/pulling; ``lost``: it died (``.error`` holds why);
 - ``stalled``: no volume for ``stall_timeout_s`` since the last one (a scanner not yet started is
@@ -15,14 +16,11 @@ path: the pipeline runs there before the next wait). ``on_status(status, detail)
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from controller.clock import now
+from controller.inputs.source import Sink
 from controller.inputs.volumes.volume import Volume
-
-VolumeHandler = Callable[[Volume], None]
-StatusHandler = Callable[[str, str], None]
 
 
 def index_ranges(indices: list[int]) -> str:
@@ -76,16 +74,15 @@ class VolumeSource(threading.Thread):
 
     kind = "volumes"
 
-    def __init__(self, input_name: str, on_volume: VolumeHandler, on_status: StatusHandler,
-                 stall_timeout_s: float = 10.0, first_index: int | None = None) -> None:
+    def __init__(self, input_name: str, sink: Sink[Volume], stall_timeout_s: float = 10.0,
+                 first_index: int | None = None) -> None:
         super().__init__(name=f"volumes:{input_name}", daemon=True)
         self.input_name = input_name
-        self.on_volume = on_volume
-        self.on_status = on_status
+        self.sink = sink
         self.stall_timeout_s = float(stall_timeout_s)
         self.error: BaseException | None = None
         self.volumes_received = 0
-        self.processed: set[int] = set()  # indices whose on_volume returned (the end of a run waits for these)
+        self.processed: set[int] = set()  # indices whose on_data returned (the end of a run waits for these)
         self.tracker = IndexTracker(first_index)
         self.tr_s: float | None = None
         self.shape: tuple[int, int, int] | None = None
@@ -107,11 +104,11 @@ class VolumeSource(threading.Thread):
     def run(self) -> None:
         try:
             self.open()
-            self.on_status("connected", self._connected_detail())
+            self.sink.on_status("connected", self._connected_detail())
             self._loop()
         except BaseException as exc:  # surfaced to the session, never swallowed
             self.error = exc
-            self.on_status("lost", f"{type(exc).__name__}: {exc}")
+            self.sink.on_status("lost", f"{type(exc).__name__}: {exc}")
         finally:
             self._close()
 
@@ -124,15 +121,15 @@ class VolumeSource(threading.Thread):
         """Health bookkeeping, then the hot path."""
         if self._stalled:
             self._stalled = False
-            self.on_status("resumed", f"volume {volume.index}")
+            self.sink.on_status("resumed", f"volume {volume.index}")
         self._last_volume_t = volume.arrived
         ok, events = self.tracker.check(volume.index)
         for status, detail in events:
-            self.on_status(status, detail)
+            self.sink.on_status(status, detail)
         if not ok:
             return
         self.volumes_received += 1
-        self.on_volume(volume)
+        self.sink.on_data(volume)
         self.processed.add(volume.index)
 
     def _tick(self) -> None:
@@ -140,7 +137,7 @@ class VolumeSource(threading.Thread):
         last = self._last_volume_t
         if last is not None and not self._stalled and now() - last > self.stall_timeout_s:
             self._stalled = True
-            self.on_status("stalled", f"no volume for {now() - last:.1f} s (last: {self.tracker.highest})")
+            self.sink.on_status("stalled", f"no volume for {now() - last:.1f} s (last: {self.tracker.highest})")
 
     def _wait_s(self, cap: float = 0.1) -> float:
         return max(0.005, min(cap, self.stall_timeout_s / 4))

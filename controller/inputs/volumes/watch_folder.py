@@ -36,11 +36,12 @@ from inotify_simple import INotify
 from inotify_simple import flags as inotify
 
 from controller.clock import now
+from controller.inputs.source import Sink
 from controller.inputs.volumes.dicom import IncompleteFile, read_dicom
 from controller.inputs.volumes.export_names import name_matches, pattern_globs
 from controller.inputs.volumes.fs_type import fs_type
 from controller.inputs.volumes.nifti import decode_nifti
-from controller.inputs.volumes.source import StatusHandler, VolumeHandler, VolumeSource
+from controller.inputs.volumes.source import VolumeSource
 from controller.inputs.volumes.volume import Volume
 
 _MASK = inotify.CLOSE_WRITE | inotify.MOVED_TO | inotify.CREATE | inotify.DELETE_SELF | inotify.MOVE_SELF
@@ -107,12 +108,12 @@ class FolderSource(VolumeSource):
 
     kind = "folder"
 
-    def __init__(self, input_name: str, folder: str | Path, on_volume: VolumeHandler, on_status: StatusHandler,
+    def __init__(self, input_name: str, folder: str | Path, sink: Sink[Volume],
                  stall_timeout_s: float = 10.0, pattern: str = DEFAULT_PATTERN, watch: str = "auto",
                  poll_interval_s: float = 0.05, existing: str = "skip", index_regex: str | None = None,
                  tr_s: float | None = None, first_index: int | None = None, rescan_s: float = 1.0,
                  give_up_s: float = 30.0, dicom_index: str = "acquisition") -> None:
-        super().__init__(input_name, on_volume, on_status, stall_timeout_s, first_index)
+        super().__init__(input_name, sink, stall_timeout_s, first_index)
         if watch not in ("auto", "inotify", "poll"):
             raise ValueError(f"watch must be auto, inotify or poll, got {watch!r}")
         if existing not in EXISTING:
@@ -220,7 +221,7 @@ class FolderSource(VolumeSource):
             done = ("skipped: the run's timeline is placed by the volumes that come next (set existing: process "
                     "to read them, or refuse to stop instead)" if self.existing == "skip"
                     else "read in name order first (existing: process)")
-            self.on_status("existing", f"{existing_text(self._found_at_open, self.folder, self.pattern)}; {done}")
+            self.sink.on_status("existing", f"{existing_text(self._found_at_open, self.folder, self.pattern)}; {done}")
         for name in sorted(self._pending, key=_natural_key):  # existing="process": the files found at open
             if self._halt.is_set():
                 return
@@ -375,7 +376,7 @@ class FolderSource(VolumeSource):
     def _drop(self, name: str, why: str) -> None:
         self._done.add(name)
         self._pending.pop(name, None)
-        self.on_status("bad_file", why)
+        self.sink.on_status("bad_file", why)
 
     def _check_abandoned(self) -> None:
         """A file still incomplete long after its last change is reported once and given up."""
