@@ -1,9 +1,11 @@
-"""The one registry of feature kinds: the protocol parser, the streaming pipeline and the
-offline reference all look kinds up here.
+"""The one registry of feature kinds: the protocol parser, the streaming pipeline, the per-volume
+fMRI pipeline and the offline references all look kinds up here.
 
 Kinds are found, as Timeflux finds its nodes, by where they live: every module of
-``controller/features/kinds`` is imported once, and each ``FeatureKind`` subclass decorated
-with ``@register`` in it becomes available under its ``name``.
+``controller/features/kinds`` is imported once, and each ``FeatureKind`` (signal) or
+``VolumeFeatureKind`` (fMRI) subclass decorated with ``@register`` in it becomes available under
+its ``name``. Both families share one namespace because a protocol's ``features:`` does: a name
+means one kind, and the language lists them all in one order.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from pydantic import BaseModel
 from controller.lang.compiled import FeatureSpec
 
 from .kind import FeatureKind
+from .volume_kind import VolumeFeatureKind
 
-_KINDS: dict[str, FeatureKind] = {}
-K = TypeVar("K", bound=type[FeatureKind])
+AnyKind = FeatureKind | VolumeFeatureKind
+_KINDS: dict[str, AnyKind] = {}
+K = TypeVar("K", bound=type[FeatureKind] | type[VolumeFeatureKind])
 
 
 def register(cls: K) -> K:
@@ -36,7 +40,7 @@ def register(cls: K) -> K:
     return cls
 
 
-def kinds() -> tuple[FeatureKind, ...]:
+def kinds() -> tuple[AnyKind, ...]:
     """Every registered kind, in the order the language lists them."""
     return tuple(sorted(_KINDS.values(), key=lambda k: (k.order, k.name)))
 
@@ -45,15 +49,28 @@ def names() -> tuple[str, ...]:
     return tuple(k.name for k in kinds())
 
 
-def find(name: str) -> FeatureKind | None:
+def find(name: str) -> AnyKind | None:
     return _KINDS.get(name)
 
 
-def kind(name: str) -> FeatureKind:
+def kind(name: str) -> AnyKind:
     """The kind called ``name``; ValueError listing the known ones otherwise."""
     found = _KINDS.get(name)
     if found is None:
         raise ValueError(f"unknown feature kind {name!r}; known kinds: {', '.join(names())}")
+    return found
+
+
+def volume_kinds() -> dict[str, VolumeFeatureKind]:
+    """The fMRI kinds by name, in the order the language lists them."""
+    return {k.name: k for k in kinds() if isinstance(k, VolumeFeatureKind)}
+
+
+def volume_kind(name: str) -> VolumeFeatureKind:
+    """The fMRI kind called ``name``; ValueError when there is none."""
+    found = _KINDS.get(name)
+    if not isinstance(found, VolumeFeatureKind):
+        raise ValueError(f"{name!r} is not an fMRI feature kind; fMRI feature kinds: {', '.join(volume_kinds())}")
     return found
 
 
@@ -62,7 +79,8 @@ def rate_problems(spec: FeatureSpec, fs: float) -> list[tuple[str, str]]:
     as its kind can tell; a window or hop under one sample is left to the callers' own checks."""
     if round(spec.window_s * fs) < 1 or round(spec.every_s * fs) < 1:
         return []
-    return kind(spec.kind).rate_problems(spec, fs)
+    found = kind(spec.kind)
+    return found.rate_problems(spec, fs) if isinstance(found, FeatureKind) else []
 
 
 def _discover() -> None:

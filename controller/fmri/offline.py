@@ -5,6 +5,10 @@ smooth every volume (if asked) and take ROI means, then a fresh least-squares fi
 (:func:`glm.offline_glm`), the spike filter as a plain loop, PSC from block segments, and
 ``np.corrcoef`` per window; and the whole-brain t-map as a fresh least-squares fit of every voxel
 for every n (:func:`offline_tmap`). Nothing here is on the hot path.
+
+A protocol's features are recomputed by :func:`offline_feature_values`: the same stages up to the
+detrended ROI series, then each feature's kind's own offline reference
+(``VolumeFeatureKind.offline``, found in the feature registry) on the columns of its ROIs.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from controller.features import registry as feature_registry
 from controller.fmri.connectivity import offline_sliding_correlation
 from controller.fmri.design import VolumePlace
 from controller.fmri.glm import GlmConfig, offline_glm
@@ -22,6 +27,7 @@ from controller.fmri.rois import Roi
 from controller.fmri.smoothing import GaussianSmoother
 from controller.fmri.spikes import SpikeConfig, offline_spike_filter
 from controller.fmri.tmap import RANK_RTOL, contrast_vector
+from controller.lang.compiled import FeatureSpec
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,19 @@ def offline_features_placed(
     per counted volume of the planned run), the PSC baselines and moving average are indexed by
     acquisition; the spike filter and the sliding correlation, filters on the sequence, see arrival order.
     """
+    resid, detr = _detrended_placed(raw, motion, places, config, task_planned)
+    counted = [p.n for p in places]
+    psc, fb = offline_psc_placed(detr, [p.label for p in places],
+                                 [p.block.index if p.block is not None else -1 for p in places],
+                                 [p.position for p in places], counted, config.psc)
+    return OfflineFeatures(np.asarray(raw, dtype=np.float64).reshape(len(places), -1), resid, detr, psc, fb,
+                           _connectivity(detr, config))
+
+
+def _detrended_placed(raw: np.ndarray, motion: np.ndarray | None, places: Sequence[VolumePlace],
+                      config: FeaturePipelineConfig, task_planned: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(residuals, detrended) of the (n, m) raw ROI series in arrival order, rows at their acquisition
+    positions: the GLM, then the spike filter when configured."""
     n = len(places)
     raw = np.asarray(raw, dtype=np.float64).reshape(n, -1)
     counted = np.array([p.n for p in places])
@@ -139,12 +158,37 @@ def offline_features_placed(
             raise ValueError("offline_features_placed: the GLM has task columns; give task_planned")
         tp = np.asarray(task_planned, dtype=np.float64).reshape(-1, config.glm.n_task)
         task = np.array([tp[c] if c < tp.shape[0] else np.zeros(config.glm.n_task) for c in counted])
-    resid, detr = _despiked(*offline_glm(raw, motion if config.glm.motion else None, config.glm, task,
-                                         times=counted + 1), config)
-    psc, fb = offline_psc_placed(detr, [p.label for p in places],
-                                 [p.block.index if p.block is not None else -1 for p in places],
-                                 [p.position for p in places], counted, config.psc)
-    return OfflineFeatures(raw, resid, detr, psc, fb, _connectivity(detr, config))
+    return _despiked(*offline_glm(raw, motion if config.glm.motion else None, config.glm, task,
+                                  times=counted + 1), config)
+
+
+def offline_feature_values(
+    raw: np.ndarray,
+    motion: np.ndarray | None,
+    places: Sequence[VolumePlace],
+    config: FeaturePipelineConfig,
+    features: Sequence[FeatureSpec],
+    roi_names: Sequence[str],
+    task_planned: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Each of ``features`` at every volume (arrival order, placed by acquisition as in
+    :func:`offline_features_placed`), NaN where it has no value: the reference of ``VolumePipeline``'s
+    feature values. ``raw`` (n, len(roi_names)): the ROI means, one column per name of ``roi_names``;
+    ``config``: its GLM and spike stages (the PSC and connectivity settings come from each feature)."""
+    _, detr = _detrended_placed(raw, motion, places, config, task_planned)
+    return volume_feature_values(detr, roi_names, places, features)
+
+
+def volume_feature_values(detrended: np.ndarray, roi_names: Sequence[str], places: Sequence[VolumePlace],
+                          features: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:
+    """Each feature's kind's offline reference on the detrended series (n, len(roi_names)) of its ROIs."""
+    detrended = np.asarray(detrended, dtype=np.float64).reshape(len(places), -1)
+    columns = {name: k for k, name in enumerate(roi_names)}
+    out = {}
+    for f in features:
+        kind = feature_registry.volume_kind(f.kind)
+        out[f.name] = kind.offline(detrended[:, [columns[name] for name in kind.rois(f)]], places, f)
+    return out
 
 
 def offline_tmap(

@@ -16,6 +16,9 @@ here is causal and incremental; ``controller.fmri.offline`` computes the same nu
   correlates with the task would take the signal with it.
 - Each volume is placed by its acquisition number (``VolumeDesign.place``), never by arrival order or
   count: its block, its position in the block (PSC baselines), its row's drift in the GLM.
+- What a feature does with its ROIs' detrended values is its kind's business: each kind
+  (``controller.features.volume_kind.VolumeFeatureKind``, from the feature registry) says which ROIs it
+  reads and gives the evaluator that holds its state; the pipeline only samples the union of the ROIs.
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ from typing import Any
 import numpy as np
 
 from controller.dsp.features import FeatureValue
-from controller.fmri.connectivity import SlidingCorrelation
-from controller.fmri.design import VolumeDesign, VolumePlace
+from controller.features import registry as feature_registry
+from controller.features.volume_kind import VolumeEvaluator, VolumeFeatureKind
+from controller.fmri.design import VolumeDesign
 from controller.fmri.glm import GlmConfig, IncrementalGlm
 from controller.fmri.hrf import task_regressor
 from controller.fmri.motion import RigidMotion, framewise_displacement
-from controller.fmri.psc import PscConfig, PscFeedback
 from controller.fmri.realign import Realigner
 from controller.fmri.realign_sample import resample_points
 from controller.fmri.rois import Roi, RoiSet, roi_from_mask, roi_from_mni, sphere_roi
@@ -128,17 +131,22 @@ class VolumePipeline:
         self.spec = spec
         self.features = [f for f in features if f.input == spec.name]
         self.rois = dict(rois)
+        kinds = [_kind_of(f) for f in self.features]
         used: list[str] = []
-        for f in self.features:
-            for name in _rois_of(f):
+        for f, kind in zip(self.features, kinds):
+            for name in kind.rois(f):
                 if name not in used:
                     used.append(name)
         self.roi_names = used
+        # (feature, its evaluator, the columns of its ROIs in roi_names), in feature order
+        self._evaluators: list[tuple[FeatureSpec, VolumeEvaluator, tuple[int, ...]]] = [
+            (f, kind.evaluator(f), tuple(used.index(name) for name in kind.rois(f)))
+            for f, kind in zip(self.features, kinds)
+        ]
         self.design = VolumeDesign(timeline, spec.tr_s, first_index + spec.skip)
         self._reference_file = None if spec.reference == "first" else Path(spec.reference)
         self._built: _Built | None = None
         self._previous: RigidMotion | None = None
-        self._feature_state = {f.name: _feature_state(f) for f in self.features}
         self.task_conditions = task_conditions(self.features, timeline, feedback_blocks)
         self.task = self._task()
 
@@ -196,10 +204,11 @@ class VolumePipeline:
         step = built.glm.update(means if means.size else np.zeros(1), params, built.task_at(n), t=n + 1)
         cleaned = step.detrended if built.spikes is None else built.spikes.update(step.cleaned) + step.level
         t3 = time.perf_counter()
-        detrended = dict(zip(self.roi_names, cleaned.tolist()))
+        series = cleaned.tolist()
+        detrended = dict(zip(self.roi_names, series))
         values = []
-        for f in self.features:
-            value = self._feature_state[f.name](place, detrended)
+        for f, evaluate, columns in self._evaluators:
+            value = evaluate(place, [series[c] for c in columns])
             if value is not None and np.isfinite(value):
                 values.append(FeatureValue(f.name, float(value), volume.acquired, volume.index,
                                            block_index=block.index if block else None))
@@ -220,36 +229,19 @@ class VolumePipeline:
 
 def task_conditions(features: Sequence[FeatureSpec], timeline: Sequence[Block],
                     feedback_blocks: Sequence[str] = ()) -> tuple[str, ...]:
-    """Block labels modelled as task in the GLM: the feedback blocks, else every non-baseline label."""
+    """Block labels modelled as task in the GLM: the feedback blocks, else every label that no feature
+    takes as its baseline (none: no task column)."""
     if feedback_blocks:
         return tuple(feedback_blocks)
-    baselines = {f.params.baseline for f in features if f.kind == "roi_psc"}
+    kinds = feature_registry.volume_kinds()
+    baselines = {label for f in features if f.kind in kinds for label in kinds[f.kind].baselines(f)}
     if not baselines:
         return ()
     return tuple(sorted({b.label for b in timeline} - baselines))
 
 
-def _rois_of(f: FeatureSpec) -> tuple[str, ...]:
-    p = f.params
-    return tuple(p.rois) if f.kind == "roi_correlation" else (p.roi,)
-
-
-def _feature_state(f: FeatureSpec):
-    """A callable (the volume's place in the run, {roi: detrended}) -> value or None, holding the feature's state."""
-    p = f.params
-    if f.kind == "roi_mean":
-        return lambda place, d: d[p.roi]
-    if f.kind == "roi_psc":
-        psc = PscFeedback(PscConfig(baseline=p.baseline, skip=p.skip, window=p.average))
-
-        def step_psc(place: VolumePlace, d: dict[str, float]) -> float | None:
-            out = psc.update(place.label, d[p.roi], block=place.block.index if place.block else -1,
-                             position=place.position, n=place.n).feedback
-            return None if out is None else float(out[0])
-
-        return step_psc
-    if f.kind == "roi_correlation":
-        corr = SlidingCorrelation(p.window, p.fisher_z)
-        a, b = p.rois
-        return lambda place, d: corr.update(d[a], d[b])
-    raise VolumePipelineError(f"feature {f.name!r}: kind {f.kind!r} is not an fMRI feature")
+def _kind_of(f: FeatureSpec) -> VolumeFeatureKind:
+    kind = feature_registry.find(f.kind)
+    if not isinstance(kind, VolumeFeatureKind):
+        raise VolumePipelineError(f"feature {f.name!r}: kind {f.kind!r} is not an fMRI feature")
+    return kind

@@ -141,13 +141,10 @@ class RunSpec:
     feedback: bool = True
 
 
-FMRI_KINDS = frozenset({"roi_psc", "roi_mean", "roi_correlation"})
-
-
 # --------------------------------------------------------------------------- features
 
-# A feature kind's name: a kind of controller.features.registry (band_power, phase, ...) or an
-# fMRI kind (FMRI_KINDS, computed by controller.fmri).
+# A feature kind's name: a kind of controller.features.registry, of a signal (band_power, phase, ...)
+# or of fMRI volumes (a VolumeFeatureKind).
 FeatureKind = str
 PowerMethod = Literal["welch", "iir"]
 

@@ -255,3 +255,28 @@ class StreamDecl(Decl):
         if self.name is None and self.type is None and self.source_id is None:
             fail("give at least one of name, type, source_id, e.g. {type: EEG}")
         return self
+
+
+_VOLUME_COUNT = re.compile(r"^\s*(\d+)\s*(TR|TRs|volumes?|vols?)?\s*$")
+
+
+def _volume_count(value: Any) -> int:
+    if isinstance(value, bool):
+        fail(f"expected a number of volumes like 3 TR, got {units.shown(value)}")
+    if isinstance(value, int):
+        if value < 0:
+            fail(f"must be 0 or more volumes, got {value}")
+        return value
+    m = _VOLUME_COUNT.match(value) if isinstance(value, str) else None
+    if m is None:
+        fail(f"expected a whole number of volumes like '3 TR' or '3 volumes', got {units.shown(value)}")
+    return int(m.group(1))
+
+
+VolumeCount = Annotated[
+    int,
+    BeforeValidator(_volume_count),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0},
+                              {"type": "string", "pattern": r"^\s*\d+\s*(TR|TRs|volumes?|vols?)?\s*$"}],
+                    "examples": ["3 TR", "5 volumes"], "description": "A number of volumes (TRs)."}),
+]

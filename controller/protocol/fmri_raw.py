@@ -1,44 +1,20 @@
-"""The fMRI parts of a protocol file: volume inputs, ROIs, per-volume features and runs.
+"""The fMRI parts of a protocol file: volume inputs, ROIs and runs.
 
 Kept apart from :mod:`controller.protocol.raw` (which imports this module once its basic
 types exist) so the EEG language stays readable. Volume counts are written as ``3 TR`` or
-``3 volumes`` (or a bare integer), because fMRI designs are counted in volumes.
+``3 volumes`` (or a bare integer), because fMRI designs are counted in volumes. The per-volume
+feature kinds (roi_psc, ...) declare themselves in ``controller.features.kinds``, like every kind.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from controller.lang import units
-from controller.lang.fields import Decl, Duration, Level, Name, StreamDecl, fail
+from controller.lang.fields import Decl, Duration, Level, Name, StreamDecl, VolumeCount, fail
 from controller.lang.fields import quantity_schema as _quantity_schema
-
-_COUNT = re.compile(r"^\s*(\d+)\s*(TR|TRs|volumes?|vols?)?\s*$")
-
-
-def _volume_count(value: Any) -> int:
-    if isinstance(value, bool):
-        fail(f"expected a number of volumes like 3 TR, got {units.shown(value)}")
-    if isinstance(value, int):
-        if value < 0:
-            fail(f"must be 0 or more volumes, got {value}")
-        return value
-    m = _COUNT.match(value) if isinstance(value, str) else None
-    if m is None:
-        fail(f"expected a whole number of volumes like '3 TR' or '3 volumes', got {units.shown(value)}")
-    return int(m.group(1))
-
-
-VolumeCount = Annotated[
-    int,
-    BeforeValidator(_volume_count),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0},
-                              {"type": "string", "pattern": r"^\s*\d+\s*(TR|TRs|volumes?|vols?)?\s*$"}],
-                    "examples": ["3 TR", "5 volumes"], "description": "A number of volumes (TRs)."}),
-]
 
 
 def _length(*, positive: bool):
@@ -137,32 +113,6 @@ class RoiDecl(Decl):
         return self
 
 
-class RoiPscDecl(Decl):
-    """Percent signal change of an ROI against the preceding baseline block, averaged over the last N volumes."""
-
-    input: Name = Field(description="The fMRI input.")
-    roi: Name = Field(description="The ROI (a key of rois).")
-    baseline: Name = Field(description="Block label of the baseline, e.g. rest.")
-    skip: VolumeCount = Field(0, description="Volumes at the start of each baseline block left out for the HRF, e.g. 2 TR.")
-    average: VolumeCount = Field(1, description="Moving average over the last N volumes, e.g. 3 TR.")
-
-
-class RoiMeanDecl(Decl):
-    """The ROI's detrended mean (drift and motion removed), in scanner units."""
-
-    input: Name = Field(description="The fMRI input.")
-    roi: Name = Field(description="The ROI (a key of rois).")
-
-
-class RoiCorrelationDecl(Decl):
-    """Sliding-window correlation of two ROIs' detrended series (functional connectivity)."""
-
-    input: Name = Field(description="The fMRI input.")
-    rois: Annotated[tuple[Name, Name], Field(description="The two ROIs, e.g. [pcc, dlpfc_l].")]
-    window: VolumeCount = Field(description="Window in volumes, e.g. 20 TR.")
-    fisher_z: bool = Field(False, description="Report Fisher z (atanh r) instead of r.")
-
-
 class RunDecl(Decl):
     """One run of a multi-run session: what changes from run to run (target level, feedback)."""
 
@@ -171,7 +121,5 @@ class RunDecl(Decl):
     feedback: bool = Field(True, description="false: no feedback is shown in this run (transfer run).")
 
 
-FMRI_FEATURE_KINDS = ("roi_psc", "roi_mean", "roi_correlation")
 RunList = Annotated[list[RunDecl], Field(min_length=1)]
-__all__ = ["VolumeInputDecl", "RoiDecl", "RoiPscDecl", "RoiMeanDecl", "RoiCorrelationDecl", "RunDecl",
-           "FMRI_FEATURE_KINDS"]
+__all__ = ["VolumeInputDecl", "RoiDecl", "RunDecl", "VolumeCount"]

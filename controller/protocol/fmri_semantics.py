@@ -1,12 +1,19 @@
-"""Cross-reference checks and compilation of a protocol's fMRI parts (volume inputs, ROIs, runs).
+"""Cross-reference checks and compilation of a protocol's fMRI parts (volume inputs, ROIs, runs,
+and the features computed on volumes).
 
 Files named by a protocol (ROI masks, the realignment template, the MNI registration) are
 resolved against the protocol file's folder and must exist: a missing mask is reported at
 its line when validating, not discovered when the scanner is already running.
+
+The fMRI feature kinds are handed in by :class:`controller.protocol.semantics.Semantics` from the
+feature registry (``controller.features.volume_kind.VolumeFeatureKind``, by name): what every
+kind needs (an fMRI input, ROIs that exist) is checked here, the rest by the kind itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,16 +25,38 @@ from controller.protocol import raw
 if TYPE_CHECKING:
     from controller.protocol.semantics import Semantics
 
-MIN_CORRELATION_WINDOW = 3
-
 
 def is_volume_input(inp: Any) -> bool:
     return isinstance(inp, fr.VolumeInputDecl)
 
 
+@dataclass(frozen=True)
+class _FeatureContext:
+    """What a volume kind's checks see (``controller.features.volume_kind.VolumeCheckContext``)."""
+
+    sem: Semantics
+    base: Loc
+    input: fr.VolumeInputDecl | None
+    blocks: tuple[c.Block, ...]
+
+    def fail(self, where: Loc | str, message: str, *, key: bool = False) -> None:
+        loc = (where,) if isinstance(where, str) else where
+        self.sem.error(self.base + loc, message, key=key)
+
+    def unknown_block(self, label: str) -> str | None:
+        sem = self.sem
+        if label in sem.raw_labels or not sem.timeline_complete:
+            return None
+        from controller.protocol.semantics import unknown
+
+        return unknown("block", label, sem.raw_labels)
+
+
 class FmriChecks:
-    def __init__(self, sem: Semantics) -> None:
+    def __init__(self, sem: Semantics, kinds: Mapping[str, Any]) -> None:
+        """``kinds``: the fMRI feature kinds by name, in the language's order (VolumeFeatureKind)."""
         self.sem = sem
+        self.kinds = dict(kinds)
         name = sem.src.filename
         self.base_dir = Path(name).resolve().parent if name and not name.startswith("<") else Path.cwd()
         self.rois: dict[str, fr.RoiDecl] = sem._valid_entries("rois")
@@ -72,10 +101,11 @@ class FmriChecks:
         for name, feat in sem.features.items():
             kind, p = feat.kind, feat.params
             base: Loc = ("features", name, kind)
-            if kind not in c.FMRI_KINDS:
+            volume_kind = self.kinds.get(kind)
+            if volume_kind is None:
                 if p.input in volume_inputs:
                     sem.error(base + ("input",), f"input: {p.input!r} is an fMRI input (volumes); {kind} needs a "
-                              f"signal stream. fMRI feature kinds: {', '.join(fr.FMRI_FEATURE_KINDS)}")
+                              f"signal stream. fMRI feature kinds: {', '.join(self.kinds)}")
                 continue
             if p.input in sem.inputs and p.input not in volume_inputs:
                 sem.error(base + ("input",), f"input: {p.input!r} is a signal stream; {kind} needs an fMRI input "
@@ -84,32 +114,12 @@ class FmriChecks:
                 from controller.protocol.semantics import unknown
 
                 sem.error(base + ("input",), f"input: {unknown('input', p.input, sem.raw_inputs)}")
-            rois = (p.roi,) if kind != "roi_correlation" else p.rois
-            for k, roi in enumerate(rois):
+            for loc, roi in volume_kind.roi_refs(p):
                 if roi not in self.raw_rois:
                     from controller.protocol.semantics import unknown
 
-                    loc = base + (("roi",) if kind != "roi_correlation" else ("rois", k))
-                    sem.error(loc, f"{loc[-1] if kind != 'roi_correlation' else 'rois'}: "
-                              f"{unknown('ROI', roi, self.raw_rois)}")
-            if kind == "roi_correlation":
-                if p.rois[0] == p.rois[1]:
-                    sem.error(base + ("rois",), f"rois: give two different ROIs, got {p.rois[0]!r} twice")
-                if p.window < MIN_CORRELATION_WINDOW:
-                    sem.error(base + ("window",), f"window: a correlation needs at least {MIN_CORRELATION_WINDOW} "
-                              f"volumes, got {p.window}")
-            if kind == "roi_psc":
-                if p.baseline not in sem.raw_labels and sem.timeline_complete:
-                    from controller.protocol.semantics import unknown
-
-                    sem.error(base + ("baseline",), f"baseline: {unknown('block', p.baseline, sem.raw_labels)}")
-                if p.average < 1:
-                    sem.error(base + ("average",), "average: at least 1 volume")
-                durations = [b.duration_s for b in sem.blocks if b.label == p.baseline]
-                inp = volume_inputs.get(p.input)
-                if durations and inp is not None and p.skip >= round(min(durations) / inp.tr):
-                    sem.error(base + ("skip",), f"skip: {p.skip} volumes leave nothing of the shortest "
-                              f"{p.baseline!r} block ({min(durations):g} s = {round(min(durations) / inp.tr)} volumes)")
+                    sem.error(base + loc, f"{loc[0]}: {unknown('ROI', roi, self.raw_rois)}")
+            volume_kind.check(p, _FeatureContext(sem, base, volume_inputs.get(p.input), tuple(sem.blocks)))
 
     def _check_runs(self) -> None:
         sem = self.sem
@@ -173,21 +183,13 @@ class FmriChecks:
             )
         return out
 
+    def compile_feature(self, name: str, feat: raw.FeatureDecl, tr_s: float) -> c.FeatureSpec:
+        """A compiled fMRI feature (by its kind: one value per volume, so window and every are one TR)."""
+        return self.kinds[feat.kind].compile(name, feat.params, tr_s)
+
     @staticmethod
     def compile_runs(decls: list[fr.RunDecl] | None) -> tuple[c.RunSpec, ...]:
         if not decls:
             return ()
         return tuple(c.RunSpec(r.name, i, {k: q.value for k, q in r.thresholds.items()}, r.feedback)
                      for i, r in enumerate(decls))
-
-
-def fmri_feature(name: str, feat: raw.FeatureDecl, tr_s: float) -> c.FeatureSpec:
-    """A compiled fMRI feature: one value per volume, so window and every are one TR."""
-    kind, p = feat.kind, feat.params
-    if kind == "roi_psc":
-        params: Any = c.RoiPscParams(p.roi, p.baseline, p.skip, p.average)
-    elif kind == "roi_mean":
-        params = c.RoiMeanParams(p.roi)
-    else:
-        params = c.RoiCorrelationParams(tuple(p.rois), p.window, p.fisher_z)
-    return c.FeatureSpec(name=name, kind=kind, input=p.input, channels=(), window_s=tr_s, every_s=tr_s, params=params)

@@ -53,12 +53,8 @@ from controller.lang.fields import (
     unique as _unique,
 )
 from controller.lang.model_types import model_type_at
-from controller.protocol.fmri_raw import (  # the fMRI declarations join the unions
-    FMRI_FEATURE_KINDS,
-    RoiCorrelationDecl,
+from controller.protocol.fmri_raw import (  # the fMRI declarations join the unions  # the fMRI declarations join the unions
     RoiDecl,
-    RoiMeanDecl,
-    RoiPscDecl,
     RunList,
     VolumeInputDecl,
 )
@@ -283,17 +279,8 @@ class _FeatureChoice(Decl):
         return getattr(self, self.kind)
 
 
-_FMRI_FEATURES = {
-    "roi_psc": (RoiPscDecl, "fMRI: percent signal change of an ROI against the preceding baseline block, e.g. "
-                            "{input: fmri, roi: amygdala_l, baseline: rest, skip: 2 TR, average: 3 TR}."),
-    "roi_mean": (RoiMeanDecl, "fMRI: an ROI's detrended mean signal, e.g. {input: fmri, roi: acc}."),
-    "roi_correlation": (RoiCorrelationDecl, "fMRI: sliding-window correlation of two ROIs, e.g. "
-                                            "{input: fmri, rois: [pcc, dlpfc_l], window: 20 TR}."),
-}
-assert tuple(_FMRI_FEATURES) == FMRI_FEATURE_KINDS
-# One optional key per kind: the signal kinds from controller.features, then the fMRI kinds
-# (controller.fmri computes those; they are not in the registry yet).
-_FEATURE_FIELDS = {k.name: (k.declaration, k.summary) for k in _feature_kinds()} | _FMRI_FEATURES
+# One optional key per kind (signal and fMRI kinds alike), in the order the language lists them.
+_FEATURE_FIELDS = {k.name: (k.declaration, k.summary) for k in _feature_kinds()}
 FEATURE_KINDS = tuple(_FEATURE_FIELDS)
 FeatureDecl = create_model(
     "FeatureDecl",

@@ -26,21 +26,16 @@ from controller.lang.errors import Issue
 from controller.lang.source import KEY, Loc, Source
 from controller.protocol import raw
 from controller.protocol.condition import CompareSite, OperandSite, ParsedCondition, parse_condition, reward_direction
-from controller.protocol.fmri_semantics import FmriChecks, fmri_feature, is_volume_input
+from controller.protocol.fmri_semantics import FmriChecks, is_volume_input
 from controller.protocol.stim_semantics import StimChecks
 
 MAX_BLOCKS = 10_000
 _EPS = 1e-9
 
-# The unit family of the fMRI kinds' values (controller.fmri computes them; the signal kinds say
-# theirs in controller.features). VOLTAGE needs a unit (150 uV), PERCENT a %, None a plain number.
-FMRI_FAMILY: dict[str, str | None] = {"roi_psc": units.PERCENT, "roi_mean": None, "roi_correlation": None}
-
-
 def feature_family(feat: Any) -> str | None:
-    """The unit family of a declared feature's values (conditions, thresholds and feedback are checked with it)."""
-    kind = feature_registry.find(feat.kind)
-    return kind.value_unit(feat.params) if kind is not None else FMRI_FAMILY[feat.kind]
+    """The unit family of a declared feature's values (conditions, thresholds and feedback are checked with
+    it): VOLTAGE needs a unit (150 uV), PERCENT a %, None a plain number. Each kind says its own."""
+    return feature_registry.kind(feat.kind).value_unit(feat.params)
 
 
 def _fmt(value: float, family: str | None) -> str:
@@ -92,7 +87,7 @@ class Semantics:
         self.adapt: dict[str, tuple[str, str]] = {}  # threshold -> (direction, feature)
         self.conditions: dict[int, ParsedCondition] = {}
         self.stim = StimChecks(self, site)
-        self.fmri = FmriChecks(self)
+        self.fmri = FmriChecks(self, feature_registry.volume_kinds())
 
     # ------------------------------------------------------------------ reporting
 
@@ -248,7 +243,7 @@ class Semantics:
         for name, feat in self.features.items():
             kind, p = feat.kind, feat.params
             base: Loc = ("features", name, kind)
-            if kind in c.FMRI_KINDS or is_volume_input(self.inputs.get(p.input)):
+            if kind in self.fmri.kinds or is_volume_input(self.inputs.get(p.input)):
                 continue  # FmriChecks
             feature_kind = feature_registry.kind(kind)
             if p.input not in self.raw_inputs and self.known["inputs"]:
@@ -507,7 +502,8 @@ class Semantics:
         volume_inputs = {name: self.fmri.compile_volume_input(name, inp)
                          for name, inp in decl.inputs.items() if is_volume_input(inp)}
         features = {
-            name: (fmri_feature(name, feat, volume_inputs[feat.params.input].tr_s) if feat.kind in c.FMRI_KINDS
+            name: (self.fmri.compile_feature(name, feat, volume_inputs[feat.params.input].tr_s)
+                   if feat.kind in self.fmri.kinds
                    else feature_registry.kind(feat.kind).compile(name, feat.params, inputs[feat.params.input].channels))
             for name, feat in decl.features.items()
         }

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from controller import events as ev
+from controller.features import registry as feature_registry
 from controller.fmri.design import VolumeDesign
 from controller.fmri.hrf import canonical_hrf
 from controller.fmri.motion import RigidMotion
@@ -52,7 +53,6 @@ from controller.inputs.volumes.timing import ACQUISITION_TO_ARRIVAL, ARRIVAL_TO_
 from controller.lang.compiled import Protocol
 from controller.report.data import SessionData
 
-FMRI_KINDS = ("roi_psc", "roi_mean", "roi_correlation")
 STAGES = PIPELINE_STAGES  # in pipeline order; 'other' and the latency stages apart
 LATENCY = (ARRIVAL_TO_FEEDBACK, ACQUISITION_TO_ARRIVAL, TOTAL)  # pipeline, delivery, their sum
 FD_LIMIT_MM = 0.5
@@ -148,7 +148,9 @@ def _on_labels(protocol: Protocol | None, labels: set[str]) -> tuple[list[str], 
         return sorted(protocol.feedback.during), "the feedback's 'during' labels (protocol copy)"
     baselines = set(NON_TASK_LABELS)
     if protocol is not None:
-        baselines |= {f.params.baseline for f in protocol.features.values() if f.kind == "roi_psc"}
+        kinds = feature_registry.volume_kinds()
+        baselines |= {label for f in protocol.features.values() if f.kind in kinds
+                      for label in kinds[f.kind].baselines(f)}
         labels = labels | {b.label for b in protocol.timeline}
     return sorted(labels - baselines), "every block label but the baselines (" + ", ".join(sorted(baselines)) + ")"
 
@@ -156,7 +158,8 @@ def _on_labels(protocol: Protocol | None, labels: set[str]) -> tuple[list[str], 
 def _fmri_feature_names(data: SessionData, protocol: Protocol | None, input_name: str,
                         acquired: set[float]) -> list[str]:
     if protocol is not None:
-        names = [f.name for f in protocol.features.values() if f.kind in FMRI_KINDS and f.input == input_name]
+        kinds = feature_registry.volume_kinds()
+        names = [f.name for f in protocol.features.values() if f.kind in kinds and f.input == input_name]
         if names:
             return [n for n in names if n in data.features]
     # no protocol copy: the features all of whose source times are volume acquisition times

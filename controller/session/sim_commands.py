@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controller.features import registry as feature_registry
 from controller.lang.compiled import Protocol, VolumeInputSpec
 from controller.session.export_check import replay_export
 
@@ -67,17 +68,19 @@ def sim_design(protocol: Protocol, spec: VolumeInputSpec) -> str:
 
 def sim_target(protocol: Protocol) -> str:
     """What the simulated participant learns to raise: the feedback feature's ROI, by name or, for a sphere,
-    as ``mni:X,Y,Z`` (the simulator picks its labelled ROI nearest the centre), or dmn-cen."""
+    as ``mni:X,Y,Z`` (the simulator picks its labelled ROI nearest the centre), or dmn-cen for a feature
+    of two ROIs (a correlation: the simulator's network target)."""
     fb = protocol.feedback
     feat = protocol.features.get(fb.value) if fb else None
     if feat is None:
         return "amygdala_l"
-    if feat.kind == "roi_correlation":
+    rois = feature_registry.volume_kind(feat.kind).rois(feat)
+    if len(rois) > 1:
         return "dmn-cen"
-    roi = protocol.rois.get(feat.params.roi)
+    roi = protocol.rois.get(rois[0])
     if roi and roi.sphere_center_mm:
         return "mni:" + ",".join(f"{c:g}" for c in roi.sphere_center_mm)
-    return feat.params.roi
+    return rois[0]
 
 
 def fmri_source_command(protocol: Protocol, spec: VolumeInputSpec, opts: FmriSimOptions, folder: Path,
