@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from controller import events as ev
+from controller import event_records as rec
 from controller.child_processes import child_env, end_process
 from controller.clock import now
-from controller.events import Event, EventBus
+from controller.events import EventBus
 from controller.features import FeaturePipeline
 from controller.inputs.live_check import open_and_check
 from controller.inputs.reader import InputReader
@@ -192,10 +192,10 @@ def wire(reader: InputReader, pipeline: FeaturePipeline, engine: Any, bus: Event
         pipeline.reset()
         if pipeline.warmup_s > 0:
             missed = "an unknown time" if gap is None else f"{gap:+.3f} s"
-            bus.publish(Event(ev.INPUT, now(), None, {
-                "input": name, "status": "rewarming",
-                "detail": f"{why} ({missed}, max_gap {reader.max_gap_s:g} s): features start over; "
-                          f"the longest needs {pipeline.warmup_s:g} s of signal before it has a value"}))
+            bus.publish(rec.InputStatus(
+                name, "rewarming",
+                f"{why} ({missed}, max_gap {reader.max_gap_s:g} s): features start over; "
+                f"the longest needs {pipeline.warmup_s:g} s of signal before it has a value").event(now()))
 
     def on_status(status: str, detail: str) -> None:
         faults.report(status, detail)

@@ -25,10 +25,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from controller import events as ev
+from controller import event_records as rec
 from controller.child_processes import end_process
 from controller.clock import now
-from controller.events import Event, EventBus
+from controller.events import EventBus
 from controller.fmri.pipeline import VolumePipeline, VolumePipelineError
 from controller.modality import Modality
 from controller.protocol.compiled import Protocol, VolumeInputSpec, VolumeSourceSpec
@@ -103,8 +103,7 @@ def wire_volumes(source: Any, pipeline: VolumePipeline, engine: Any, bus: EventB
                 unseen = [i for i in before if i not in source.tracker.seen]
                 detail = joined_detail(volume, n, pipeline.design.first, unseen,
                                        pipeline.design.block_of(volume.index))
-                bus.publish(Event(ev.INPUT, now(), volume.acquired, {"input": name, "status": "joined",
-                                                                     "detail": detail, "index": volume.index}))
+                bus.publish(rec.InputStatus(name, "joined", detail, volume.index).event(now(), volume.acquired))
             start_run(run_start(volume, n, tr_lsl))
         if not faults.check_finite(volume.data, f"volume {volume.index}"):
             return  # a NaN volume would poison the realignment and the GLM: not used (as if lost)
@@ -115,40 +114,37 @@ def wire_volumes(source: Any, pipeline: VolumePipeline, engine: Any, bus: EventB
             engine.set_inhibit(faults_source(FaultKind.VOLUMES, name), reason)
             if governor is not None:
                 governor.inhibit(faults_source(FaultKind.VOLUMES, name), reason)
-            bus.publish(Event(ev.FAULT, now(), volume.acquired, {"source": f"input {name}", "reason": reason}))
+            bus.publish(rec.Fault(f"input {name}", reason).event(now(), volume.acquired))
             raise
         engine.on_features(result.values)
         t_out = now()
-        qc = result.qc
-        qc["input"] = name
-        if "timing_ms" in qc:
-            qc["timing_ms"] = stage_times_ms(volume, t_out, qc["timing_ms"])
-            qc["acquisition_time"] = acquisition_time(volume)
-            row = [volume.index, *qc["motion"], qc["fd_mm"], *qc_times_ms(qc["timing_ms"])]
+        qc = replace(result.qc, input=name)
+        if qc.timing_ms is not None and qc.motion is not None:  # processed, not a dummy
+            times = stage_times_ms(volume, t_out, dict(qc.timing_ms))
+            qc = replace(qc, timing_ms=times, acquisition_time=acquisition_time(volume))
+            row = [volume.index, *qc.motion, qc.fd_mm, *qc_times_ms(times)]
             if qc_output is not None:
                 qc_output.send(Command("fmri_qc", volume.acquired, {"row": row}))
-        bus.publish(Event(ev.VOLUME, t_out, volume.acquired, qc))
+        bus.publish(qc.event(t_out, volume.acquired))
 
     source.on_volume, source.on_status = on_volume, faults.report
 
 
-def session_start_fmri(protocol: Protocol, sources: list[Any]) -> dict[str, Any]:
+def session_start_fmri(protocol: Protocol, sources: list[Any]) -> rec.FmriStart:
     """What the session_start event says about the fMRI inputs (the report reads it)."""
     inputs = {}
     for s in sources:
         spec = protocol.volume_inputs[s.input_name]
-        inputs[s.input_name] = {"tr_s": spec.tr_s, "skip": spec.skip, "source": s.describe(),
-                                "rois": sorted(protocol.rois)}
-    return {"inputs": inputs, "run": protocol.run.name if protocol.run else None}
+        inputs[s.input_name] = rec.FmriInputStart(spec.tr_s, spec.skip, s.describe(), tuple(sorted(protocol.rois)))
+    return rec.FmriStart(inputs, protocol.run.name if protocol.run else None)
 
 
 def check_source_tr(source: Any, spec: VolumeInputSpec, bus: EventBus, speed: float = 1.0) -> None:
     """A source that knows its TR is checked against the protocol's (a mismatch is reported, the protocol's TR is used)."""
     tr = getattr(source, "tr_s", None)
     if tr and abs(tr * speed - spec.tr_s) > 0.01 * spec.tr_s and abs(tr - spec.tr_s) > 0.01 * spec.tr_s:
-        bus.publish(Event(ev.INFO, now(), None, {"input": spec.name, "what": "TR mismatch",
-                                                 "reason": f"source says TR {tr:g} s, protocol {spec.tr_s:g} s; "
-                                                           "the protocol's TR sets the design"}))
+        bus.publish(rec.TrMismatch(spec.name, f"source says TR {tr:g} s, protocol {spec.tr_s:g} s; "
+                                              "the protocol's TR sets the design").event(now()))
 
 
 class FmriPlan(Modality):
