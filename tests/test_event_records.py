@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from controller import event_records as rec
 from controller import events as ev
-from controller.events import Event
-from controller.recording.journal import encode_event
+from controller.events import Event, EventBus
+from controller.recording.journal import Journal, encode_event, read_journal
+from controller.report.data import load_session
 
 T, TS = 1234.5, 1234.49
 
@@ -197,3 +199,20 @@ def test_read_records_leaves_out_a_bad_line_says_why_and_keeps_the_rest() -> Non
     assert journal.first(rec.SessionStart) is not None and journal.last(rec.SessionEnd) is None
     assert journal.counts == {"session_open": 1, "session_start": 1, "feature": 2, "state": 1, "safety": 1}
     assert (journal.t_first, journal.t_max) == (0.5, 4.0)
+
+
+def test_a_damaged_line_is_a_report_problem_not_a_failed_report(tmp_path: Path) -> None:
+    session = tmp_path / "s"
+    bus = EventBus()
+    with Journal(session / "journal.jsonl") as journal:
+        journal.start(bus)
+        bus.publish(rec.SessionStart(protocol="p", feedback_feature="x").event(10.0))
+        for i in range(3):
+            bus.publish(rec.Feature("x", float(i), i).event(11.0 + i, 10.9 + i))
+        bus.publish(Event(ev.FEATURE, 14.0, 13.9, {"name": "x", "value": [1.0]}))  # a writer's bug
+        bus.publish(rec.SessionEnd("completed", {}).event(15.0))
+    assert len(read_journal(session / "journal.jsonl")) == 6
+    data = load_session(session)
+    assert data.features["x"].value.tolist() == [0.0, 1.0, 2.0]
+    assert any("journal.jsonl:5: feature event: field 'value' should be a number" in p for p in data.journal_problems)
+    assert data.status == "completed" and data.counts["feature"] == 4
