@@ -121,7 +121,7 @@ def run_pass(data: np.ndarray, affine: np.ndarray, protocol, task: np.ndarray, o
             s1 = clock()
             reslice(vol, affine, step.motion, order=3)
             s2 = clock()
-        raw = np.array([result.qc["rois"][r.name]["raw"] for r in rois])
+        raw = np.array([result.qc.rois[r.name].raw for r in rois])
         worst = max(worst, float(np.max(np.abs(step.roi_means - raw) / np.abs(raw))))
         if counted == 0:  # the reference volume: set-up, not a steady-state volume
             continue

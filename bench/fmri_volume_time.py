@@ -106,7 +106,7 @@ def run_case(data: np.ndarray, affine: np.ndarray, mask: Path, fmt: str, n_volum
         if with_pipeline:
             result = pipeline.push(volume)
             t_out = now()
-            timing = result.qc.get("timing_ms", {})
+            timing = result.qc.timing_ms or {}
             for k in ("realign", "roi", "glm", "features"):
                 if k in timing:
                     out[k].append(timing[k])

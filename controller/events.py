@@ -12,7 +12,8 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Event kinds, one vocabulary for journal, console and telemetry.
+# Event kinds, one vocabulary for journal, console and telemetry. What each kind carries is defined once,
+# as a typed record, in controller/event_records.py (the emitters build it, the report reads it back).
 SESSION_OPEN = "session_open"  # the journal's first line: who, what, where, which software
 SESSION_START = "session_start"
 SESSION_END = "session_end"
@@ -31,6 +32,7 @@ SHORT_TRAIN = "short_train"  # a train delivered fewer pulses than planned, and 
 INFO = "info"
 OPERATOR = "operator"  # an operator act: pause, resume, skip, stop, arm, disarm, E-STOP; who, via what, why
 VOLUME = "volume"  # an fMRI volume was processed: motion, FD, ROI values, time per stage
+COMMAND = "command"  # a command sent to a stimulator, or refused before the wire (the dispatcher)
 
 
 @dataclass(frozen=True)

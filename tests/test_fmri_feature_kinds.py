@@ -129,8 +129,8 @@ feedback: {{value: lroi_psc, range: [0 %, 2 %], during: nf}}
     for k, index in enumerate(order):
         res = pipe.push(Volume(index, data[..., index - 1], img.affine, 1.97, acquired=float(index),
                                arrived=float(k)))
-        if not res.qc.get("dummy"):
-            rows.append({**res.qc, "values": {v.name: v.value for v in res.values}})
+        if not res.qc.dummy:
+            rows.append({**res.qc.to_data(), "values": {v.name: v.value for v in res.values}})
     places = [pipe.design.place(r["index"]) for r in rows]
     raw = np.array([[r["rois"][name]["raw"] for name in pipe.roi_names] for r in rows])
     config = FeaturePipelineConfig(glm=GlmConfig(drift_order=2, motion=False, n_task=1, n_planned=pipe.design.volumes),

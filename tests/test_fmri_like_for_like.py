@@ -135,7 +135,7 @@ timeline: [{{baseline: 19.7 s}}, {{nf: 19.7 s}}]
         vol = np.asfortranarray(data[..., v])
         res = feedback.push(Volume(index=v + 1, data=vol, affine=affine, tr_s=TR, acquired=0.0, arrived=0.0))
         step = lfl.push(vol, task[v - SKIP:v - SKIP + 1])
-        raw = np.array([res.qc["rois"][r]["raw"] for r in ("lroi", "rroi")])
+        raw = np.array([res.qc.rois[r].raw for r in ("lroi", "rroi")])
         np.testing.assert_allclose(step.roi_means, raw, rtol=1e-5)
         np.testing.assert_allclose(step.motion.params6(), res.motion.params6(), atol=1e-9)  # the same realigner
         assert set(step.timing_ms) == {"realign", "reslice", "smooth", "roi", "glm"}

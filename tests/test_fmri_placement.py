@@ -59,7 +59,7 @@ def _push_all(pipe: VolumePipeline, data: np.ndarray, affine: np.ndarray, order:
         v = Volume(index, data[..., index - 1], affine, 1.97, acquired=float(index), arrived=float(k))
         res = pipe.push(v)
         values = {f.name: f.value for f in res.values}
-        rows.append({**res.qc, "values": values, "block_index": {f.block_index for f in res.values}})
+        rows.append({**res.qc.to_data(), "values": values, "block_index": {f.block_index for f in res.values}})
     return rows
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from test_safety_governor import SITE, Clock
 
+from controller.event_records import VolumeQC
 from controller.events import EventBus
 from controller.fmri.design import VolumeDesign
 from controller.inputs.source import Chunk
@@ -75,7 +76,7 @@ class VolumePipe:
 
     def push(self, volume):
         self.pushed.append(volume.index)
-        return SimpleNamespace(values=[], qc={"index": volume.index})
+        return SimpleNamespace(values=[], qc=VolumeQC(volume.index))
 
 
 @pytest.fixture

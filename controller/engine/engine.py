@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from controller import events as ev
+from controller import event_records as rec
 from controller.clock import now
 from controller.engine.conditions import build, names_in
 from controller.engine.pacing import InterlockState, RulePacing
@@ -30,7 +30,7 @@ from controller.engine.ports import StimulationPort
 from controller.engine.signal_clock import SignalClock
 from controller.engine.thresholds import ThresholdBank, ThresholdChange
 from controller.engine.timeline import Timeline, Transition
-from controller.events import Event, EventBus
+from controller.events import EventBus
 from controller.lang.compiled import Block, Protocol, Rule
 from controller.safety import faults
 from controller.safety.faults import FaultKind
@@ -96,12 +96,12 @@ class Engine:
             return INHIBITED
         return self._state
 
-    def _publish(self, kind: str, t_source: float | None = None, *, at: float | None = None, **data: Any) -> None:
-        self.bus.publish(Event(kind, self.clock() if at is None else at, t_source, data))
+    def _publish(self, record: rec.Record, t_source: float | None = None, *, at: float | None = None) -> None:
+        self.bus.publish(record.event(self.clock() if at is None else at, t_source))
 
     def _publish_state(self, why: str | None = None) -> None:
         reason = "; ".join(self.inhibitions.values()) if self.inhibitions else why
-        self._publish(ev.STATE, state=self.state, reason=reason)
+        self._publish(rec.State(self.state, reason))
 
     def snapshot(self) -> dict[str, Any]:
         """What a display needs, consistent at one instant."""
@@ -242,8 +242,8 @@ class Engine:
             self.latest_at[v.name] = getattr(v, "at", None)
             history[v.name].append(v.value)
             updated[v.name] = v.value
-            self._publish(ev.FEATURE, t_src, name=v.name, value=v.value, sample_index=v.sample_index,
-                          block_index=None if block is None else block.index)
+            self._publish(rec.Feature(v.name, v.value, v.sample_index, None if block is None else block.index),
+                          t_src)
             for th in self.thresholds.adaptive_for(v.name):
                 if label in self._live_labels[th] or not self._live_labels[th]:
                     change = self.thresholds.observe(th, v.value)
@@ -260,7 +260,7 @@ class Engine:
             raw = updated[fb.value]
             scaled = min(1.0, max(0.0, (raw - fb.low) / (fb.high - fb.low)))
             t_sent = self._send(Command("feedback", t_src, {"value": scaled, "raw": raw}))
-            self._publish(ev.FEEDBACK, t_src, value=scaled, raw=raw, latency_s=t_sent - t_src)
+            self._publish(rec.Feedback(scaled, raw, t_sent - t_src), t_src)
         fired = False
         live = [(r, e) for r, e in self.rules if not r.during or label in r.during]
         if not live:
@@ -282,7 +282,7 @@ class Engine:
             pacing.fired(t)
             return True
         if pacing.announce(why):
-            self._publish(ev.INFO, t, rule=rule.index, what="rule paced", reason=f"{rule.label}: {why}")
+            self._publish(rec.RulePaced(rule.index, f"{rule.label}: {why}"), t)
         return False
 
     def _count_frame(self, pos: int, fired: bool) -> None:
@@ -305,13 +305,12 @@ class Engine:
     def _fire(self, rule: Rule, t_src: float, label: str | None, arrival: float | None = None,
               block: Block | None = None) -> None:
         stim = rule.do.stimulation
-        where = {"block_index": block.index} if block is not None else {}
+        block_index = block.index if block is not None else None
         if stim is not None:
             action = f"{stim.kind}:{stim.device}"
             t_sent = self._send(Command("marker", t_src, {"text": action}))
-            self._publish(ev.DECISION, t_src, rule=rule.index, action=action, block=label, **where,
-                          latency_s=t_sent - t_src, controller_latency_s=t_sent - (arrival or t_src),
-                          condition=rule.source)
+            self._publish(rec.Decision(action, rule.index, label, block_index, t_sent - t_src,
+                                       t_sent - (arrival or t_src), rule.source), t_src)
             if self.stimulation is not None:
                 at = self.latest_at.get(stim.at) if stim.at else None
                 self.stimulation.execute(stim, t_src, self.rule_label(rule), dict(self.latest), at=at,
@@ -319,8 +318,7 @@ class Engine:
             return
         action = rule.do.feedback or rule.do.marker or "rule"
         t_sent = self._send(Command("marker", t_src, {"text": action}))
-        self._publish(ev.DECISION, t_src, rule=rule.index, action=action, block=label, **where,
-                      latency_s=t_sent - t_src, condition=rule.source)
+        self._publish(rec.Decision(action, rule.index, label, block_index, t_sent - t_src, None, rule.source), t_src)
 
     def rule_label(self, rule: Rule) -> str:
         """How the rule is named in verdicts and in the dose ledger (per_day counts by it)."""
@@ -354,7 +352,7 @@ class Engine:
             try:
                 t_sent = output.send(command)
             except OutputError as exc:
-                self._publish(ev.FAULT, command.t_source, source=output.name, reason=str(exc))
+                self._publish(rec.Fault(output.name, str(exc)), command.t_source)
                 self.set_inhibit(faults.source(FaultKind.OUTPUT, output.name), f"output fault: {exc}")
         return t_sent
 
@@ -381,8 +379,7 @@ class Engine:
                 self._starts = [*self._starts[-7:], (sig_tr.t, b)]
                 self._reset_conditions()
                 self._send(Command("marker", tr.t, {"text": f"block_start:{b.label}"}))
-                self._publish(ev.BLOCK_START, tr.t, index=b.index, label=b.label, cycle=b.cycle,
-                              duration_s=b.duration_s)
+                self._publish(rec.BlockStart(b.index, b.label, b.cycle, b.duration_s), tr.t)
                 self._edge_rules("block_start", b, sig_tr.t)
         if self.timeline.finished and self._state != STOPPED:
             self._finish(TIMELINE_COMPLETE)
@@ -390,21 +387,20 @@ class Engine:
     def _end_block(self, tr: Transition) -> None:
         b = tr.ended
         frames, rewarded = self._counts[b.index]
-        stats = {"index": b.index, "label": b.label, "cycle": b.cycle, "frames": frames,
-                 "rewarded": rewarded,
-                 "reward_rate": (rewarded / frames) if frames else None,
-                 "skipped": self._skipped is not None, "skip_reason": self._skipped}
+        ended = rec.BlockEnd(b.index, b.label, b.cycle, frames, rewarded, (rewarded / frames) if frames else None,
+                             self._skipped is not None, self._skipped)
+        stats = ended.to_data()  # the session summary's copy: a frame acquired in it but late still counts
         self.block_stats.append(stats)
         self._ended[b.index] = stats
         self._send(Command("marker", tr.t, {"text": f"block_end:{b.label}"}))
-        self._publish(ev.BLOCK_END, tr.t, **stats)
+        self._publish(ended, tr.t)
         if self._state != STOPPED:
             self._edge_rules("block_end", b, self.signal.signal(tr.t))
         changes, problems = self.thresholds.block_ended(b.label, self._history.pop(b.index, {}))
         for change in changes:
             self._threshold_changed(change, tr.t)
         for problem in problems:
-            self._publish(ev.FAULT, tr.t, source="thresholds", reason=problem)
+            self._publish(rec.Fault("thresholds", problem), tr.t)
 
     def _threshold_changed(self, change: ThresholdChange, t_source: float | None) -> None:
         t = self.clock()
@@ -412,8 +408,8 @@ class Engine:
         if change.reason == "adapt":  # the rewards actually given over the same period, for comparison
             frames, rewarded = self._adapt_counts.pop(change.name, (0, 0))
             reward_rate = rewarded / frames if frames else None
-        self._publish(ev.THRESHOLD, t_source, at=t, name=change.name, value=change.value, reason=change.reason,
-                      comparison_rate=change.comparison_rate, reward_rate=reward_rate, n_values=change.n_values)
+        self._publish(rec.Threshold(change.name, change.value, change.reason, change.comparison_rate, reward_rate,
+                                    change.n_values), t_source, at=t)
         if change.value is not None:  # displays draw the target line from it (e.g. the fMRI thermometer)
             self._send(Command("marker", t_source if t_source is not None else t,
                                {"text": f"threshold:{change.name}={change.value:.6g}"}))
@@ -421,7 +417,7 @@ class Engine:
     def _finish(self, reason: str) -> None:
         self.stop_reason = reason
         self._state = STOPPED
-        self._publish(ev.STATE, state=STOPPED, reason=reason)
+        self._publish(rec.State(STOPPED, reason))
         self.done.set()
 
     def _reset_conditions(self) -> None:

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from controller.dsp.features import FeatureValue
+from controller.event_records import RoiValues, VolumeQC
 from controller.features import registry as feature_registry
 from controller.features.volume_kind import VolumeEvaluator, VolumeFeatureKind
 from controller.fmri.design import VolumeDesign
@@ -56,7 +56,7 @@ class VolumeResult:
     """What one volume produced: feature values for the engine and the QC record for the journal."""
 
     values: list[FeatureValue]
-    qc: dict[str, Any] = field(default_factory=dict)
+    qc: VolumeQC
     motion: RigidMotion | None = None
 
 
@@ -181,13 +181,10 @@ class VolumePipeline:
     def push(self, volume: Volume) -> VolumeResult:
         place = self.design.place(volume.index)
         n, block = place.n, place.block
-        qc: dict[str, Any] = {"index": volume.index, "counted": n, "block": block.label if block else None,
-                              "block_index": block.index if block else None,
-                              "acquired": volume.acquired, "received": volume.received_at,
-                              "arrived": volume.arrived, "source": volume.source}
+        qc = VolumeQC(volume.index, n, block.label if block else None, block.index if block else None,
+                      volume.acquired, volume.received_at, volume.arrived, volume.source)
         if n < 0:
-            qc["dummy"] = True
-            return VolumeResult([], qc)
+            return VolumeResult([], replace(qc, dummy=True))
         built = self._built
         if built is None:
             self._build(volume)
@@ -215,15 +212,13 @@ class VolumePipeline:
         t4 = time.perf_counter()
         fd = 0.0 if self._previous is None else framewise_displacement(self._previous, motion)
         self._previous = motion
-        qc.update({
-            "motion": [round(float(x), 6) for x in params], "fd_mm": round(float(fd), 6),
-            "rois": {name: {"raw": float(m), "detrended": float(detrended[name])}
-                     for name, m in zip(self.roi_names, means)},
+        qc = replace(
+            qc, motion=tuple(round(float(x), 6) for x in params), fd_mm=round(float(fd), 6),
+            rois={name: RoiValues(float(m), float(detrended[name])) for name, m in zip(self.roi_names, means)},
             # the pipeline's own stages; the session adds delivery, arrival -> feedback and total
             # (controller.inputs.volumes.timing), since only it knows when the values reached the engine
-            "timing_ms": {"read": 1e3 * (volume.arrived - volume.received_at), "realign": 1e3 * (t1 - t0),
-                          "roi": 1e3 * (t2 - t1), "glm": 1e3 * (t3 - t2), "features": 1e3 * (t4 - t3)},
-        })
+            timing_ms={"read": 1e3 * (volume.arrived - volume.received_at), "realign": 1e3 * (t1 - t0),
+                       "roi": 1e3 * (t2 - t1), "glm": 1e3 * (t3 - t2), "features": 1e3 * (t4 - t3)})
         return VolumeResult(values, qc, motion)
 
 

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+from controller import event_records as rec
 from controller import events as ev
 from controller.clock import now
 from controller.events import Event, EventBus
@@ -71,8 +72,7 @@ class OperatorActs:
         with self._lock:
             self.estops += 1
         total = time.perf_counter() - t0
-        self.bus.publish(Event(ev.SAFETY, now(), None, {"what": "estop_done", "reason": reason,
-                                                        "disarm_s": took, "took_s": total}))
+        self.bus.publish(rec.EStopDone(reason, took, total).event(now()))
         self._journal("estop", via, by, reason, took_s=total)
         return {"estopped": True, "disarmed": sorted(self.stim.stimulation.links) if self.stim else [],
                 "took_s": total}
@@ -83,7 +83,7 @@ class OperatorActs:
             self.stim.governor.clear(ESTOP_SOURCE)
         if self.engine is not None:
             self.engine.clear_inhibit(ESTOP_SOURCE)
-        self.bus.publish(Event(ev.SAFETY, now(), None, {"what": "estop_cleared", "operator": operator}))
+        self.bus.publish(rec.EStopCleared(operator).event(now()))
         self._journal("clear_estop", via, operator, None)
         return {"cleared": True}
 

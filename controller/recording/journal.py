@@ -9,6 +9,9 @@ Format (JSON Lines, UTF-8): each line is exactly ``Event.to_dict()``::
 
     {"kind": "feature", "t": 1234.5, "t_source": 1234.49, "data": {"name": "tbr", ...}}
 
+What ``data`` holds for each kind is defined once, in controller/event_records.py: the emitters
+build those records, and ``read_records`` turns the events ``read_journal`` returns back into them.
+
 Non-finite floats are written as the ``NaN`` / ``Infinity`` tokens that Python's ``json``
 reads back unchanged (a NaN feature value is a fact worth keeping, not an error).
 """
@@ -25,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from controller.clock import now
-from controller.events import FAULT, Event, EventBus, Subscription
+from controller.event_records import Fault
+from controller.events import Event, EventBus, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +144,7 @@ class Journal:
             for event in sub.drain():
                 self._write(event)
             if sub.dropped:
-                self._write(
-                    Event(FAULT, now(), None, {"source": "journal", "dropped_events": sub.dropped})
-                )
+                self._write(Fault("journal", dropped_events=sub.dropped).event(now()))
         except OSError as exc:  # disk full, file system gone: say so, do not kill the process
             self.error = exc
             if self._bus is not None:

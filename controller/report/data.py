@@ -1,5 +1,8 @@
 """A session's journal turned into arrays the report can compute and plot from.
 
+The journal is read as typed records (controller/event_records.py, the definitions its writers
+used); a line that does not fit its record is left out and named in ``journal_problems``.
+
 Events are assigned to blocks by their order in the journal (between a ``block_start``
 and its ``block_end``), which is the order the engine published them in, so no
 timestamp arithmetic can put a reward in the wrong block. Events outside any block
@@ -16,16 +19,32 @@ import json
 import logging
 import math
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from controller import events as ev
+from controller.event_records import (
+    BlockEnd,
+    BlockStart,
+    Decision,
+    Fault,
+    Feature,
+    Feedback,
+    InputStatus,
+    JournalRecords,
+    SessionEnd,
+    SessionStart,
+    Stamped,
+    State,
+    Threshold,
+    TimelineEntry,
+    read_records,
+)
 from controller.recording.journal import JOURNAL_NAME, read_journal
 from controller.recording.session import MANIFEST_NAME
+from controller.report.protocol_copy import ProtocolEntry
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +83,7 @@ class SessionData:
     t_end: float
     status: str | None
     engine_summary: dict[str, Any]
-    timeline: list[dict[str, Any]]
+    timeline: list[TimelineEntry]
     feedback_feature: str | None
     blocks: list[BlockSpan]
     features: dict[str, Series]
@@ -75,30 +94,25 @@ class SessionData:
     feedback: dict[str, np.ndarray]  # t, value, raw, latency_s
     states: list[tuple[float, str, str | None]]
     inputs: list[tuple[float, str, str, str]]
-    faults: list[dict[str, Any]]
+    faults: list[Stamped[Fault]]
     adaptations: list[dict[str, Any]]  # adaptive threshold changes: the comparison rate and the reward rate
     input_streams: dict[str, dict[str, Any]]  # input -> its stream at start: name, rate, channels, units
     counts: dict[str, int]
     journal_problems: list[str]
-    events: list[dict[str, Any]] = field(default_factory=list)  # the whole journal, in order (stimulation etc.)
+    # the whole journal as typed records, in order (stimulation, fMRI, seizure read their kinds from it)
+    journal: JournalRecords = field(default_factory=JournalRecords)
+    start: SessionStart = field(default_factory=SessionStart)  # an empty one when the journal has none
+    end: SessionEnd | None = None
 
 
-def _num(x: Any) -> float:
-    """A float from a journal value; NaN for anything missing or non-numeric."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return math.nan
-    return float(x)
+def _num(x: float | None) -> float:
+    """A float from an optional journal number; NaN for one that is not there."""
+    return math.nan if x is None else float(x)
 
 
-def _acquired_in(d: dict[str, Any], current: int) -> int | tuple[int, int]:
+def _acquired_in(block_index: int | None, current: int) -> int | tuple[int, int]:
     """The journal position of the open block, or (timeline position the event says, that fallback)."""
-    bi = d.get("block_index")
-    return (int(bi), current) if isinstance(bi, int) and not isinstance(bi, bool) else current
-
-
-def _when(e: dict[str, Any]) -> float:
-    ts = e.get("t_source")
-    return float(ts) if isinstance(ts, (int, float)) else float(e["t"])
+    return (block_index, current) if block_index is not None else current
 
 
 def _citation(manifest: dict[str, Any]) -> str | None:
@@ -148,20 +162,23 @@ def from_events(
     manifest: dict[str, Any],
     problems: list[str] | None = None,
 ) -> SessionData:
-    """Build SessionData from journal events (in journal order)."""
+    """Build SessionData from journal events (in journal order, as ``read_journal`` returns them)."""
     problems = list(problems or [])
     if not events:
         raise ValueError(f"report: the journal of {session_dir} holds no events")
-    start = next((e for e in events if e["kind"] == ev.SESSION_START), None)
-    end = next((e for e in reversed(events) if e["kind"] == ev.SESSION_END), None)
-    if start is None:
+    journal = read_records(events, JOURNAL_NAME)
+    problems += journal.problems
+    if journal.t_first is None or journal.t_max is None:
+        raise ValueError(f"report: no event of the journal of {session_dir} has a time")
+    first, last = journal.first(SessionStart), journal.last(SessionEnd)
+    if first is None:
         problems.append("no session_start event: times are relative to the first event")
-    if end is None:
+    if last is None:
         problems.append("no session_end event: the session did not end cleanly (stopped or crashed)")
-    t0 = float(start["t"]) if start else float(events[0]["t"])
-    t_last = max(float(e["t"]) for e in events)
-    t_end = float(end["t"]) if end else t_last
-    start_data = (start or {}).get("data", {})
+    start = first.record if first is not None else SessionStart()
+    end = last.record if last is not None else None
+    t0 = first.t if first is not None else journal.t_first
+    t_end = last.t if last is not None else journal.t_max
 
     blocks: list[BlockSpan] = []
     current = -1  # position in ``blocks`` of the open block
@@ -171,45 +188,36 @@ def from_events(
     fb: list[tuple[float, float, float, float]] = []
     states: list[tuple[float, str, str | None]] = []
     inputs: list[tuple[float, str, str, str]] = []
-    faults: list[dict[str, Any]] = []
     adaptations: list[dict[str, Any]] = []
     conditions: list[str] = []
-    for e in events:
-        kind, d = e["kind"], e.get("data") or {}
-        if kind == ev.BLOCK_START:
+    for e in journal.ordered:
+        r = e.record
+        if isinstance(r, BlockStart):
             if current >= 0 and not blocks[current].ended:
-                blocks[current].t_end = float(e["t"])  # started without the previous ending
-            blocks.append(BlockSpan(int(d.get("index", len(blocks))), str(d.get("label", "?")), d.get("cycle"),
-                                    float(e["t"]), t_end, False))
+                blocks[current].t_end = e.t  # started without the previous ending
+            blocks.append(BlockSpan(r.index, r.label, r.cycle, e.t, t_end, False))
             current = len(blocks) - 1
-        elif kind == ev.BLOCK_END:
+        elif isinstance(r, BlockEnd):
             if current >= 0:
-                blocks[current].t_end, blocks[current].ended = float(e["t"]), True
+                blocks[current].t_end, blocks[current].ended = e.t, True
             current = -1
-        elif kind == ev.FEATURE:
-            feat.setdefault(str(d.get("name")), []).append((_when(e), _num(d.get("value")),
-                                                            _acquired_in(d, current)))
-        elif kind == ev.THRESHOLD:
-            thr.setdefault(str(d.get("name")), []).append(
-                (float(e["t"]), _num(d.get("value")), current, str(d.get("reason", "")))
-            )
-            if d.get("reason") == "adapt":
-                adaptations.append({"t": float(e["t"]), "name": d.get("name"), "value": d.get("value"),
-                                    "comparison_rate": d.get("comparison_rate"), "reward_rate": d.get("reward_rate"),
-                                    "n_values": d.get("n_values")})
-        elif kind == ev.DECISION:
-            action = str(d.get("action", ""))
-            dec.append((_when(e), _num(d.get("rule")), _acquired_in(d, current), _num(d.get("latency_s")), action))
-            if d.get("condition"):
-                conditions.append(str(d["condition"]))
-        elif kind == ev.FEEDBACK:
-            fb.append((_when(e), _num(d.get("value")), _num(d.get("raw")), _num(d.get("latency_s"))))
-        elif kind == ev.STATE:
-            states.append((float(e["t"]), str(d.get("state")), d.get("reason")))
-        elif kind == ev.INPUT:
-            inputs.append((float(e["t"]), str(d.get("input")), str(d.get("status")), str(d.get("detail", ""))))
-        elif kind == ev.FAULT:
-            faults.append({"t": float(e["t"]), **d})
+        elif isinstance(r, Feature):
+            feat.setdefault(r.name, []).append((e.at, r.value, _acquired_in(r.block_index, current)))
+        elif isinstance(r, Threshold):
+            thr.setdefault(r.name, []).append((e.t, _num(r.value), current, r.reason))
+            if r.reason == "adapt":
+                adaptations.append({"t": e.t, "name": r.name, "value": r.value, "comparison_rate": r.comparison_rate,
+                                    "reward_rate": r.reward_rate, "n_values": r.n_values})
+        elif isinstance(r, Decision):
+            dec.append((e.at, _num(r.rule), _acquired_in(r.block_index, current), _num(r.latency_s), r.action))
+            if r.condition:
+                conditions.append(r.condition)
+        elif isinstance(r, Feedback):
+            fb.append((e.at, r.value, _num(r.raw), _num(r.latency_s)))
+        elif isinstance(r, State):
+            states.append((e.t, r.state, r.reason))
+        elif isinstance(r, InputStatus):
+            inputs.append((e.t, r.input, r.status, r.detail))
 
     # a value or decision counts in the block its sample was acquired in (``block_index``: the block's
     # position in the timeline), not the one whose block_start preceded it in the journal
@@ -229,32 +237,33 @@ def from_events(
                      [p[3] for p in pts])
         for name, pts in thr.items()
     }
-    declared = start_data.get("threshold_features")
-    mapping = dict(declared) if isinstance(declared, dict) else {}
+    mapping = dict(start.threshold_features or {})
     for k, v in threshold_features_from_conditions(conditions, set(features), set(thresholds)).items():
         mapping.setdefault(k, v)
 
-    feedback_feature = start_data.get("feedback_feature") or (next(iter(features)) if features else None)
-    protocol = start_data.get("protocol") or (manifest.get("protocol") or {}).get("name") or "unknown protocol"
-    sha_journal = start_data.get("protocol_sha256")
-    sha_copy = (manifest.get("protocol") or {}).get("sha256")
-    if sha_journal and sha_copy and sha_journal != sha_copy:
+    copy = ProtocolEntry.of(manifest)
+    feedback_feature = start.feedback_feature or (next(iter(features)) if features else None)
+    protocol = start.protocol or copy.name or "unknown protocol"
+    sha_journal = start.protocol_sha256
+    if sha_journal and copy.sha256 and sha_journal != copy.sha256:
         problems.append(
             f"the journal's protocol sha256 {sha_journal[:12]}... differs from the session's protocol copy "
-            f"{sha_copy[:12]}...: the report may not describe the protocol that ran"
+            f"{copy.sha256[:12]}...: the report may not describe the protocol that ran"
         )
+    manifest_status = manifest.get("status")
     return SessionData(
         session_dir=session_dir,
         session_id=str(manifest.get("session_id") or session_dir.name),
         protocol=str(protocol),
-        protocol_sha256=sha_copy or sha_journal,
+        protocol_sha256=copy.sha256 or sha_journal,
         manifest=manifest,
         citation=_citation(manifest),
         t0=t0,
         t_end=t_end,
-        status=(end or {}).get("data", {}).get("status") or manifest.get("status"),
-        engine_summary=(end or {}).get("data", {}).get("summary") or {},
-        timeline=list(start_data.get("timeline") or []),
+        status=(end.status if end is not None else None) or (manifest_status if isinstance(manifest_status, str)
+                                                             else None),
+        engine_summary=dict(end.summary or {}) if end is not None else {},
+        timeline=list(start.timeline),
         feedback_feature=feedback_feature,
         blocks=blocks,
         features=features,
@@ -276,10 +285,12 @@ def from_events(
         },
         states=states,
         inputs=inputs,
-        faults=faults,
+        faults=journal.of(Fault),
         adaptations=adaptations,
-        input_streams=dict(start_data.get("inputs") or {}),
-        counts=dict(Counter(e["kind"] for e in events)),
+        input_streams={k: dict(v) for k, v in start.inputs.items()},
+        counts=dict(journal.counts),
         journal_problems=problems,
-        events=events,
+        journal=journal,
+        start=start,
+        end=end,
     )

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller import events as ev
+from controller.event_records import JournalRecords, ShortTrain, TrainDelivered
 
 DEFINITION = (
     "planned = pulses the governor committed (counted before each train); delivered = planned, corrected by "
@@ -23,10 +23,9 @@ DEFINITION = (
 )
 
 
-def _num(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    return float(x) if math.isfinite(x) else None
+def _num(x: float | None) -> float | None:
+    """A finite journal number, else None."""
+    return float(x) if x is not None and math.isfinite(x) else None
 
 
 @dataclass
@@ -37,20 +36,19 @@ class Deliveries:
     short: list[dict[str, Any]] = field(default_factory=list)
 
 
-def collect(events: list[dict[str, Any]], t0: float) -> Deliveries:
+def collect(journal: JournalRecords, t0: float) -> Deliveries:
     """Every 'delivery' and 'short_train' event of the journal, in order."""
     out = Deliveries()
-    for e in events:
-        kind, d = e.get("kind"), e.get("data") or {}
-        if kind not in (ev.DELIVERY, ev.SHORT_TRAIN):
+    for e in journal.ordered:
+        r = e.record
+        if not isinstance(r, TrainDelivered):  # a ShortTrain is one too
             continue
-        t_start = _num(d.get("t_start"))
-        row = {"t_s": (t_start if t_start is not None else float(e["t"])) - t0, "device": d.get("device"),
-               "train": d.get("train"), "rule": d.get("rule"), "planned": _num(d.get("planned")),
-               "delivered": _num(d.get("delivered")), "recorded": _num(d.get("recorded")),
-               "confirmed": bool(d.get("confirmed")), "ended_by": d.get("ended_by"), "reason": d.get("reason") or None,
-               "missed_slots": len(d.get("missed") or [])}
-        (out.reports if kind == ev.DELIVERY else out.short).append(row)
+        t_start = _num(r.t_start)
+        row = {"t_s": (t_start if t_start is not None else e.t) - t0, "device": r.device, "train": r.train,
+               "rule": r.rule, "planned": _num(r.planned), "delivered": _num(r.delivered),
+               "recorded": _num(r.recorded), "confirmed": r.confirmed, "ended_by": r.ended_by,
+               "reason": r.reason or None, "missed_slots": len(r.missed)}
+        (out.short if isinstance(r, ShortTrain) else out.reports).append(row)
     return out
 
 

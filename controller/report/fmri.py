@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from controller import events as ev
+from controller.event_records import Feature, FmriInputStart, FmriStart, VolumeQC
 from controller.features import registry as feature_registry
 from controller.fmri.design import VolumeDesign
 from controller.fmri.hrf import canonical_hrf
@@ -74,10 +74,8 @@ DEFINITION = (
 )
 
 
-def _num(x: Any) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return math.nan
-    return float(x)
+def _num(x: float | None) -> float:
+    return math.nan if x is None else float(x)
 
 
 def _opt(x: float) -> float | None:
@@ -127,19 +125,14 @@ class FmriSession:
 # ---------------------------------------------------------------------------- reading
 
 
-def _start_fmri(data: SessionData) -> dict[str, Any]:
-    start = next((e for e in data.events if e.get("kind") == ev.SESSION_START), None)
-    fmri = ((start or {}).get("data") or {}).get("fmri")
-    return fmri if isinstance(fmri, dict) else {}
+def _input_of(volume: VolumeQC) -> str:
+    return volume.input or "fmri"  # journals before the input was named had one, 'fmri'
 
 
-def _shape(spec: dict[str, Any]) -> list[int] | None:
-    """The volume grid from session_start (the input's own, else its source's description)."""
-    source = spec.get("source")
-    for shape in (spec.get("shape"), source.get("shape") if isinstance(source, dict) else None):
-        if isinstance(shape, list) and shape:
-            return [int(x) for x in shape]
-    return None
+def _roi(volume: VolumeQC, roi: str, kind: str) -> float:
+    """One ROI's raw or detrended mean in a volume (NaN when the volume does not have that ROI)."""
+    values = (volume.rois or {}).get(roi)
+    return math.nan if values is None else (values.raw if kind == "raw" else values.detrended)
 
 
 def _on_labels(protocol: Protocol | None, labels: set[str]) -> tuple[list[str], str]:
@@ -170,18 +163,13 @@ def _feature_points(data: SessionData, names: list[str], by_time: dict[float, in
                                                                                                            np.ndarray]]:
     """(volume index, value) per feature, from the journal's feature events (sample_index, else source time)."""
     pts: dict[str, list[tuple[int, float]]] = {n: [] for n in names}
-    for e in data.events:
-        if e.get("kind") != ev.FEATURE:
+    for e in data.journal.of(Feature):
+        f = e.record
+        if f.name not in pts:
             continue
-        d = e.get("data") or {}
-        name = str(d.get("name"))
-        if name not in pts:
-            continue
-        idx = d.get("sample_index")
-        if not isinstance(idx, int) or isinstance(idx, bool):
-            idx = by_time.get(_num(e.get("t_source")))
+        idx = f.sample_index if f.sample_index is not None else by_time.get(_num(e.t_source))
         if idx is not None:
-            pts[name].append((int(idx), _num(d.get("value"))))
+            pts[f.name].append((idx, f.value))
     out = {}
     for name, p in pts.items():
         p.sort(key=lambda x: x[0])
@@ -231,15 +219,15 @@ def acquisition_spacing(index: np.ndarray, acquired: np.ndarray) -> float | None
     return float(np.median(steps)) if steps.size else None
 
 
-def _timing(done: list[dict[str, Any]], problems: list[str]) -> tuple[dict[str, np.ndarray], str | None]:
+def _timing(done: list[VolumeQC], problems: list[str]) -> tuple[dict[str, np.ndarray], str | None]:
     """Per-volume ms of the pipeline's stages, 'other', then the latency stages; and what the journal said
     about the acquisition time (one phrase, 'mixed', or None when it said nothing)."""
-    tims = [d.get("timing_ms") or {} for d in done]
+    tims = [d.timing_ms or {} for d in done]
     keys = [k for k in STAGES if any(k in t for t in tims)]
     keys += sorted({k for t in tims for k in t} - set(STAGES) - set(LATENCY) - {"pipeline", "other"})
-    timing = {k: np.array([_num(t.get(k)) for t in tims]) for k in keys}
+    timing = {k: np.array([_num(d.stage_ms(k)) for d in done]) for k in keys}
     for k in LATENCY:
-        timing[k] = np.array([_num(t.get(k)) for t in tims])
+        timing[k] = np.array([_num(d.stage_ms(k)) for d in done])
     if tims and not any(ARRIVAL_TO_FEEDBACK in t for t in tims) and any(TOTAL in t for t in tims):
         problems.append("this journal predates the split of a volume's time into delivery and pipeline: its "
                         "'total' counts from the volume's stamp (over LSL the acquisition, so it includes the "
@@ -249,43 +237,42 @@ def _timing(done: list[dict[str, Any]], problems: list[str]) -> tuple[dict[str, 
         pipe = timing[ARRIVAL_TO_FEEDBACK]
         timing["other"] = np.where(np.isfinite(pipe), np.maximum(pipe - staged, 0.0), np.nan)
         timing = {**{k: timing[k] for k in keys}, "other": timing["other"], **{k: timing[k] for k in LATENCY}}
-    said = {str(d["acquisition_time"]) for d in done if d.get("acquisition_time")}
+    said = {d.acquisition_time for d in done if d.acquisition_time}
     acq = None if not said else (said.pop() if len(said) == 1 else "mixed")
     return timing, acq
 
 
 def collect(data: SessionData, protocol: Protocol | None) -> FmriSession | None:
     """The session's fMRI volumes, or None when the journal has no volume event (an EEG session)."""
-    vols = [e for e in data.events if e.get("kind") == ev.VOLUME]
+    vols = data.journal.of(VolumeQC)
     if not vols:
         return None
     problems: list[str] = []
-    names = list(dict.fromkeys(str((e.get("data") or {}).get("input", "fmri")) for e in vols))
+    names = list(dict.fromkeys(_input_of(e.record) for e in vols))
     name = names[0]
     if len(names) > 1:
         problems.append(f"volume events of {len(names)} inputs ({', '.join(names)}); only {name!r} is reported")
-    start = _start_fmri(data)
-    spec = (start.get("inputs") or {}).get(name) or {}
-    rows = [e for e in vols if str((e.get("data") or {}).get("input", "fmri")) == name]
-    dummies = sum(1 for e in rows if (e.get("data") or {}).get("dummy"))
-    done = [e["data"] for e in rows if not e["data"].get("dummy") and isinstance(e["data"].get("motion"), list)]
+    start = data.start.fmri or FmriStart()
+    spec = start.inputs.get(name) or FmriInputStart()
+    rows = [e.record for e in vols if _input_of(e.record) == name]
+    dummies = sum(1 for v in rows if v.dummy)
+    done = [v for v in rows if v.processed]
     # the pipeline realigns to the first volume it processed (journal order), normally counted volume 0
-    ref_index = int(done[0]["index"]) if done and isinstance(done[0].get("index"), int) else None
-    done.sort(key=lambda d: int(d.get("index", 0)))
+    ref_index = done[0].index if done else None
+    done.sort(key=lambda v: v.index)
     n = len(done)
 
-    index = np.array([int(d.get("index", -1)) for d in done], dtype=int)
-    counted = np.array([int(d["counted"]) if isinstance(d.get("counted"), int) else -1 for d in done], dtype=int)
+    index = np.array([v.index for v in done], dtype=int)
+    counted = np.array([v.counted if v.counted is not None else -1 for v in done], dtype=int)
     have = counted >= 0
     if n and not have.all():  # an older journal without 'counted': keep the known offset, else count from 0
         counted = index - (int(np.median(index[have] - counted[have])) if have.any() else int(index[0]))
-    motion = np.array([[_num(x) for x in (d["motion"] + [None] * 6)[:6]] for d in done], dtype=float).reshape(n, 6)
-    fd = np.array([_num(d.get("fd_mm")) for d in done])
-    acquired = np.array([_num(d.get("acquired")) for d in done])
+    motion = np.array([(list(v.motion or ()) + [math.nan] * 6)[:6] for v in done], dtype=float).reshape(n, 6)
+    fd = np.array([_num(v.fd_mm) for v in done])
+    acquired = np.array([_num(v.acquired) for v in done])
     timing, acq_time = _timing(done, problems)
-    roi_names = list(dict.fromkeys(r for d in done for r in (d.get("rois") or {})))
-    rois = {r: {k: np.array([_num(((d.get("rois") or {}).get(r) or {}).get(k)) for d in done])
-                for k in ("raw", "detrended")} for r in roi_names}
+    roi_names = list(dict.fromkeys(r for v in done for r in (v.rois or {})))
+    rois = {r: {k: np.array([_roi(v, r, k) for v in done]) for k in ("raw", "detrended")} for r in roi_names}
 
     issues: dict[str, list[dict[str, Any]]] = {s: [] for s in ISSUE_STATUSES}
     for t, inp, status, detail in data.inputs:
@@ -293,20 +280,20 @@ def collect(data: SessionData, protocol: Protocol | None) -> FmriSession | None:
             issues[status].append({"t_s": t - data.t0, "detail": detail})
     never = never_received(data, name, rows)
 
-    tr = _num(spec.get("tr_s"))
+    tr = _num(spec.tr_s)
     if not tr > 0 and protocol is not None and name in protocol.volume_inputs:
         tr = protocol.volume_inputs[name].tr_s
     spacing = acquisition_spacing(index, acquired)
     if not tr > 0 and spacing is not None:
         tr = spacing
         problems.append(f"TR not in session_start: {tr:.3f} s estimated from the acquisition times")
-    skip = spec.get("skip")
+    skip = spec.skip
     if skip is None and protocol is not None and name in protocol.volume_inputs:
         skip = protocol.volume_inputs[name].skip
     reference = protocol.volume_inputs[name].reference \
         if protocol is not None and name in protocol.volume_inputs else None
 
-    labels = [d.get("block") if isinstance(d.get("block"), str) else None for d in done]
+    labels = [v.block for v in done]
     if n and not any(labels) and data.blocks:  # no labels on the volumes: place them in the engine's blocks
         labels = [next((b.label for b in data.blocks if b.t_start <= a < b.t_end), None) for a in acquired]
         problems.append("volume events carry no block label: blocks taken from block_start/block_end times")
@@ -314,9 +301,8 @@ def collect(data: SessionData, protocol: Protocol | None) -> FmriSession | None:
     by_time = {float(a): int(i) for a, i in zip(acquired, index, strict=True) if math.isfinite(a)}
     feats = _fmri_feature_names(data, protocol, name, set(by_time))
     fm = FmriSession(
-        input=name, tr_s=tr if tr > 0 else None, skip=skip if isinstance(skip, int) else None,
-        run=start.get("run") if isinstance(start.get("run"), str) else None,
-        shape=_shape(spec), source=spec.get("source"),
+        input=name, tr_s=tr if tr > 0 else None, skip=skip,
+        run=start.run, shape=spec.grid(), source=dict(spec.source) if spec.source is not None else None,
         index=index, counted=counted, block=labels, motion=motion, fd=fd, timing=timing, rois=rois,
         acquired=acquired, dummies=dummies, issues=issues, never_received=never, features=_feature_points(data, feats, by_time),
         on_labels=on, on_from=on_from, reference_index=ref_index,
@@ -332,17 +318,16 @@ def collect(data: SessionData, protocol: Protocol | None) -> FmriSession | None:
     return fm
 
 
-def never_received(data: SessionData, name: str, rows: list[dict[str, Any]]) -> list[int]:
+def never_received(data: SessionData, name: str, rows: list[VolumeQC]) -> list[int]:
     """Volumes that never arrived: the session's own count at its end (reported missing and never late, or
     sent by the simulated scanner and lost), else the gaps between the volumes the journal holds.
 
     Why not the ``missing`` events: one event names a whole gap, and a volume reported missing may
     still arrive (out of order); the report counts volumes, not reports."""
-    end = next((e for e in reversed(data.events) if e.get("kind") == ev.SESSION_END), None)
-    counted = ((((end or {}).get("data") or {}).get("summary") or {}).get("volumes") or {}).get(name)
-    if isinstance(counted, dict) and isinstance(counted.get("missing"), list):
-        return sorted(int(i) for i in counted["missing"])
-    got = {int(d["index"]) for e in rows if isinstance((d := e.get("data") or {}).get("index"), int)}
+    counted = data.end.missing_volumes(name) if data.end is not None else None
+    if counted is not None:
+        return counted
+    got = {v.index for v in rows}
     return sorted(set(range(min(got), max(got) + 1)) - got) if got else []
 
 

@@ -70,11 +70,11 @@ def _pulses(protocol: Protocol, name: str, commands: list[dict[str, Any]]) -> tu
     rules = [r for r in protocol.rules if r.do.stimulation is not None and r.do.stimulation.at == name]
     labels = {f"{protocol.name} {r.label}" for r in rules}
     devices = {r.do.stimulation.device for r in rules if r.do.stimulation is not None}
-    fires = [c for c in commands if c.get("ok") and c.get("kind") == "fire" and c.get("t_sent") is not None]
-    by_rule = [c for c in fires if c.get("rule") in labels]
+    fires = [c for c in commands if c["ok"] and c["kind"] == "fire" and c["t_sent"] is not None]
+    by_rule = [c for c in fires if c["rule"] in labels]
     if by_rule:
         return by_rule, "rule"
-    return [c for c in fires if c.get("device") in devices], "device"
+    return [c for c in fires if c["device"] in devices], "device"
 
 
 def _pick_stream(recording: Recording, protocol: Protocol, spec: FeatureSpec) -> dict[str, Any]:
@@ -109,8 +109,8 @@ def phase_feature_error(protocol: Protocol, spec: FeatureSpec, recording: Record
     if not fs > 0:
         fs = (ts.size - 1) / (ts[-1] - ts[0])
     truth = TruePhase(signal, fs, spec.band, t0=0.0)
-    times = np.array([c["arrival_t"] if c.get("arrival_t") is not None else c["t_sent"] for c in pulses], float)
-    by_arrival = sum(1 for c in pulses if c.get("arrival_t") is not None)
+    times = np.array([c["arrival_t"] if c["arrival_t"] is not None else c["t_sent"] for c in pulses], float)
+    by_arrival = sum(1 for c in pulses if c["arrival_t"] is not None)
     pos = sample_positions(ts, times) if times.size else np.array([])
     true_phase = np.full(times.shape, np.nan)
     inside = np.isfinite(pos)

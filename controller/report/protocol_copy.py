@@ -8,6 +8,7 @@ the session folder alone.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,28 @@ from controller.lang.compiled import Protocol
 from controller.protocol import load_protocol
 
 
+@dataclass(frozen=True)
+class ProtocolEntry:
+    """The manifest's ``protocol`` entry (controller/recording/session.py): the protocol's name, the file
+    name of its copy in the session folder and the copy's sha256; None for what the manifest lacks."""
+
+    name: str | None = None
+    copy: str | None = None
+    sha256: str | None = None
+
+    @classmethod
+    def of(cls, manifest: dict[str, Any]) -> ProtocolEntry:
+        entry = manifest.get("protocol")
+        if not isinstance(entry, dict):
+            return cls()
+        texts = {k: v for k in ("name", "copy", "sha256") if isinstance(v := entry.get(k), str) and v}
+        return cls(**texts)
+
+
 def protocol_copy_path(session_dir: Path, manifest: dict[str, Any]) -> Path | None:
     """Where the session's protocol copy is (None if there is none)."""
-    name = (manifest.get("protocol") or {}).get("copy")
-    if isinstance(name, str) and (session_dir / name).is_file():
+    name = ProtocolEntry.of(manifest).copy
+    if name is not None and (session_dir / name).is_file():
         return session_dir / name
     for candidate in sorted(session_dir.glob("protocol.*")):
         if candidate.suffix in (".yaml", ".yml") and candidate.is_file():

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from controller import events as ev
+from controller.event_records import Annotation, Decision
 from controller.lang.compiled import And, Compare, FeatureRef, Not, Or, Protocol, Sustained
 from controller.report.data import SessionData
 from controller.report.recording import Recording, first, marker_label, marker_texts
@@ -57,12 +57,6 @@ DEFINITION = (
 )
 
 
-def _finite(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    return float(x) if math.isfinite(x) else None
-
-
 def condition_features(node: Any) -> set[str]:
     if isinstance(node, Compare):
         return {o.name for o in (node.left, node.right) if isinstance(o, FeatureRef)}
@@ -76,18 +70,10 @@ def condition_features(node: Any) -> set[str]:
 def journal_annotations(data: SessionData) -> list[tuple[float, str]]:
     """(LSL time, label) of the journal's annotation info events."""
     out = []
-    for e in data.events:
-        d = e.get("data") or {}
-        if e.get("kind") != ev.INFO or d.get("what") != "annotation":
-            continue
-        label = marker_label(str(d.get("text") or d.get("label") or ""))
-        t = _finite(d.get("t"))
-        if t is None:
-            t = _finite(e.get("t_source"))
-        if t is None:
-            t = _finite(e.get("t"))
+    for e in data.journal.of(Annotation):
+        t = next((x for x in (e.record.t, e.t_source, e.t) if x is not None and math.isfinite(x)), None)
         if t is not None:
-            out.append((t, label))
+            out.append((t, marker_label(e.record.text)))
     return out
 
 
@@ -239,10 +225,9 @@ def detector(data: SessionData, protocol: Protocol | None) -> Detector:
             features |= condition_features(r.when)
             gap = max(gap, r.episode_gap_s if r.episode_gap_s is not None else (r.refractory_s or 0.0))
     else:
-        for e in data.events:
-            d = e.get("data") or {}
-            if e.get("kind") == ev.DECISION and str(d.get("action", "")).startswith(STIM_ACTION):
-                features |= set(re.findall(r"[A-Za-z_]\w*", str(d.get("condition", "")))) & set(data.features)
+        for e in data.journal.of(Decision):
+            if e.record.action.startswith(STIM_ACTION):
+                features |= set(re.findall(r"[A-Za-z_]\w*", e.record.condition or "")) & set(data.features)
         problems.append("no protocol copy: episode gap 0 s (refractory unknown)")
     times = data.decisions["t"][is_stim] if is_stim.size else np.array([])
     rule_ids = sorted({int(r) for r in rules[is_stim] if np.isfinite(r)}) if is_stim.size else []
@@ -280,11 +265,10 @@ def preictal_windows(onsets: list[float], ends: list[float], live_t: float, t0: 
 
 
 def _delivered(commands: list[dict[str, Any]] | None, labels: set[str], problems: list[str]) -> list[dict[str, Any]]:
-    delivered = [c for c in (commands or []) if c.get("ok") and c.get("kind") in ("fire", "start")
-                 and c.get("t_sent") is not None]
+    delivered = [c for c in (commands or []) if c["ok"] and c["kind"] in ("fire", "start") and c["t_sent"] is not None]
     if not labels:
         return delivered
-    ours = [c for c in delivered if c.get("rule") in labels]
+    ours = [c for c in delivered if c["rule"] in labels]
     if delivered and not ours:
         problems.append("no delivered command names a detection rule: every fire/start counts as delivered")
         return delivered
@@ -311,7 +295,7 @@ def seizure_metrics(data: SessionData, protocol: Protocol | None, recording: Rec
     problems = list(det.problems)
     delivered = _delivered(commands, det.labels, problems)
     sent_t = np.array([c["t_sent"] for c in delivered], dtype=float)
-    arrival_t = np.array([c["arrival_t"] if c.get("arrival_t") is not None else np.nan for c in delivered])
+    arrival_t = np.array([c["arrival_t"] if c["arrival_t"] is not None else np.nan for c in delivered])
 
     per_onset = []
     for k, (onset, src) in enumerate(onsets):

@@ -31,14 +31,24 @@ from typing import Any
 import numpy as np
 
 from controller import events as ev
+from controller.event_records import (
+    NOT_READY,
+    Command,
+    EStop,
+    Fault,
+    InterlockCleared,
+    InterlockRaised,
+    NotReady,
+    Record,
+    SafetyVerdict,
+    Stamped,
+)
 from controller.report import delivered
 from controller.report.data import SessionData
 from controller.report.device_logs import DeviceLog, match_arrivals, read_device_logs
 from controller.report.metrics import ms_stats
 
-COMMAND = "command"  # the dispatcher's event kind (controller.stimulation.dispatcher.COMMAND)
 DELIVERING = ("fire", "start")
-INHIBITED = ("inhibited", "inhibit")  # governor 'what' for a raised interlock (tolerating both spellings)
 DEVICE_FAULT_PREFIX = "device:"
 LATENCY_DEFINITION = (
     "source -> sent = t_sent - t_source (newest sample behind the decision to the command leaving the driver: "
@@ -49,10 +59,9 @@ LATENCY_DEFINITION = (
 _PULSES = re.compile(r"^\s*([\d.]+(?:e[+-]?\d+)?)\s+pulses?\b")
 
 
-def _num(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    return float(x) if math.isfinite(x) else None
+def _num(x: float | None) -> float | None:
+    """A finite journal number, else None."""
+    return x if x is not None and math.isfinite(x) else None
 
 
 def pulses_of(note: str | None) -> float | None:
@@ -76,7 +85,7 @@ class SessionStimulation:
 
 
 def _verdict_text(ok: bool, kind: str, reason: str, note: str) -> str:
-    if kind == "not_ready":
+    if kind == NOT_READY:
         return f"not ready: {reason}" if reason else "not ready"
     if ok:
         return "allowed" + (f" ({note})" if note else "")
@@ -96,36 +105,33 @@ class _Reader:
         self.estops: list[dict[str, Any]] = []
         self.faults: list[dict[str, Any]] = []
 
-    def safety(self, d: dict[str, Any], t: float, t_source: float | None) -> None:
-        what, t_s = d.get("what"), t - self.t0
-        if what == "refused":
-            row = {"t": t, "t_s": t_s, "device": d.get("device"), "command": d.get("command"), "rule": d.get("rule"),
-                   "limit": d.get("limit"), "value": d.get("value"), "limit_value": d.get("limit_value"),
-                   "reason": d.get("verdict"), "t_source": t_source, "by": "governor"}
+    def read(self, e: Stamped[Record]) -> None:
+        """One journal record, in journal order (kinds the section does not show are passed over)."""
+        r, t, t_s, t_source = e.record, e.t, e.t - self.t0, _num(e.t_source)
+        if isinstance(r, SafetyVerdict) and not r.allowed:
+            row = {"t": t, "t_s": t_s, "device": r.device, "command": r.command, "rule": r.rule, "limit": r.limit,
+                   "value": r.value, "limit_value": r.limit_value, "reason": r.verdict, "t_source": t_source,
+                   "by": "governor"}
             self.refusals.append(row)
             self.pending.append(row)
-        elif what in INHIBITED:
-            source = str(d.get("source"))
-            if source in self.open_locks:  # raised again while active: the same interval, newest reason
-                self.open_locks[source]["reason"] = d.get("reason")
+        elif isinstance(r, InterlockRaised):
+            if r.source in self.open_locks:  # raised again while active: the same interval, newest reason
+                self.open_locks[r.source]["reason"] = r.reason
             else:
-                self.open_locks[source] = {"source": source, "reason": d.get("reason"), "from_s": t_s,
-                                           "to_s": None, "duration_s": None, "active_at_end": True}
-                self.interlocks.append(self.open_locks[source])
-        elif what == "cleared":
-            lock = self.open_locks.pop(str(d.get("source")), None)
+                self.open_locks[r.source] = {"source": r.source, "reason": r.reason, "from_s": t_s,
+                                             "to_s": None, "duration_s": None, "active_at_end": True}
+                self.interlocks.append(self.open_locks[r.source])
+        elif isinstance(r, InterlockCleared):
+            lock = self.open_locks.pop(r.source, None)
             if lock is not None:
                 lock.update(to_s=t_s, duration_s=t_s - lock["from_s"], active_at_end=False)
-        elif what == "estop":
-            took = _num(d.get("took_s"))
-            self.estops.append({"t_s": t_s, "reason": d.get("reason"),
-                                "took_ms": took * 1e3 if took is not None else None})
-
-    def fault(self, d: dict[str, Any], t: float) -> None:
-        source = str(d.get("source", ""))
-        if source.startswith(DEVICE_FAULT_PREFIX):
-            self.faults.append({"t_s": t - self.t0, "device": source[len(DEVICE_FAULT_PREFIX):],
-                                "reason": d.get("reason")})
+        elif isinstance(r, EStop):
+            took = _num(r.took_s)
+            self.estops.append({"t_s": t_s, "reason": r.reason, "took_ms": took * 1e3 if took is not None else None})
+        elif isinstance(r, Fault) and r.source.startswith(DEVICE_FAULT_PREFIX):
+            self.faults.append({"t_s": t_s, "device": r.source[len(DEVICE_FAULT_PREFIX):], "reason": r.reason})
+        elif isinstance(r, (Command, NotReady)):
+            self.commands.append(_command_row(r, t, t_source, self.t0, self.pending, self.refusals))
 
     def finish(self, t_end: float) -> None:
         for lock in self.open_locks.values():
@@ -137,18 +143,11 @@ class _Reader:
 
 def collect(data: SessionData, session_dir: Path | None = None) -> SessionStimulation | None:
     """The session's stimulation, or None when the journal has no command or safety event."""
-    if not any(e.get("kind") in (COMMAND, ev.SAFETY) for e in data.events):
+    if not data.journal.counts.get(ev.COMMAND) and not data.journal.counts.get(ev.SAFETY):
         return None
     r = _Reader(data.t0)
-    for e in data.events:
-        kind, d = e.get("kind"), e.get("data") or {}
-        t, t_source = float(e["t"]), _num(e.get("t_source"))
-        if kind == ev.SAFETY:
-            r.safety(d, t, t_source)
-        elif kind == ev.FAULT:
-            r.fault(d, t)
-        elif kind == COMMAND:
-            r.commands.append(_command_row(d, t, t_source, data.t0, r.pending, r.refusals))
+    for e in data.journal.ordered:
+        r.read(e)
     r.finish(data.t_end)
 
     logs, problems = read_device_logs(session_dir) if session_dir is not None else ({}, [])
@@ -158,35 +157,37 @@ def collect(data: SessionData, session_dir: Path | None = None) -> SessionStimul
             if arrival is not None and row["t_source"] is not None else None
         row["sent_to_arrival_ms"] = (arrival - row["t_sent"]) * 1e3 if arrival is not None else None
     return SessionStimulation(r.commands, r.refusals, r.interlocks, r.estops, r.faults, logs, problems,
-                              delivered.collect(data.events, data.t0))
+                              delivered.collect(data.journal, data.t0))
 
 
-def _command_row(d: dict[str, Any], t: float, t_source: float | None, t0: float,
+def _command_row(c: Command | NotReady, t: float, t_source: float | None, t0: float,
                  pending: list[dict[str, Any]], refusals: list[dict[str, Any]]) -> dict[str, Any]:
-    device, kind, ok = d.get("device"), str(d.get("kind")), bool(d.get("ok"))
-    t_sent = _num(d.get("t_sent"))
-    reason, note = str(d.get("reason") or ""), str(d.get("note") or "")
-    latency = _num(d.get("latency_s"))
+    """The report's row of one command (a refusal is paired with the governor's verdict)."""
+    if isinstance(c, NotReady):
+        c = Command(c.device, NOT_READY, False, reason=c.reason)
+    device, kind, ok, reason, note = c.device, c.command, c.ok, c.reason, c.note
+    t_sent, controller = _num(c.t_sent), _num(c.controller_latency_s)
+    latency = _num(c.latency_s)
     if latency is None and t_sent is not None and t_source is not None:
         latency = t_sent - t_source
     row: dict[str, Any] = {
         "t": t, "t_s": (t_sent if t_sent is not None else t) - t0, "t_sent": t_sent, "t_source": t_source,
-        "device": device, "kind": kind, "ok": ok, "rule": d.get("rule"),
+        "device": device, "kind": kind, "ok": ok, "rule": c.rule,
         "verdict": _verdict_text(ok, kind, reason, note), "reason": reason or None, "note": note or None,
         "pulses": pulses_of(note) if ok and kind in DELIVERING else None,
-        "params": d.get("params"), "latency_ms": latency * 1e3 if latency is not None else None,
-        "controller_ms": _num(d.get("controller_latency_s")) * 1e3 if _num(d.get("controller_latency_s")) is not None
-        else None,
+        "params": dict(c.params) if c.params is not None else None,
+        "latency_ms": latency * 1e3 if latency is not None else None,
+        "controller_ms": controller * 1e3 if controller is not None else None,
         "limit": None, "value": None, "limit_value": None,
     }
-    if not ok and kind != "not_ready":
+    if not ok and kind != NOT_READY:
         match = next((r for r in reversed(pending) if r["device"] == device and r["command"] == kind
                       and r["t_source"] == t_source), None)
         if match is not None:
             pending.remove(match)
             row.update(limit=match["limit"], value=match["value"], limit_value=match["limit_value"])
         else:  # refused before the governor (e.g. the device is not open in this session)
-            refusals.append({"t": t, "t_s": t - t0, "device": device, "command": kind, "rule": d.get("rule"),
+            refusals.append({"t": t, "t_s": t - t0, "device": device, "command": kind, "rule": c.rule,
                              "limit": None, "value": None, "limit_value": None, "reason": reason or "refused",
                              "t_source": t_source, "by": "dispatcher"})
     return row

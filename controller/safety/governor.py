@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from controller import events as ev
+from controller import event_records as rec
 from controller.clock import now as lsl_now
 from controller.events import Event
 from controller.lang import units
@@ -279,7 +279,7 @@ class Governor:
             except LedgerError as exc:
                 self._inhibit(LEDGER_SOURCE, str(exc), t_stopped)
                 return None
-            self._emit("refund", device=device, pulses=refund.pulses, charge_c=refund.charge_c)
+            self._emit(rec.Refund(device, refund.pulses, refund.charge_c))
             return refund
 
     def record_delivered(self, device: str, report: TrainEnd) -> Accounting | None:
@@ -307,7 +307,7 @@ class Governor:
             reading = self._clock()
             if dev is None or item is None:
                 if report.delivered is not None:  # e.g. a train committed before a restart: it stays as counted
-                    self._emit("delivery_unmatched", device=device, t_start=report.t_start, delivered=report.delivered)
+                    self._emit(rec.DeliveryUnmatched(device, report.t_start, report.delivered))
                 return None
             dev.awaiting.remove(item)
             entries = self.ledger.train_entries(item.entry)
@@ -333,17 +333,15 @@ class Governor:
                 dev.stopped = None
             if result.short:
                 dev.short_trains += 1
-            data = {"device": device, "entry": item.entry, "train": item.kind, "rule": item.rule,
-                    "planned": item.planned, "delivered": result.delivered, "counted": result.counted.pulses,
-                    "recorded": result.dose.pulses, "charge_counted_c": result.counted.charge_c,
-                    "charge_recorded_c": result.dose.charge_c, "confirmed": result.confirmed,
-                    "ended_by": report.ended_by, "short": result.short, "reason": result.reason,
-                    "t_start": report.t_start, "t_end": report.t_end,
-                    "missed": [{"pulse": m.pulse, "t_due": m.t_due, "late_s": m.late_s} for m in report.missed]}
-            self._publish_kind(ev.DELIVERY, item.t_source, data)
+            train = rec.TrainDelivered(
+                device, item.entry, item.kind, item.rule, item.planned, result.delivered, result.counted.pulses,
+                result.dose.pulses, result.counted.charge_c, result.dose.charge_c, result.confirmed,
+                report.ended_by, result.short, result.reason, report.t_start, report.t_end,
+                tuple(rec.MissedPulse(m.pulse, m.t_due, m.late_s) for m in report.missed))
+            self._emit(train, item.t_source)
             if result.short:
                 log.warning("safety: %s short train: %s", device, result.reason)
-                self._publish_kind(ev.SHORT_TRAIN, item.t_source, {**data, "count": dev.short_trains})
+                self._emit(train.as_short_train(dev.short_trains), item.t_source)
             if result.over and item.kind == FIRE:
                 self._inhibit(DELIVERY_SOURCE, f"{device} delivered {result.delivered} pulses in a train of "
                                                f"{item.planned:g}: the device did more than was allowed", reading)
@@ -389,7 +387,7 @@ class Governor:
                 if name in self._inputs:
                     self._inputs[name] = max(self._inputs[name], now)
             log.warning("safety: interlock %s cleared", source)
-            self._emit("cleared", source=source)
+            self._emit(rec.InterlockCleared(source))
             return True
 
     def inhibited_by(self, source: str) -> bool:
@@ -465,7 +463,7 @@ class Governor:
             dev.settings = dict(settings)
             if dev.run is not None:
                 dev.run.settings = dict(settings)
-        self._emit("not_applied", device=device, reason=reason, settings=dict(settings))
+        self._emit(rec.NotApplied(device, reason, dict(settings)))
 
     def running(self, device: str) -> bool:
         with self._lock:
@@ -792,7 +790,7 @@ class Governor:
     def _inhibit(self, source: str, reason: str, now: float) -> None:
         self._inhibitions[source] = Inhibition(source, reason, now)
         log.warning("safety: stimulation inhibited by %s: %s", source, reason)
-        self._emit("inhibited", source=source, reason=reason)
+        self._emit(rec.InterlockRaised(source, reason))
 
     def _verdict(self, req: StimRequest, stamp: Stamp, violations: list[Violation], plan: _Plan | None) -> Verdict:
         allowed = not violations and plan is not None
@@ -804,28 +802,20 @@ class Governor:
             log.info("safety: %s", verdict)
         else:
             log.warning("safety: %s", verdict)
-        self._emit("allowed" if verdict.allowed else "refused", verdict=str(verdict), device=verdict.device,
-                    command=verdict.kind, limit=verdict.limit, value=verdict.value, limit_value=verdict.limit_value,
-                    rule=verdict.rule, t_source=_sample_time(req))
+        t_source = _sample_time(req)
+        self._emit(rec.SafetyVerdict(verdict.allowed, str(verdict), verdict.device, verdict.kind, verdict.limit,
+                                     verdict.value, verdict.limit_value, verdict.rule),
+                   t_source if isinstance(t_source, float) else None)
 
-    def _publish_kind(self, kind: str, t_source: float | None, data: dict[str, object]) -> None:
-        """Publish an event of its own kind (e.g. 'short_train'); a subscriber problem changes nothing here."""
+    def _emit(self, record: rec.Record, t_source: float | None = None) -> None:
+        """Publish a verdict, an interlock change or a train's delivery; a subscriber problem changes nothing
+        here (a safety decision never depends on who listens)."""
         if self._publish is None:
             return
         try:
-            self._publish(Event(kind, self._clock(), t_source, data))
+            self._publish(record.event(self._clock(), t_source))
         except Exception:
-            log.exception("safety: could not publish a %s event", kind)
-
-    def _emit(self, what: str, **data: object) -> None:
-        if self._publish is None:
-            return
-        t_source = data.pop("t_source", None)
-        try:
-            self._publish(Event(SAFETY, self._clock(), t_source if isinstance(t_source, float) else None,
-                                {"what": what, **data}))
-        except Exception:  # a subscriber problem must never change a safety decision
-            log.exception("safety: could not publish a %s event", what)
+            log.exception("safety: could not publish a %s event", record.KIND)
 
     # ------------------------------------------------------------------ restart
 

@@ -10,13 +10,13 @@ fault means for safety lives here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from controller import events as ev
+from controller import event_records as rec
 from controller.clock import now
-from controller.events import Event, EventBus
+from controller.events import EventBus
 from controller.safety.faults import FaultKind, source
 
 CLOCK_JUMP_SETTLE_S = 2.0  # steady data after an input's clock jump before stimulation may resume
@@ -60,9 +60,8 @@ class InputFaults:
         self.nonfinite = False  # the last data held NaN/inf
         self._jump_at: float | None = None
 
-    def _publish(self, status: str, detail: str, **extra: Any) -> None:
-        self.bus.publish(Event(ev.INPUT, self.clock(), None, {"input": self.name, "status": status,
-                                                              "detail": detail, **extra}))
+    def _publish(self, status: str, detail: str) -> None:
+        self.bus.publish(rec.InputStatus(self.name, status, detail).event(self.clock()))
 
     def data_seen(self) -> None:
         """Data arrived (per chunk or volume, finite or not): the input is alive."""

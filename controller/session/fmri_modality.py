@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from controller import events as ev
+from controller import event_records as rec
 from controller.clock import now
-from controller.events import Event, EventBus
+from controller.events import EventBus
 from controller.fmri.pipeline import VolumePipeline, VolumePipelineError
 from controller.inputs.source import Sink
 from controller.inputs.volumes.source import index_ranges
@@ -129,8 +129,7 @@ class VolumeConsumer:
             before = range(design.first - self.pipeline.spec.skip, volume.index)
             unseen = [i for i in before if i not in self.seen]
             detail = joined_detail(volume, n, design.first, unseen, design.block_of(volume.index))
-            self.bus.publish(Event(ev.INPUT, now(), volume.acquired, {"input": self.name, "status": "joined",
-                                                                      "detail": detail, "index": volume.index}))
+            self.bus.publish(rec.InputStatus(self.name, "joined", detail, volume.index).event(now(), volume.acquired))
         self.start_run(run_start(volume, n, self.tr_lsl_s))
 
     def values(self, volume: Volume) -> np.ndarray:
@@ -153,39 +152,35 @@ class VolumeConsumer:
             self.engine.set_inhibit(faults_source(FaultKind.VOLUMES, self.name), reason)
             if self.governor is not None:
                 self.governor.inhibit(faults_source(FaultKind.VOLUMES, self.name), reason)
-            self.bus.publish(Event(ev.FAULT, now(), volume.acquired, {"source": f"input {self.name}",
-                                                                      "reason": reason}))
+            self.bus.publish(rec.Fault(f"input {self.name}", reason).event(now(), volume.acquired))
             raise
         self.engine.on_features(result.values)
         t_out = now()
-        qc = result.qc
-        qc["input"] = self.name
-        if "timing_ms" in qc:
-            qc["timing_ms"] = stage_times_ms(volume, t_out, qc["timing_ms"])
-            qc["acquisition_time"] = acquisition_time(volume)
-            row = [volume.index, *qc["motion"], qc["fd_mm"], *qc_times_ms(qc["timing_ms"])]
+        qc = replace(result.qc, input=self.name)
+        if qc.timing_ms is not None and qc.motion is not None:  # processed, not a dummy
+            times = stage_times_ms(volume, t_out, dict(qc.timing_ms))
+            qc = replace(qc, timing_ms=times, acquisition_time=acquisition_time(volume))
+            row = [volume.index, *qc.motion, qc.fd_mm, *qc_times_ms(times)]
             if self.qc_output is not None:
                 self.qc_output.send(Command("fmri_qc", volume.acquired, {"row": row}))
-        self.bus.publish(Event(ev.VOLUME, t_out, volume.acquired, qc))
+        self.bus.publish(qc.event(t_out, volume.acquired))
 
 
-def session_start_fmri(protocol: Protocol, sources: list[Any]) -> dict[str, Any]:
+def session_start_fmri(protocol: Protocol, sources: list[Any]) -> rec.FmriStart:
     """What the session_start event says about the fMRI inputs (the report reads it)."""
     inputs = {}
     for s in sources:
         spec = protocol.volume_inputs[s.input_name]
-        inputs[s.input_name] = {"tr_s": spec.tr_s, "skip": spec.skip, "source": s.describe(),
-                                "rois": sorted(protocol.rois)}
-    return {"inputs": inputs, "run": protocol.run.name if protocol.run else None}
+        inputs[s.input_name] = rec.FmriInputStart(spec.tr_s, spec.skip, s.describe(), tuple(sorted(protocol.rois)))
+    return rec.FmriStart(inputs, protocol.run.name if protocol.run else None)
 
 
 def check_source_tr(source: Any, spec: VolumeInputSpec, bus: EventBus, speed: float = 1.0) -> None:
     """A source that knows its TR is checked against the protocol's (a mismatch is reported, the protocol's TR is used)."""
     tr = getattr(source, "tr_s", None)
     if tr and abs(tr * speed - spec.tr_s) > 0.01 * spec.tr_s and abs(tr - spec.tr_s) > 0.01 * spec.tr_s:
-        bus.publish(Event(ev.INFO, now(), None, {"input": spec.name, "what": "TR mismatch",
-                                                 "reason": f"source says TR {tr:g} s, protocol {spec.tr_s:g} s; "
-                                                           "the protocol's TR sets the design"}))
+        bus.publish(rec.TrMismatch(spec.name, f"source says TR {tr:g} s, protocol {spec.tr_s:g} s; "
+                                              "the protocol's TR sets the design").event(now()))
 
 
 class FmriPlan(Modality):

@@ -57,6 +57,8 @@ class Modality:
         pass
 
     def start_data(self, protocol: Protocol) -> dict[str, Any]:
+        """The fields of ``session_start`` this modality fills (names of :class:`SessionStart`'s fields,
+        controller/event_records.py), e.g. ``{"inputs": ...}`` or ``{"fmri": FmriStart(...)}``."""
         return {}
 
     def waiting_text(self) -> str:

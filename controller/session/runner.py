@@ -13,10 +13,11 @@ import os
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from controller import event_records as rec
 from controller import events as ev
 from controller.clock import now
 from controller.engine.engine import TIMELINE_COMPLETE, Engine
@@ -180,10 +181,10 @@ def run_session(opts: RunOptions) -> SessionResult:
             started_at = recorder.start(folder.xdf_path, predicates)
             for modality in modalities:
                 modality.recorder_started(started_at)
-        start_data = _session_start_data(protocol, session_id)
+        start = _session_start(protocol, session_id)
         for modality in modalities:
-            start_data.update(modality.start_data(protocol))
-        bus.publish(Event(ev.SESSION_START, now(), None, start_data))
+            start = replace(start, **modality.start_data(protocol))
+        bus.publish(start.event(now()))
         if opts.progress is not None:
             fb = protocol.feedback.value if protocol.feedback else None
             display = TextDisplay(bus, engine.snapshot, fb, _main_threshold(protocol, fb), stream=opts.progress)
@@ -212,7 +213,7 @@ def run_session(opts: RunOptions) -> SessionResult:
         if failure is not None:
             status = "error"
     except Exception as exc:
-        bus.publish(Event(ev.FAULT, now(), None, {"source": "session", "reason": f"{type(exc).__name__}: {exc}"}))
+        bus.publish(rec.Fault("session", f"{type(exc).__name__}: {exc}").event(now()))
         if engine is not None:
             engine.stop(f"error: {exc}")
         raise SessionError(str(exc)) from exc
@@ -226,9 +227,9 @@ def run_session(opts: RunOptions) -> SessionResult:
             try:
                 stim.close()
             except Exception as exc:
-                bus.publish(Event(ev.FAULT, now(), None, {"source": "stimulation", "reason": f"closing: {exc}"}))
+                bus.publish(rec.Fault("stimulation", f"closing: {exc}").event(now()))
         if failure is not None:
-            bus.publish(Event(ev.FAULT, now(), None, {"source": "session", "reason": failure}))
+            bus.publish(rec.Fault("session", failure).event(now()))
         result = _shutdown(folder, bus, journal, recorder, modalities, display, output, engine, status, opts,
                            {"failure": failure} if failure else {})
         result.failure = failure
@@ -280,7 +281,7 @@ def _open_control_channel(session_id: str, acts: OperatorActs, bus: EventBus, op
     from controller.operator.control_channel import ControlError, ControlListener
 
     def on_error(text: str) -> None:
-        bus.publish(Event(ev.FAULT, now(), None, {"source": "control channel", "reason": text}))
+        bus.publish(rec.Fault("control channel", text).event(now()))
 
     try:
         listener = ControlListener(session_id, acts.on_command, on_error=on_error).start()
@@ -359,8 +360,8 @@ def _shutdown(folder, bus, journal, recorder, modalities, display, output, engin
         try:
             recorder.stop()
         except Exception as exc:  # the journal still says what happened
-            bus.publish(Event(ev.FAULT, now(), None, {"source": "recorder", "reason": str(exc)}))
-    bus.publish(Event(ev.SESSION_END, now(), None, {"status": status, "summary": summary}))
+            bus.publish(rec.Fault("recorder", str(exc)).event(now()))
+    bus.publish(rec.SessionEnd(status, summary).event(now()))
     if display is not None:
         display.stop()
         if opts.progress is not None:
@@ -395,21 +396,14 @@ def _fired_today(stim, protocol: Protocol):
     return count
 
 
-def _session_start_data(protocol: Protocol, session_id: str) -> dict[str, Any]:
+def _session_start(protocol: Protocol, session_id: str) -> rec.SessionStart:
     """What every session's start says; each modality adds its inputs (``Modality.start_data``)."""
     fb = protocol.feedback.value if protocol.feedback else None
-    return {
-        "session_id": session_id,
-        "protocol": protocol.name,
-        "protocol_sha256": protocol.sha256,
-        "timeline": [{"index": b.index, "label": b.label, "duration_s": b.duration_s, "cycle": b.cycle}
-                     for b in protocol.timeline],
-        "feedback_feature": fb,
-        "thresholds": {n: _main_threshold_kind(t) for n, t in protocol.thresholds.items()},
-        "threshold_features": _threshold_features(protocol),
-        "inputs": {},
-        "pid": os.getpid(),
-    }
+    return rec.SessionStart(
+        session_id, protocol.name, protocol.sha256,
+        tuple(rec.TimelineEntry(b.index, b.label, b.duration_s, b.cycle) for b in protocol.timeline), fb,
+        {n: _main_threshold_kind(t) for n, t in protocol.thresholds.items()}, _threshold_features(protocol),
+        {}, os.getpid())
 
 
 def _identity(protocol: Protocol, opts: RunOptions, site, session_id: str) -> dict[str, Any]:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from controller import events as ev
+from controller import event_records as rec
 from controller.clock import now
-from controller.events import Event, EventBus
+from controller.events import EventBus
 from controller.features import FeaturePipeline
 from controller.inputs.lsl.live_check import open_and_check
 from controller.inputs.lsl.reader import InputReader, OpenedInlet
@@ -222,7 +222,7 @@ class ChunkConsumer:
         pipeline.reset()
         if pipeline.warmup_s > 0:
             missed = "an unknown time" if gap_s is None else f"{gap_s:+.3f} s"
-            self.bus.publish(Event(ev.INPUT, now(), None, {
-                "input": self.name, "status": "rewarming",
-                "detail": f"{why} ({missed}, max_gap {self.max_gap_s:g} s): features start over; "
-                          f"the longest needs {pipeline.warmup_s:g} s of signal before it has a value"}))
+            self.bus.publish(rec.InputStatus(
+                self.name, "rewarming",
+                f"{why} ({missed}, max_gap {self.max_gap_s:g} s): features start over; "
+                f"the longest needs {pipeline.warmup_s:g} s of signal before it has a value").event(now()))

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from controller import event_records as rec
 from controller import events as ev
 from controller.clock import now
-from controller.events import Event, EventBus
+from controller.events import EventBus
 from controller.lang.compiled import DeviceUse, FeatureScale, StimAction
 from controller.safety.commands import DISARM, FIRE, SET, START, STOP, StimRequest, Verdict
 from controller.safety.faults import FaultKind, source
@@ -37,7 +38,7 @@ from drivers.stimulator import DeviceError, NotReady, Stimulator
 
 log = logging.getLogger(__name__)
 
-COMMAND = "command"  # event kind: a command sent to a device (or refused before the wire)
+COMMAND = ev.COMMAND  # event kind: a command sent to a device (or refused before the wire)
 DEVICE_PREFIX = FaultKind.DEVICE.value + ":"
 RAMP_STEP_S = 0.1  # a ramped current change is sent in steps this far apart
 LATENCY_SOURCE = source(FaultKind.LATENCY)
@@ -127,7 +128,7 @@ class Stimulation:
         self.governor.inhibit(source(FaultKind.ESTOP), reason)
         self.disarm_all(f"E-STOP: {reason}")
         took = time.perf_counter() - t0
-        self.bus.publish(Event(ev.SAFETY, self.clock(), None, {"what": "estop", "reason": reason, "took_s": took}))
+        self.bus.publish(rec.EStop(reason, took).event(self.clock()))
         return took
 
     def close(self) -> None:
@@ -360,11 +361,10 @@ class Stimulation:
     def _device_fault(self, link: Link, reason: str, not_ready: bool = False) -> None:
         text = f"{link.name}: {reason}"
         if not_ready:  # the device cannot take it yet: refused with the reason, nothing else is wrong
-            self.bus.publish(Event(COMMAND, self.clock(), None, {"device": link.name, "kind": "not_ready",
-                                                                 "ok": False, "reason": text}))
+            self.bus.publish(rec.NotReady(link.name, text).event(self.clock()))
             return
         self.governor.inhibit(DEVICE_PREFIX + link.name, f"device error: {text}")
-        self.bus.publish(Event(ev.FAULT, self.clock(), None, {"source": DEVICE_PREFIX + link.name, "reason": text}))
+        self.bus.publish(rec.Fault(DEVICE_PREFIX + link.name, text).event(self.clock()))
         with self._lock:
             link.running_until = None
             link.ramp_target = None
@@ -375,8 +375,7 @@ class Stimulation:
         try:
             t = link.driver.disarm()
         except Exception as exc:  # the link may be gone; the device's own keep-alive disarms it then
-            self.bus.publish(Event(ev.FAULT, self.clock(), None,
-                                   {"source": DEVICE_PREFIX + link.name, "reason": f"disarm failed: {exc}"}))
+            self.bus.publish(rec.Fault(DEVICE_PREFIX + link.name, f"disarm failed: {exc}").event(self.clock()))
             return
         self._command(link.name, DISARM, None, t, reason, ok=True)
 
@@ -386,19 +385,13 @@ class Stimulation:
     def _command(self, device: str, kind: str, t_source: float | None, t_sent: float | None, rule: str | None, *,
                  ok: bool, reason: str = "", note: str = "", params: Mapping[str, Any] | None = None,
                  basis: float | None = None) -> None:
-        data: dict[str, Any] = {"device": device, "kind": kind, "ok": ok, "rule": rule}
-        if t_sent is not None:
-            data["t_sent"] = t_sent
+        latency = controller_latency = None
         if t_source is not None and t_sent is not None:
-            data["latency_s"] = t_sent - t_source  # end to end: from the detecting sample
-            data["controller_latency_s"] = t_sent - (t_source if basis is None else basis)  # from its arrival
-        if reason:
-            data["reason"] = reason
-        if note:
-            data["note"] = note
-        if params:
-            data["params"] = {k: float(v) for k, v in params.items() if isinstance(v, (int, float))}
-        self.bus.publish(Event(COMMAND, self.clock(), t_source, data))
+            latency = t_sent - t_source  # end to end: from the detecting sample
+            controller_latency = t_sent - (t_source if basis is None else basis)  # from its arrival
+        numbers = {k: float(v) for k, v in params.items() if isinstance(v, (int, float))} if params else None
+        self.bus.publish(rec.Command(device, kind, ok, rule, t_sent, latency, controller_latency, reason, note,
+                                     numbers).event(self.clock(), t_source))
 
     # ------------------------------------------------------------------ timed pulses
     def _run_timed(self) -> None:
