@@ -111,7 +111,11 @@ class PhaseFeature:
         self._weights = spatial_weights(p)
         self._window = to_samples(spec.window_s, fs)
         self._etp = p.method == "etp"
-        self._n_train = to_samples(p.train_s, fs) if self._etp else 0
+        self._n_train = 0
+        if self._etp:
+            if p.train_s is None:  # the protocol's check requires it; a spec built in code may lack it
+                raise ValueError(f"feature {spec.name!r}: etp needs train_s, the signal its model is fitted on")
+            self._n_train = to_samples(p.train_s, fs)
         if self._etp and self._n_train < self._window:
             raise ValueError(f"feature {spec.name!r}: etp training ({p.train_s} s) is shorter than the window")
         self._train = np.empty(self._n_train)
