@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controller.lang.compiled import Protocol, StreamSelector
 from controller.lang.errors import ProtocolError
-from controller.protocol.stream_check import check_stream, located
+from controller.protocol.stream_check import StreamCheck, StreamFacts, check_stream, located
+
+if TYPE_CHECKING:  # imported where used (open_and_check), as before
+    from controller.inputs.lsl.reader import InputReader
 
 
 def with_streams(protocol: Protocol, streams: dict[str, str]) -> Protocol:
@@ -49,7 +53,7 @@ def parse_stream_options(values: list[str]) -> dict[str, str]:
 
 
 def open_and_check(protocol: Protocol, name: str, timeout_s: float, stall_timeout_s: float = 1.0,
-                   max_gap_s: float = 2.0):
+                   max_gap_s: float = 2.0) -> tuple[InputReader, StreamFacts, StreamCheck]:
     """Resolve input ``name``'s stream, open its inlet and check the stream against the protocol:
     ``(reader, facts, check)``. The one path for ``run`` and ``validate --stream``; the caller closes
     the reader when it will not run it. Raises ``StreamNotFound`` (none or several streams match)."""
