@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class PscFeedback:
         self.config = config or PscConfig()
         self._baseline_labels: Collection[str] = self.config.baseline_labels
         self.m = int(n_series)
-        self._open: dict[int, list] = {}  # baseline block number -> [sum, count] while it is open
+        self._open: dict[int, list[Any]] = {}  # baseline block number -> [sum, count] while it is open
         self._closed_below = 0  # blocks below this number are closed
         self._refs: list[tuple[int, np.ndarray]] = []  # (block number, reference) of closed baseline blocks
         self._psc: dict[int, np.ndarray] = {}  # recent PSC by counted index (the moving average's window)
@@ -83,6 +84,7 @@ class PscFeedback:
         self._closed_below = max(self._closed_below, block)
 
     def _reference_for(self, block: int) -> np.ndarray | None:
+        ref: np.ndarray  # (mypy types reversed() over tuples holding arrays as Any)
         for j, ref in reversed(self._refs):
             if j < block:
                 return ref
