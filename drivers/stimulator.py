@@ -59,7 +59,7 @@ class Stimulator(Output):
 
     accepts = STIMULATOR_COMMANDS
     counts_pulses: bool = False  # True: every train's delivered pulses are reported (report_trains_to)
-    _train_listener: Callable[[TrainReport], None] | None = None
+    _train_listener: Callable[[TrainReport], object] | None = None  # its return value is ignored
 
     # What the device is, asked of the class before any unit is opened (site validation, set-up):
     percent_output: ClassVar[bool] = False  # TMS: output in % of maximum stimulator output, never a current
@@ -94,7 +94,7 @@ class Stimulator(Output):
         settings, the site's fixed ones included). ``changed``: the settings this change is about
         (None: all of them). Settings the device cannot take on the wire are left out."""
 
-    def report_trains_to(self, listener: Callable[[TrainReport], None] | None) -> bool:
+    def report_trains_to(self, listener: Callable[[TrainReport], object] | None) -> bool:
         """Have ``listener`` called with a TrainReport whenever a train ends (from the driver's own
         thread; it must not block). Returns ``counts_pulses``: False means this driver cannot count a
         train's pulses and reports nothing, so the caller must assume the planned dose."""

@@ -15,14 +15,17 @@ import pytest
 from scipy import signal
 
 from controller.dsp.circular import angle_diff, circ_mean, circ_std, resultant_length, wrap_angle
+from controller.dsp.features import ChannelSource
 from controller.dsp.laplacian import C3_NEIGHBOURS_1010, C3_NEIGHBOURS_1020, Laplacian
 from controller.dsp.phase.ar import ArForecaster, ArPhase, analytic_rows, burg, yule_walker
 from controller.dsp.phase.etp import EtpPhase, fit_etp
+from controller.dsp.phase.feature import PhaseFeature
 from controller.dsp.phase.naive import HilbertPhase
 from controller.dsp.phase.tracker import PhaseEstimate, PhaseTracker
 from controller.dsp.phase.trigger import PhaseTrigger
 from controller.dsp.phase.truth import TruePhase
-from controller.lang.compiled import Band
+from controller.dsp.ring import RingBuffer
+from controller.lang.compiled import Band, FeatureSpec, PhaseParams
 from controller.offline.phase_replay import fire, replay
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "eeg"
@@ -410,3 +413,12 @@ def test_real_eeg_phase_at_every_gated_estimate_beats_both_naive_variants():
         assert circ_std(dense[k]) < 53 * DEG
         assert circ_std(dense[k]) < min(circ_std(dense["naive"]), circ_std(dense["naive1"]))
     assert abs(circ_mean(dense["naive1"])) > 20 * DEG  # the uncorrected filter lag
+
+
+def test_an_etp_phase_feature_without_training_time_is_refused_by_name() -> None:
+    """A spec built in code (not compiled from a protocol, whose check requires ``train``) with method etp
+    and no train_s: a ValueError naming the feature, like every other bad phase spec (was a TypeError)."""
+    spec = FeatureSpec("mu", "phase", "eeg", ("C3",), 1.0, 0.01, band=MU, params=PhaseParams("C3", method="etp"))
+    source = ChannelSource(RingBuffer(1, 500), np.arange(1))
+    with pytest.raises(ValueError, match="feature 'mu': etp needs train_s"):
+        PhaseFeature(source, spec, 500.0, 5)

@@ -8,7 +8,8 @@ carried state vs one whole-array call).
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
+from numpy.typing import NDArray
+from scipy import signal  # type: ignore[import-untyped]  # scipy: no type stubs installed
 
 from controller.lang.compiled import Band, InputSpec
 
@@ -21,7 +22,8 @@ def highpass_sos(fs: float, cutoff_hz: float) -> np.ndarray:
     """Causal Butterworth high-pass as second-order sections."""
     if not 0.0 < cutoff_hz < fs / 2:
         raise ValueError(f"highpass {cutoff_hz} Hz must lie in (0, {fs / 2}) Hz (Nyquist at fs={fs} Hz)")
-    return signal.butter(HIGHPASS_ORDER, cutoff_hz, btype="highpass", fs=fs, output="sos")
+    sos: NDArray[np.float64] = signal.butter(HIGHPASS_ORDER, cutoff_hz, btype="highpass", fs=fs, output="sos")
+    return sos
 
 
 def notch_sos(fs: float, f0_hz: float) -> np.ndarray:
@@ -29,13 +31,16 @@ def notch_sos(fs: float, f0_hz: float) -> np.ndarray:
     if not 0.0 < f0_hz < fs / 2:
         raise ValueError(f"notch {f0_hz} Hz must lie in (0, {fs / 2}) Hz (Nyquist at fs={fs} Hz)")
     b, a = signal.iirnotch(f0_hz, NOTCH_Q, fs=fs)
-    return signal.tf2sos(b, a)
+    sos: NDArray[np.float64] = signal.tf2sos(b, a)
+    return sos
 
 
 def bandpass_sos(fs: float, band: Band, *, what: str = "band") -> np.ndarray:
     """Causal Butterworth band-pass for ``band``; ``what`` names the band in errors."""
     check_band(band, fs, what=what, open_interval=True)
-    return signal.butter(BANDPASS_ORDER, [band.lo_hz, band.hi_hz], btype="bandpass", fs=fs, output="sos")
+    sos: NDArray[np.float64] = signal.butter(BANDPASS_ORDER, [band.lo_hz, band.hi_hz], btype="bandpass", fs=fs,
+                                             output="sos")
+    return sos
 
 
 def conditioning_sos(fs: float, spec: InputSpec) -> np.ndarray | None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import signal
+from scipy import signal  # type: ignore[import-untyped]  # scipy: no type stubs installed
 
 try:  # The compiled loop behind scipy.signal.sosfilt. Calling it directly skips ~50 us of
     # argument checking and axis shuffling per call, which dominates at one sample per chunk.
-    from scipy.signal._sosfilt import _sosfilt as _SOS_KERNEL
+    from scipy.signal._sosfilt import _sosfilt as _SOS_KERNEL  # type: ignore[import-untyped]  # as above
 except ImportError:  # pragma: no cover - other scipy layouts fall back to the public API
     _SOS_KERNEL = None
 
@@ -84,6 +84,7 @@ class Conditioner:
             if not np.all(scale == 1.0):
                 self._scale = scale
         self._picks = np.asarray(picks, dtype=np.intp)
+        self._ref: slice | np.ndarray | None  # None: as recorded; slice(None): average; else column indices
         if reference is None:
             self._ref = None
         elif isinstance(reference, str):

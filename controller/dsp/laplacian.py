@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 from controller.dsp.labels import resolve_channels
 
@@ -73,4 +74,5 @@ class Laplacian:
 
     def apply(self, chunk: np.ndarray) -> np.ndarray:
         """Chunk ``(n_samples, n_stream_channels)`` -> Laplacian signal ``(n_samples,)`` (a new array)."""
-        return chunk.take(self.columns, axis=1) @ self.coefficients
+        out: NDArray[np.float64] = chunk.take(self.columns, axis=1) @ self.coefficients
+        return out

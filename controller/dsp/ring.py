@@ -8,6 +8,8 @@ Layout is channel-major, ``(n_channels, n_samples)``, to match the filters and t
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -21,7 +23,8 @@ class RingBuffer:
             raise ValueError(f"ring buffer capacity must be >= 1 sample, got {capacity}")
         if n_channels < 0:
             raise ValueError(f"ring buffer needs n_channels >= 0, got {n_channels}")
-        self._buf = np.zeros((n_channels, 2 * capacity), dtype=dtype)
+        # (n_channels, 2 * capacity) of ``dtype``
+        self._buf: np.ndarray[tuple[int, int], np.dtype[Any]] = np.zeros((n_channels, 2 * capacity), dtype=dtype)
         self._cap = capacity
         self._pos = 0  # where the next sample goes, in [0, capacity)
         self._count = 0  # samples written since construction / reset

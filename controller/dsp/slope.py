@@ -10,7 +10,8 @@ front removes what is faster than the movement of interest.
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
+from numpy.typing import NDArray
+from scipy import signal  # type: ignore[import-untyped]  # scipy: no type stubs installed
 
 from controller.dsp.features import ChannelSource
 
@@ -21,7 +22,8 @@ def lowpass_sos(fs: float, cutoff_hz: float, *, what: str = "lowpass") -> np.nda
     """Causal Butterworth low-pass as second-order sections; ``what`` names it in errors."""
     if not 0.0 < cutoff_hz < fs / 2:
         raise ValueError(f"{what} {cutoff_hz} Hz must lie in (0, {fs / 2}) Hz (Nyquist at fs={fs} Hz)")
-    return signal.butter(LOWPASS_ORDER, cutoff_hz, btype="lowpass", fs=fs, output="sos")
+    sos: NDArray[np.float64] = signal.butter(LOWPASS_ORDER, cutoff_hz, btype="lowpass", fs=fs, output="sos")
+    return sos
 
 
 def slope_weights(window: int, fs: float) -> np.ndarray:
@@ -29,7 +31,8 @@ def slope_weights(window: int, fs: float) -> np.ndarray:
     if window < 2:
         raise ValueError(f"a slope needs a window of at least 2 samples, got {window}")
     t = (np.arange(window) - (window - 1) / 2.0) / fs
-    return t / np.dot(t, t)
+    weights: NDArray[np.float64] = t / np.dot(t, t)
+    return weights
 
 
 class SlopeFeature:

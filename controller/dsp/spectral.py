@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from scipy import fft as sp_fft
+from numpy.typing import NDArray
+from scipy import fft as sp_fft  # type: ignore[import-untyped]  # scipy: no type stubs installed
 from scipy import signal
 
 from controller.lang.compiled import WELCH_DEFAULT_SEGMENT_S, Band
@@ -77,4 +78,5 @@ class WelchBandPowers:
         spec = sp_fft.rfft(d, axis=-1)
         power = spec.real**2 + spec.imag**2  # (n_ch, n_segments, n_freqs)
         per_channel = power.sum(axis=1) @ self._weights  # (n_ch, n_bands)
-        return per_channel.mean(axis=0)
+        band_power: NDArray[np.float64] = per_channel.mean(axis=0)
+        return band_power

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from controller.lang.compiled import (
     And,
@@ -28,18 +28,23 @@ from controller.lang.compiled import (
 # timestamps are floats: 10 steps of 0.1 s must count as 1 s
 _TIME_EPS = 1e-9
 
-_OPS = {"<": operator.lt, ">": operator.gt, "<=": operator.le, ">=": operator.ge}
+Features = Mapping[str, float]
+Thresholds = Mapping[str, float | None]
+# An operand's value now (None: its feature or threshold has none yet).
+OperandValue = Callable[[Features, Thresholds], float | None]
+
+_OPS: dict[str, Callable[[float, float], bool]] = {"<": operator.lt, ">": operator.gt, "<=": operator.le, ">=": operator.ge}
 
 
 class Evaluator:
-    def __call__(self, features: Mapping[str, float], thresholds: Mapping[str, float | None], t: float) -> bool:
+    def __call__(self, features: Features, thresholds: Thresholds, t: float) -> bool:
         raise NotImplementedError
 
     def reset(self) -> None:
         """Forget history (after an inhibition or a stream gap)."""
 
 
-def _operand(op: Operand):
+def _operand(op: Operand) -> OperandValue:
     if isinstance(op, Constant):
         value = op.value
         return lambda f, th: value
@@ -56,7 +61,7 @@ class _Compare(Evaluator):
     def __init__(self, node: Compare) -> None:
         self.left, self.right, self.op = _operand(node.left), _operand(node.right), _OPS[node.op]
 
-    def __call__(self, features, thresholds, t):
+    def __call__(self, features: Features, thresholds: Thresholds, t: float) -> bool:
         a, b = self.left(features, thresholds), self.right(features, thresholds)
         if a is None or b is None or math.isnan(a) or math.isnan(b):
             return False
@@ -67,18 +72,18 @@ class _And(Evaluator):
     def __init__(self, items: list[Evaluator]) -> None:
         self.items = items
 
-    def __call__(self, features, thresholds, t):
+    def __call__(self, features: Features, thresholds: Thresholds, t: float) -> bool:
         # evaluate every item so each `for` keeps an up-to-date history
         results = [item(features, thresholds, t) for item in self.items]
         return all(results)
 
-    def reset(self):
+    def reset(self) -> None:
         for item in self.items:
             item.reset()
 
 
 class _Or(_And):
-    def __call__(self, features, thresholds, t):
+    def __call__(self, features: Features, thresholds: Thresholds, t: float) -> bool:
         results = [item(features, thresholds, t) for item in self.items]
         return any(results)
 
@@ -87,10 +92,10 @@ class _Not(Evaluator):
     def __init__(self, item: Evaluator) -> None:
         self.item = item
 
-    def __call__(self, features, thresholds, t):
+    def __call__(self, features: Features, thresholds: Thresholds, t: float) -> bool:
         return not self.item(features, thresholds, t)
 
-    def reset(self):
+    def reset(self) -> None:
         self.item.reset()
 
 
@@ -99,7 +104,7 @@ class _Sustained(Evaluator):
         self.item, self.duration_s = item, duration_s
         self.since: float | None = None
 
-    def __call__(self, features, thresholds, t):
+    def __call__(self, features: Features, thresholds: Thresholds, t: float) -> bool:
         if self.item(features, thresholds, t):
             if self.since is None:
                 self.since = t
@@ -107,7 +112,7 @@ class _Sustained(Evaluator):
         self.since = None
         return False
 
-    def reset(self):
+    def reset(self) -> None:
         self.since = None
         self.item.reset()
 
@@ -131,7 +136,7 @@ def names_in(node: Condition) -> tuple[set[str], set[str]]:
     feats: set[str] = set()
     ths: set[str] = set()
 
-    def visit(n) -> None:
+    def visit(n: Condition) -> None:
         if isinstance(n, Compare):
             for side in (n.left, n.right):
                 if isinstance(side, FeatureRef):

@@ -26,7 +26,7 @@ from controller import event_records as rec
 from controller.clock import now
 from controller.engine.conditions import build, names_in
 from controller.engine.pacing import InterlockState, RulePacing
-from controller.engine.ports import StimulationPort
+from controller.engine.ports import FeatureSample, StimulationPort
 from controller.engine.signal_clock import SignalClock
 from controller.engine.thresholds import ThresholdBank, ThresholdChange
 from controller.engine.timeline import Timeline, Transition
@@ -207,7 +207,7 @@ class Engine:
                 self._apply(self.timeline.advance(self._signal_now()))
 
     # ------------------------------------------------------------------ hot path
-    def on_features(self, values: Sequence[Any]) -> None:
+    def on_features(self, values: Sequence[FeatureSample]) -> None:
         """Feature values (``.name .value .source_time .sample_index``) in sample order."""
         if not values:
             return
@@ -224,7 +224,7 @@ class Engine:
                     self._frame(values[start:i])
                     start = i
 
-    def _frame(self, group: Sequence[Any]) -> None:
+    def _frame(self, group: Sequence[FeatureSample]) -> None:
         t_src = group[-1].source_time
         # when the controller had the data: the controller's delay counts from here, not from the
         # sample's own stamp, which is older by the amplifier's block (its acquisition delay)
@@ -294,10 +294,10 @@ class Engine:
             stats.update(frames=counts[0], rewarded=counts[1], reward_rate=counts[1] / counts[0],
                          late_frames=stats.get("late_frames", 0) + 1)
 
-    def _acquired_in(self, value: Any, t_sig: float) -> Block | None:
+    def _acquired_in(self, value: FeatureSample, t_sig: float) -> Block | None:
         """The block a frame's sample was acquired in: an fMRI volume says (by its acquisition number),
         a sample stream's stamp tells (``_block_at``)."""
-        pos = getattr(value, "block_index", None)
+        pos: int | None = getattr(value, "block_index", None)
         if pos is not None and 0 <= pos < len(self.timeline.blocks):
             return self.timeline.blocks[pos]
         return self._block_at(t_sig)
@@ -335,7 +335,7 @@ class Engine:
             elif change == "clear":
                 self.stimulation.governor.clear(source)
 
-    def _edge_rules(self, edge: str, block: Any, t: float) -> None:
+    def _edge_rules(self, edge: str, block: Block, t: float) -> None:
         for rule in self.edge_rules:
             if rule.at == edge and (not rule.during or block.label in rule.during):
                 if rule.do.stimulation is None and self.inhibitions:
@@ -386,6 +386,7 @@ class Engine:
 
     def _end_block(self, tr: Transition) -> None:
         b = tr.ended
+        assert b is not None, "called for a transition that ends a block"  # both callers see to it
         frames, rewarded = self._counts[b.index]
         ended = rec.BlockEnd(b.index, b.label, b.cycle, frames, rewarded, (rewarded / frames) if frames else None,
                              self._skipped is not None, self._skipped)

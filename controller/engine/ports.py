@@ -1,4 +1,5 @@
-"""What the engine needs from the stimulation side, as typed ports (``typing.Protocol``).
+"""What the engine needs from the stimulation side and reads from the features, as typed ports
+(``typing.Protocol``).
 
 The engine decides; the dispatcher and the governor act and refuse. The engine sees only these
 few methods, so it can be tested against a fake and never reaches into a concrete class.
@@ -10,6 +11,23 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from controller.lang.compiled import StimAction
+
+
+class FeatureSample(Protocol):
+    """One feature value as the engine reads it (controller.dsp.features.FeatureValue is one). It may also
+    carry ``arrival``, ``at`` and ``block_index`` (read with ``getattr``, None when absent)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def value(self) -> float: ...
+
+    @property
+    def source_time(self) -> float: ...  # LSL time of the newest sample it used
+
+    @property
+    def sample_index(self) -> int: ...
 
 
 class SafetyPort(Protocol):
@@ -28,8 +46,13 @@ class SafetyPort(Protocol):
 class StimulationPort(Protocol):
     """The dispatcher: carries out a rule's stimulation action through the governor."""
 
-    governor: SafetyPort
-    links: Mapping[str, Any]
+    # read-only (properties): a settable member would have to be exactly SafetyPort, which the dispatcher's
+    # Governor is not (a Protocol's mutable attributes are invariant)
+    @property
+    def governor(self) -> SafetyPort: ...
+
+    @property
+    def links(self) -> Mapping[str, Any]: ...
 
     def execute(self, action: StimAction, t_source: float, rule: str, features: Mapping[str, float],
                 at: float | None = None, arrival: float | None = None) -> None: ...

@@ -75,7 +75,7 @@ class Timeline:
     def advance(self, t: float) -> list[Transition]:
         """Move past every block whose time is up at ``t`` (several if ``t`` jumped far)."""
         out: list[Transition] = []
-        while not self.finished and self.started and self.paused_at is None:
+        while self.index is not None and not self.finished and self.paused_at is None:  # started, not finished
             block = self.blocks[self.index]
             overrun = self.elapsed(t) - block.duration_s
             if overrun < 0:
@@ -114,6 +114,7 @@ class Timeline:
         return Transition(t, block, None)
 
     def _next(self, t: float) -> Transition:
+        assert self.index is not None, "the timeline has started"  # its callers see to it
         ended = self.blocks[self.index]
         self.index += 1
         self.paused_at = None

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.polynomial import legendre
+from numpy.typing import NDArray
 
 RCOND = 1e-10  # relative singular-value cut-off shared by the online and offline solves
 
@@ -91,6 +92,7 @@ class GlmConfig:
         """Non-constant DCT columns: SPM's fix(2 N TR / cutoff + 1) minus the constant."""
         if self.highpass_s is None:
             return 0
+        assert self.tr_s is not None, "__post_init__: a high-pass needs tr_s"
         return max(int(np.floor(2.0 * self.n_planned * float(self.tr_s) / self.highpass_s + 1.0)) - 1, 0)
 
     @property
@@ -228,7 +230,7 @@ class IncrementalGlm:
     def _set_row(self, n: int, t: int, motion: np.ndarray | None, task: np.ndarray | None) -> np.ndarray:
         cfg = self.config
         self._time_rows(t)
-        row = self._x[n - 1]
+        row: NDArray[np.float64] = self._x[n - 1]
         row[:] = self._times[t - 1]
         if self._motion_cols is not None:
             if motion is None:
@@ -254,7 +256,8 @@ class IncrementalGlm:
 
     def _append(self, row: np.ndarray) -> None:
         """R of [R; row]: one small Householder QR (same result as Givens rotations, one LAPACK call)."""
-        self._rt = np.linalg.qr(np.vstack([self._rt, row]), mode="r")[: self._pa]
+        # numpy's stubs type qr() as (Q, R) for every mode; mode="r" returns R alone
+        self._rt = np.linalg.qr(np.vstack([self._rt, row]), mode="r")[: self._pa]  # type: ignore[assignment]
 
     def update(self, values: np.ndarray | float, motion: np.ndarray | None = None, task: np.ndarray | None = None,
                t: int | None = None) -> GlmStep:

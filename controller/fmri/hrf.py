@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 import numpy as np
-from scipy.stats import gamma
+from numpy.typing import NDArray
+from scipy.stats import gamma  # type: ignore[import-untyped]  # scipy: no type stubs installed
 
 
 def canonical_hrf(tr_s: float, length_s: float = 32.0) -> np.ndarray:
@@ -19,7 +20,8 @@ def canonical_hrf(tr_s: float, length_s: float = 32.0) -> np.ndarray:
         raise ValueError(f"HRF needs tr_s > 0, got {tr_s}")
     t = np.arange(0.0, length_s, tr_s)
     h = gamma.pdf(t, 6.0) - gamma.pdf(t, 16.0) / 6.0
-    return h / h.sum()
+    hrf: NDArray[np.float64] = h / h.sum()
+    return hrf
 
 
 def task_regressor(labels: Sequence[str], conditions: str | Collection[str], tr_s: float) -> np.ndarray:

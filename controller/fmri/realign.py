@@ -17,8 +17,12 @@ Motion convention: :mod:`controller.fmri.motion`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import numpy as np
-from scipy import ndimage
+from numpy.typing import NDArray
+from scipy import ndimage  # type: ignore[import-untyped]  # scipy: no type stubs installed
 
 from controller.fmri.motion import RigidMotion, framewise_displacement, rotation_matrix
 from controller.fmri.realign_sample import TrilinearSampler, resample_points, reslice, voxel_map
@@ -47,7 +51,8 @@ def brain_mask(reference: np.ndarray, frac: float = 0.3, dilate: int = 1) -> np.
     mask = ref > frac * head.mean()
     if dilate > 0:
         mask = ndimage.binary_dilation(mask, iterations=dilate)
-    return mask
+    head_mask: NDArray[np.bool_] = mask
+    return head_mask
 
 
 def _steps(step: int | tuple[int, int, int] | None, sample_mm: float, voxel_mm: np.ndarray) -> tuple[int, ...]:
@@ -131,7 +136,8 @@ class Realigner:
         idx = np.nonzero(mask & sel & sub)
         if keep_fraction < 1.0:
             # keep the points where the reference has most edge: they carry most of the information
-            gmag = sum(g[idx] ** 2 for g in np.gradient(ref))
+            grads = cast(list[NDArray[np.float64]], np.gradient(ref))  # one array per axis of the 3D reference
+            gmag = cast(NDArray[np.float64], sum(g[idx] ** 2 for g in grads))  # never the empty sum's 0
             keep = np.sort(np.argsort(gmag)[-max(1, int(keep_fraction * gmag.size)) :])
             idx = tuple(i[keep] for i in idx)
         if idx[0].size < 100:
@@ -172,7 +178,8 @@ class Realigner:
         return self._linear(self._ref_flat, q)
 
     def _sample_cubic(self, q: np.ndarray) -> np.ndarray:
-        return ndimage.map_coordinates(self._coef, q, order=3, mode="mirror", prefilter=False, output=self._cubic_out)
+        out: NDArray[np.float64] = ndimage.map_coordinates(self._coef, q, order=3, mode="mirror", prefilter=False, output=self._cubic_out)
+        return out
 
     def _load(self, flat: np.ndarray) -> np.ndarray:
         """Fills the Jacobian (8, N) from the incoming volume at the sample points; returns H^-1 (8, 8)."""
@@ -198,7 +205,7 @@ class Realigner:
         jac[6] = self._vals
         return np.linalg.inv(jac @ jac.T)
 
-    def _iterate(self, sample, hinv: np.ndarray, n: np.ndarray, tol: float, max_iter: int) -> tuple[np.ndarray, int]:
+    def _iterate(self, sample: Callable[[np.ndarray], np.ndarray], hinv: np.ndarray, n: np.ndarray, tol: float, max_iter: int) -> tuple[np.ndarray, int]:
         """Inverse-compositional Gauss-Newton steps on ``n`` until the update is below ``tol`` mm."""
         for it in range(max_iter):
             b = self._ainv @ n @ self.affine

@@ -7,8 +7,11 @@ exactly the same geometry: a point ``p`` of the reference grid is found in the m
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from scipy import ndimage
+from numpy.typing import NDArray
+from scipy import ndimage  # type: ignore[import-untyped]  # scipy: no type stubs installed
 
 from controller.fmri.motion import RigidMotion
 
@@ -53,7 +56,8 @@ class TrilinearSampler:
         c11 = flat[base + o[6]] * gz + flat[base + o[7]] * fz
         c0 = c00 + (c01 - c00) * fy
         c1 = c10 + (c11 - c10) * fy
-        return c0 + (c1 - c0) * fx
+        out: NDArray[np.float64] = c0 + (c1 - c0) * fx
+        return out
 
 
 def resample_points(
@@ -73,7 +77,8 @@ def resample_points(
     b = voxel_map(affine, motion)
     q = b[:3, :3] @ pts.T + b[:3, 3:4]
     out_dtype = volume.dtype if np.issubdtype(volume.dtype, np.floating) else np.float32
-    return ndimage.map_coordinates(volume, q, order=order, mode="nearest", prefilter=order > 1, output=out_dtype)
+    out: NDArray[np.floating[Any]] = ndimage.map_coordinates(volume, q, order=order, mode="nearest", prefilter=order > 1, output=out_dtype)
+    return out
 
 
 def reslice(volume: np.ndarray, affine: np.ndarray, motion: RigidMotion, order: int = 1) -> np.ndarray:
@@ -87,6 +92,7 @@ def reslice(volume: np.ndarray, affine: np.ndarray, motion: RigidMotion, order: 
         raise ValueError(f"reslice needs a 3D volume, got shape {volume.shape}")
     b = voxel_map(affine, motion)
     out_dtype = volume.dtype if np.issubdtype(volume.dtype, np.floating) else np.float32
-    return ndimage.affine_transform(
+    out: NDArray[np.floating[Any]] = ndimage.affine_transform(
         volume, b[:3, :3], offset=b[:3, 3], order=order, mode="nearest", prefilter=order > 1, output=out_dtype
     )
+    return out

@@ -24,13 +24,13 @@ class Reslicer:
     """Reslices volumes of one grid (``shape``, ``affine``) for any rigid motion; ``__call__`` per volume."""
 
     def __init__(self, shape: tuple[int, int, int], affine: np.ndarray) -> None:
-        shape = tuple(int(s) for s in shape)
+        shape = tuple(int(s) for s in shape)  # type: ignore[assignment]  # its length is checked just below
         if len(shape) != 3 or min(shape) < 2:
             raise ValueError(f"Reslicer needs a 3D grid with every side >= 2, got {shape}")
         affine = np.asarray(affine, dtype=np.float64)
         if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
             raise ValueError(f"affine must be a finite 4x4 matrix, got shape {affine.shape}")
-        self.shape: tuple[int, int, int] = shape  # type: ignore[assignment]
+        self.shape: tuple[int, int, int] = shape
         self.affine = affine
         nx, ny, nz = shape
         self._ij = (np.arange(nx, dtype=np.float64)[:, None], np.arange(ny, dtype=np.float64)[None, :])

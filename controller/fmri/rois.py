@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
+from numpy.typing import NDArray
 
 if TYPE_CHECKING:
     from controller.fmri.smoothing import GaussianSmoother
@@ -83,7 +84,8 @@ class Roi:
 
     def values(self, volume: np.ndarray) -> np.ndarray:
         """This ROI's voxels of a 3D volume (any memory order; no copy of the volume)."""
-        return volume[self._index]
+        out: NDArray[Any] = volume[self._index]
+        return out
 
     def mean_of(self, volume: np.ndarray) -> float:
         """Weighted mean of a 3D volume on the functional grid over this ROI."""
@@ -94,7 +96,8 @@ class Roi:
     def centroid_mm(self) -> np.ndarray:
         """Weighted centroid in functional world mm."""
         xyz = _apply(self.affine, self.ijk.astype(np.float64))
-        return (self.weights[:, None] * xyz).sum(axis=0) / self.weights.sum()
+        centroid: NDArray[np.float64] = (self.weights[:, None] * xyz).sum(axis=0) / self.weights.sum()
+        return centroid
 
     def volume_mm3(self) -> float:
         """Sum of weights times the voxel volume (the ROI's size in mm^3)."""
@@ -163,16 +166,18 @@ class RoiSet:
 
 
 def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    return pts @ m[:3, :3].T + m[:3, 3]
+    out: NDArray[np.float64] = pts @ m[:3, :3].T + m[:3, 3]
+    return out
 
 
 def _load(image: ImageLike, what: str) -> tuple[np.ndarray, np.ndarray, str]:
+    img: nib.spatialimages.SpatialImage
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.exists():
             raise RoiError(f"{what}: file not found: {path}")
         try:
-            img = nib.load(str(path))
+            img = nib.load(str(path))  # type: ignore[assignment]  # typed FileBasedImage; a grid's image is spatial
         except Exception as exc:  # nibabel raises several types for unreadable files
             raise RoiError(f"{what}: cannot read {path}: {exc}") from exc
         name = path.name
@@ -191,7 +196,7 @@ def _check_grid(shape: tuple[int, ...], affine: np.ndarray) -> tuple[tuple[int, 
     aff = np.asarray(affine, dtype=np.float64)
     if len(shape3) != 3 or aff.shape != (4, 4):
         raise RoiError(f"functional grid needs a 3D shape and a 4x4 affine, got {shape} and {aff.shape}")
-    return shape3, aff  # type: ignore[return-value]
+    return shape3, aff
 
 
 def roi_from_mask(
@@ -393,7 +398,8 @@ def sphere_roi(
         )
 
     def inside(xyz: np.ndarray) -> np.ndarray:
-        return ((xyz - c) ** 2).sum(axis=1) <= r * r
+        within: NDArray[np.bool_] = ((xyz - c) ** 2).sum(axis=1) <= r * r
+        return within
 
     corners = np.array([c + [sx * r, sy * r, sz * r] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
     ijk, frac = _partial_volume(shape3, aff, to_target, inside, corners, subsamples if weighted else 1)

@@ -16,22 +16,25 @@ exactly sigma^2; for sigma of a few voxels the two agree to rounding.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
-from scipy.optimize import brentq
+from numpy.typing import NDArray
+from scipy import ndimage  # type: ignore[import-untyped]  # scipy: no type stubs installed
+from scipy.optimize import brentq  # type: ignore[import-untyped]  # as above
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
 def voxel_size_mm(affine: np.ndarray) -> np.ndarray:
     """Edge lengths (mm) of a voxel along the i, j, k axes."""
-    return np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))
+    size: NDArray[np.float64] = np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))
+    return size
 
 
 def _sampled(width: float, radius: int) -> np.ndarray:
     """A Gaussian of ``width`` (voxels) sampled at -radius..radius and normalised to unit sum."""
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     g = np.exp(-0.5 * (x / width) ** 2)
-    return g / g.sum()
+    kernel: NDArray[np.float64] = g / g.sum()
+    return kernel
 
 
 def _variance(kernel: np.ndarray) -> float:

@@ -38,7 +38,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import solve_triangular
+from numpy.typing import NDArray
+from scipy.linalg import solve_triangular  # type: ignore[import-untyped]  # scipy: no type stubs installed
 
 from controller.fmri.glm import GlmConfig
 
@@ -121,14 +122,16 @@ class IncrementalTmap:
         v = np.asarray(volume)
         if v.shape != self.mask.shape:
             raise ValueError(f"volume shape {v.shape} differs from the t-map mask's {self.mask.shape}")
-        return v[self.mask].astype(np.float64)
+        out: NDArray[np.float64] = v[self.mask].astype(np.float64)
+        return out
 
     def design_row(self, counted: int, motion: np.ndarray | None, task: np.ndarray | None) -> np.ndarray:
         """The design row of counted volume ``counted`` (0-based): the GLM's columns at time counted + 1."""
         cfg = self.config
         mot = None if not cfg.motion else np.asarray(motion, dtype=np.float64).reshape(1, 6)
         tk = None if not cfg.n_task else np.asarray(task, dtype=np.float64).reshape(1, cfg.n_task)
-        return cfg.design(np.array([counted + 1.0]), mot, tk)[0]
+        row: NDArray[np.float64] = cfg.design(np.array([counted + 1.0]), mot, tk)[0]
+        return row
 
     def update(self, volume: np.ndarray, counted: int, motion: np.ndarray | None = None,
                task: np.ndarray | None = None) -> TmapStep:

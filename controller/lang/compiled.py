@@ -502,7 +502,7 @@ class Protocol:
     description: str = ""
     path: str = ""  # file it was loaded from
     sha256: str = ""  # of the file's bytes
-    extra: dict = field(default_factory=dict)  # reserved for later sections
+    extra: dict[str, Any] = field(default_factory=dict)  # reserved for later sections
     volume_inputs: dict[str, VolumeInputSpec] = field(default_factory=dict)  # fMRI inputs (not LSL sample streams)
     rois: dict[str, RoiSpec] = field(default_factory=dict)
     runs: tuple[RunSpec, ...] = ()

@@ -8,6 +8,7 @@ declarations (:mod:`controller.features.kinds`), which is why it imports nothing
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, NoReturn
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
@@ -52,7 +53,7 @@ def _unit_pattern(family: str) -> str:
     return r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*(" + "|".join(symbols) + r")\s*$"
 
 
-def _positive(family: str):
+def _positive(family: str) -> Callable[[Any], float]:
     def check(value: Any) -> float:
         try:
             q = units.parse_quantity(value, family)
@@ -65,7 +66,7 @@ def _positive(family: str):
     return check
 
 
-def quantity_schema(family: str, examples: list[str], description: str) -> dict:
+def quantity_schema(family: str, examples: list[str], description: str) -> dict[str, Any]:
     return {"type": "string", "pattern": _unit_pattern(family), "examples": examples, "description": description}
 
 
@@ -124,7 +125,7 @@ def _channels_shape(value: Any) -> Any:
     return value
 
 
-def unique(what: str):
+def unique(what: str) -> Callable[[tuple[str, ...]], tuple[str, ...]]:
     def check(value: tuple[str, ...]) -> tuple[str, ...]:
         seen: set[str] = set()
         for item in value:

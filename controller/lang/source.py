@@ -94,7 +94,7 @@ class Source:
         self._add_at(node, "unsupported YAML node")
         return None
 
-    def _build_mapping(self, node: MappingNode, active: set[int]) -> dict:
+    def _build_mapping(self, node: MappingNode, active: set[int]) -> dict[Hashable, Any]:
         seen: dict[Hashable, Node] = {}
         for key_node, _ in node.value:
             if key_node.tag == MERGE_TAG:
@@ -116,7 +116,7 @@ class Source:
             self._constructor.flatten_mapping(node)  # resolve "<<" merge keys
         except yaml.YAMLError as exc:
             self._add_at(node, f"cannot merge mappings: {getattr(exc, 'problem', exc)}")
-        out: dict = {}
+        out: dict[Hashable, Any] = {}
         for key_node, value_node in node.value:
             key = self._build(key_node, active)
             if not isinstance(key, Hashable):

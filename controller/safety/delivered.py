@@ -38,21 +38,32 @@ MAX_AWAITING = 8  # trains per device kept waiting for a report (one runs at a t
 class Missed(Protocol):
     """A slot of the train that was skipped (drivers/delivery.py: MissedSlot)."""
 
-    pulse: int  # 1-based position in the train
-    t_due: float  # LSL time it was due
-    late_s: float  # how late the pulse thread was for it
+    @property
+    def pulse(self) -> int: ...  # 1-based position in the train
+    @property
+    def t_due(self) -> float: ...  # LSL time it was due
+    @property
+    def late_s(self) -> float: ...  # how late the pulse thread was for it
 
 
 class TrainEnd(Protocol):
     """What a driver reports when a train ends (drivers/delivery.py: TrainReport)."""
 
-    t_start: float  # LSL time of its first rising edge
-    t_end: float  # LSL time it ended
-    delivered: int | None  # pulses that left; None: the driver cannot count them
-    ended_by: str  # completed | stopped | disarmed | fault | unreported
-    missed: Sequence[Missed]
-    confirmed: bool
-    detail: str
+    # read-only members (properties): a driver's frozen dataclass satisfies them
+    @property
+    def t_start(self) -> float: ...  # LSL time of its first rising edge
+    @property
+    def t_end(self) -> float: ...  # LSL time it ended
+    @property
+    def delivered(self) -> int | None: ...  # pulses that left; None: the driver cannot count them
+    @property
+    def ended_by(self) -> str: ...  # completed | stopped | disarmed | fault | unreported
+    @property
+    def missed(self) -> Sequence[Missed]: ...
+    @property
+    def confirmed(self) -> bool: ...
+    @property
+    def detail(self) -> str: ...
 
 
 @dataclass

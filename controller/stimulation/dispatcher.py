@@ -14,6 +14,7 @@ gets its train recorded, right after it was sent, as the planned dose, not confi
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import queue
@@ -59,6 +60,10 @@ class Link:
     ramp_rule: str | None = None
 
 
+# A timed pulse waiting for its time: (send at, action, t_source, basis, t_decided, rule, features).
+_Timed = tuple[float, StimAction, float, float, float, str, dict[str, float]]
+
+
 class Stimulation:
     """Executes stimulation actions for one session. Thread-safe."""
 
@@ -70,11 +75,11 @@ class Stimulation:
         self.clock = clock
         self.operator = operator
         self._lock = threading.RLock()
-        self._timed: queue.Queue = queue.Queue()
+        self._timed: queue.Queue[_Timed | None] = queue.Queue()
         self._halt = threading.Event()
         self._latency_ok_since: float | None = None
-        self._counted = {name: link.driver.report_trains_to(
-            lambda report, name=name: self.governor.record_delivered(name, report)) for name, link in self.links.items()}
+        self._counted = {name: link.driver.report_trains_to(functools.partial(self.governor.record_delivered, name))
+                         for name, link in self.links.items()}
         self._timer = threading.Thread(target=self._run_timed, name="stim-timed", daemon=True)
         self._timer.start()
 
@@ -324,9 +329,9 @@ class Stimulation:
                 self._stop(link, t, "planned end")
             self._ramp_step(link, t)
         for name in self.governor.overdue():
-            link = self.links.get(name)
-            if link is not None:
-                self._stop(link, t, "overdue")
+            overdue = self.links.get(name)
+            if overdue is not None:
+                self._stop(overdue, t, "overdue")
 
     def _ramp_step(self, link: Link, t: float) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ import threading
 import time
 
 from controller.safety.faults import FaultKind, source
-from controller.stimulation.dispatcher import DEVICE_PREFIX, Stimulation
+from controller.stimulation.dispatcher import DEVICE_PREFIX, Link, Stimulation
 from drivers.stimulator import DeviceError
 
 WATCHDOG_SOURCE = source(FaultKind.WATCHDOG)
@@ -84,7 +84,7 @@ class Watchdog:
             elif source in active:
                 gov.clear(source)  # the device is back; it stays disarmed until the operator arms it
 
-    def _reconnect(self, link) -> bool:
+    def _reconnect(self, link: Link) -> bool:
         """After a device fault: open the link again (the port may have come back)."""
         try:
             link.driver.close()

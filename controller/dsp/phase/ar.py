@@ -21,7 +21,8 @@ import math
 from typing import Literal
 
 import numpy as np
-from scipy import signal
+from numpy.typing import NDArray
+from scipy import signal  # type: ignore[import-untyped]  # scipy: no type stubs installed
 
 from controller.dsp.design import check_band
 from controller.dsp.schedule import to_samples
@@ -33,7 +34,8 @@ NAN4 = (math.nan, math.nan, math.nan, math.nan)
 
 def _lag_matrix(order: int) -> np.ndarray:
     i = np.arange(order)
-    return np.abs(i[:, None] - i[None, :])
+    lags: NDArray[np.int_] = np.abs(i[:, None] - i[None, :])
+    return lags
 
 
 def yule_walker(y: np.ndarray, order: int, lags: np.ndarray | None = None) -> np.ndarray:
@@ -93,6 +95,7 @@ class ArForecaster:
         recent = y[: -p - 1 : -1]  # newest first
         # Direct-form-II-transposed state after the past outputs: zi[i] = sum_l phi[i + l] * recent[l].
         zi = np.append(phi, 0.0)[self._hankel] @ recent
+        out: NDArray[np.float64]
         out, _ = signal.lfilter([1.0], np.concatenate(([1.0], -phi)), self._zeros, zi=zi)
         return out
 
@@ -132,7 +135,8 @@ def next_crossing(u: np.ndarray, target: float) -> float:
         return math.nan
     if i == 0:
         return 0.0
-    return i - 1 + (goal - u[i - 1]) / (u[i] - u[i - 1])
+    index: float = i - 1 + (goal - u[i - 1]) / (u[i] - u[i - 1])  # a numpy float64
+    return index
 
 
 class ArPhase:

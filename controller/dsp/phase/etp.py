@@ -17,7 +17,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, signal
+from numpy.typing import NDArray
+from scipy import ndimage, signal  # type: ignore[import-untyped]  # scipy: no type stubs installed
 
 from controller.dsp.circular import circ_mean
 from controller.dsp.design import check_band
@@ -40,7 +41,8 @@ ETP_ORDER = 1
 def etp_sos(fs: float, band: Band, order: int = ETP_ORDER) -> np.ndarray:
     """The causal band-pass ETP trains and runs with."""
     check_band(band, fs, what="ETP band", open_interval=True)
-    return signal.butter(order, [band.lo_hz, band.hi_hz], btype="bandpass", fs=fs, output="sos")
+    sos: NDArray[np.float64] = signal.butter(order, [band.lo_hz, band.hi_hz], btype="bandpass", fs=fs, output="sos")
+    return sos
 
 
 def extrema(x: np.ndarray, half_width: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

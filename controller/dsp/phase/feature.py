@@ -21,6 +21,7 @@ milliseconds, once.
 from __future__ import annotations
 
 import math
+from typing import TypedDict
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from controller.dsp.filters import StreamingSOS
 from controller.dsp.phase.ar import ArPhase
 from controller.dsp.phase.etp import EtpModel, EtpPhase, fit_etp
 from controller.dsp.phase.naive import HilbertPhase
-from controller.dsp.phase.tracker import PhaseEstimate
+from controller.dsp.phase.tracker import PhaseEstimate, PhaseMethod
 from controller.dsp.phase.trigger import PhaseTrigger
 from controller.dsp.ring import RingBuffer
 from controller.dsp.schedule import to_samples
@@ -42,7 +43,15 @@ def spatial_weights(params: PhaseParams) -> np.ndarray:
     return np.concatenate([[1.0], np.full(n, -1.0 / n)]) if n else np.ones(1)
 
 
-def make_method(spec: FeatureSpec, fs: float, model: EtpModel | None = None):
+class _MethodArgs(TypedDict):
+    """What every phase method takes from the feature's declaration."""
+
+    window_s: float
+    delay_s: float
+    target_phase: float
+
+
+def make_method(spec: FeatureSpec, fs: float, model: EtpModel | None = None) -> PhaseMethod:
     """The phase method of ``spec`` at ``fs`` (ValueError when it cannot run there).
 
     ``etp`` needs ``model``; without one a placeholder (period of the band centre) is used,
@@ -50,7 +59,7 @@ def make_method(spec: FeatureSpec, fs: float, model: EtpModel | None = None):
     """
     p: PhaseParams = spec.params
     band: Band = spec.band  # type: ignore[assignment]
-    common = {"window_s": spec.window_s, "delay_s": p.delay_s, "target_phase": p.target_rad}
+    common: _MethodArgs = {"window_s": spec.window_s, "delay_s": p.delay_s, "target_phase": p.target_rad}
     if p.method == "ar":
         return ArPhase(fs, band, **common)
     if p.method == "hilbert":
@@ -111,7 +120,11 @@ class PhaseFeature:
         self._weights = spatial_weights(p)
         self._window = to_samples(spec.window_s, fs)
         self._etp = p.method == "etp"
-        self._n_train = to_samples(p.train_s, fs) if self._etp else 0
+        self._n_train = 0
+        if self._etp:
+            if p.train_s is None:  # the protocol's check requires it; a spec built in code may lack it
+                raise ValueError(f"feature {spec.name!r}: etp needs train_s, the signal its model is fitted on")
+            self._n_train = to_samples(p.train_s, fs)
         if self._etp and self._n_train < self._window:
             raise ValueError(f"feature {spec.name!r}: etp training ({p.train_s} s) is shorter than the window")
         self._train = np.empty(self._n_train)
@@ -180,7 +193,9 @@ class PhaseFeature:
                 self._trained = 0
                 continue
             self._method = make_method(self.spec, self.fs, self.model)
-            self._filter = StreamingSOS(self._method.causal_sos, 1)
+            sos = self._method.causal_sos
+            assert sos is not None, "an etp method band-passes"  # EtpPhase.causal_sos is always an array
+            self._filter = StreamingSOS(sos, 1)
             self._write(self._train.copy().reshape(1, -1))  # the filter runs from the segment's start
         return y
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import signal
+from scipy import signal  # type: ignore[import-untyped]  # scipy: no type stubs installed
 
 from controller.dsp.design import BANDPASS_ORDER, check_band
 from controller.dsp.phase.ar import analytic_rows

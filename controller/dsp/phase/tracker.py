@@ -47,10 +47,16 @@ class PhaseEstimate:
 class PhaseMethod(Protocol):
     """What ``PhaseTracker`` needs from a phase method (ArPhase, EtpPhase, HilbertPhase)."""
 
-    window: int  # samples read per evaluation
-    delay_s: float  # the phase is for now + delay_s; crossings are searched from there on
-    target_phase: float  # rad
-    causal_sos: np.ndarray | None  # band-pass the tracker applies causally before the ring, or None
+    # read-only members (properties), so a method may hold them as plain attributes of narrower types
+    # (ArPhase's causal_sos is always None, EtpPhase's always an array)
+    @property
+    def window(self) -> int: ...  # samples read per evaluation
+    @property
+    def delay_s(self) -> float: ...  # the phase is for now + delay_s; crossings are searched from there on
+    @property
+    def target_phase(self) -> float: ...  # rad
+    @property
+    def causal_sos(self) -> np.ndarray | None: ...  # band-pass the tracker applies causally before the ring, or None
 
     def __call__(self, x: np.ndarray) -> tuple[float, float, float, float]:
         """Newest ``window`` samples (1-D, oldest first) ->

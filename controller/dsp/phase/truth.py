@@ -9,7 +9,8 @@ magnitude response is the square of the designed order-``order`` filter and its 
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
+from numpy.typing import NDArray
+from scipy import signal  # type: ignore[import-untyped]  # scipy: no type stubs installed
 
 from controller.dsp.design import check_band
 from controller.lang.compiled import Band
@@ -35,7 +36,7 @@ class TruePhase:
         sos = signal.butter(order, [band.lo_hz, band.hi_hz], btype="bandpass", fs=fs, output="sos")
         self.fs = float(fs)
         self.t0 = float(t0)
-        self.analytic = signal.hilbert(signal.sosfiltfilt(sos, x - x.mean()))
+        self.analytic: NDArray[np.complex128] = signal.hilbert(signal.sosfiltfilt(sos, x - x.mean()))
 
     @property
     def phase(self) -> np.ndarray:

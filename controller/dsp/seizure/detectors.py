@@ -131,6 +131,7 @@ class _StreamingDetector:
     """Band-pass (optional) -> ring -> evaluator at due samples; one object per stream."""
 
     has_ratio = True
+    _evaluator: LineLengthFeature | AreaFeature | HalfWaveFeature  # set by the subclass, after this __init__
 
     def __init__(self, fs: float, n_channels: int, window: int, every: int, band: Band | None, capacity: int) -> None:
         if n_channels < 1:
@@ -194,7 +195,8 @@ class _StreamingDetector:
 
 
 class _TrendedDetector(_StreamingDetector):
-    _feature_class: type = LineLengthFeature
+    _feature_class: type[LineLengthFeature | AreaFeature] = LineLengthFeature
+    _evaluator: LineLengthFeature | AreaFeature
     _min_window = 1
 
     def __init__(self, fs: float, n_channels: int, params: TrendedWindowParams = TrendedWindowParams()) -> None:
@@ -228,6 +230,7 @@ class HalfWaveDetector(_StreamingDetector):
     """Streaming count of qualified half-waves of the band-passed signal in the window."""
 
     has_ratio = False
+    _evaluator: HalfWaveFeature
 
     def __init__(self, fs: float, n_channels: int, params: HalfWaveParams) -> None:
         window, every = window_and_hop(params.window_s, params.every_s, fs, "HalfWaveDetector")

@@ -12,9 +12,11 @@ evaluators start over by themselves; ``reset()`` does the same explicitly.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, SupportsFloat
 
 import numpy as np
+from numpy.typing import NDArray
 
 from controller.dsp.features import ChannelSource
 from controller.dsp.seizure.halfwave import HalfWaveCriteria, HalfWaveTracker
@@ -22,10 +24,12 @@ from controller.dsp.seizure.trend import Trend
 from controller.lang.compiled import ChannelReduce, ChannelsAbove
 
 TrendOutput = Literal["ratio", "value"]
-_REDUCERS = {"mean": np.mean, "median": np.median, "max": np.max}
+# per-channel values -> one number (a numpy scalar or int)
+Reducer = Callable[[NDArray[np.float64]], SupportsFloat]
+_REDUCERS: dict[str, Reducer] = {"mean": np.mean, "median": np.median, "max": np.max}
 
 
-def _reducer(reduce: ChannelReduce):
+def _reducer(reduce: ChannelReduce) -> Reducer:
     """Per-channel values -> one number: a statistic, or a channel vote (how many are above a level)."""
     if isinstance(reduce, ChannelsAbove):
         level = reduce.level
@@ -85,7 +89,8 @@ class LineLengthFeature(_TrendedWindowFeature):
     __slots__ = ()
 
     def _measure(self, w: np.ndarray) -> np.ndarray:
-        return np.abs(np.diff(w, axis=1)).sum(axis=1)
+        length: NDArray[np.float64] = np.abs(np.diff(w, axis=1)).sum(axis=1)
+        return length
 
 
 class AreaFeature(_TrendedWindowFeature):
@@ -94,7 +99,8 @@ class AreaFeature(_TrendedWindowFeature):
     __slots__ = ()
 
     def _measure(self, w: np.ndarray) -> np.ndarray:
-        return np.abs(w).sum(axis=1)
+        area: NDArray[np.float64] = np.abs(w).sum(axis=1)
+        return area
 
 
 def halfwave_ring_capacity(window: int, every: int) -> int:

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 
 # A duration bound like 0.05 s * 100 Hz = 5.000000000000001 samples must still admit 5 samples.
 DURATION_SLACK = 1e-9
@@ -41,6 +43,9 @@ class HalfWaveCriteria:
     max_amplitude: float | Sequence[float]
     min_samples: float
     max_samples: float
+    if TYPE_CHECKING:  # the amplitude bounds as arrays, set by __post_init__ (not fields at run time)
+        _lo: NDArray[np.float64] = field(init=False, repr=False, compare=False)
+        _hi: NDArray[np.float64] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         lo = np.asarray(self.min_amplitude, dtype=np.float64)

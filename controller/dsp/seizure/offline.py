@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import signal
+from numpy.typing import NDArray
+from scipy import signal  # type: ignore[import-untyped]  # scipy: no type stubs installed
 
 from controller.dsp.design import bandpass_sos
 from controller.dsp.seizure.detectors import HalfWaveParams, SeizureValues, TrendedWindowParams, window_and_hop
 from controller.dsp.seizure.halfwave import HalfWaveCriteria
 from controller.dsp.seizure.trend import hold_evaluations, offline_trend_ratio, trend_lengths
+from controller.lang.compiled import Band
 
 
-def _prepared(data: np.ndarray, fs: float, band) -> np.ndarray:
+def _prepared(data: np.ndarray, fs: float, band: Band | None) -> np.ndarray:
     x = np.asarray(data, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
@@ -33,10 +35,11 @@ def _prepared(data: np.ndarray, fs: float, band) -> np.ndarray:
 def _window_sums(per_sample: np.ndarray, span: int, ends: np.ndarray) -> np.ndarray:
     """Sum of ``per_sample[e - span + 1 : e + 1]`` for each ``e`` in ``ends`` -> (len(ends), n_channels)."""
     windows = sliding_window_view(per_sample, span, axis=0)  # (n - span + 1, n_channels, span)
-    return windows[ends - span + 1].sum(axis=-1)
+    sums: NDArray[np.float64] = windows[ends - span + 1].sum(axis=-1)
+    return sums
 
 
-def _trended(data, fs: float, params: TrendedWindowParams, measure: str, min_window: int) -> SeizureValues:
+def _trended(data: np.ndarray, fs: float, params: TrendedWindowParams, measure: str, min_window: int) -> SeizureValues:
     window, every = window_and_hop(params.window_s, params.every_s, fs, f"offline {measure}", min_window)
     length, min_count = trend_lengths(params.trend_s, params.trend_min_s, every, fs)
     x = _prepared(data, fs, params.band)
@@ -85,7 +88,8 @@ def halfwave_events(x: np.ndarray, criteria: HalfWaveCriteria, channel: int = 0)
     ``channel`` picks the amplitude bounds when the criteria give one per channel.
     """
     ends, amplitude, duration = halfwaves(x)
-    return ends[criteria.qualifies(amplitude, duration, channel)] + 1
+    confirmed: NDArray[np.int64] = ends[criteria.qualifies(amplitude, duration, channel)] + 1
+    return confirmed
 
 
 def offline_half_wave(data: np.ndarray, fs: float, params: HalfWaveParams) -> SeizureValues:

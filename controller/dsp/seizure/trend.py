@@ -33,7 +33,8 @@ import math
 from typing import Literal
 
 import numpy as np
-from scipy import signal
+from numpy.typing import NDArray
+from scipy import signal  # type: ignore[import-untyped]  # scipy: no type stubs installed
 
 from controller.dsp.ring import RingBuffer
 
@@ -127,7 +128,8 @@ class Trend:
         if n < self.min_count:
             return np.full(self._m.shape, math.nan)
         if self._ring is not None:
-            return self._ring.latest(min(n, self.length)).mean(axis=1)
+            mean: NDArray[np.float64] = self._ring.latest(min(n, self.length)).mean(axis=1)
+            return mean
         return self._m / -math.expm1(n * self._log_keep)  # m / (1 - keep**n)
 
     def ratio(self, value: np.ndarray) -> np.ndarray:

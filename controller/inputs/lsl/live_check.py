@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from controller.inputs.lsl.reader import OpenedInlet, open_inlet
 from controller.inputs.lsl.resolve import resolve, stream_facts
 from controller.lang.compiled import Protocol, StreamSelector
 from controller.lang.errors import ProtocolError
-from controller.protocol.stream_check import StreamFacts, check_stream, located
+from controller.protocol.stream_check import StreamCheck, StreamFacts, check_stream, located
 
 
 def with_streams(protocol: Protocol, streams: dict[str, str]) -> Protocol:
@@ -51,7 +50,7 @@ def parse_stream_options(values: list[str]) -> dict[str, str]:
     return out
 
 
-def open_and_check(protocol: Protocol, name: str, timeout_s: float) -> tuple[OpenedInlet, StreamFacts, Any]:
+def open_and_check(protocol: Protocol, name: str, timeout_s: float) -> tuple[OpenedInlet, StreamFacts, StreamCheck]:
     """Resolve input ``name``'s stream, open its inlet and check the stream against the protocol:
     ``(opened, facts, check)``. The one path for ``run`` and ``validate --stream``; the caller closes
     the inlet when no reader will run it. Raises ``StreamNotFound`` (none or several streams match)."""

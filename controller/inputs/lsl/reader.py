@@ -75,7 +75,7 @@ class InputReader(threading.Thread):
         super().__init__(name=f"input:{name}", daemon=True)
         self.input_name = name
         opened = stream if isinstance(stream, OpenedInlet) else None
-        info = opened.info if opened is not None else stream
+        info: pylsl.StreamInfo = stream.info if isinstance(stream, OpenedInlet) else stream
         self.info = info
         self.sink = sink
         self.stall_timeout_s = stall_timeout_s

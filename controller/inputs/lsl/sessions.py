@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pylsl  # imported where used (visible_sessions), as before
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ def visible_sessions(prefix: str, kind: str = "feedback", wait_s: float = 1.0) -
     return sorted(found.values(), key=lambda s: s.base)
 
 
-def _protocol_of(info) -> str | None:
+def _protocol_of(info: pylsl.StreamInfo) -> str | None:
     """The protocol named in a resolved stream's header, when liblsl passed the desc along (it may not)."""
     try:
         value = info.desc().child("neuroreflex").child_value("protocol")
@@ -55,7 +60,7 @@ def _protocol_of(info) -> str | None:
 
 
 def choose_session(prefix: str, session: str | None, kind: str = "feedback", *,
-                   wait_s: float | None = None, say=None) -> str:
+                   wait_s: float | None = None, say: Callable[[str], object] | None = None) -> str:
     """The outlet name start to follow: ``<prefix>-<session>`` when named; else the only visible
     session's, waiting for one to appear (at most ``wait_s``, None = as long as it takes).
 

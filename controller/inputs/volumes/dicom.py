@@ -12,6 +12,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -25,14 +26,14 @@ with warnings.catch_warnings():  # nibabel.nicom warns on import that its DICOM 
 from controller.inputs.volumes.geometry import dicom_affine, slice_normal, slices_to_volume
 
 
-def _csa_image_header(ds: Dataset) -> dict[str, list]:
+def _csa_image_header(ds: Dataset) -> dict[str, list[Any]]:
     """The Siemens CSA image header (private group 0029, 'SIEMENS CSA HEADER'): tag name -> its items, read by
     nibabel's CSA reader; {} when there is none (an anonymised file)."""
-    header = csareader.get_csa_header(ds, "image")
+    header = csareader.get_csa_header(ds, "image")  # type: ignore[no-untyped-call]  # nibabel: unannotated
     return {name: tag["items"] for name, tag in header["tags"].items()} if header else {}
 
 
-def _csa_floats(csa: dict[str, list], name: str) -> list[float] | None:
+def _csa_floats(csa: dict[str, list[Any]], name: str) -> list[float] | None:
     items = [v for v in csa.get(name) or [] if v != ""]
     return [float(v) for v in items] if items else None
 
@@ -48,7 +49,7 @@ class DicomVolume:
     index: int | None         # AcquisitionNumber (else InstanceNumber)
     tr_s: float | None
     kind: str                 # "mosaic" | "enhanced" | "slice"
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def parse(raw: bytes | str | Path, where: str = "") -> Dataset:
@@ -93,7 +94,7 @@ def _pixels(ds: Dataset) -> np.ndarray:
     return arr.reshape(frames, int(ds.Rows), int(ds.Columns))
 
 
-def _floats(value, what: str, where: str, n: int) -> np.ndarray:
+def _floats(value: Any, what: str, where: str, n: int) -> np.ndarray:
     if value is None:
         raise ValueError(f"{where}: missing {what}")
     out = np.array([float(v) for v in value], dtype=float)
@@ -126,7 +127,7 @@ def _tr_s(ds: Dataset) -> float | None:
     return float(tr) / 1000.0 if tr not in (None, "") else None
 
 
-def _rescale(data: np.ndarray, slope, intercept) -> np.ndarray:
+def _rescale(data: np.ndarray, slope: Any, intercept: Any) -> np.ndarray:  # DICOM values: number, text or None
     slope = 1.0 if slope in (None, "") else float(slope)
     intercept = 0.0 if intercept in (None, "") else float(intercept)
     if slope == 1.0 and intercept == 0.0:
@@ -186,15 +187,15 @@ def read_mosaic(ds: Dataset, where: str = "<dicom>") -> DicomVolume:
     spacing = _floats(ds.get("PixelSpacing"), "PixelSpacing", where, 2)
     # ImagePositionPatient of a MOSAIC is the corner of the whole mosaic: move it to the first tile's corner
     first = ipp + iop[:3] * spacing[1] * (cols - t_cols) / 2 + iop[3:] * spacing[0] * (rows - t_rows) / 2
-    normal = _csa_floats(csa, "SliceNormalVector")
-    normal = np.array(normal) / np.linalg.norm(normal) if normal else slice_normal(iop)
+    csa_normal = _csa_floats(csa, "SliceNormalVector")
+    normal = np.array(csa_normal) / np.linalg.norm(csa_normal) if csa_normal else slice_normal(iop)
     gap = ds.get("SpacingBetweenSlices") or ds.get("SliceThickness")
     if gap in (None, ""):
         raise ValueError(f"{where}: MOSAIC without SpacingBetweenSlices or SliceThickness")
     affine = dicom_affine(iop, spacing, first, normal * float(gap), t_rows)
     data = _rescale(np.asfortranarray(slices_to_volume(stack)),
                     ds.get("RescaleSlope"), ds.get("RescaleIntercept"))
-    info = {"slices": n, "tiles": per_side if n_images else rows // t_rows, **numbers(ds)}
+    info: dict[str, Any] = {"slices": n, "tiles": per_side if n_images else rows // t_rows, **numbers(ds)}
     times = _csa_floats(csa, "MosaicRefAcqTimes")
     if times:
         info["slice_times_ms"] = times
@@ -203,11 +204,14 @@ def read_mosaic(ds: Dataset, where: str = "<dicom>") -> DicomVolume:
 
 def _frame_item(ds: Dataset, frame: Dataset, seq: str) -> Dataset | None:
     """A functional group item, per-frame first, shared otherwise."""
+    item: Dataset
     if seq in frame:
-        return frame[seq][0]
+        item = frame[seq][0]
+        return item
     shared = ds.get("SharedFunctionalGroupsSequence")
     if shared and seq in shared[0]:
-        return shared[0][seq][0]
+        item = shared[0][seq][0]
+        return item
     return None
 
 

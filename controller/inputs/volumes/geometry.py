@@ -9,6 +9,7 @@ follows the slices in the order given.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -16,7 +17,8 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 def slice_normal(iop: np.ndarray) -> np.ndarray:
     """Unit normal of the image plane: row cosine x column cosine (LPS)."""
     n = np.cross(iop[:3], iop[3:])
-    return n / np.linalg.norm(n)
+    unit: NDArray[np.float64] = n / np.linalg.norm(n)
+    return unit
 
 
 def dicom_affine(iop: np.ndarray, pixel_spacing: np.ndarray, first_position: np.ndarray,

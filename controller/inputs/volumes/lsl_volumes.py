@@ -11,6 +11,7 @@ a TR after its stamp) and whose data is a float32 Fortran-ordered copy of channe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pylsl
@@ -88,7 +89,7 @@ def parse_stream_info(info: pylsl.StreamInfo) -> VolumeStreamGeometry:
         raise ValueError(f"{where}: channel_count {info.channel_count()} != 1 + {shape[0]}*{shape[1]}*{shape[2]} "
                          f"= {n} (shape {' '.join(map(str, shape))})")
     acq = info.desc().child("acquisition")
-    return VolumeStreamGeometry(shape, order, affine, tr, first,  # type: ignore[arg-type]
+    return VolumeStreamGeometry(shape, order, affine, tr, first,
                                 acq.child_value("manufacturer"),
                                 acq.child_value("source"))
 
@@ -112,7 +113,7 @@ class LslVolumeSource(VolumeSource):
         name = self.stream if isinstance(self.stream, str) else self.stream.name()
         return f"LSL {name}"
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         info = super().describe()
         if self.geometry is not None:
             info.update(first_index=self.geometry.first_index, source=self.geometry.source)

@@ -166,7 +166,7 @@ def _decode_nifti2(raw: bytes, where: str, volume: int | None) -> NiftiVolume:
     if n_vol > 1 and volume is None:
         raise ValueError(f"{where}: a 4D NIfTI with {n_vol} volumes {shape}")
     data = np.asarray(img.dataobj[..., volume or 0] if len(shape) > 3 else img.dataobj)
-    zooms = img.header.get_zooms()
+    zooms = img.header.get_zooms()  # type: ignore[no-untyped-call]  # nibabel's header API is unannotated
     return NiftiVolume(data, img.affine, float(zooms[3]) if len(zooms) > 3 else None, n_vol)
 
 

@@ -27,7 +27,7 @@ def index_ranges(indices: list[int]) -> str:
     """[7, 8, 9, 12] -> '7-9, 12' (how journal lines and errors name volumes)."""
     parts: list[str] = []
     start = prev = indices[0]
-    for i in indices[1:] + [None]:  # type: ignore[list-item]
+    for i in indices[1:] + [None]:
         if i is not None and i == prev + 1:
             prev = i
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,12 @@ class Volume:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.data.shape[:3])  # type: ignore[return-value]
+        return tuple(self.data.shape[:3])
 
     @property
     def voxel_size_mm(self) -> np.ndarray:
-        return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+        size: NDArray[np.float64] = np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+        return size
 
     @property
     def received_at(self) -> float:

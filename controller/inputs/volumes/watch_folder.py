@@ -30,9 +30,10 @@ import re
 import select
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from inotify_simple import INotify
+from inotify_simple import INotify  # type: ignore[import-untyped]  # inotify_simple: no types
 from inotify_simple import flags as inotify
 
 from controller.clock import now
@@ -79,7 +80,7 @@ def existing_text(names: list[str], folder: Path, pattern: str) -> str:
     return f"{len(names)} file(s) matching {pattern!r} were already in {folder} at start ({span})"
 
 
-def _natural_key(name: str) -> list:
+def _natural_key(name: str) -> list[int | str]:
     return [int(p) if p.isdigit() else p for p in _NATURAL.split(name)]
 
 
@@ -152,7 +153,7 @@ class FolderSource(VolumeSource):
         how = "inotify" if self.watch == "inotify" else f"polling every {self.poll_interval_s * 1000:.0f} ms"
         return f"{self.folder} ({self.pattern}, {how}{'; ' + self.watch_reason if self.watch_reason else ''})"
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update(pattern=self.pattern, watch=self.watch, existing=self.existing, dicom_index=self.dicom_index)
         return info
