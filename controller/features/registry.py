@@ -12,33 +12,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import TypeVar
-
-from pydantic import BaseModel
 
 from controller.lang.compiled import FeatureSpec
 
 from .kind import FeatureKind
+from .registration import _KINDS, AnyKind, register
 from .volume_kind import VolumeFeatureKind
 
-AnyKind = FeatureKind | VolumeFeatureKind
-_KINDS: dict[str, AnyKind] = {}
-K = TypeVar("K", bound=type[FeatureKind] | type[VolumeFeatureKind])
-
-
-def register(cls: K) -> K:
-    """Class decorator: make the kind known under ``cls.name``."""
-    for attr in ("name", "order", "declaration", "summary"):
-        if not hasattr(cls, attr):
-            raise TypeError(f"feature kind {cls.__name__} does not set {attr!r}")
-    if not (isinstance(cls.declaration, type) and issubclass(cls.declaration, BaseModel)):
-        raise TypeError(f"feature kind {cls.name!r}: declaration must be a pydantic model, got {cls.declaration!r}")
-    known = _KINDS.get(cls.name)
-    if known is not None and type(known) is not cls:
-        raise ValueError(f"feature kind {cls.name!r} is registered twice ({type(known).__name__}, {cls.__name__})")
-    _KINDS[cls.name] = cls()
-    return cls
-
+__all__ = ["AnyKind", "find", "kind", "kinds", "names", "rate_problems", "register", "volume_kind", "volume_kinds"]
 
 def kinds() -> tuple[AnyKind, ...]:
     """Every registered kind, in the order the language lists them."""

@@ -15,15 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from controller.lang import compiled as c
 from controller.lang.source import Loc
 from controller.protocol import fmri_raw as fr
 from controller.protocol import raw
-
-if TYPE_CHECKING:
-    from controller.protocol.semantics import Semantics
+from controller.protocol.document import Document, unknown
 
 
 def is_volume_input(inp: Any) -> bool:
@@ -34,7 +32,7 @@ def is_volume_input(inp: Any) -> bool:
 class _FeatureContext:
     """What a volume kind's checks see (``controller.features.volume_kind.VolumeCheckContext``)."""
 
-    sem: Semantics
+    sem: Document
     base: Loc
     input: fr.VolumeInputDecl | None
     blocks: tuple[c.Block, ...]
@@ -47,20 +45,19 @@ class _FeatureContext:
         sem = self.sem
         if label in sem.raw_labels or not sem.timeline_complete:
             return None
-        from controller.protocol.semantics import unknown
 
         return unknown("block", label, sem.raw_labels)
 
 
 class FmriChecks:
-    def __init__(self, sem: Semantics, kinds: Mapping[str, Any]) -> None:
+    def __init__(self, sem: Document, kinds: Mapping[str, Any]) -> None:
         """``kinds``: the fMRI feature kinds by name, in the language's order (VolumeFeatureKind)."""
         self.sem = sem
         self.kinds = dict(kinds)
         name = sem.src.filename
         self.base_dir = Path(name).resolve().parent if name and not name.startswith("<") else Path.cwd()
-        self.rois: dict[str, fr.RoiDecl] = sem._valid_entries("rois")
-        self.raw_rois = sem._names("rois")
+        self.rois: dict[str, fr.RoiDecl] = sem.valid_entries("rois")
+        self.raw_rois = sem.section_names("rois")
 
     # ------------------------------------------------------------------ paths
 
@@ -111,12 +108,10 @@ class FmriChecks:
                 sem.error(base + ("input",), f"input: {p.input!r} is a signal stream; {kind} needs an fMRI input "
                           f"({{volumes: ..., tr: ...}})")
             elif p.input not in sem.raw_inputs and sem.known["inputs"]:
-                from controller.protocol.semantics import unknown
 
                 sem.error(base + ("input",), f"input: {unknown('input', p.input, sem.raw_inputs)}")
             for loc, roi in volume_kind.roi_refs(p):
                 if roi not in self.raw_rois:
-                    from controller.protocol.semantics import unknown
 
                     sem.error(base + loc, f"{loc[0]}: {unknown('ROI', roi, self.raw_rois)}")
             volume_kind.check(p, _FeatureContext(sem, base, volume_inputs.get(p.input), tuple(sem.blocks)))
@@ -140,7 +135,6 @@ class FmriChecks:
                 for th in ths:
                     decl = sem.thresholds.get(th)
                     if th not in sem.raw_thresholds:
-                        from controller.protocol.semantics import unknown
 
                         sem.error(("runs", i, "thresholds", th), f"{unknown('threshold', th, sem.raw_thresholds)}",
                                   key=True)

@@ -11,8 +11,6 @@ exists but is broken are not reported again.
 from __future__ import annotations
 
 import copy
-import difflib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +24,7 @@ from controller.lang.errors import Issue
 from controller.lang.source import KEY, Loc, Source
 from controller.protocol import raw
 from controller.protocol.condition import CompareSite, OperandSite, ParsedCondition, parse_condition, reward_direction
+from controller.protocol.document import unknown
 from controller.protocol.fmri_semantics import FmriChecks, is_volume_input
 from controller.protocol.stim_semantics import StimChecks
 
@@ -52,16 +51,6 @@ def _sec(value: float) -> str:
 
 def _band_text(band: tuple[float, float]) -> str:
     return f"[{_hz(band[0])}, {_hz(band[1])}]"
-
-
-def unknown(kind: str, name: str, valid: Iterable[str]) -> str:
-    """``unknown feature 'tbx' (did you mean 'tbr'?); features: tbr, emg``."""
-    valid = sorted(valid)
-    msg = f"unknown {kind} {name!r}"
-    close = difflib.get_close_matches(name, valid, n=1)
-    if close:
-        msg += f" (did you mean {close[0]!r}?)"
-    return msg + f"; {kind}s: {', '.join(valid) if valid else 'none defined'}"
 
 
 @dataclass
@@ -101,16 +90,16 @@ class Semantics:
 
     # ------------------------------------------------------------------ salvage valid parts
 
-    def _section_ok(self, section: str, kind: type) -> bool:
+    def section_ok(self, section: str, kind: type) -> bool:
         """False when a whole section has the wrong type: its names are then unknown, and
         references to them are not reported (the section's own error says it all)."""
         return isinstance(self.data.get(section), (kind, type(None)))
 
-    def _names(self, section: str) -> set[str]:
+    def section_names(self, section: str) -> set[str]:
         raw_section = self.data.get(section)
         return {k for k in raw_section if isinstance(k, str)} if isinstance(raw_section, dict) else set()
 
-    def _valid_entries(self, section: str) -> dict[str, Any]:
+    def valid_entries(self, section: str) -> dict[str, Any]:
         raw_section = self.data.get(section)
         out: dict[str, Any] = {}
         if not isinstance(raw_section, dict):
@@ -123,7 +112,7 @@ class Semantics:
                 pass
         return out
 
-    def _valid_list(self, section: str) -> tuple[list[tuple[int, Any]], bool]:
+    def valid_list(self, section: str) -> tuple[list[tuple[int, Any]], bool]:
         raw_section = self.data.get(section)
         if raw_section is None:
             return [], section != "timeline"
@@ -155,13 +144,13 @@ class Semantics:
         return out, complete
 
     def _salvage(self) -> None:
-        self.raw_inputs = self._names("inputs")
-        self.raw_features = self._names("features")
-        self.raw_thresholds = self._names("thresholds")
-        self.inputs: dict[str, raw.InputDecl] = self._valid_entries("inputs")
-        self.features: dict[str, raw.FeatureDecl] = self._valid_entries("features")
-        self.thresholds: dict[str, raw.ThresholdDecl] = self._valid_entries("thresholds")
-        timeline, self.timeline_complete = self._valid_list("timeline")
+        self.raw_inputs = self.section_names("inputs")
+        self.raw_features = self.section_names("features")
+        self.raw_thresholds = self.section_names("thresholds")
+        self.inputs: dict[str, raw.InputDecl] = self.valid_entries("inputs")
+        self.features: dict[str, raw.FeatureDecl] = self.valid_entries("features")
+        self.thresholds: dict[str, raw.ThresholdDecl] = self.valid_entries("thresholds")
+        timeline, self.timeline_complete = self.valid_list("timeline")
         self.timeline_items = [item for _, item in timeline]
         self.rules, self.rules_complete = self._rule_parts()
         self.feedback: raw.FeedbackDecl | None = None
@@ -172,10 +161,10 @@ class Semantics:
                 pass
         self.raw_labels = _labels_in(self.data.get("timeline"))
         self.known = {
-            "inputs": self._section_ok("inputs", dict),
-            "features": self._section_ok("features", dict),
-            "thresholds": self._section_ok("thresholds", dict),
-            "timeline": self._section_ok("timeline", list),
+            "inputs": self.section_ok("inputs", dict),
+            "features": self.section_ok("features", dict),
+            "thresholds": self.section_ok("thresholds", dict),
+            "timeline": self.section_ok("timeline", list),
         }
 
     # ------------------------------------------------------------------ checks
@@ -328,7 +317,7 @@ class Semantics:
                 if parsed.condition is None or names_known:  # syntax errors always
                     self.error_in(when_loc, offset, message)
             for site in parsed.compares:
-                self._check_compare(when_loc, site)
+                self.check_compare(when_loc, site)
                 for side in (site.left, site.right):
                     if isinstance(side.operand, c.ThresholdRef):
                         direction = reward_direction(site.compare, side.operand.name, site.negated)
@@ -359,7 +348,7 @@ class Semantics:
             return False, None, o.name
         return True, feature_family(feat), f"threshold {o.name!r} (a percentile of {th.percentile.feature}, {feat.kind})"
 
-    def _check_compare(self, loc: Loc, site: CompareSite) -> None:
+    def check_compare(self, loc: Loc, site: CompareSite) -> None:
         sides = (site.left, site.right)
         for s in sides:
             if isinstance(s.operand, c.Constant) and s.family not in (None, units.VOLTAGE, units.PERCENT):
@@ -410,7 +399,7 @@ class Semantics:
             first = None
             for use in mine:
                 if use.feature is None:
-                    continue  # compares no feature: reported by _check_compare
+                    continue  # compares no feature: reported by check_compare
                 if first is None:
                     first = use
                     continue

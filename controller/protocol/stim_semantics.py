@@ -17,9 +17,9 @@ from controller.lang import units
 from controller.lang.source import Loc
 from controller.protocol import raw
 from controller.protocol.condition import parse_condition
+from controller.protocol.document import Document, unknown
 
 if TYPE_CHECKING:  # pragma: no cover
-    from controller.protocol.semantics import Semantics
     from controller.safety.site import Site
 
 # protocol key -> (governor SI key, unit family of a feature scale's output)
@@ -37,13 +37,13 @@ SCALABLE = ("current", "frequency")
 class StimChecks:
     """The stimulation part of :class:`Semantics` (same error reporting, same salvage rules)."""
 
-    def __init__(self, sem: Semantics, site: Site | None) -> None:
+    def __init__(self, sem: Document, site: Site | None) -> None:
         self.sem = sem
         self.site = site
-        self.devices: dict[str, raw.DeviceDecl] = sem._valid_entries("devices")
-        self.raw_devices = sem._names("devices")
-        self.interlocks: dict[str, raw.InterlockDecl] = sem._valid_entries("interlocks")
-        rules, _ = sem._valid_list("rules")
+        self.devices: dict[str, raw.DeviceDecl] = sem.valid_entries("devices")
+        self.raw_devices = sem.section_names("devices")
+        self.interlocks: dict[str, raw.InterlockDecl] = sem.valid_entries("interlocks")
+        rules, _ = sem.valid_list("rules")
         self.rules: dict[int, raw.RuleDecl] = dict(rules)
         self.interlock_conditions: dict[str, Any] = {}
         self.scales: dict[tuple, c.FeatureScale] = {}  # (loc) -> compiled scale
@@ -83,7 +83,7 @@ class StimChecks:
         aloc: Loc = base + ("do", kind)
         device = decl.device
         if device not in self.raw_devices:
-            if self.sem._section_ok("devices", dict):
+            if self.sem.section_ok("devices", dict):
                 listed = sorted(self.raw_devices)
                 hint = f"devices of this protocol: {', '.join(listed)}" if listed else "add a 'devices:' section naming it"
                 self.sem.error(aloc + ("device",), f"device {device!r} is not in this protocol's devices ({hint})")
@@ -133,7 +133,7 @@ class StimChecks:
                 if parsed.condition is None or names_known:
                     self.sem.error_in(loc, offset, message)
             for site in parsed.compares:
-                self.sem._check_compare(loc, site)
+                self.sem.check_compare(loc, site)
             self.interlock_conditions[name] = parsed
 
     # ------------------------------------------------------------------ helpers
@@ -160,7 +160,6 @@ class StimChecks:
         feat = self.sem.features.get(decl.feature)
         if feat is None and decl.feature not in self.sem.raw_features and self.sem.known["features"]:
             if report:
-                from controller.protocol.semantics import unknown
 
                 self.sem.error(loc + ("feature",), unknown("feature", decl.feature, self.sem.raw_features))
             ok = False

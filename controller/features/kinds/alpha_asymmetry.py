@@ -25,7 +25,7 @@ from controller.lang.compiled import WELCH_DEFAULT_SEGMENT_S, Band, FeatureSpec
 from controller.lang.fields import Decl, Duration, FreqBand, Name, Overlap, fail
 
 from ..kind import CheckContext, Evaluator, FeatureKind, FilterKey, OfflineValues, window_ends
-from ..registry import register
+from ..registration import register
 from ..wording import EPS, band_text, hz, sec
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from controller.dsp.seizure.features import AreaFeature
 from controller.dsp.seizure.offline import offline_area
 
-from ..registry import register
+from ..registration import register
 from ._trended import TrendedDecl, TrendedKind
 
 

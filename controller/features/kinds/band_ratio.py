@@ -9,7 +9,7 @@ from pydantic import Field
 from controller.lang.compiled import Band, FeatureSpec
 from controller.lang.fields import FreqBand
 
-from ..registry import register
+from ..registration import register
 from ._power import PowerCommon, PowerKind, as_band
 
 

@@ -21,7 +21,7 @@ from controller.lang.fields import Amplitude, DurationRange, FreqBand
 from ..channel_reduce import ChannelReduce, compile_reduce, reduce_offline
 from ..declaration import FeatureCommon
 from ..kind import CheckContext, Evaluator, FeatureKind, OfflineValues
-from ..registry import register
+from ..registration import register
 
 
 class HalfWaveDecl(FeatureCommon):

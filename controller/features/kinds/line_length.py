@@ -7,7 +7,7 @@ from controller.dsp.seizure.features import LineLengthFeature
 from controller.dsp.seizure.offline import offline_line_length
 from controller.lang.compiled import FeatureSpec
 
-from ..registry import register
+from ..registration import register
 from ._trended import TrendedDecl, TrendedKind
 
 

@@ -17,7 +17,7 @@ from controller.lang.fields import FreqBand
 
 from ..declaration import FeatureCommon
 from ..kind import Evaluator, FeatureKind, OfflineValues, window_ends
-from ..registry import register
+from ..registration import register
 
 
 class PeakToPeakDecl(FeatureCommon):

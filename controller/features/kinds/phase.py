@@ -25,7 +25,7 @@ from controller.lang.compiled import PHASE_TARGETS, Band, FeatureSpec, PhasePara
 from controller.lang.fields import Amplitude, ChannelList, Decl, DelayDuration, Duration, FreqBand, Name, fail
 
 from ..kind import CheckContext, Evaluator, FeatureKind, FilterKey, OfflineValues, window_ends
-from ..registry import register
+from ..registration import register
 from ..wording import EPS, hz, sec
 
 ETP_SETTLE_S = 1.0  # controller.dsp.phase.etp.SETTLE_S: training skips this much at each end

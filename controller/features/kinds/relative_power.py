@@ -10,7 +10,7 @@ from controller.lang.compiled import Band, FeatureSpec
 from controller.lang.fields import FreqBand
 
 from ..kind import CheckContext
-from ..registry import register
+from ..registration import register
 from ..wording import EPS, band_text
 from ._power import PowerCommon, PowerKind, as_band
 

@@ -18,7 +18,7 @@ from pydantic import Field
 from controller.lang.compiled import FeatureSpec, RoiCorrelationParams
 from controller.lang.fields import Decl, Name, VolumeCount
 
-from ..registry import register
+from ..registration import register
 from ..volume_kind import Placed, VolumeCheckContext, VolumeEvaluator, VolumeFeatureKind
 
 MIN_WINDOW = 3  # volumes: fewer make r meaningless (two points always correlate perfectly)

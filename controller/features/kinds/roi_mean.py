@@ -11,7 +11,7 @@ from pydantic import Field
 from controller.lang.compiled import FeatureSpec, RoiMeanParams
 from controller.lang.fields import Decl, Name
 
-from ..registry import register
+from ..registration import register
 from ..volume_kind import Placed, VolumeEvaluator, VolumeFeatureKind
 
 

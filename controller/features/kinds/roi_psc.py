@@ -36,7 +36,7 @@ from controller.lang import units
 from controller.lang.compiled import FeatureSpec, RoiPscParams
 from controller.lang.fields import Decl, Name, VolumeCount
 
-from ..registry import register
+from ..registration import register
 from ..volume_kind import Placed, VolumeCheckContext, VolumeEvaluator, VolumeFeatureKind
 
 # --------------------------------------------------------------------------- the definition

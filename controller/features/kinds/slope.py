@@ -19,7 +19,7 @@ from controller.lang.fields import FreqBand, Frequency
 
 from ..declaration import FeatureCommon
 from ..kind import CheckContext, Evaluator, FeatureKind, FilterKey, Lowpass, OfflineValues, window_ends
-from ..registry import register
+from ..registration import register
 
 
 class SlopeDecl(FeatureCommon):
