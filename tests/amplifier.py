@@ -120,7 +120,7 @@ def loaded_machine_site(tmp_path: Path) -> Path:
 
     Why: these sessions run beside the rest of the suite on 2 CPUs, where the controller's own delay
     now and then passes 5 ms (6.5 ms was seen in CI) and the latency interlock, rightly, refuses. The
-    5 ms limit is tested in tests/test_safety_governor.py; here what matters is what the session
+    5 ms limit is tested in tests/controller/safety/test_safety_governor.py; here what matters is what the session
     detects and that a block's age is never counted as the controller's delay (50 ms is still far
     below a 32-sample block's 121 ms at 256 Hz). Every other limit is the example site's.
     """

@@ -1,6 +1,8 @@
-"""Shared test set-up. Tests sit beside their helpers (helpers.py: wait_for, session_journal, session_started;
-amplifier.py, stim_session_rig.py) and import them by name; sessions are isolated by their ids, so files run in
-parallel (pytest-xdist, see pyproject.toml)."""
+"""Shared test set-up. Tests mirror the packages they test (tests/controller/<package>/, tests/drivers/,
+tests/sim/, tests/bench/); the helpers they share sit here at the top (helpers.py: wait_for, session_journal,
+session_started; amplifier.py, stim_session_rig.py) and are imported by name: pytest puts this folder on
+sys.path with this conftest. Sessions are isolated by their ids, so files run in parallel (pytest-xdist, see
+pyproject.toml)."""
 
 from __future__ import annotations
 

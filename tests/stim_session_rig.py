@@ -298,7 +298,7 @@ def steady_wall() -> Callable[[], datetime]:
     Why: the host's wall clock can step under the tests (a CI machine once stepped it 1.27 s
     while the LSL clock advanced 20 ms); the governor rightly latches a clock fault then, and a
     test of input or device faults would fail on a fault it is not about. The clock-fault
-    behaviour itself is tested with injected clocks (tests/test_safety_governor.py).
+    behaviour itself is tested with injected clocks (tests/controller/safety/test_safety_governor.py).
     """
     wall0, lsl0 = datetime.now(UTC), pylsl.local_clock()
     return lambda: wall0 + timedelta(seconds=pylsl.local_clock() - lsl0)
