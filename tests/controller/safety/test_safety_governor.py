@@ -830,23 +830,6 @@ def test_the_governor_fails_closed(gov, clock, monkeypatch) -> None:
     assert gov.request(req(clock, "stim", "disarm")) and not gov.armed("stim")
 
 
-def test_interlock_helpers(gov) -> None:
-    import numpy as np
-
-    from controller.safety import interlocks
-
-    assert not interlocks.nonfinite_input(gov, "eeg", np.zeros((4, 100)))
-    chunk = np.zeros((4, 100))
-    chunk[1, 5], chunk[2, 7] = np.nan, np.inf
-    assert interlocks.nonfinite_input(gov, "eeg", chunk)
-    assert gov.inhibitions["nonfinite:eeg"].reason == "input eeg: 2 of 400 values are NaN or inf"
-    assert not interlocks.artifact(gov, "emg", 40e-6, 50e-6) and interlocks.artifact(gov, "emg", 60e-6, 50e-6)
-    interlocks.device_error(gov, "tms", "no reply to Q@")
-    interlocks.watchdog_missed(gov, "magstim keep-alive", 0.12)
-    assert set(gov.inhibitions) == {"nonfinite:eeg", "artifact:emg", "device:tms", "watchdog:magstim keep-alive"}
-    assert gov.inhibitions["watchdog:magstim keep-alive"].reason == "watchdog magstim keep-alive missed by 120.0 ms"
-
-
 def test_concurrent_requests_never_exceed_a_cap(site, tmp_path) -> None:
     import threading
 
