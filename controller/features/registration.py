@@ -14,7 +14,7 @@ from .kind import FeatureKind
 from .volume_kind import VolumeFeatureKind
 
 AnyKind = FeatureKind | VolumeFeatureKind
-_KINDS: dict[str, AnyKind] = {}
+KINDS: dict[str, AnyKind] = {}  # name -> the one instance of its kind; read through the registry
 K = TypeVar("K", bound=type[FeatureKind] | type[VolumeFeatureKind])
 
 
@@ -25,8 +25,8 @@ def register(cls: K) -> K:
             raise TypeError(f"feature kind {cls.__name__} does not set {attr!r}")
     if not (isinstance(cls.declaration, type) and issubclass(cls.declaration, BaseModel)):
         raise TypeError(f"feature kind {cls.name!r}: declaration must be a pydantic model, got {cls.declaration!r}")
-    known = _KINDS.get(cls.name)
+    known = KINDS.get(cls.name)
     if known is not None and type(known) is not cls:
         raise ValueError(f"feature kind {cls.name!r} is registered twice ({type(known).__name__}, {cls.__name__})")
-    _KINDS[cls.name] = cls()
+    KINDS[cls.name] = cls()
     return cls

@@ -16,14 +16,14 @@ import pkgutil
 from controller.lang.compiled import FeatureSpec
 
 from .kind import FeatureKind
-from .registration import _KINDS, AnyKind, register
+from .registration import KINDS, AnyKind, register
 from .volume_kind import VolumeFeatureKind
 
 __all__ = ["AnyKind", "find", "kind", "kinds", "names", "rate_problems", "register", "volume_kind", "volume_kinds"]
 
 def kinds() -> tuple[AnyKind, ...]:
     """Every registered kind, in the order the language lists them."""
-    return tuple(sorted(_KINDS.values(), key=lambda k: (k.order, k.name)))
+    return tuple(sorted(KINDS.values(), key=lambda k: (k.order, k.name)))
 
 
 def names() -> tuple[str, ...]:
@@ -31,12 +31,12 @@ def names() -> tuple[str, ...]:
 
 
 def find(name: str) -> AnyKind | None:
-    return _KINDS.get(name)
+    return KINDS.get(name)
 
 
 def kind(name: str) -> AnyKind:
     """The kind called ``name``; ValueError listing the known ones otherwise."""
-    found = _KINDS.get(name)
+    found = KINDS.get(name)
     if found is None:
         raise ValueError(f"unknown feature kind {name!r}; known kinds: {', '.join(names())}")
     return found
@@ -49,7 +49,7 @@ def volume_kinds() -> dict[str, VolumeFeatureKind]:
 
 def volume_kind(name: str) -> VolumeFeatureKind:
     """The fMRI kind called ``name``; ValueError when there is none."""
-    found = _KINDS.get(name)
+    found = KINDS.get(name)
     if not isinstance(found, VolumeFeatureKind):
         raise ValueError(f"{name!r} is not an fMRI feature kind; fMRI feature kinds: {', '.join(volume_kinds())}")
     return found

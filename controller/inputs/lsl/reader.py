@@ -41,12 +41,21 @@ def open_inlet(name: str, info: pylsl.StreamInfo, timeout_s: float = 10.0) -> Op
     """Open ``info``'s inlet and read its full description (raises RuntimeError if it does not open)."""
     inlet = new_inlet(info)
     try:
-        full_info = inlet.info(timeout=timeout_s)  # with desc (labels, units)
+        full_info = _open(name, inlet, timeout_s)
+    except BaseException:
+        inlet.close_stream()
+        raise
+    return OpenedInlet(info, inlet, full_info)
+
+
+def _open(name: str, inlet: pylsl.StreamInlet, timeout_s: float) -> pylsl.StreamInfo:
+    """Read the stream's full description (labels, units) and open it; RuntimeError on a timeout."""
+    try:
+        full_info = inlet.info(timeout=timeout_s)
         inlet.open_stream(timeout=timeout_s)
     except pylsl.util.TimeoutError as exc:  # pragma: no cover - depends on network
-        inlet.close_stream()
         raise RuntimeError(f"input {name!r}: stream did not open within {timeout_s:g} s") from exc
-    return OpenedInlet(info, inlet, full_info)
+    return full_info
 
 
 class InputReader(threading.Thread):
@@ -106,14 +115,9 @@ class InputReader(threading.Thread):
 
     def open(self, timeout_s: float = 10.0) -> None:
         """Open the inlet before the thread starts, so a dead stream fails the session early."""
-        if self._opened.is_set():
-            return
-        try:
-            self.full_info = self._inlet.info(timeout=timeout_s)  # with desc (labels, units)
-            self._inlet.open_stream(timeout=timeout_s)
-        except pylsl.util.TimeoutError as exc:  # pragma: no cover - depends on network
-            raise RuntimeError(f"input {self.input_name!r}: stream did not open within {timeout_s:g} s") from exc
-        self._opened.set()
+        if not self._opened.is_set():
+            self.full_info = _open(self.input_name, self._inlet, timeout_s)
+            self._opened.set()
 
     def stop(self) -> None:
         self._halt.set()
@@ -126,11 +130,6 @@ class InputReader(threading.Thread):
             block = int(np.median(self.block_sizes))
             ms = f", {1000 * block / self.srate:.1f} ms" if self.srate > 0 else ""
             self.sink.on_status("blocks", f"{block} sample(s) per chunk{ms} of acquisition delay")
-
-    def close(self) -> None:
-        """Close an inlet that was opened but whose thread never ran (a session that did not start)."""
-        if not self.is_alive():
-            self._inlet.close_stream()
 
     def run(self) -> None:
         try:
