@@ -17,6 +17,7 @@ block running when it arrived: a sample stamped before a block began is never ju
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from typing import Any
 from controller import event_records as rec
 from controller.clock import now
 from controller.engine.conditions import build, names_in
+from controller.engine.latency_window import LatencyWindow
 from controller.engine.pacing import InterlockState, RulePacing
 from controller.engine.ports import FeatureSample, StimulationPort
 from controller.engine.signal_clock import SignalClock
@@ -84,6 +86,7 @@ class Engine:
         self._adapt_counts: dict[str, list[int]] = {}
         self._skipped: str | None = None  # while skip_block ends a block: the operator's reason
         self.block_stats: list[dict[str, Any]] = []
+        self.latency = LatencyWindow()  # chunk arrival -> features out, for the operator's view
         self._routes = {
             kind: [o for o in outputs if kind in o.accepts] for kind in ("marker", "feedback", "features")
         }
@@ -121,6 +124,10 @@ class Engine:
                 "frames": self._counts[block.index][0] if block else 0,
                 "rewarded": self._counts[block.index][1] if block else 0,
                 "stim": self._stim_snapshot(),
+                "reward_rates": [{"block": b.label, "index": b.index, "frames": self._counts[b.index][0],
+                                  "rewarded": self._counts[b.index][1]}
+                                 for b in self.timeline.blocks if b.index in self._counts],
+                "latency_ms": self.latency.summary_ms(),
             }
 
     def _stim_snapshot(self) -> dict[str, Any] | None:
@@ -187,6 +194,22 @@ class Engine:
                 self._end_block(transition)
             self._finish(reason)
 
+    def set_threshold(self, name: str, value: float) -> None:
+        """The operator sets a threshold mid-session; an adaptive one goes on adapting from this value."""
+        if name not in self.thresholds.values:
+            known = ", ".join(sorted(self.thresholds.values)) or "none"
+            raise ValueError(f"no threshold {name!r} in this protocol (thresholds: {known})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"threshold {name!r}: the value must be a finite number, got {value!r}")
+        with self._lock:
+            self.thresholds.values[name] = float(value)
+            self._threshold_changed(ThresholdChange(name, float(value), "operator"), None)
+
+    def note(self, text: str) -> None:
+        """An operator's note as a marker in the outlets (so the XDF has it, at the time it was made)."""
+        with self._lock:
+            self._send(Command("marker", self.clock(), {"text": f"note:{text}"}))
+
     def set_inhibit(self, source: str, reason: str) -> None:
         with self._lock:
             if self.inhibitions.get(source) == reason:
@@ -250,8 +273,10 @@ class Engine:
                     if change:
                         self._threshold_changed(change, t_src)
         self._send(Command("features", t_src, {"values": updated}))
+        latency = self.clock() - t_arr
+        self.latency.record(latency)
         if self.stimulation is not None:
-            self.stimulation.observe_latency(self.clock() - t_arr)
+            self.stimulation.observe_latency(latency)
         self._check_interlocks(t_sig)
         if self.inhibitions:
             return

@@ -20,6 +20,7 @@ from controller import event_records as rec
 from controller import events as ev
 from controller.clock import now
 from controller.events import Event, EventBus
+from controller.operator.session_status import CommandTracker, stimulation_status
 from controller.safety.faults import FaultKind, source
 
 ESTOP_SOURCE = source(FaultKind.ESTOP)
@@ -36,6 +37,8 @@ class OperatorActs:
         self.operator = operator
         self._lock = threading.Lock()
         self.estops = 0
+        self.info: dict[str, Any] = {}  # what the runner tells the console: protocol path, folder, inputs, outlets
+        self._commands: CommandTracker | None = None
 
     def _journal(self, act: str, via: str, by: str | None, reason: str | None, **result: Any) -> None:
         self.bus.publish(Event(ev.OPERATOR, now(), None, {"act": act, "by": by or self.operator, "via": via,
@@ -60,6 +63,30 @@ class OperatorActs:
     def stop(self, via: str, by: str | None = None, reason: str | None = None) -> None:
         self._journal("stop", via, by, reason)
         self.engine.stop(f"operator stop ({via})" + (f": {reason}" if reason else ""))
+
+    def set_threshold(self, name: str, value: float, reason: str, via: str, by: str | None = None) -> dict[str, Any]:
+        """A threshold changed mid-session: who, why and the value it replaced go to the journal."""
+        if self.engine is None:
+            raise RuntimeError("the session has not started yet")
+        if not (reason or "").strip():
+            raise ValueError("a threshold change needs the operator's reason")
+        before = self.engine.snapshot()["thresholds"].get(name)
+        try:
+            self.engine.set_threshold(name, value)
+        except ValueError as exc:
+            self._journal("threshold", via, by, reason, name=name, value=value, done=False, refused=str(exc))
+            raise
+        self._journal("threshold", via, by, reason, name=name, value=float(value), before=before, done=True)
+        return {"name": name, "value": float(value), "before": before}
+
+    def note(self, text: str, via: str, by: str | None = None) -> dict[str, Any]:
+        """An operator's note: journaled, and a ``note:<text>`` marker in the XDF."""
+        if not (text or "").strip():
+            raise ValueError("an empty note")
+        if self.engine is not None:
+            self.engine.note(text)
+        self._journal("note", via, by, None, text=text)
+        return {"noted": text}
 
     def estop(self, reason: str, via: str = "signal", by: str | None = None) -> dict[str, Any]:
         """Inhibit and disarm everything now; safe from any thread, any number of times."""
@@ -112,16 +139,20 @@ class OperatorActs:
         return {"disarmed": [device]}
 
     def status(self) -> dict[str, Any]:
+        """The session as the console shows it (controller/operator/session_status.py says what is in it)."""
+        out: dict[str, Any] = {"session": self.session_id, "protocol": self.protocol_name, **self.info}
         if self.engine is None:
-            return {"session": self.session_id, "protocol": self.protocol_name, "state": "starting"}
+            return {**out, "state": "starting"}
         snap = self.engine.snapshot()
-        out: dict[str, Any] = {"session": self.session_id, "protocol": self.protocol_name, "state": snap["state"],
-                               "block": snap["block"], "inhibitions": snap["inhibitions"]}
+        out.update({k: snap[k] for k in ("state", "block", "block_index", "n_blocks", "time_left_s", "total_left_s",
+                                         "features", "thresholds", "inhibitions", "reward_rates", "latency_ms")})
         if self.stim is not None:
-            gov = self.stim.governor
-            out["devices"] = {n: {"armed": gov.armed(n), "running": gov.running(n)} for n in self.stim.stimulation.links}
-            out["interlocks"] = {s: i.reason for s, i in gov.inhibitions.items()}
+            out.update(stimulation_status(self.stim, self._commands))
         return out
+
+    def follow_commands(self) -> None:
+        """Keep the newest command per device for ``status`` (sessions that drive stimulators)."""
+        self._commands = CommandTracker(self.bus)
 
     def on_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         """The control channel's handler (estop/disarm are called on its listener thread)."""
@@ -137,4 +168,20 @@ class OperatorActs:
             return self.arm(args.get("operator"), args.get("device"), via=via)
         if name == "clear_estop":
             return self.clear_estop(args.get("operator") or origin, via=via)
+        by = args.get("operator")
+        if self.engine is None and name in ("pause", "resume", "skip", "stop"):
+            raise RuntimeError("the session has not started yet")
+        if name == "pause":
+            return {"done": self.pause(via, by, args.get("reason"))}
+        if name == "resume":
+            return {"done": self.resume(via, by, args.get("reason"))}
+        if name == "skip":
+            return {"done": self.skip(via, by, args.get("reason"))}
+        if name == "stop":
+            self.stop(via, by, args.get("reason"))
+            return {"done": True}
+        if name == "threshold":
+            return self.set_threshold(args["name"], args["value"], args.get("reason") or "", via, by)
+        if name == "note":
+            return self.note(args["text"], via, by)
         raise ValueError(f"unknown command {name!r}")

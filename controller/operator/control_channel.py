@@ -22,6 +22,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import re
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from controller.operator.control_client import (  # noqa: F401  (the client side, re-exported: one import for both sides)
     ARM,
+    CLEAR_ESTOP,
     COMMANDS,
     DEFAULT_CLIENT_TIMEOUT_S,
     DISARM,
@@ -43,8 +45,14 @@ from controller.operator.control_client import (  # noqa: F401  (the client side
     ESTOP,
     MAX_REPLY_BYTES,
     MAX_REQUEST_BYTES,
+    NOTE,
+    PAUSE,
+    RESUME,
+    SKIP,
     STATUS,
+    STOP,
     SUFFIX,
+    THRESHOLD,
     ControlError,
     Reply,
     candidate_dirs,
@@ -132,10 +140,22 @@ def validate_request(obj: Any) -> tuple[str, dict[str, Any]]:
         args = {}
     if not isinstance(args, dict):
         raise ValueError(f"{cmd}: args must be a JSON object")
-    for key in ("reason", "origin", "device", "operator"):
+    for key in ("reason", "origin", "device", "operator", "name", "text"):
         value = args.get(key)
         if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
             raise ValueError(f"{cmd}: {key} must be a string of at most {MAX_TEXT} characters")
+    if cmd == THRESHOLD:
+        value = args.get("value")
+        if not (args.get("name") or "").strip():
+            raise ValueError("threshold: the threshold's name is needed")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"threshold: value must be a finite number, got {value!r}")
+        if not (args.get("reason") or "").strip():
+            raise ValueError("threshold: the operator's reason is needed (it is journaled with the change)")
+    if cmd == NOTE and not (args.get("text") or "").strip():
+        raise ValueError("note: the note's text is needed")
+    if cmd in (THRESHOLD, CLEAR_ESTOP) and not (args.get("operator") or "").strip():
+        raise ValueError(f"{cmd}: the operator's name is needed (an operator act)")
     if cmd in (ARM, DISARM) and not (args.get("device") or "").strip():
         raise ValueError(f"{cmd}: a device name is needed")
     if cmd == ARM and not (args.get("operator") or "").strip():

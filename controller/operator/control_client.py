@@ -30,7 +30,14 @@ ESTOP = "estop"
 STATUS = "status"
 ARM = "arm"
 DISARM = "disarm"
-COMMANDS = (ESTOP, STATUS, ARM, DISARM)
+PAUSE = "pause"
+RESUME = "resume"
+SKIP = "skip"
+STOP = "stop"
+THRESHOLD = "threshold"
+NOTE = "note"
+CLEAR_ESTOP = "clear_estop"
+COMMANDS = (ESTOP, STATUS, ARM, DISARM, PAUSE, RESUME, SKIP, STOP, THRESHOLD, NOTE, CLEAR_ESTOP)
 
 MAX_REQUEST_BYTES = 4096
 MAX_REPLY_BYTES = 256 * 1024

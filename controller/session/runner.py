@@ -154,6 +154,7 @@ def run_session(opts: RunOptions) -> SessionResult:
                                     sim=opts.sim is not None if opts.virtual_devices is None else opts.virtual_devices,
                                     arm=opts.arm, operator=opts.operator, progress=opts.progress)
             acts.stim = stim
+            acts.follow_commands()
             _say(opts, "devices " + ("ARMED (--arm)" if opts.arm else "disarmed: press 'a' twice to arm"))
         listener = _open_control_channel(session_id, acts, bus, opts, required=stim is not None)
         output = LslFeedbackOutput(streams, list(protocol.features), source_id=f"{streams}",
@@ -185,6 +186,9 @@ def run_session(opts: RunOptions) -> SessionResult:
         for modality in modalities:
             start = replace(start, **modality.start_data(protocol))
         bus.publish(start.event(now()))
+        acts.info = {"protocol_path": str(Path(opts.protocol_path).resolve()), "folder": str(folder.path),
+                     "outlets": output.stream_names, "inputs": start.to_data().get("inputs") or {},
+                     "participant": opts.participant, "operator": opts.operator}
         if opts.progress is not None:
             fb = protocol.feedback.value if protocol.feedback else None
             display = TextDisplay(bus, engine.snapshot, fb, _main_threshold(protocol, fb), stream=opts.progress)

@@ -13,7 +13,7 @@ import time
 
 from controller.safety.faults import FaultKind, source
 from controller.stimulation.dispatcher import DEVICE_PREFIX, Link, Stimulation
-from drivers.stimulator import DeviceError
+from drivers.stimulator import DeviceError, DeviceStatus
 
 WATCHDOG_SOURCE = source(FaultKind.WATCHDOG)
 
@@ -30,6 +30,8 @@ class Watchdog:
         self._thread = threading.Thread(target=self._run, name="stim-watchdog", daemon=True)
         self.tripped = False
         self.errors = 0
+        self.worst_silent_s = 0.0  # the loop's longest silence so far: the margin a loaded PC leaves
+        self.last_status: dict[str, tuple[float, DeviceStatus]] = {}  # device -> (monotonic time, its status)
 
     def start(self) -> None:
         self._last_kick = time.monotonic()
@@ -39,6 +41,13 @@ class Watchdog:
         self._halt.set()
         if self._thread.ident is not None and self._thread.is_alive():
             self._thread.join(timeout=2)
+
+    def margin(self) -> dict[str, float]:
+        """How close the loop is to tripping: its silence now and at worst, against the timeout (ms)."""
+        silent = time.monotonic() - self._last_kick
+        return {"timeout_ms": self.timeout_s * 1e3, "silent_ms": silent * 1e3,
+                "worst_silent_ms": self.worst_silent_s * 1e3,
+                "margin_ms": (self.timeout_s - self.worst_silent_s) * 1e3}
 
     def kick(self) -> None:
         self._last_kick = time.monotonic()
@@ -52,6 +61,7 @@ class Watchdog:
             try:
                 self.stimulation.poll()
                 silent = time.monotonic() - self._last_kick
+                self.worst_silent_s = max(self.worst_silent_s, silent)
                 if silent > self.timeout_s and not self.tripped:
                     self.tripped = True
                     self.stimulation.governor.inhibit(
@@ -74,6 +84,7 @@ class Watchdog:
                 continue
             try:
                 status = link.driver.status()
+                self.last_status[name] = (time.monotonic(), status)
             except DeviceError as exc:
                 if source not in active:
                     self.stimulation.device_error(name, f"status: {exc}")
