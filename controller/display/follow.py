@@ -20,21 +20,40 @@ _OFFSET_EVERY_S = 5.0  # clock-offset refresh period
 
 
 class _OffsetThread(threading.Thread):
-    """Measures the sender's clock offset in the background (``time_correction`` blocks)."""
+    """Measures the sender's clock offset in the background (``time_correction`` blocks), after reading
+    the stream's channel labels (``info`` blocks too)."""
 
-    def __init__(self, inlet: pylsl.StreamInlet) -> None:
+    def __init__(self, inlet: pylsl.StreamInlet, channels: int) -> None:
         super().__init__(name="display:clock-offset", daemon=True)
         self.inlet = inlet
+        self.channels = channels
         self.offset = 0.0  # same host: ~0, good enough until the first measurement
+        self.labels: list[str] | None = None  # None until read
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        self.labels = _labels(self.inlet, self.channels)
         while not self.stopped.is_set():
             try:
                 self.offset = self.inlet.time_correction(timeout=2.0)
             except Exception:  # lost or timed out: keep the last offset, try again later
                 pass
             self.stopped.wait(_OFFSET_EVERY_S)
+
+
+def _labels(inlet: pylsl.StreamInlet, count: int) -> list[str]:
+    """The channel labels the stream describes, or ``ch1..chN`` (a stream without a description)."""
+    labels: list[str] = []
+    try:
+        ch = inlet.info(timeout=1.0).desc().child("channels").child("channel")
+        while not ch.empty() and len(labels) < count:
+            labels.append(ch.child_value("label"))
+            ch = ch.next_sibling()
+    except Exception:  # a timeout or a stream that went away: numbered channels are still usable
+        labels = []
+    if len(labels) != count or not all(labels):
+        labels = [f"ch{i + 1}" for i in range(count)]
+    return labels
 
 
 class StreamFollower:
@@ -62,6 +81,11 @@ class StreamFollower:
         return self._inlet is not None
 
     @property
+    def labels(self) -> list[str] | None:
+        """The followed stream's channel labels; None until they have been read (in the background)."""
+        return None if self._offset is None else self._offset.labels
+
+    @property
     def channel_count(self) -> int:
         return self._channels
 
@@ -69,7 +93,7 @@ class StreamFollower:
         if self._uid is not None:
             self.switches += 1
         self._inlet = pylsl.StreamInlet(info, max_buflen=360, recover=True)
-        self._offset = _OffsetThread(self._inlet)
+        self._offset = _OffsetThread(self._inlet, info.channel_count())
         self._offset.start()
         self._uid = info.uid()
         self._string = info.channel_format() == pylsl.cf_string
