@@ -195,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     display_cli.add_arguments(p)
     p.set_defaults(func=display_cli.main)
 
+    from controller.console import cli as console_cli  # argparse only: Qt is imported when it runs
+
+    p = sub.add_parser("console", help="the operator console: set up, preflight, live view, control, review")
+    console_cli.add_arguments(p)
+    p.set_defaults(func=console_cli.main)
+
     from controller.operator.control_cli import add_control_commands
 
     add_control_commands(sub)  # estop, status, arm, disarm: talk to running sessions

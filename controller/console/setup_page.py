@@ -55,6 +55,7 @@ class SetupPage(QtWidgets.QWidget):
     """The form; ``setup()`` returns what was chosen, or raises ValueError naming what is missing."""
 
     changed = QtCore.Signal()
+    preflight_requested = QtCore.Signal()
 
     def __init__(self, parent: QtWidgets.QWidget | None = None, *, operator: str = "", participant: str = "",
                  session_root: Path = Path("sessions"), site: Path | None = None) -> None:
@@ -102,6 +103,10 @@ class SetupPage(QtWidgets.QWidget):
         layout.addLayout(form)
         layout.addWidget(QtWidgets.QLabel("Validation (as `neuroreflex validate`):"))
         layout.addWidget(self.validation, 1)
+        self.preflight_button = QtWidgets.QPushButton("Preflight →")
+        self.preflight_button.setObjectName("setup-preflight")
+        self.preflight_button.clicked.connect(self.preflight_requested.emit)
+        layout.addWidget(self.preflight_button, 0, QtCore.Qt.AlignmentFlag.AlignRight)
         self.protocol_box.currentIndexChanged.connect(self.validate)
         self.protocol_box.lineEdit().editingFinished.connect(self.validate)
         self.site_edit.editingFinished.connect(self.validate)

@@ -8,6 +8,7 @@ timeout), and the E-STOP, which is sent before anything else is looked at.
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from controller.display.qt import LslPoller
 
 FRAME_MS = 40  # 25 frames per second
 ESTOP_KEYS = ("Escape", "F12")
-SIM_MARGIN_S = 120.0  # the console's simulated participant outlives the protocol by this, then stops itself
+SIM_MARGIN_S = 120.0
+RED_CONFIRM_S = 8.0  # the console's simulated participant outlives the protocol by this, then stops itself
 
 
 class ConsoleWindow(QtWidgets.QMainWindow):
@@ -45,6 +47,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self._status_seen: dict[str, Any] | None = None
         self._configured = False
         self._ended_reported = False
+        self._red_pending: float | None = None
         self.pending_id: str | None = None  # the session id chosen at preflight (its streams are named after it)
         self.log_lines: list[str] = []
 
@@ -68,6 +71,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.tabs = QtWidgets.QTabWidget()
         self.setup_page = SetupPage(operator=operator, participant=participant, session_root=session_root, site=site)
         self.tabs.addTab(self.setup_page, "Set up")
+        self.setup_page.preflight_requested.connect(self.run_preflight)
         from controller.console.preflight_page import PreflightPage
 
         self.preflight_page = PreflightPage()
@@ -189,6 +193,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         setup = self._setup()
         if setup is None:
             return
+        if self.preflight_page.level() == "red" and not self._confirm_red():
+            return
         setup = self._ensure_simulator(setup)
         sid = self.pending_id or uuid.uuid4().hex[:8]
         try:
@@ -199,6 +205,19 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.say(f"session {sid} starting: {' '.join(setup.command(sid)[2:])}")
         self.pending_id = None
         self._follow(link)
+
+    def _confirm_red(self) -> bool:
+        """Starting over a red preflight takes a second click within ``RED_CONFIRM_S``, and is logged."""
+        now = time.monotonic()
+        if self._red_pending is not None and now - self._red_pending <= RED_CONFIRM_S:
+            self._red_pending = None
+            self.say("starting despite a red preflight (confirmed by the operator)")
+            return True
+        self._red_pending = now
+        reds = [c for c in self.preflight_page.checks if c.level == "red"]
+        self.say("preflight is RED: " + "; ".join(f"{c.name}: {c.reason}" for c in reds)
+                 + f". Click Start again within {RED_CONFIRM_S:g} s to start anyway.")
+        return False
 
     def attach(self, session_id: str) -> None:
         self._follow(SessionLink.attach(session_id))
@@ -339,12 +358,21 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self.live_page.set_channel_labels(follower.labels)
 
     def _fmri_page(self, merged: dict[str, Any]) -> Any:
+        """The operator panel (the session's fmri-qc, feedback and marker outlets) and the newest volume with
+        the protocol's ROIs, read from the folder the session watches."""
         from controller.console.fmri_page import FmriLivePage
 
-        if self.fmri_page is None:
-            self.fmri_page = FmriLivePage()
-            self.live_stack.addWidget(self.fmri_page)
-        self.fmri_page.configure(merged)
+        if self.fmri_page is not None:
+            self.live_stack.removeWidget(self.fmri_page)
+            self.fmri_page.deleteLater()
+        self.fmri_page = FmriLivePage(stream_base=merged.get("prefix"))
+        self.live_stack.addWidget(self.fmri_page)
+        inputs = ((merged.get("fmri") or {}).get("inputs") or {})
+        name, source = next(((n, i.get("source") or {}) for n, i in inputs.items()), (None, {}))
+        folder = source.get("where") if source.get("kind") == "folder" else None
+        self.fmri_page.configure(merged["protocol_path"], Path(folder) if folder else None, name)
+        if folder and source.get("pattern") and self.fmri_page.reader is not None:
+            self.fmri_page.reader.pattern = source["pattern"]
         return self.fmri_page
 
     def _check_ended(self, link: SessionLink) -> None:

@@ -188,6 +188,7 @@ def run_session(opts: RunOptions) -> SessionResult:
         bus.publish(start.event(now()))
         acts.info = {"protocol_path": str(Path(opts.protocol_path).resolve()), "folder": str(folder.path),
                      "outlets": output.stream_names, "inputs": start.to_data().get("inputs") or {},
+                     "fmri": start.to_data().get("fmri"), "prefix": streams,
                      "participant": opts.participant, "operator": opts.operator}
         if opts.progress is not None:
             fb = protocol.feedback.value if protocol.feedback else None
