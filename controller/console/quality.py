@@ -251,7 +251,7 @@ def _spectral_shares(x: np.ndarray, srate: float, line_freqs: Sequence[float]) -
         line_mask |= band
         out[f"line{freq:g}_pct"] = np.where(ok, 100 * psd[band].sum(axis=0) / np.where(ok, total, 1), np.nan)
     hf = (freqs > HF_LO_HZ) & ~line_mask
-    if HF_LO_HZ + 5 >= nyquist or not hf.any():
+    if nyquist <= HF_LO_HZ + 10 or not hf.any():  # no band worth the name above 40 Hz
         out["hf_pct"] = nan
     else:
         out["hf_pct"] = np.where(ok, 100 * psd[hf].sum(axis=0) / np.where(ok, total, 1), np.nan)
