@@ -157,7 +157,8 @@ def _load_protocol(protocol: Protocol | str | Path, site: Site | None) -> Protoc
         return protocol
     from controller.protocol import load_protocol
 
-    return load_protocol(protocol, site=site)
+    loaded: Protocol = load_protocol(protocol, site=site)
+    return loaded
 
 
 # ----------------------------------------------------------------------------- signal inputs
@@ -210,7 +211,7 @@ def _rate_text(rate: float) -> str:
     return f"{rate:g} Hz" if rate > 0 else "irregular rate"
 
 
-def _section(problem_loc: tuple) -> str:
+def _section(problem_loc: tuple[object, ...]) -> str:
     """Which preflight line a stream-check problem belongs to, by where in the protocol it points."""
     if len(problem_loc) < 3 or problem_loc[0] != "inputs":
         return "fit"

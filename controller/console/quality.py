@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import welch
+from scipy.signal import welch  # type: ignore[import-untyped]  # scipy-stubs is not installed
 
 from controller.protocol.signal_units import parse_unit
 
@@ -153,7 +153,7 @@ def channel_quality(data: np.ndarray, srate: float, labels: Sequence[str], *,
             if runs[c] >= min_run:
                 found.append((RED, f"{label}: saturated, {runs[c]} samples in a row at its extreme "
                                    f"({1000 * runs[c] / srate:.0f} ms)"))
-            elif clipped[c]:
+            elif clipped[c] and clip_volts is not None:
                 found.append((RED, f"{label}: clipped at ±{clip_volts / UV:g} µV"))
             if std[c] < LOW_STD_AMBER_V:
                 found.append((AMBER, f"{label}: very low signal, SD {std[c] / UV:.2g} µV (< {LOW_STD_AMBER_V / UV:g} µV)"))
@@ -161,9 +161,7 @@ def channel_quality(data: np.ndarray, srate: float, labels: Sequence[str], *,
                              lambda v, lim: f"peak-to-peak {v / UV:.0f} µV (> {lim / UV:g} µV)")
             for freq in line_freqs:
                 share = spectra.get(f"line{freq:g}_pct", np.full(len(labels), np.nan))[c] / 100
-                found += _graded(label, share, LINE_AMBER, LINE_RED,
-                                 lambda v, lim, f=freq: f"line noise {f:g} Hz at {100 * v:.0f} % of power "
-                                                        f"(> {100 * lim:g} %)")
+                found += _graded(label, share, LINE_AMBER, LINE_RED, _line_text(freq))
             hf = spectra["hf_pct"][c] / 100
             found += _graded(label, hf, HF_AMBER, HF_RED,
                              lambda v, lim: f"high-frequency noise (> {HF_LO_HZ:g} Hz) at {100 * v:.0f} % of "
@@ -172,7 +170,8 @@ def channel_quality(data: np.ndarray, srate: float, labels: Sequence[str], *,
     return out
 
 
-def _graded(label: str, value: float, amber: float, red: float, text) -> list[tuple[str, str]]:
+def _graded(label: str, value: float, amber: float, red: float,
+            text: Callable[[float, float], str]) -> list[tuple[str, str]]:
     if not np.isfinite(value):
         return []
     if value > red:
@@ -180,6 +179,10 @@ def _graded(label: str, value: float, amber: float, red: float, text) -> list[tu
     if value > amber:
         return [(AMBER, f"{label}: {text(value, amber)}")]
     return []
+
+
+def _line_text(freq: float) -> Callable[[float, float], str]:
+    return lambda v, lim: f"line noise {freq:g} Hz at {100 * v:.0f} % of power (> {100 * lim:g} %)"
 
 
 def _verdict(label: str, found: list[tuple[str, str]], metrics: dict[str, float]) -> ChannelQuality:
@@ -202,7 +205,8 @@ def _detrend(x: np.ndarray) -> np.ndarray:
     n = x.shape[0]
     t = np.arange(n, dtype=float) - (n - 1) / 2
     slope = (t @ (x - x.mean(axis=0))) / (t @ t)
-    return x - x.mean(axis=0) - np.outer(t, slope)
+    out: np.ndarray = x - x.mean(axis=0) - np.outer(t, slope)
+    return out
 
 
 def _extreme_runs(x: np.ndarray, ptp: np.ndarray, clip_volts: float | None) -> np.ndarray:
@@ -213,7 +217,8 @@ def _extreme_runs(x: np.ndarray, ptp: np.ndarray, clip_volts: float | None) -> n
     if clip_volts is not None:
         at_max |= x >= clip_volts
         at_min |= x <= -clip_volts
-    return np.maximum(_longest_true_run(at_max), _longest_true_run(at_min))
+    runs: np.ndarray = np.maximum(_longest_true_run(at_max), _longest_true_run(at_min))
+    return runs
 
 
 def _longest_true_run(mask: np.ndarray) -> np.ndarray:
