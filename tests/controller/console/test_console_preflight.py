@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any Qt import (the view test)
 pylsl = pytest.importorskip("pylsl")
 
 from controller.console.preflight import (  # noqa: E402
@@ -425,3 +426,28 @@ def test_other_streams_listing():
     check = other_streams_check([mine, *others], [mine])
     assert check.level == AMBER and check.reason.startswith("3 other streams visible: 's0' (Markers)")
     assert other_streams_check([mine], [mine]).level == GREEN
+
+
+def test_view_lists_checks_red_first_with_coloured_levels(qtbot):
+    pytest.importorskip("PySide6", reason="the gui extra is not installed: pip install -e '.[gui,test]'")
+    from controller.console.preflight_view import LEVEL_COLORS, PreflightView
+
+    view = PreflightView()
+    qtbot.addWidget(view)
+    checks = [Check("stream eeg", GREEN, "input eeg: stream 'amp'"),
+              Check("signal eeg/Cz", RED, "Cz: flat (constant 0 µV)", "ptp_uv 0"),
+              Check("other streams", AMBER, "2 other streams visible: 'a' (EEG), 'b' (Markers)")]
+    view.show_checks(checks)
+    table = view.table
+    assert table.rowCount() == 3
+    assert [table.item(r, 1).text() for r in range(3)] == ["signal eeg/Cz", "other streams", "stream eeg"]
+    assert table.item(0, 0).text() == RED
+    assert table.item(0, 0).background().color().name() == LEVEL_COLORS[RED]
+    assert table.item(1, 0).background().color().name() == LEVEL_COLORS[AMBER]
+    assert table.item(0, 2).text() == "Cz: flat (constant 0 µV)" and table.item(0, 2).toolTip() == "ptp_uv 0"
+    assert view.summary.text() == "preflight red: 1 red, 1 amber, 1 green"
+    view.running()
+    assert not view.button.isEnabled()
+    with qtbot.waitSignal(view.run_again, timeout=2000):
+        view.button.setEnabled(True)
+        view.button.click()
