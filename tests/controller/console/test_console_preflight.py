@@ -284,7 +284,7 @@ def test_missing_stream_and_missing_channel_are_red(amp, eeg, tmp_path):
     assert f"no LSL stream matches [name='{missing}']" in got["stream eeg"].reason
     assert other in got["stream eeg"].detail  # what *is* visible
     assert not any(k.startswith("signal") for k in got)
-    assert got["other streams"].level == AMBER and other in got["other streams"].reason
+    assert other in got["other streams"].reason  # listed (no input stream was found to be confused with)
 
     data, labels = eeg
     renamed = [("Cz2" if lab == "Cz" else lab) for lab in labels]
@@ -424,8 +424,11 @@ def test_other_streams_listing():
     mine = StreamDescription("amp", "EEG", "amp-1", 8, 500.0, "h")
     others = [StreamDescription(f"s{i}", "Markers", f"id{i}", 1, 0.0, "h") for i in range(3)]
     check = other_streams_check([mine, *others], [mine])
-    assert check.level == AMBER and check.reason.startswith("3 other streams visible: 's0' (Markers)")
+    assert check.level == GREEN and check.reason.startswith("3 other streams visible: 's0' (Markers)")
     assert other_streams_check([mine], [mine]).level == GREEN
+    rival = StreamDescription("amp2", "EEG", "amp-2", 8, 500.0, "h")  # another session's amplifier: same type
+    check = other_streams_check([mine, rival, *others], [mine])
+    assert check.level == AMBER and "'amp2' shares a used stream's name or type" in check.reason
 
 
 def test_view_lists_checks_red_first_with_coloured_levels(qtbot):
