@@ -91,6 +91,7 @@ class ParticipantWindow(QtWidgets.QWidget):
             self.view = ThermometerView(self.state.feedback, self)
         layout.addWidget(self.view, 1)
 
+        self.markers_received = 0  # marker strings received in total (feedback values: state.feedback.updates)
         self.streams: dict[str, str] = {}
         self.poller: LslPoller | None = None
         if prefix is not None:
@@ -130,6 +131,7 @@ class ParticipantWindow(QtWidgets.QWidget):
 
     def on_markers(self, texts: list[str], stamps: np.ndarray | None = None) -> None:
         """Marker strings (blocks, targets, ``reward``); plays the reward sound when one is due."""
+        self.markers_received += len(texts)
         self.state.on_markers(texts, stamps)
         if self.state.take_sounds():
             self.sound.play()
