@@ -332,6 +332,32 @@ def test_bar_mode_shows_the_thermometer_with_the_score(app, qtbot, session, tmp_
     assert distinct_colours(rgb) > 10
 
 
+def test_follow_moves_to_the_next_session_and_starts_the_score_again(app, qtbot, session):
+    prefix, sid = session
+    markers, feedback = outlets(prefix, sid)
+    w = window(qtbot, "game", prefix, sid, state=ThermometerState(target=0.6))
+    connect(qtbot, markers, feedback, w)
+    t = pylsl.local_clock()
+    markers.push_sample(["block_start:train"], t)
+    feedback.push_sample([0.8, 1.0], t + 1)
+    markers.push_sample(["reward"], t + 1)
+    qtbot.waitUntil(lambda: w.state.score == 1 and w.state.visible, timeout=WAIT_MS)
+    nxt = uuid.uuid4().hex[:8]
+    markers2, feedback2 = outlets(prefix, nxt)
+    w.follow(prefix, nxt)
+    assert w.streams["feedback"] == f"{prefix}-{nxt}-feedback"
+    assert w.state.score == 0 and not w.state.visible and w.state.target == 0.6  # the options stay
+    w.markers_received = 0
+    connect(qtbot, markers2, feedback2, w)
+    qtbot.waitUntil(lambda: not markers.have_consumers() and not feedback.have_consumers(),  # left behind
+                    timeout=WAIT_MS)
+    t = pylsl.local_clock()
+    markers2.push_sample(["block_start:train"], t)
+    feedback2.push_sample([0.3, 0.6], t + 1)
+    markers2.push_sample(["reward"], t + 1)
+    qtbot.waitUntil(lambda: w.state.score == 1 and w.state.value == 0.3, timeout=WAIT_MS)
+
+
 def test_mid_value_game_screenshot_for_the_docs(app, qtbot, tmp_path):
     """The documentation's picture (docs/img/console_participant_game.png) comes from ``demo``:
     ``python -m controller.display.participant docs/img/console_participant_game.png``."""
