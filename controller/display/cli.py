@@ -1,8 +1,9 @@
-"""``neuroreflex display thermometer|fmri-panel``: the Qt displays, each in its own process.
+"""``neuroreflex display thermometer|game|fmri-panel``: the Qt displays, each in its own process.
 
     neuroreflex display thermometer --prefix neuroreflex --fullscreen \\
         --protocol protocols/amygdala_mdd.yaml --run nf2 --instruction happy="Recall a happy memory"
     neuroreflex display fmri-panel --prefix neuroreflex --fd-threshold 0.5
+    neuroreflex display game --protocol protocols/tbr_adhd.yaml   # EEG: a rocket, a score, a reward chime
 
 Both follow the session's LSL outlets (start them before or after the session; they wait, and
 switch to the next session's streams of the same name by themselves). The target line comes from
@@ -20,12 +21,12 @@ import os
 import sys
 from pathlib import Path
 
-WHICH = ("thermometer", "fmri-panel")
+WHICH = ("thermometer", "game", "fmri-panel")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``display`` subcommand's arguments (``set_defaults(func=main)`` is the caller's)."""
-    parser.add_argument("which", choices=WHICH, help="the participant's thermometer or the operator's fMRI panel")
+    parser.add_argument("which", choices=WHICH, help="the participant's thermometer or game (the thermometer's options apply), or the operator's fMRI panel")
     parser.add_argument("--prefix", default="neuroreflex", help="LSL stream prefix of the session (default: %(default)s)")
     parser.add_argument("--session", default=None, metavar="ID",
                         help="the session to follow (its id: `neuroreflex status` lists them); default: the only "
@@ -115,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         size = _size(args.size)
-        state = _thermometer_state(args) if args.which == "thermometer" else None
+        state = _thermometer_state(args) if args.which in ("thermometer", "game") else None
     except ProtocolError as exc:  # FILE:LINE:COL: message
         print(str(exc), file=sys.stderr)
         return 2
@@ -132,7 +133,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
     from controller.inputs.lsl.sessions import SessionChoiceError, choose_session
 
-    kind = "feedback" if args.which == "thermometer" else "fmri-qc"
+    kind = "feedback" if args.which in ("thermometer", "game") else "fmri-qc"
     try:
         streams = choose_session(args.prefix, args.session, kind, wait_s=args.quit_after,
                                  say=lambda text: print(f"neuroreflex display: {text}", file=sys.stderr))
@@ -149,6 +150,10 @@ def main(args: argparse.Namespace) -> int:
         from controller.display.thermometer import LslThermometer
 
         window = LslThermometer(streams, state)
+    elif args.which == "game":
+        from controller.display.participant import ParticipantWindow
+
+        window = ParticipantWindow("game", streams, state=state)
     else:
         from controller.display.model import PanelState
         from controller.display.panel import LslOperatorPanel
