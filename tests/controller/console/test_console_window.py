@@ -1,0 +1,197 @@
+"""The console clicked through as an operator would, offscreen, on real sessions.
+
+Set-up -> preflight -> start -> pause -> resume -> threshold change -> note -> stop on a simulated
+EEG session; arm -> E-STOP on a stimulation session with virtual devices (the device's own log shows
+the disarm); an invalid protocol shown inline with its line; a session started from the console
+survives the console's death and is attached to again. Every act is checked where it lands: the
+session's journal, its XDF, the device log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+pytest.importorskip("PySide6", reason="the gui extra is not installed: pip install -e '.[gui,test]'")
+pytest.importorskip("pyqtgraph", reason="the gui extra is not installed: pip install -e '.[gui,test]'")
+pyxdf = pytest.importorskip("pyxdf")
+
+from PySide6 import QtCore  # noqa: E402
+
+from controller.console.session_link import running_sessions  # noqa: E402
+from controller.console.window import ConsoleWindow  # noqa: E402
+from controller.display.qt import application  # noqa: E402
+from controller.operator.control_client import ENV_DIR, request  # noqa: E402
+
+pytestmark = [pytest.mark.lsl, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[3]
+LEFT = QtCore.Qt.MouseButton.LeftButton
+WAIT_MS = 90_000
+
+EEG_PROTOCOL = """
+protocol: console-eeg
+inputs:
+  eeg: {stream: {type: EEG}, channels: [Cz, Fp1, Fp2], reference: average, highpass: 0.5 Hz}
+features:
+  tbr: {band_ratio: {input: eeg, channels: [Cz], numerator: [4 Hz, 8 Hz], denominator: [13 Hz, 21 Hz], window: 1 s, every: 100 ms}}
+thresholds:
+  goal: {fixed: 2.0}
+timeline: [{baseline: 60 s}, {train: 120 s}, {transfer: 60 s}]
+rules:
+  - {during: train, when: tbr < goal, do: {feedback: reward}}
+feedback: {value: tbr, range: [4.0, 1.0], during: [train]}
+"""
+
+
+@pytest.fixture(scope="module")
+def app():
+    return application()
+
+
+@pytest.fixture
+def control_dir(monkeypatch):
+    d = Path(tempfile.mkdtemp(prefix="nr-con-"))  # short: AF_UNIX paths are limited to 107 bytes
+    monkeypatch.setenv(ENV_DIR, str(d))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def journal(folder: Path) -> list[dict]:
+    out = []
+    for line in (folder / "journal.jsonl").read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def session_folder(root: Path) -> Path:
+    found = [p.parent for p in root.glob("*/manifest.json")]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def click(qtbot, widget) -> None:
+    assert widget.isEnabled(), f"{widget.objectName() or widget.text()} is disabled"
+    qtbot.mouseClick(widget, LEFT)
+
+
+def state_of(window) -> str | None:
+    return (window.link.status or {}).get("state") if window.link is not None else None
+
+
+def close(window, qtbot) -> None:
+    if window.link is not None and window.link.exit_code() is None and window.link.process is not None:
+        window.link.act("stop", operator="teardown")
+        window.link.process.wait(60)
+    window.close()
+    if window.simulator is not None:
+        window.simulator.stop()
+
+
+def test_an_invalid_protocol_is_shown_inline_with_its_line_and_column(app, qtbot, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EEG_PROTOCOL.replace("window: 1 s", "window: 1 parsec"))
+    window = ConsoleWindow(operator="ana", participant="p01", session_root=tmp_path / "sessions")
+    qtbot.addWidget(window)
+    window.setup_page.choose_protocol(bad)
+    text = window.setup_page.validation.toPlainText()
+    from controller.cli import main
+
+    completed = subprocess.run([sys.executable, "-m", "controller.cli", "validate", str(bad)], capture_output=True,
+                               text=True, cwd=ROOT)
+    assert completed.returncode == 2
+    first = completed.stderr.strip().splitlines()[0]
+    assert first.startswith(f"{bad}:6:") and first in text  # the same message as `neuroreflex validate`
+    assert "1 parsec" in text.splitlines()[1]  # the offending line quoted under it, with a caret
+    assert window.setup_page.protocol is None
+    click(qtbot, window.controls.buttons["start"])
+    assert window.link is None and "the protocol is not valid" in window.log_lines[-1]
+    del main
+
+
+def test_operator_runs_a_simulated_eeg_session_from_set_up_to_stop(app, qtbot, tmp_path, control_dir):
+    protocol = tmp_path / "console_eeg.yaml"
+    protocol.write_text(EEG_PROTOCOL)
+    root = tmp_path / "sessions"
+    window = ConsoleWindow(operator="ana", participant="p01", session_root=root, sim_channels=8, sim_rate=250.0)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        window.setup_page.choose_protocol(protocol)
+        assert window.setup_page.validation.toPlainText().startswith("valid protocol 'console-eeg'")
+
+        click(qtbot, window.setup_page.preflight_button)
+        qtbot.waitUntil(lambda: window.preflight_page.runs == 1, timeout=WAIT_MS)
+        checks = {c.name: c for c in window.preflight_page.checks}
+        assert checks["stream eeg"].level == "green", checks["stream eeg"]
+        assert window.simulator is not None and window.simulator.name in checks["stream eeg"].reason
+        assert checks["channels eeg"].level == "green"
+        assert window.preflight_page.view.table.rowCount() == len(checks)
+
+        click(qtbot, window.controls.buttons["start"])
+        if window.link is None:  # a red check on this machine (e.g. little disk): the second click starts anyway
+            click(qtbot, window.controls.buttons["start"])
+        assert window.link is not None
+        qtbot.waitUntil(lambda: state_of(window) == "running", timeout=WAIT_MS)
+        sid = window.link.session_id
+        live = window.live_page
+        qtbot.waitUntil(lambda: live is not None and live.signal_model is not None
+                        and live.feature_model is not None and window.live_page.ignored_samples >= 0
+                        and _signal_samples(window) > 250, timeout=WAIT_MS)
+        assert "session " + sid in window.header.text()
+
+        click(qtbot, window.controls.buttons["pause"])
+        qtbot.waitUntil(lambda: state_of(window) == "paused", timeout=WAIT_MS)
+        click(qtbot, window.controls.buttons["resume"])
+        qtbot.waitUntil(lambda: state_of(window) == "running", timeout=WAIT_MS)
+        click(qtbot, window.controls.buttons["skip"])
+        qtbot.waitUntil(lambda: (window.link.status or {}).get("block") == "train", timeout=WAIT_MS)
+
+        controls = window.controls
+        controls.threshold_box.setCurrentText("goal")
+        controls.threshold_value.setText("2.5")
+        controls.threshold_reason.setText("rewarded too often")
+        click(qtbot, controls.threshold_button)
+        qtbot.waitUntil(lambda: (window.link.status or {}).get("thresholds") == {"goal": 2.5}, timeout=WAIT_MS)
+        qtbot.keyClicks(controls.note_edit, "participant yawning")
+        click(qtbot, controls.note_button)
+        qtbot.waitUntil(lambda: any("note: done" in line for line in window.log_lines), timeout=WAIT_MS)
+
+        click(qtbot, window.controls.buttons["stop"])
+        qtbot.waitUntil(lambda: window.link.exit_code() is not None, timeout=WAIT_MS)
+        assert window.link.exit_code() == 0, window.link.log_tail(30)
+        qtbot.waitUntil(lambda: any("ended" in line for line in window.log_lines), timeout=WAIT_MS)
+    finally:
+        close(window, qtbot)
+
+    folder = session_folder(root)
+    events = journal(folder)
+    acts = {e["data"]["act"]: e["data"] for e in events if e["kind"] == "operator"}
+    for act in ("pause", "resume", "skip", "threshold", "note", "stop"):
+        assert act in acts, act
+        assert acts[act]["by"] == "ana" and "console" in acts[act]["via"], acts[act]
+    assert acts["threshold"]["reason"] == "rewarded too often" and acts["threshold"]["before"] == 2.0
+    assert acts["note"]["text"] == "participant yawning"
+    assert events[-1]["kind"] == "session_end"
+    streams, _ = pyxdf.load_xdf(str(next(folder.glob("*.xdf"))))
+    markers = next(s for s in streams if s["info"]["name"][0].endswith("-markers"))
+    assert "note:participant yawning" in [m[0] for m in markers["time_series"]]
+    assert any(s["info"]["name"][0] == window.simulator_name for s in streams)
+
+
+def _signal_samples(window) -> int:
+    model = window.live_page.signal_model if window.live_page is not None else None
+    return 0 if model is None else int(model.received)
