@@ -101,12 +101,12 @@ class Controls(QtWidgets.QWidget):
         self.buttons["resume"].setEnabled(linked and state == "paused")
         self.buttons["skip"].setEnabled(linked and state in ("running", "inhibited", "paused"))
         self.buttons["stop"].setEnabled(linked and state not in (None, "stopped"))
-        devices = sorted((status.get("devices") or {}))
+        devices = sorted(status.get("devices") or {})
         self.stim_row.setVisible(bool(devices))
         if [self.device_box.itemText(i) for i in range(self.device_box.count())] != devices:
             self.device_box.clear()
             self.device_box.addItems(devices)
-        names = sorted((status.get("thresholds") or {}))
+        names = sorted(status.get("thresholds") or {})
         if [self.threshold_box.itemText(i) for i in range(self.threshold_box.count())] != names:
             self.threshold_box.clear()
             self.threshold_box.addItems(names)

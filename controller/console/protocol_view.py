@@ -11,6 +11,25 @@ from typing import Any
 
 from controller.lang.compiled import Protocol
 
+UNIT_OF_SCALE = {1.0: "V", 1e-3: "mV", 1e-6: "uV", 1e-9: "nV"}
+
+
+def live_inputs(status: dict[str, Any], facts: dict[str, Any], labels: dict[str, list[str]]) -> dict[str, Any]:
+    """The status's inputs as the live view takes them: channel labels (read from the stream), rate, the unit of
+    the stream's numbers (from the session's scale to volts) and the protocol's filter for that input."""
+    out: dict[str, Any] = {}
+    for name, entry in (status.get("inputs") or {}).items():
+        scale = entry.get("si_scale") or []
+        unit = None
+        if scale:
+            nearest = min(UNIT_OF_SCALE, key=lambda s: abs(s - float(scale[0])) / s)
+            unit = UNIT_OF_SCALE[nearest] if abs(nearest - float(scale[0])) <= 1e-3 * nearest else None
+        count = int(entry.get("channels") or 0) if not isinstance(entry.get("channels"), list) else len(entry["channels"])
+        out[name] = {**entry, "srate": entry.get("rate"), "units": unit,
+                     "channels": labels.get(name) or [f"ch{i + 1}" for i in range(count)],
+                     **{k: v for k, v in (facts.get("input_filters") or {}).get(name, {}).items() if v is not None}}
+    return out
+
 
 def protocol_facts(protocol: Protocol) -> dict[str, Any]:
     """The static part of the status dict (see the console spec): blocks, bands, feedback, channels."""
@@ -35,6 +54,8 @@ def protocol_facts(protocol: Protocol) -> dict[str, Any]:
             channels[spec.input] = list(spec.channels)
     for spec in protocol.features.values():  # inputs without a feedback feature: their features' channels
         channels.setdefault(spec.input, list(spec.channels))
-    return {"blocks": blocks, "bands": bands, "feedback": feedback, "channels": channels,
+    filters = {name: {"highpass_hz": spec.highpass_hz, "notch_hz": spec.notch_hz}
+               for name, spec in protocol.inputs.items()}
+    return {"blocks": blocks, "input_filters": filters, "bands": bands, "feedback": feedback, "channels": channels,
             "feature_names": list(protocol.features), "devices_used": list(protocol.devices),
             "fmri": bool(protocol.volume_inputs)}

@@ -16,7 +16,7 @@ from typing import Any
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from controller.console.controls import Controls
-from controller.console.protocol_view import protocol_facts
+from controller.console.protocol_view import live_inputs, protocol_facts
 from controller.console.session_link import (
     SessionLink,
     SessionSetup,
@@ -44,6 +44,9 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.participant_window: QtWidgets.QWidget | None = None
         self.sim_channels, self.sim_rate = sim_channels, sim_rate
         self.facts: dict[str, Any] = {}
+        self._labels: dict[str, list[str]] = {}  # input -> channel labels read from its stream
+        self._signal_input: str | None = None
+        self._signal_follower: Any = None
         self._status_seen: dict[str, Any] | None = None
         self._configured = False
         self._ended_reported = False
@@ -283,7 +286,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
     def _on_status(self, status: dict[str, Any]) -> None:
         if not self._configured:
             self._configure(status)
-        merged = {**self.facts, **status}
+        merged = self._merged(status)
         block = status.get("block") or "—"
         left = status.get("time_left_s")
         total = status.get("total_left_s")
@@ -302,6 +305,13 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         if page is not None and hasattr(page, "on_status"):
             page.on_status(merged)
 
+    def _merged(self, status: dict[str, Any]) -> dict[str, Any]:
+        """The status with what the protocol says (blocks, bands...) and the inputs as the live view takes them."""
+        merged = {**self.facts, **status}
+        if status.get("inputs"):
+            merged["inputs"] = live_inputs(status, self.facts, self._labels)
+        return merged
+
     def _configure(self, status: dict[str, Any]) -> None:
         from controller.protocol import load_protocol
 
@@ -312,7 +322,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
                 self.facts = protocol_facts(load_protocol(path))
             except Exception as exc:  # the live view works without the protocol's facts (no bands, no blocks)
                 self.say(f"cannot read the session's protocol {path}: {exc}")
-        merged = {**self.facts, **status}
+        self._labels = {}
+        merged = self._merged(status)
         if self.facts.get("fmri"):
             page = self._fmri_page(merged)
         else:
@@ -329,9 +340,9 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         page = self.live_page
         page.configure(merged)
         outlets = merged.get("outlets") or {}
-        inputs = merged.get("inputs") or {}
-        feedback_input = next(iter((merged.get("channels") or {})), None)
-        signal = inputs.get(feedback_input) if feedback_input in inputs else next(iter(inputs.values()), None)
+        inputs = (self.link.status.get("inputs") if self.link is not None else None) or {}
+        self._signal_input = next((n for n in (merged.get("channels") or {}) if n in inputs), next(iter(inputs), None))
+        signal = inputs.get(self._signal_input) if self._signal_input else None
         names = list(merged.get("feature_names") or [])
         on_data: dict[str, Any] = {}
         if signal:
@@ -343,19 +354,19 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         if self.poller is not None:
             self.poller.stop()
         self.poller = LslPoller(on_data, period_ms=FRAME_MS, parent=self)
+        self._signal_follower = self.poller.followers[signal["name"]] if signal else None
         if signal:
-            self._signal_follower = self.poller.followers[signal["name"]]
-            self._labels_set = False
             self.poller.timer.timeout.connect(self._maybe_labels)
         return page
 
     def _maybe_labels(self) -> None:
-        follower = getattr(self, "_signal_follower", None)
-        if follower is None or self._labels_set or follower.labels is None or self.live_page is None:
+        """Once the signal stream's labels are read (in the background), the live view starts over with them."""
+        follower = self._signal_follower
+        if follower is None or self._signal_input in self._labels or follower.labels is None:
             return
-        self._labels_set = True
-        if hasattr(self.live_page, "set_channel_labels"):
-            self.live_page.set_channel_labels(follower.labels)
+        self._labels[self._signal_input] = list(follower.labels)
+        if self.live_page is not None and self.link is not None and self.link.status:
+            self.live_page.configure(self._merged(self.link.status))
 
     def _fmri_page(self, merged: dict[str, Any]) -> Any:
         """The operator panel (the session's fmri-qc, feedback and marker outlets) and the newest volume with

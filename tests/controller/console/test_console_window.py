@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -28,10 +26,9 @@ pyxdf = pytest.importorskip("pyxdf")
 
 from PySide6 import QtCore  # noqa: E402
 
-from controller.console.session_link import running_sessions  # noqa: E402
 from controller.console.window import ConsoleWindow  # noqa: E402
 from controller.display.qt import application  # noqa: E402
-from controller.operator.control_client import ENV_DIR, request  # noqa: E402
+from controller.operator.control_client import ENV_DIR  # noqa: E402
 
 pytestmark = [pytest.mark.lsl, pytest.mark.slow]
 
