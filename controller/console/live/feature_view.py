@@ -17,6 +17,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from controller.console.live.qtutil import cache_axes
 from controller.display.markers import parse_marker
 from controller.display.model import Series
 
@@ -73,11 +74,16 @@ class FeatureViewModel:
 
     def __init__(self, reward_markers: frozenset[str] = REWARD_MARKERS) -> None:
         self.reward_markers = reward_markers
+        self.version = 0  # bumped when anything drawn changes (the widget redraws only then)
+        self.shown: list[str] | None = None  # None: the feedback feature, else every feature
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget everything received (the next session); the version moves on, so the widget redraws."""
         self.names: list[str] = []
         self.series = Series(1)
         self.thresholds: dict[str, float] = {}
         self.feedback_feature: str | None = None
-        self.shown: list[str] | None = None  # None: the feedback feature, else every feature
         self.t0: float | None = None  # LSL time of session time 0
         self.anchored = False  # t0 from a block marker (exact), not from elapsed_s (estimate)
         self.rewards: list[float] = []  # LSL stamps
@@ -86,7 +92,7 @@ class FeatureViewModel:
         self.rates: list[tuple[str, float]] = []
         self._elapsed: float | None = None
         self._status_index: int | None = None
-        self.version = 0  # bumped when anything drawn changes (the widget redraws only then)
+        self.version += 1
 
     # ------------------------------------------------------------------ feeding
     def on_features(self, rows: np.ndarray, stamps: np.ndarray, names: Sequence[str]) -> None:
@@ -120,7 +126,11 @@ class FeatureViewModel:
                 self.rewards.append(t)
         self.version += 1
 
+    def _drawn(self) -> tuple:
+        return (dict(self.thresholds), self.feedback_feature, list(self.status_spans), list(self.rates))
+
     def on_status(self, status: Mapping[str, Any]) -> None:
+        before = self._drawn()
         th = status.get("thresholds")
         if isinstance(th, Mapping):
             for k, v in th.items():
@@ -137,7 +147,8 @@ class FeatureViewModel:
         el = status.get("elapsed_s")
         self._elapsed = float(el) if isinstance(el, int | float) else None
         self._status_index = status.get("block_index")
-        self.version += 1
+        if self._drawn() != before:  # most polls change nothing drawn: no redraw then
+            self.version += 1
 
     def _anchor(self, label: str, t: float) -> None:
         if self.anchored:
@@ -152,10 +163,6 @@ class FeatureViewModel:
         if start is not None:
             self.t0 = t - start
             self.anchored = True
-
-    def clear(self) -> None:
-        """Forget everything received (the next session)."""
-        self.__init__(self.reward_markers)  # type: ignore[misc]
 
     # ------------------------------------------------------------------ derived (session seconds)
     def session_time(self, stamps: np.ndarray) -> np.ndarray:
@@ -215,6 +222,8 @@ class FeatureView(QtWidgets.QWidget):
         self.p_rate.setMenuEnabled(False)
         self.p_rate.setMouseEnabled(x=False, y=False)
         self.p_rate.setYRange(0, 100, padding=0.02)
+        cache_axes(self.p_feat)
+        cache_axes(self.p_rate)
         self.graphics.ci.layout.setColumnStretchFactor(0, 4)
         self.graphics.ci.layout.setColumnStretchFactor(1, 1)
         self.curves: dict[str, pg.PlotDataItem] = {}

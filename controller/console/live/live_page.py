@@ -150,6 +150,11 @@ class LivePage(QtWidgets.QWidget):
             parts.append("INHIBITED: " + "; ".join(f"{k}: {v}" for k, v in inh.items()))
         return "   ".join(parts)
 
+    def pick(self, labels: Sequence[str] | None) -> None:
+        """Show these channels of the signal input, in this order (None: all); ValueError for an unknown one."""
+        if self.signal_model is not None:
+            self.signal_view.pick(labels)
+
     # ------------------------------------------------------------------ drawing
     def refresh(self) -> None:
         """Redraw from the models (the console's frame timer)."""

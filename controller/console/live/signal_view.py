@@ -5,7 +5,9 @@ high-pass/notch the protocol applies (filter state carried from chunk to chunk, 
 sees is what the features see; only the start differs, see ``DisplayFilter``), and reduces the picked channels to two points (min, max) per screen
 column: 64 channels x 10 s x 1 kHz become 64 x ~2000 points per frame, computed with a few numpy
 reductions and written into preallocated arrays. The widget (``SignalView``) only hands those arrays
-to one PlotDataItem per channel.
+to Qt, as two curves (even and odd lanes, NaN between lanes, ``connect="finite"``): one PlotDataItem
+per channel cost 64 setData and 64 path builds per frame, about 30 ms of Python per frame at 64
+channels (bench/console_draw.py), over the whole frame budget together with the painting.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 from scipy import signal  # type: ignore[import-untyped]  # scipy: no type stubs installed
 
+from controller.console.live.qtutil import cache_axes
 from controller.dsp.design import bandpass_sos, highpass_sos, notch_sos
 from controller.dsp.ring import RingBuffer
 from controller.lang.compiled import Band
@@ -175,6 +178,7 @@ class SignalViewModel:
         self.ring.reset()
         if self._filter is not None:
             self._filter.reset()
+        self._cols_done = None
         self.samples_in = 0
         self.last_stamp = None
 
@@ -229,8 +233,19 @@ class SignalViewModel:
         self.points_per_column = n_pts // self.columns
         col_t = (np.arange(self.columns) - self.columns + 1) * self.per_column / self.srate
         self.x = np.repeat(col_t, self.points_per_column)
-        self.y = np.full((len(self._picks), n_pts), np.nan)
+        # one NaN column after each lane: lanes concatenated into one curve are not joined to each other
+        self._ybuf = np.full((len(self._picks), n_pts + 1), np.nan)
+        self.y = self._ybuf[:, :n_pts]
+        self._mm = np.full((len(self._picks), n_pts), np.nan)  # per column min/max in µV, newest on the right
+        self._cols_done: int | None = None  # whole columns reduced into ``_mm`` (None: redo all)
+        self._xsep = np.append(self.x, np.nan)
+        self._xlanes = {parity: np.tile(self._xsep, len(range(parity, len(self._picks), 2))) for parity in (0, 1)}
         self.offsets = -np.arange(len(self._picks), dtype=np.float64)
+
+    def lanes(self, parity: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every other lane (``parity`` 0: lanes 0, 2, 4...) as one (x, y) with a NaN between lanes: drawing
+        64 channels is then two path builds and two draws per frame instead of 64 of each."""
+        return self._xlanes[parity], self._ybuf[parity::2].ravel()
 
     def window(self, seconds: float | None = None) -> np.ndarray:
         """The newest filtered samples of the picked channels, µV, ``(n_picked, n)`` (a copy)."""
@@ -242,32 +257,60 @@ class SignalViewModel:
         return self.ring.latest(n)[self._picks]
 
     def update_curves(self) -> np.ndarray:
-        """Recompute ``self.y`` (picked channels x display points, in divisions, lane offsets added; NaN where
-        no sample is held yet) and return it. Only whole columns are shown, aligned on the stream's sample
-        count, so a column's min/max does not flicker as the newest samples arrive."""
-        y = self.y
-        ppc, spc = self.points_per_column, self.per_column
-        done = self.ring.count - self.ring.count % spc  # samples in whole columns
-        lag = self.ring.count - done
-        have_cols = min(self.columns, done // spc, (self.ring.capacity - lag) // spc)
-        if have_cols < self.columns:
-            y[:, : (self.columns - have_cols) * ppc] = np.nan
-        if have_cols == 0 or len(self._picks) == 0:
-            return y
-        n = have_cols * spc
-        view = self.ring.latest(n + lag)[:, :n] if lag else self.ring.latest(n)
-        if len(self._picks) < self.ring.n_channels:
-            view = view[self._picks]
-        blocks = view.reshape(view.shape[0], have_cols, spc)
-        out = y[:, (self.columns - have_cols) * ppc:]
-        if ppc == 2:
-            np.min(blocks, axis=2, out=out[:, 0::2])
-            np.max(blocks, axis=2, out=out[:, 1::2])
+        """Update ``self.y`` (picked channels x display points, in divisions, lane offsets added; NaN where
+        no sample is held yet) and return it.
+
+        Only whole columns are shown, aligned on the stream's sample count: a column's min/max never changes
+        once complete, so a frame reduces only the columns completed since the last one and shifts the rest
+        (``_mm``, in µV); the scale and the lane offsets are applied to the whole array, cheaply, each frame.
+        """
+        ppc, spc, cols = self.points_per_column, self.per_column, self.columns
+        count = self.ring.count
+        lag = count % spc  # samples of the next, incomplete column
+        newest = count // spc  # whole columns written so far
+        have = min(cols, newest, (self.ring.capacity - lag) // spc)
+        mm, done = self._mm, self._cols_done
+        if done is None or newest < done or newest - done >= cols:
+            mm.fill(np.nan)
+            fresh = have
         else:
-            out[...] = blocks[:, :, -1]
-        out *= 1.0 / self.scale_uv
-        out += self.offsets[:, None]
-        return y
+            fresh = min(newest - done, have)
+            if fresh:
+                mm[:, : (cols - fresh) * ppc] = mm[:, fresh * ppc:]  # overlapping: numpy buffers it
+        if fresh and len(self._picks):
+            n = fresh * spc
+            view = self.ring.latest(n + lag)[:, :n]
+            if len(self._picks) < self.ring.n_channels:
+                view = view[self._picks]
+            reduce_columns(view, spc, ppc, mm[:, (cols - fresh) * ppc:])
+        self._cols_done = newest
+        np.multiply(mm, 1.0 / self.scale_uv, out=self.y)
+        self.y += self.offsets[:, None]
+        return self.y
+
+
+def reduce_columns(view: np.ndarray, spc: int, ppc: int, out: np.ndarray) -> None:
+    """``view`` (rows, k * spc) -> ``out`` (rows, k * ppc): per column of ``spc`` samples its (min, max), or its
+    last sample when ``ppc`` is 1. NaN in a column makes that column NaN (a gap on screen).
+
+    Few samples per column: ``spc`` elementwise passes over whole columns (numpy's reduction along a short
+    inner axis costs several times more); many: the reduction itself.
+    """
+    rows, n = view.shape
+    blocks = view.reshape(rows, n // spc, spc)
+    if ppc == 1:
+        out[...] = blocks[:, :, -1]
+        return
+    lo, hi = out[:, 0::2], out[:, 1::2]
+    if spc > 32:
+        np.min(blocks, axis=2, out=lo)
+        np.max(blocks, axis=2, out=hi)
+        return
+    lo[...] = blocks[:, :, 0]
+    hi[...] = blocks[:, :, 0]
+    for j in range(1, spc):
+        np.minimum(lo, blocks[:, :, j], out=lo)
+        np.maximum(hi, blocks[:, :, j], out=hi)
 
 
 class SignalView(QtWidgets.QWidget):
@@ -287,6 +330,7 @@ class SignalView(QtWidgets.QWidget):
         p.setMouseEnabled(x=False, y=False)
         p.setLabel("bottom", "time (s)")
         p.showGrid(x=True, y=False, alpha=0.15)
+        cache_axes(p)  # 64 channel names re-rendered every frame cost several ms
         self.scale_label = QtWidgets.QLabel(self)
         self.scale_label.setStyleSheet("color: #eeeeee; font-family: monospace;")
         self.smaller = QtWidgets.QPushButton("−", self)
@@ -319,7 +363,8 @@ class SignalView(QtWidgets.QWidget):
         self.rebuild()
 
     def rebuild(self) -> None:
-        """One curve per picked channel (after a pick change), names as left-axis ticks."""
+        """The two curves (even and odd lanes, in alternating colours) and the channel names as left-axis ticks
+        (after a pick change)."""
         p = self.plot.getPlotItem()
         for c in self.curves:
             p.removeItem(c)
@@ -327,8 +372,8 @@ class SignalView(QtWidgets.QWidget):
         m = self.model
         if m is None:
             return
-        for k in range(len(m.pick_indices)):
-            c = pg.PlotDataItem(pen=pg.mkPen(TRACE_COLORS[k % 2], width=1), antialias=False, connect="finite")
+        for color in TRACE_COLORS:
+            c = pg.PlotCurveItem(pen=pg.mkPen(color, width=1), antialias=False, connect="finite")
             p.addItem(c)
             self.curves.append(c)
         p.getAxis("left").setTicks([[(float(off), lab) for off, lab in zip(m.offsets, m.picked)], []])
@@ -336,6 +381,14 @@ class SignalView(QtWidgets.QWidget):
         p.setYRange(-n + 0.5, 0.5, padding=0)
         p.setXRange(-m.seconds, 0, padding=0)
         self._scale_text()
+
+    def drawn(self, lane: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (x, y) points handed to Qt for one lane (the picked channel at that position)."""
+        x, y = self.curves[lane % 2].getData()
+        assert self.model is not None and x is not None and y is not None
+        width = len(self.model.x) + 1
+        i = (lane // 2) * width
+        return x[i:i + width - 1], y[i:i + width - 1]
 
     def pick(self, labels: Sequence[str] | None) -> None:
         assert self.model is not None
@@ -382,7 +435,6 @@ class SignalView(QtWidgets.QWidget):
         m = self.model
         if m is None:
             return
-        y = m.update_curves()
-        x = m.x
-        for k, c in enumerate(self.curves):
-            c.setData(x, y[k], connect="finite")
+        m.update_curves()
+        for parity, c in enumerate(self.curves):
+            c.setData(*m.lanes(parity), connect="finite")

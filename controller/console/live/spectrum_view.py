@@ -16,6 +16,7 @@ import pyqtgraph as pg
 from PySide6 import QtGui, QtWidgets
 from scipy import signal  # type: ignore[import-untyped]  # scipy: no type stubs installed
 
+from controller.console.live.qtutil import cache_axes
 from controller.console.live.signal_view import SignalViewModel
 
 SPECTRUM_SECONDS = 3.0  # Welch over the last 3 s (1 s segments, half overlap: 5 averaged)
@@ -127,6 +128,7 @@ class SpectrumView(QtWidgets.QWidget):
         p.setLabel("left", "power (dB µV²/Hz)")
         p.getAxis("left").enableAutoSIPrefix(False)
         p.showGrid(x=True, y=True, alpha=0.2)
+        cache_axes(p)
         self.title = QtWidgets.QLabel("spectrum", self)
         self.title.setStyleSheet("color: #eeeeee; font-family: monospace;")
         layout = QtWidgets.QVBoxLayout(self)

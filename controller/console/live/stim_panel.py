@@ -13,6 +13,8 @@ from typing import Any
 
 from PySide6 import QtCore, QtWidgets
 
+from controller.console.live.qtutil import restyle
+
 MISSING = "—"
 OK, AMBER, RED, GREY = "#48bb78", "#d69e2e", "#e53e3e", "#a0aec0"
 AMBER_FRACTION = 0.8
@@ -141,10 +143,10 @@ class StimPanel(QtWidgets.QWidget):
         self._doses()
         if self.locks:
             self.interlocks.setText("INTERLOCKS\n" + "\n".join(self.locks))
-            self.interlocks.setStyleSheet(f"color: {RED}; font-weight: bold;")
+            restyle(self.interlocks, f"color: {RED}; font-weight: bold;")
         else:
             self.interlocks.setText("interlocks: none" if stim else MISSING)
-            self.interlocks.setStyleSheet(f"color: {GREY};")
+            restyle(self.interlocks, f"color: {GREY};")
 
     @staticmethod
     def _clear(grid: QtWidgets.QGridLayout) -> None:
@@ -172,7 +174,7 @@ class StimPanel(QtWidgets.QWidget):
                 text = getattr(r, key)
                 labels[key].setText(f"keep-alive {text}" if key == "keepalive" else text)
                 if color is not None:
-                    labels[key].setStyleSheet(f"color: {color};" + (" font-weight: bold;" if color != GREY else ""))
+                    restyle(labels[key], f"color: {color};" + (" font-weight: bold;" if color != GREY else ""))
 
     def _doses(self) -> None:
         keys = [(b.device, b.what) for b in self.bars]
@@ -190,10 +192,10 @@ class StimPanel(QtWidgets.QWidget):
         for b in self.bars:
             label, bar = self.dose_widgets[(b.device, b.what)]
             label.setText(f"{b.device} {b.text}")
-            label.setStyleSheet(f"color: {b.color};")
+            restyle(label, f"color: {b.color};")
             bar.setValue(int(round(1000 * min(1.0, b.fraction or 0.0))))
-            bar.setStyleSheet(f"QProgressBar {{ background: #222222; border: 1px solid #444444; }}"
-                              f"QProgressBar::chunk {{ background: {b.color}; }}")
+            restyle(bar, f"QProgressBar {{ background: #222222; border: 1px solid #444444; }}"
+                         f"QProgressBar::chunk {{ background: {b.color}; }}")
 
     def dose_color(self, device: str, what: str) -> str:
         """The colour the bar of ``device``'s ``what`` is drawn in (for tests)."""

@@ -13,6 +13,7 @@ from typing import Any
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from controller.console.live.feature_view import Span, block_color, status_blocks
+from controller.console.live.qtutil import restyle
 
 MISSING = "—"
 STATE_COLORS = {"running": "#48bb78", "paused": "#d69e2e", "inhibited": "#e53e3e", "stopped": "#a0aec0",
@@ -172,10 +173,10 @@ class TimelineView(QtWidgets.QWidget):
         for key in ("block", "block_left", "session_left", "latency"):
             self.labels[key].setText(getattr(s, key))
         self.labels["state"].setText(s.state)
-        self.labels["state"].setStyleSheet(f"color: {STATE_COLORS.get(s.state, '#eeeeee')}; font-weight: bold;"
+        restyle(self.labels["state"], f"color: {STATE_COLORS.get(s.state, '#eeeeee')}; font-weight: bold;"
                                            "font-family: monospace; padding: 1px 6px;")
         self.labels["watchdog"].setText(s.watchdog)
-        self.labels["watchdog"].setStyleSheet(f"color: {s.watchdog_color}; font-family: monospace;"
+        restyle(self.labels["watchdog"], f"color: {s.watchdog_color}; font-family: monospace;"
                                               "padding: 1px 6px;")
 
     def texts(self) -> dict[str, str]:

@@ -180,15 +180,20 @@ def test_signal_widget_curves_ticks_keys_and_buttons(app, qtbot):
     view.resize(900, 700)
     view.show()
     qtbot.waitExposed(view)
-    assert len(view.curves) == N_CH
+    assert len(view.curves) == 2  # even and odd lanes
     x, t = synthetic(4.0)
     feed_frames(m.push, x, t)
     view.refresh()
-    cx, cy = view.curves[0].getData()
-    assert len(cx) == len(m.x) == 2 * m.columns
-    np.testing.assert_allclose(cy, m.y[0])
+    for lane in (0, 1, 37, 63):
+        cx, cy = view.drawn(lane)
+        assert len(cx) == len(m.x) == 2 * m.columns
+        np.testing.assert_array_equal(cx, m.x)
+        np.testing.assert_allclose(cy, m.y[lane])
+    assert len(view.curves[1].getData()[0]) == 32 * (2 * m.columns + 1)  # 32 lanes, a NaN after each
     view.pick(["Oz", "Cz"])
-    assert len(view.curves) == 2
+    view.refresh()
+    np.testing.assert_allclose(view.drawn(1)[1], m.update_curves()[1])
+    assert view.drawn(1)[1][-1] == pytest.approx(m.window()[1, -20:].max() / 50.0 - 1, abs=1e-9)
     ticks = view.plot.getPlotItem().getAxis("left")._tickLevels[0]
     assert [label for _, label in ticks] == ["Oz", "Cz"]
     assert m.scale_uv == 50.0
@@ -382,7 +387,7 @@ def test_live_page_fed_like_the_console_and_screenshot(app, qtbot, tmp_path):
     assert sm is not None and sm.labels == LABELS and sm.srate == FS and sm.factor == 1e6
     assert sm.filt == FilterSpec(highpass_hz=1.0, notch_hz=50.0)
     assert page.spectrum_model.channels == ["Cz"]
-    assert len(page.signal_view.curves) == N_CH
+    assert page.signal_view.model is sm and len(sm.picked) == N_CH
     t0 = 2000.0
     page.on_markers([["block_start:rest"]], [t0])  # LSL pulls give one-element rows
     x, t = synthetic(12.0, t0=t0)
@@ -397,13 +402,18 @@ def test_live_page_fed_like_the_console_and_screenshot(app, qtbot, tmp_path):
         page.refresh()
     assert page.feedback == (0.6, 2.1)
     assert page.last_marker == "reward"
-    _, cy = page.signal_view.curves[0].getData()
+    _, cy = page.signal_view.drawn(63)
     assert len(cy) == 2 * sm.columns and np.isfinite(cy).all()
     assert page.spectrum_model.peak_hz() == pytest.approx(10.0, abs=0.5)
     assert len(page.feature_view.regions) == 5 and page.feature_view.rewards.getData()[0].size == 2
     assert page.timeline.texts()["block"] == "nf1 (3/5)"
     assert page.stim_panel.dose_color("stim1", "pulses") == AMBER
     assert "session ab12cd34" in page.header.text()
+    page.pick(["Cz", "Oz"])
+    page.refresh()
+    assert page.signal_model.picked == ["Cz", "Oz"] and len(page.signal_view.drawn(1)[1]) == 2 * sm.columns
+    page.pick(None)
+    page.refresh()
     app.processEvents()  # rows added to the stimulation panel are laid out by the event loop
     path = tmp_path / "live_page.png"
     image = page.grab().toImage()
@@ -426,5 +436,11 @@ def test_live_page_status_before_inputs_and_new_bands(app, qtbot):
     no_filter = status()
     no_filter["inputs"]["eeg"] = {k: v for k, v in no_filter["inputs"]["eeg"].items()
                                   if k not in ("highpass_hz", "notch_hz")}
-    page.configure(no_filter)
+    page.on_markers(["block_start:rest"], [10.0])
+    page.on_features(np.array([[2.0], [2.1]]), np.array([10.5, 11.0]), ["tbr"])
+    page.refresh()
+    assert len(page.feature_view.curves["tbr"].getData()[0]) == 2
+    page.configure(no_filter)  # the next session
     assert page.signal_model.filt == FilterSpec(highpass_hz=0.5)  # the display's own high-pass
+    page.refresh()
+    assert page.feature_model.names == [] and page.feature_view.curves == {}  # the old trace is gone
