@@ -284,7 +284,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             page.refresh()
 
     def _on_status(self, status: dict[str, Any]) -> None:
-        if not self._configured:
+        if not self._configured and status.get("outlets"):  # a starting session has not named its streams yet
             self._configure(status)
         merged = self._merged(status)
         block = status.get("block") or "—"
