@@ -308,6 +308,9 @@ class ConsoleWindow(QtWidgets.QMainWindow):
     def _merged(self, status: dict[str, Any]) -> dict[str, Any]:
         """The status with what the protocol says (blocks, bands...) and the inputs as the live view takes them."""
         merged = {**self.facts, **status}
+        blocks = self.facts.get("blocks") or []
+        if blocks and status.get("total_left_s") is not None:  # session time on the protocol's timeline
+            merged["elapsed_s"] = sum(b["duration_s"] for b in blocks) - float(status["total_left_s"])
         if status.get("inputs"):
             merged["inputs"] = live_inputs(status, self.facts, self._labels)
         return merged

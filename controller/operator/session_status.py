@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from controller import events as ev
+from controller.clock import now as lsl_now
 from controller.events import Event, EventBus
 
 _COMMAND_BACKLOG = 256
@@ -36,8 +37,26 @@ class CommandTracker:
                                           "t": event.t, "note": data.get("note") or data.get("reason") or ""}
 
 
-def _totals(totals: Any) -> dict[str, float]:
-    return {"pulses": float(totals.pulses), "charge_uC": float(totals.charge_c) * 1e6}
+def _last_text(last: dict[str, Any] | None, now_lsl: float) -> str | None:
+    if not last:
+        return None
+    what = f"{last['command']} {'sent' if last.get('ok') else 'REFUSED'}"
+    note = f": {last['note']}" if last.get("note") else ""
+    return f"{what} {max(0.0, now_lsl - float(last['t'])):.1f} s ago{note}"
+
+
+def _dose(totals: dict[str, Any], lim: Any) -> dict[str, float | None]:
+    """Used and cap per measure, per day and per session (the console pairs ``X_today`` with ``X_cap`` and
+    ``X_session`` with ``X_session_cap``)."""
+    day, session = totals["day"], totals["session"]
+
+    def uc(coulombs: float | None) -> float | None:
+        return None if coulombs is None else coulombs * 1e6
+
+    return {"pulses_today": float(day.pulses), "pulses_cap": lim.pulses_per_day_max,
+            "charge_today_uC": uc(day.charge_c), "charge_cap_uC": uc(lim.charge_per_day_max),
+            "pulses_session": float(session.pulses), "pulses_session_cap": lim.pulses_per_session_max,
+            "charge_session_uC": uc(session.charge_c), "charge_session_cap_uC": uc(lim.charge_per_session_max)}
 
 
 def stimulation_status(stim: Any, commands: CommandTracker | None) -> dict[str, Any]:
@@ -48,7 +67,7 @@ def stimulation_status(stim: Any, commands: CommandTracker | None) -> dict[str, 
     interlocks = {s: i.reason for s, i in gov.inhibitions.items()}
     devices: dict[str, Any] = {}
     dose: dict[str, Any] = {}
-    now_mono = time.monotonic()
+    now_mono, now_lsl = time.monotonic(), lsl_now()
     for name in stim.stimulation.links:
         seen = stim.watchdog.last_status.get(name)
         cfg = gov.site.devices[name]
@@ -56,16 +75,10 @@ def stimulation_status(stim: Any, commands: CommandTracker | None) -> dict[str, 
             "armed": gov.armed(name), "running": gov.running(name), "driver": cfg.driver, "port": cfg.port,
             "connected": None if seen is None else bool(seen[1].connected and not seen[1].error),
             "error": None if seen is None else seen[1].error,
-            "status_age_s": None if seen is None else now_mono - seen[0],
-            "settings": gov.settings(name), "last": last.get(name),
+            "keepalive_age_s": None if seen is None else now_mono - seen[0],  # the watchdog's last status read
+            "settings": gov.settings(name), "last": _last_text(last.get(name), now_lsl),
+            "last_command": last.get(name),
             "interlocked": any(s.endswith(":" + name) for s in interlocks),
         }
-        totals = gov.totals(name)
-        lim = cfg.limits
-        dose[name] = {"session": _totals(totals["session"]), "day": _totals(totals["day"]),
-                      "caps": {"pulses_per_session": lim.pulses_per_session_max, "pulses_per_day": lim.pulses_per_day_max,
-                               "charge_per_session_uC": None if lim.charge_per_session_max is None
-                               else lim.charge_per_session_max * 1e6,
-                               "charge_per_day_uC": None if lim.charge_per_day_max is None
-                               else lim.charge_per_day_max * 1e6}}
+        dose[name] = _dose(gov.totals(name), cfg.limits)
     return {"devices": devices, "dose": dose, "interlocks": interlocks, "watchdog": stim.watchdog.margin()}

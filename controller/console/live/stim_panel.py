@@ -91,16 +91,19 @@ def device_rows(status: Mapping[str, Any]) -> list[DeviceRow]:
 
 def dose_bars(status: Mapping[str, Any]) -> list[DoseBar]:
     """Each ``<what>_today<unit>`` with its ``<what>_cap<unit>`` (e.g. ``pulses_today``/``pulses_cap``,
-    ``charge_today_uC``/``charge_cap_uC``)."""
+    ``charge_today_uC``/``charge_cap_uC``), and each ``<what>_session<unit>`` with ``<what>_session_cap<unit>``."""
     bars = []
     for device, d in sorted((status.get("dose") or {}).items()):
         if not isinstance(d, Mapping):
             continue
         for key in d:
-            if "_today" not in key:
+            if "_today" in key:
+                what, cap_key = key.replace("_today", ""), key.replace("_today", "_cap")  # the day's: the plain name
+            elif "_session" in key and "_cap" not in key:
+                what, cap_key = key.replace("_session", "") + " (session)", key.replace("_session", "_session_cap")
+            else:
                 continue
-            what = key.replace("_today", "")
-            used, cap = _num(d.get(key)), _num(d.get(key.replace("_today", "_cap")))
+            used, cap = _num(d.get(key)), _num(d.get(cap_key))
             fraction = used / cap if used is not None and cap is not None and cap > 0 else None
             bars.append(DoseBar(str(device), what, used, cap, fraction, level_color(fraction)))
     return bars

@@ -79,7 +79,8 @@ class TimelineState:
                          f"max {fmt_ms(lat.get('max'))} ms" + (f" (n {int(n_lat)})" if n_lat is not None else ""))
         wd = status.get("watchdog")
         if isinstance(wd, Mapping):
-            margin, period = _num(wd.get("margin_ms")), _num(wd.get("period_ms"))
+            # the session's watchdog: worst silence of the loop so far against its timeout
+            margin, period = _num(wd.get("margin_ms")), _num(wd.get("timeout_ms", wd.get("period_ms")))
             if margin is not None:
                 s.watchdog = f"margin {margin:.1f} ms" + (f" of {period:.0f} ms" if period is not None else "")
                 if margin <= 0:

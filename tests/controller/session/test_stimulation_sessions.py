@@ -194,10 +194,11 @@ def test_nothing_reaches_the_device_until_the_operator_arms_through_the_control_
     quiet_after_trains(live, box)
     status = live.status()  # what the console shows: the device, its dose against the site's caps, the watchdog
     device = status["devices"]["tavns"]
-    assert device["armed"] is True and device["driver"] == "triggerbox" and device["last"]["command"] == "fire"
+    assert device["armed"] is True and device["driver"] == "triggerbox" and device["last_command"]["command"] == "fire"
+    assert device["last"].startswith("fire sent ") and " s ago" in device["last"]
     dose = status["dose"]["tavns"]
-    assert dose["session"]["pulses"] == PULSES_PER_TRAIN * len(allowed_fires(live, "tavns"))
-    assert dose["caps"]["pulses_per_session"] == 2000 and dose["caps"]["pulses_per_day"] == 10000
+    assert dose["pulses_session"] == PULSES_PER_TRAIN * len(allowed_fires(live, "tavns"))
+    assert dose["pulses_session_cap"] == 2000 and dose["pulses_cap"] == 10000
     assert status["watchdog"]["timeout_ms"] > 0 and status["watchdog"]["margin_ms"] < status["watchdog"]["timeout_ms"]
     assert status["latency_ms"]["n"] > 0 and status["latency_ms"]["max"] >= status["latency_ms"]["median"]
     assert live.finish().status == "completed"
