@@ -24,8 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", action="store_true",
                    help="start the session at once with the set-up given here (unattended rehearsals, tests)")
     p.add_argument("--real", action="store_true", help="real streams on the network (default: a simulated participant)")
-    p.add_argument("--sim-channels", type=int, default=64, help="simulated participant's channels (default %(default)s)")
+    p.add_argument("--sim-channels", default="64", metavar="N|LABELS",
+                   help="simulated participant's channels: a count or labels C3,C4,... (default %(default)s)")
     p.add_argument("--sim-rate", type=float, default=500.0, help="simulated participant's rate, Hz (default %(default)s)")
+    p.add_argument("--sim-chunk", type=int, default=None, metavar="SAMPLES", help="samples per chunk (an amplifier's block)")
+    p.add_argument("--sim-arg", action="append", default=[], metavar="ARG",
+                   help="more `neuroreflex sim eeg` arguments, e.g. --sim-arg=--seizure --sim-arg=90:60")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -41,7 +45,8 @@ def main(args: argparse.Namespace) -> int:
     app = application()
     window = ConsoleWindow(operator=args.operator, participant=args.participant,
                            session_root=Path(args.session_dir), site=Path(args.site) if args.site else None,
-                           sim_channels=args.sim_channels, sim_rate=args.sim_rate)
+                           sim_channels=int(args.sim_channels) if args.sim_channels.isdigit() else args.sim_channels,
+                           sim_rate=args.sim_rate, sim_chunk=args.sim_chunk, sim_extra=args.sim_arg)
     if args.protocol:
         window.setup_page.choose_protocol(Path(args.protocol))
     if args.real:

@@ -354,7 +354,8 @@ def _quality_checks(name: str, spec: InputSpec, facts: StreamFacts, checked: Str
         if volts:
             pick = [cols[i] for i in volts]
             results = channel_quality(data[:, pick], facts.rate * facts.speed, [facts.labels[c] for c in pick],
-                                      scale_to_volts=scale[volts])
+                                      scale_to_volts=scale[volts],
+                                      notched=(spec.notch_hz,) if spec.notch_hz else ())
             for q in results:
                 detail = ", ".join(f"{k} {v:.3g}" for k, v in q.metrics.items() if np.isfinite(v))
                 if len(q.findings) > 1:

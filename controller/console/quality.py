@@ -114,10 +114,13 @@ def channel_quality(data: np.ndarray, srate: float, labels: Sequence[str], *,
                     scale_to_volts: float | Sequence[float] | np.ndarray | None = None,
                     units: str | Sequence[str] | None = None,
                     clip_volts: float | None = None,
-                    line_freqs: Sequence[float] = LINE_FREQS_HZ) -> list[ChannelQuality]:
+                    line_freqs: Sequence[float] = LINE_FREQS_HZ,
+                  notched: Sequence[float] = ()) -> list[ChannelQuality]:
     """The quality of every column of ``data`` (samples x channels) sampled at ``srate`` Hz.
 
     ``clip_volts``: the amplifier's input range (|x| at or above it counts as clipped), if known.
+    ``notched``: line frequencies the protocol notches before its features: their noise is at most amber
+    (still worth a look: it usually means a poor contact), never a reason to refuse the session.
     """
     x = np.asarray(data, dtype=float)
     if x.ndim != 2 or x.shape[1] != len(labels):
@@ -161,7 +164,10 @@ def channel_quality(data: np.ndarray, srate: float, labels: Sequence[str], *,
                              lambda v, lim: f"peak-to-peak {v / UV:.0f} µV (> {lim / UV:g} µV)")
             for freq in line_freqs:
                 share = spectra.get(f"line{freq:g}_pct", np.full(len(labels), np.nan))[c] / 100
-                found += _graded(label, share, LINE_AMBER, LINE_RED, _line_text(freq))
+                graded = _graded(label, share, LINE_AMBER, LINE_RED, _line_text(freq))
+                if any(abs(freq - n) < 1.0 for n in notched):
+                    graded = [(AMBER, f"{t} (the protocol notches {freq:g} Hz)") for _, t in graded]
+                found += graded
             hf = spectra["hf_pct"][c] / 100
             found += _graded(label, hf, HF_AMBER, HF_RED,
                              lambda v, lim: f"high-frequency noise (> {HF_LO_HZ:g} Hz) at {100 * v:.0f} % of "

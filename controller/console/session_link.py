@@ -93,7 +93,7 @@ class SimulatedParticipant:
     stream the session will read, as in a lab. Its own process session: it outlives a killed console
     (the session it feeds goes on) and stops by itself after ``duration_s``."""
 
-    def __init__(self, name: str, marker_stream: str, *, channels: int = 64, rate: float = 500.0, chunk: int = 10,
+    def __init__(self, name: str, marker_stream: str, *, channels: int | str = 64, rate: float = 500.0, chunk: int = 10,
                  duration_s: float | None = None, seed: int = 0, extra: Sequence[str] = ()) -> None:
         self.name = name
         cmd = [sys.executable, "-m", "controller.cli", "sim", "eeg", "--name", name, "--marker-stream", marker_stream,

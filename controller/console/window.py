@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +36,15 @@ RED_CONFIRM_S = 8.0  # the console's simulated participant outlives the protocol
 
 class ConsoleWindow(QtWidgets.QMainWindow):
     def __init__(self, *, operator: str = "", participant: str = "", session_root: Path = Path("sessions"),
-                 site: Path | None = None, sim_channels: int = 64, sim_rate: float = 500.0) -> None:
+                 site: Path | None = None, sim_channels: int | str = 64, sim_rate: float = 500.0,
+                 sim_chunk: int | None = None, sim_extra: Sequence[str] = ()) -> None:
         super().__init__()
         self.setWindowTitle("neuroreflex console")
         self.link: SessionLink | None = None
         self.simulator: SimulatedParticipant | None = None
         self.poller: LslPoller | None = None
         self.participant_window: QtWidgets.QWidget | None = None
-        self.sim_channels, self.sim_rate = sim_channels, sim_rate
+        self.sim_channels, self.sim_rate, self.sim_chunk, self.sim_extra = sim_channels, sim_rate, sim_chunk, sim_extra
         self.facts: dict[str, Any] = {}
         self._labels: dict[str, list[str]] = {}  # input -> channel labels read from its stream
         self._signal_input: str | None = None
@@ -176,8 +178,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
                 self.simulator.stop()
             self.simulator = SimulatedParticipant(name, f"{setup.prefix}-{self.pending_id}-{self.pending_id}-markers",
                                                   channels=self.sim_channels, rate=self.sim_rate,
-                                                  chunk=1 if protocol.devices else 10,
-                                                  duration_s=protocol.duration_s + SIM_MARGIN_S)
+                                                  chunk=self.sim_chunk or (1 if protocol.devices else 10),
+                                                  duration_s=protocol.duration_s + SIM_MARGIN_S, extra=self.sim_extra)
             self.say(f"simulated participant started: LSL stream {name}")
         return SessionSetup(**{**setup.__dict__, "sim_stream": f"{next(iter(protocol.inputs))}={name}"})
 

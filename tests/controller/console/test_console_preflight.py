@@ -191,6 +191,10 @@ def test_each_fault_is_named_with_its_number(eeg):
     assert by["T3"].level == RED and "T3: peak-to-peak" in by["T3"].reason and "(> 500 µV)" in by["T3"].reason
     assert by["T4"].level == RED and "T4: high-frequency noise (> 40 Hz)" in by["T4"].reason
     assert by["Pz"].level == GREEN
+    notched = {q.label: q for q in channel_quality(x, FS, labels, scale_to_volts=1.0, notched=(50.0,))}
+    assert notched["Fp1"].level == AMBER and "(the protocol notches 50 Hz)" in notched["Fp1"].reason
+    assert notched["O1"].level == AMBER and "notches" not in notched["O1"].reason  # 60 Hz is not notched
+    assert notched["Cz"].level == RED  # nothing else is softened
 
 
 def test_amplitude_amber_band_and_unit_scaling():
@@ -256,7 +260,8 @@ def test_flat_line_noise_saturation_and_impedance_are_reported(amp, eeg, tmp_pat
     x = data.copy()
     t = np.arange(len(x)) / FS
     x[:, col(labels, "Cz")] = 0.0
-    x[:, col(labels, "Fp1")] += 40 * UV * np.sin(2 * np.pi * 50 * t)
+    x[:, col(labels, "Fp1")] += 40 * UV * np.sin(2 * np.pi * 60 * t)  # 60 Hz: the protocol notches only 50 Hz
+    x[:, col(labels, "T3")] += 40 * UV * np.sin(2 * np.pi * 50 * t)
     fp2 = x[:, col(labels, "Fp2")]
     x[:, col(labels, "Fp2")] = np.clip(fp2, -np.inf, np.percentile(fp2, 70))  # the top 30 % pinned at one value
     imp = ["5"] * len(labels)
@@ -265,7 +270,9 @@ def test_flat_line_noise_saturation_and_impedance_are_reported(amp, eeg, tmp_pat
     checks = preflight(tbr_on(amp(x, impedances=imp)), tmp_path)
     assert checks["signal eeg/Cz"].level == RED and checks["signal eeg/Cz"].reason == "Cz: flat (constant 0 µV)"
     fp1 = checks["signal eeg/Fp1"]
-    assert fp1.level == RED and fp1.reason.startswith("Fp1: line noise 50 Hz at ") and "(> 20 %)" in fp1.reason
+    assert fp1.level == RED and fp1.reason.startswith("Fp1: line noise 60 Hz at ") and "(> 20 %)" in fp1.reason
+    t3 = checks["signal eeg/T3"]  # as strong, at the frequency the protocol notches: looked at, not refused
+    assert t3.level == AMBER and t3.reason.endswith("(> 20 %) (the protocol notches 50 Hz)")
     fp2c = checks["signal eeg/Fp2"]
     assert fp2c.level == RED and fp2c.reason.startswith("Fp2: saturated, ")
     assert checks["signal eeg/Pz"].level == GREEN
