@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", action="store_true",
                    help="start the session at once with the set-up given here (unattended rehearsals, tests)")
     p.add_argument("--real", action="store_true", help="real streams on the network (default: a simulated participant)")
+    p.add_argument("--exit-after", type=float, default=None, metavar="SECONDS",
+                   help="close after this long and print what was drawn (benches; the session goes on)")
+    p.add_argument("--size", default=None, metavar="WxH", help="window size (default: 1400x950)")
     p.add_argument("--sim-channels", default="64", metavar="N|LABELS",
                    help="simulated participant's channels: a count or labels C3,C4,... (default %(default)s)")
     p.add_argument("--sim-rate", type=float, default=500.0, help="simulated participant's rate, Hz (default %(default)s)")
@@ -69,5 +72,20 @@ def main(args: argparse.Namespace) -> int:
         except Exception as exc:
             print(f"neuroreflex console: {args.review}: {exc}", file=sys.stderr)
             return 2
+    if args.size:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        window.resize(w, h)
     window.show()
+    if args.exit_after is not None:
+        from PySide6 import QtCore
+
+        def report_and_quit() -> None:
+            page = window.live_page
+            model = page.signal_model if page is not None else None
+            print(f"frames {window.frames} signal_samples {model.samples_in if model is not None else 0} "
+                  f"channels {len(model.labels) if model is not None else 0}", flush=True)
+            window.close()
+            app.quit()
+
+        QtCore.QTimer.singleShot(int(args.exit_after * 1000), report_and_quit)
     return int(app.exec())

@@ -47,6 +47,7 @@ class FmriLivePage(QtWidgets.QWidget):
         self.split.addWidget(self.slices)
         self.split.setStretchFactor(0, 1)
         self.split.setStretchFactor(1, 1)
+        self.split.setSizes([700, 900])  # the panel's six traces need width as much as the three planes
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.split)

@@ -98,7 +98,7 @@ def run_preflight(protocol: Protocol | str | Path, *, site: Site | str | Path | 
                   session_root: Path = Path("sessions"), seconds: float = 2.0,
                   resolve_timeout_s: float | None = None, devices: DeviceMode = "site",
                   volumes_folder: Path | None = None, record_xdf: bool = True,
-                  now: datetime | None = None) -> list[Check]:
+                  now: datetime | None = None, simulated_scanner: bool = False) -> list[Check]:
     """Every preflight check of ``protocol`` (a compiled protocol or its file), in display order.
 
     ``site``: the site configuration (or its file), needed for devices and dose caps; ``ledger_dir``
@@ -107,7 +107,9 @@ def run_preflight(protocol: Protocol | str | Path, *, site: Site | str | Path | 
     ``resolve_timeout_s``: per input (default: the protocol's); ``devices``: ``"site"`` probes each
     device's port, ``"virtual"`` reports the simulated devices a ``--sim`` session starts;
     ``volumes_folder``: the fMRI export folder overriding the protocol's (like ``--volumes-folder``);
-    ``now``: the wall-clock time for "today" (default: now).
+    ``now``: the wall-clock time for "today" (default: now); ``simulated_scanner``: the session's own
+    simulated scanner writes the volumes (``--sim``) into the new session folder, so the protocol's export
+    folder is not looked at.
     """
     site_obj = _load_site(site)
     proto = _load_protocol(protocol, site_obj)
@@ -124,12 +126,19 @@ def run_preflight(protocol: Protocol | str | Path, *, site: Site | str | Path | 
             need += int(rate_bytes * proto.duration_s)
         checks.append(other_streams_check(visible, used))
     for name, vspec in proto.volume_inputs.items():
-        checks += volume_checks(name, vspec, volumes_folder, resolve_timeout_s)
+        if simulated_scanner and volumes_folder is None:
+            checks.append(Check(f"volumes {name}", GREEN, f"input {name}: the simulated scanner writes its volumes "
+                                                          "into the new session folder (TR "
+                                                          f"{vspec.tr_s:g} s)"))
+        else:
+            checks += volume_checks(name, vspec, volumes_folder, resolve_timeout_s)
         need += int(FMRI_VOLUME_BYTES * math.ceil(proto.duration_s / vspec.tr_s))
     if record_xdf:
         checks.append(recording_check())
     checks.append(disk_check(Path(session_root), need, "session folder"))
     for name, vspec in proto.volume_inputs.items():
+        if simulated_scanner and volumes_folder is None:
+            continue  # the session folder's disk was checked above
         folder = volumes_folder or (Path(vspec.source.folder) if vspec.source.folder else None)
         if folder is not None and folder.is_dir():
             checks.append(disk_check(folder, int(FMRI_VOLUME_BYTES * math.ceil(proto.duration_s / vspec.tr_s)),

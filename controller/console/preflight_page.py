@@ -56,7 +56,9 @@ class PreflightPage(QtWidgets.QWidget):
             try:
                 checks = run_preflight(with_setup_streams(protocol, setup), site=setup.site,
                                        participant=setup.participant, session_root=setup.session_root,
-                                       devices="virtual" if simulated else "site", **options)
+                                       devices="virtual" if simulated else "site",
+                                       simulated_scanner=setup.simulated and bool(protocol.volume_inputs),
+                                       **options)
             except Exception as exc:  # a preflight that cannot run is itself a red check, never a crash
                 checks = [Check("preflight", "red", f"the preflight could not run: {exc}")]
             self.finished.emit(checks)

@@ -135,7 +135,7 @@ def seizure(out: Path, app: object, root: Path) -> None:
     window.tabs.setCurrentWidget(window.live_stack)  # type: ignore[attr-defined]
     window.controls.arm_button.click()  # type: ignore[attr-defined]
     window.controls.arm_button.click()  # type: ignore[attr-defined]
-    _pump(app, 150, lambda: bool(((_status(window).get("devices") or {}).get("rns") or {}).get("last")))
+    _pump(app, 150, lambda: str(((_status(window).get("devices") or {}).get("rns") or {}).get("last")).startswith("fire"))
     _pump(app, 8)
     _save(window, out, "console_live_seizure.png", app)
     window.estop()  # type: ignore[attr-defined]

@@ -55,6 +55,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self._red_pending: float | None = None
         self.pending_id: str | None = None  # the session id chosen at preflight (its streams are named after it)
         self.log_lines: list[str] = []
+        self.frames = 0
 
         self.header = QtWidgets.QLabel("no session")
         self.header.setObjectName("header")
@@ -273,6 +274,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ the frame
     def frame(self) -> None:
+        self.frames += 1
         link = self.link
         status: dict[str, Any] = link.status if link is not None else {}
         if link is not None and status and status is not self._status_seen:

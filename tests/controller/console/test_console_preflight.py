@@ -425,6 +425,9 @@ def test_fmri_volume_folder_checks(tmp_path):
     checks = by_name(run_preflight(protocol, session_root=tmp_path, record_xdf=False))
     assert set(checks) == {"volumes bold", "existing volumes bold", "disk session folder", "disk volume folder of bold"}
     assert checks["existing volumes bold"].level == AMBER  # skip: they will be skipped
+    simulated = by_name(run_preflight(protocol, session_root=tmp_path, record_xdf=False, simulated_scanner=True))
+    assert set(simulated) == {"volumes bold", "disk session folder"}  # --sim: the export folder is not used
+    assert simulated["volumes bold"].level == GREEN and "simulated scanner" in simulated["volumes bold"].reason
 
 
 def test_other_streams_listing():
