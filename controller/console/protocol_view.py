@@ -49,13 +49,13 @@ def protocol_facts(protocol: Protocol) -> dict[str, Any]:
         fb = protocol.feedback
         feedback = {"value": fb.value, "lo": fb.low, "hi": fb.high, "direction": "up" if fb.high > fb.low else "down",
                     "during": list(fb.during)}
-        spec = protocol.features.get(fb.value)
-        if spec is not None:
-            channels[spec.input] = list(spec.channels)
+        fb_spec = protocol.features.get(fb.value)
+        if fb_spec is not None:
+            channels[fb_spec.input] = list(fb_spec.channels)
     for spec in protocol.features.values():  # inputs without a feedback feature: their features' channels
         channels.setdefault(spec.input, list(spec.channels))
-    filters = {name: {"highpass_hz": spec.highpass_hz, "notch_hz": spec.notch_hz}
-               for name, spec in protocol.inputs.items()}
+    filters = {name: {"highpass_hz": inp.highpass_hz, "notch_hz": inp.notch_hz}
+               for name, inp in protocol.inputs.items()}
     return {"blocks": blocks, "input_filters": filters, "bands": bands, "feedback": feedback, "channels": channels,
             "feature_names": list(protocol.features), "devices_used": list(protocol.devices),
             "fmri": bool(protocol.volume_inputs)}

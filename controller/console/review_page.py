@@ -12,30 +12,22 @@ The reading and the slicing are in ``controller.console.review`` (Qt-free); this
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtWidgets
 
+from controller.console.colors import block_color
 from controller.console.review import ReviewWindow, SessionRecord
 from controller.display.qt import pen
 
 SLIDER_STEPS_PER_S = 10  # the slider scrubs in 0.1 s steps
 DEFAULT_SPAN_S = 10.0
 SIGNAL_COLORS = ("#8fd14f", "#4fc3f7", "#ffb74d", "#f06292", "#ba68c8", "#4db6ac", "#fff176", "#e0e0e0")
-BLOCK_COLORS = ("#2b6cb0", "#b7791f", "#4a5568", "#2f855a", "#9b2c2c", "#6b46c1")
 CURSOR_COLOR = "#ffd400"
 THRESHOLD_COLOR = "#ff6060"
 FEATURE_COLOR = "#3fa9f5"
-
-
-def block_color(label: str, alpha: int) -> QtGui.QColor:
-    """A stable colour per block label (the same label is the same shade in every session)."""
-    c = QtGui.QColor(BLOCK_COLORS[zlib.crc32(label.encode()) % len(BLOCK_COLORS)])
-    c.setAlpha(alpha)
-    return c
 
 
 def stack_offsets(data: np.ndarray) -> tuple[np.ndarray, float]:

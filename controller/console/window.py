@@ -60,6 +60,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.header = QtWidgets.QLabel("no session")
         self.header.setObjectName("header")
         self.header.setStyleSheet("font-size:15px; padding:4px")
+        self.header.setWordWrap(True)  # a long interlock cause wraps; it never widens the window off the screen
+        self.header.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.estop_button = QtWidgets.QPushButton("E-STOP  (Esc)")
         self.estop_button.setObjectName("estop")
         self.estop_button.setMinimumSize(180, 56)

@@ -8,31 +8,23 @@ Thresholds come from the status and from ``threshold:<name>=<value>`` markers, w
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtWidgets
 
+from controller.console.colors import block_color
 from controller.console.live.qtutil import cache_axes
 from controller.display.markers import parse_marker
 from controller.display.model import Series
 
 REWARD_MARKERS = frozenset({"reward"})
-BLOCK_COLORS = ("#2b6cb0", "#b7791f", "#4a5568", "#2f855a", "#9b2c2c", "#6b46c1")
 FEATURE_COLORS = ("#3fa9f5", "#f6ad55", "#68d391", "#fc8181", "#b794f4", "#f6e05e")
 THRESHOLD_COLOR = "#ffd400"
 REWARD_COLOR = "#48bb78"
-
-
-def block_color(label: str, alpha: int) -> QtGui.QColor:
-    """A stable colour per block label (the same as in the timeline)."""
-    c = QtGui.QColor(BLOCK_COLORS[zlib.crc32(label.encode()) % len(BLOCK_COLORS)])
-    c.setAlpha(alpha)
-    return c
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,8 @@ class LivePage(QtWidgets.QWidget):
         self.ignored_samples = 0  # signal fed before ``configure`` (nothing to place it in yet)
 
         self.header = QtWidgets.QLabel("waiting for the session's status", self)
+        self.header.setWordWrap(True)
+        self.header.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.header.setStyleSheet("color: #eeeeee; font-family: monospace; font-size: 14px; padding: 4px;")
         self.timeline = TimelineView(self)
         self.signal_view = SignalView(parent=self)

@@ -125,6 +125,7 @@ class StimPanel(QtWidgets.QWidget):
         self.dose_box = QtWidgets.QGridLayout()
         self.interlocks = QtWidgets.QLabel(MISSING, self)
         self.interlocks.setWordWrap(True)
+        self.interlocks.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.none)
@@ -168,6 +169,12 @@ class StimPanel(QtWidgets.QWidget):
                                                               "keepalive")}
                 for j, lab in enumerate(labels.values()):
                     self.devices_box.addWidget(lab, i, j)
+                # a refusal's reason can be long: it wraps in its cell (whole text as tooltip) instead of
+                # widening the console beyond the screen
+                labels["last"].setWordWrap(True)
+                labels["last"].setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                             QtWidgets.QSizePolicy.Policy.Preferred)
+                self.devices_box.setColumnStretch(4, 1)
                 self.device_labels[r.name] = labels
         for r in self.rows:
             labels = self.device_labels[r.name]
@@ -176,6 +183,8 @@ class StimPanel(QtWidgets.QWidget):
                                ("keepalive", r.keepalive_color), ("running", None), ("last", None)):
                 text = getattr(r, key)
                 labels[key].setText(f"keep-alive {text}" if key == "keepalive" else text)
+                if key == "last":
+                    labels[key].setToolTip(text)
                 if color is not None:
                     restyle(labels[key], f"color: {color};" + (" font-weight: bold;" if color != GREY else ""))
 

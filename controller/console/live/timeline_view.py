@@ -12,7 +12,8 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from controller.console.live.feature_view import Span, block_color, status_blocks
+from controller.console.colors import block_color
+from controller.console.live.feature_view import Span, status_blocks
 from controller.console.live.qtutil import restyle
 
 MISSING = "—"

@@ -444,3 +444,20 @@ def test_live_page_status_before_inputs_and_new_bands(app, qtbot):
     assert page.signal_model.filt == FilterSpec(highpass_hz=0.5)  # the display's own high-pass
     page.refresh()
     assert page.feature_model.names == [] and page.feature_view.curves == {}  # the old trace is gone
+
+
+def test_a_long_refusal_or_interlock_wraps_and_never_widens_the_page(app, qtbot):
+    """A governor's reason can run to hundreds of characters; the operator's window must stay on the screen."""
+    reason = "rns fire, but stimulation is inhibited: " + "latency: rns controller delay 5.67 ms > site limit 5 ms " * 8
+    page = LivePage()
+    qtbot.addWidget(page)
+    page.configure(status(devices={"rns": {"armed": True, "connected": True, "running": False,
+                                           "last": f"fire REFUSED 3.6 s ago: {reason}"}},
+                          interlocks={"latency": reason}, inhibitions={"latency": reason}))
+    page.resize(1400, 900)
+    page.show()
+    qtbot.waitExposed(page)
+    assert page.minimumSizeHint().width() < 1400
+    assert page.width() == 1400
+    last = page.stim_panel.device_labels["rns"]["last"]
+    assert last.toolTip().endswith(reason) and last.wordWrap()
