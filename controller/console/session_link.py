@@ -96,6 +96,7 @@ class SimulatedParticipant:
     def __init__(self, name: str, marker_stream: str, *, channels: int | str = 64, rate: float = 500.0, chunk: int = 10,
                  duration_s: float | None = None, seed: int = 0, extra: Sequence[str] = ()) -> None:
         self.name = name
+        self.marker_stream = marker_stream
         cmd = [sys.executable, "-m", "controller.cli", "sim", "eeg", "--name", name, "--marker-stream", marker_stream,
                "--channels", str(channels), "--rate", f"{rate:g}", "--chunk", str(chunk), "--seed", str(seed),
                "--quiet", *extra]

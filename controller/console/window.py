@@ -179,7 +179,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         if self.simulator is None or not self.simulator.alive() or self.simulator.name != name:
             if self.simulator is not None:
                 self.simulator.stop()
-            self.simulator = SimulatedParticipant(name, f"{setup.prefix}-{self.pending_id}-{self.pending_id}-markers",
+            # rewarded by the session's own marker outlet (<prefix>-<session id>-markers), as under `run --sim`
+            self.simulator = SimulatedParticipant(name, f"{setup.prefix}-{self.pending_id}-markers",
                                                   channels=self.sim_channels, rate=self.sim_rate,
                                                   chunk=self.sim_chunk or (1 if protocol.devices else 10),
                                                   duration_s=protocol.duration_s + SIM_MARGIN_S, extra=self.sim_extra)

@@ -147,6 +147,7 @@ def test_operator_runs_a_simulated_eeg_session_from_set_up_to_stop(app, qtbot, t
         assert window.link is not None
         qtbot.waitUntil(lambda: state_of(window) == "running", timeout=WAIT_MS)
         sid = window.link.session_id
+        assert window.simulator.marker_stream == window.link.status["outlets"]["markers"]  # it learns from rewards
         qtbot.waitUntil(lambda: _signal_samples(window) > 250, timeout=WAIT_MS)
         assert window.live_page.signal_model.labels[:3] == ["Fp1", "Fp2", "F3"] or "Cz" in window.live_page.signal_model.labels
         assert "session " + sid in window.header.text()
