@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.engine.conditions import compared_pairs
 from controller.lang.compiled import Protocol
 
 UNIT_OF_SCALE = {1.0: "V", 1e-3: "mV", 1e-6: "uV", 1e-9: "nV"}
@@ -54,8 +55,13 @@ def protocol_facts(protocol: Protocol) -> dict[str, Any]:
             channels[fb_spec.input] = list(fb_spec.channels)
     for spec in protocol.features.values():  # inputs without a feedback feature: their features' channels
         channels.setdefault(spec.input, list(spec.channels))
+    threshold_features: dict[str, list[str]] = {}
+    for when in [r.when for r in protocol.rules if r.when is not None] + [i.when for i in protocol.interlocks]:
+        for feature, th in sorted(compared_pairs(when)):
+            if feature not in threshold_features.setdefault(th, []):
+                threshold_features[th].append(feature)
     filters = {name: {"highpass_hz": inp.highpass_hz, "notch_hz": inp.notch_hz}
                for name, inp in protocol.inputs.items()}
-    return {"blocks": blocks, "input_filters": filters, "bands": bands, "feedback": feedback, "channels": channels,
+    return {"blocks": blocks, "input_filters": filters, "threshold_features": threshold_features, "bands": bands, "feedback": feedback, "channels": channels,
             "feature_names": list(protocol.features), "devices_used": list(protocol.devices),
             "fmri": bool(protocol.volume_inputs)}

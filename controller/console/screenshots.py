@@ -95,13 +95,14 @@ def eeg(out: Path, app: object, root: Path) -> Path | None:
     if participant is not None:
         participant.showNormal()
         participant.resize(900, 700)
-    _pump(app, 25)
-    window.controls.note_edit.setText("participant reports feeling sleepy")  # type: ignore[attr-defined]
-    window.controls.note_button.click()  # type: ignore[attr-defined]
-    _pump(app, 5)
-    _save(window, out, "console_live_eeg.png", app)
+    _pump(app, 12)  # well inside the 30 s training block: the rocket flies
     if participant is not None:
         _save(participant, out, "console_participant_live.png", app)
+    _pump(app, 8)
+    window.controls.note_edit.setText("participant reports feeling sleepy")  # type: ignore[attr-defined]
+    window.controls.note_button.click()  # type: ignore[attr-defined]
+    _pump(app, 3)
+    _save(window, out, "console_live_eeg.png", app)
     folder = _finish(window, app)
     if folder is not None:
         review = _window(root)

@@ -151,3 +151,24 @@ def names_in(node: Condition) -> tuple[set[str], set[str]]:
 
     visit(node)
     return feats, ths
+
+
+def compared_pairs(node: Condition) -> set[tuple[str, str]]:
+    """(feature, threshold) for every comparison of a feature with a threshold in a condition (what a
+    display draws together: the threshold's line over that feature's trace)."""
+    pairs: set[tuple[str, str]] = set()
+
+    def visit(n: Condition) -> None:
+        if isinstance(n, Compare):
+            if isinstance(n.left, FeatureRef) and isinstance(n.right, ThresholdRef):
+                pairs.add((n.left.name, n.right.name))
+            elif isinstance(n.left, ThresholdRef) and isinstance(n.right, FeatureRef):
+                pairs.add((n.right.name, n.left.name))
+        elif isinstance(n, (And, Or)):
+            for i in n.items:
+                visit(i)
+        elif isinstance(n, (Not, Sustained)):
+            visit(n.item)
+
+    visit(node)
+    return pairs

@@ -75,6 +75,7 @@ class FeatureViewModel:
         self.names: list[str] = []
         self.series = Series(1)
         self.thresholds: dict[str, float] = {}
+        self.threshold_features: dict[str, list[str]] = {}  # threshold -> the features rules compare with it
         self.feedback_feature: str | None = None
         self.t0: float | None = None  # LSL time of session time 0
         self.anchored = False  # t0 from a block marker (exact), not from elapsed_s (estimate)
@@ -128,6 +129,9 @@ class FeatureViewModel:
             for k, v in th.items():
                 if isinstance(v, int | float) and np.isfinite(v):
                     self.thresholds[str(k)] = float(v)
+        tf = status.get("threshold_features")
+        if isinstance(tf, Mapping):
+            self.threshold_features = {str(k): [str(f) for f in v] for k, v in tf.items()}
         fb = status.get("feedback")
         if isinstance(fb, Mapping) and fb.get("value"):
             self.feedback_feature = str(fb["value"])
@@ -167,6 +171,14 @@ class FeatureViewModel:
         if self.feedback_feature in self.names:
             return [self.feedback_feature]  # type: ignore[list-item]
         return list(self.names)
+
+    def shown_thresholds(self) -> dict[str, float]:
+        """The thresholds of the features drawn (a threshold no rule compares with a drawn feature would only
+        add a line at a meaningless height); all of them when the protocol's pairing is not known."""
+        if not self.threshold_features:
+            return dict(self.thresholds)
+        vis = set(self.visible)
+        return {n: v for n, v in self.thresholds.items() if vis & set(self.threshold_features.get(n, ()))}
 
     def trace(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(session seconds, values) of one feature where it was computed (NaN rows dropped)."""
@@ -243,7 +255,7 @@ class FeatureView(QtWidgets.QWidget):
                 self.curves[name] = self.p_feat.plot(pen=pg.mkPen(color, width=1.5), name=name)
             self.curves[name].setData(*m.trace(name))
         self.rewards.setData(*m.reward_points())
-        self._thresholds(m.thresholds)
+        self._thresholds(m.shown_thresholds())
         self._blocks(m.spans())
         self._rates(m.rates)
 

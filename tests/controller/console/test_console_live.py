@@ -7,6 +7,7 @@ feature traces, timeline and stimulation panel are checked for values, texts and
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -461,3 +462,21 @@ def test_a_long_refusal_or_interlock_wraps_and_never_widens_the_page(app, qtbot)
     assert page.width() == 1400
     last = page.stim_panel.device_labels["rns"]["last"]
     assert last.toolTip().endswith(reason) and last.wordWrap()
+
+
+def test_only_the_thresholds_compared_with_drawn_features_get_a_line(app, qtbot):
+    from controller.console.protocol_view import protocol_facts
+    from controller.protocol import load_protocol
+
+    facts = protocol_facts(load_protocol(Path(__file__).resolve().parents[3] / "protocols" / "tbr_demo.yaml"))
+    assert facts["threshold_features"]["goal"] == ["tbr"] and "blink" in facts["threshold_features"]["blink_max"]
+    model = FeatureViewModel()
+    model.on_features(np.array([[2.0, 1e-5]]), np.array([1.0]), ["tbr", "blink"])
+    model.on_status(status(thresholds={"goal": 2.5, "blink_max": 1.5e-4},
+                           threshold_features=facts["threshold_features"]))
+    assert model.visible == ["tbr"] and model.shown_thresholds() == {"goal": 2.5}  # the feedback feature alone
+    model.shown = ["tbr", "blink"]
+    assert model.shown_thresholds() == {"goal": 2.5, "blink_max": 1.5e-4}
+    bare = FeatureViewModel()  # no pairing known (an older session): every threshold is drawn
+    bare.on_status(status(thresholds={"goal": 2.5, "blink_max": 1.5e-4}))
+    assert set(bare.shown_thresholds()) == {"goal", "blink_max"}
