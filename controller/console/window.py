@@ -420,6 +420,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         prefix = (status.get("outlets") or {}).get("feedback", "")[: -len("-feedback")]
         try:
             window = ParticipantWindow(mode=self.display_mode.currentText(), prefix=prefix)
+            if status.get("block"):
+                window.join_block(str(status["block"]))
             window.show_on(self.display_screen.value(), fullscreen=len(QtGui.QGuiApplication.screens()) > 1)
         except (ValueError, RuntimeError) as exc:
             self.say(f"participant display: {exc}")

@@ -136,6 +136,13 @@ class ParticipantWindow(QtWidgets.QWidget):
         if self.state.take_sounds():
             self.sound.play()
 
+    def join_block(self, label: str) -> None:
+        """Opened mid-session: the block running now (its start marker went out before this window listened),
+        so the participant sees its instruction at once rather than a black screen until the next block."""
+        import pylsl
+
+        self.on_markers([f"block_start:{label}"], np.array([pylsl.local_clock()]))
+
     def on_feedback(self, rows: np.ndarray, stamps: np.ndarray | None = None) -> None:
         """Feedback rows (value 0..1, raw feature value)."""
         self.state.on_feedback(rows, stamps)

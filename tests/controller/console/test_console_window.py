@@ -156,7 +156,7 @@ def test_operator_runs_a_simulated_eeg_session_from_set_up_to_stop(app, qtbot, t
         click(qtbot, window.findChild(type(window.estop_button), "open-participant-display"))
         participant = window.participant_window
         assert participant is not None and participant.isVisible() and participant.mode == "game"
-        qtbot.waitUntil(lambda: participant.markers_received > 0, timeout=WAIT_MS)
+        assert participant.state.feedback.block == "baseline"  # opened mid-block: its instruction shows at once
 
         click(qtbot, window.controls.buttons["pause"])
         qtbot.waitUntil(lambda: state_of(window) == "paused", timeout=WAIT_MS)
@@ -164,6 +164,8 @@ def test_operator_runs_a_simulated_eeg_session_from_set_up_to_stop(app, qtbot, t
         qtbot.waitUntil(lambda: state_of(window) == "running", timeout=WAIT_MS)
         click(qtbot, window.controls.buttons["skip"])
         qtbot.waitUntil(lambda: (window.link.status or {}).get("block") == "train", timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: participant.state.feedback.block == "train"  # its own markers, from the outlet
+                        and participant.state.feedback.updates > 0, timeout=WAIT_MS)
 
         controls = window.controls
         controls.threshold_box.setCurrentText("goal")
