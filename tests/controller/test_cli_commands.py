@@ -22,7 +22,8 @@ from controller.session.args import DEFAULT_SITE, SessionArgs
 ROOT = Path(__file__).resolve().parents[2]
 
 
-COVERED = {"validate", "schema", "sim", "run", "demo", "report", "display", "estop", "status", "arm", "disarm"}
+COVERED = {"validate", "schema", "sim", "run", "demo", "report", "display", "console", "estop", "status", "arm",
+           "disarm"}
 
 
 
@@ -161,6 +162,16 @@ def test_display(tmp_path, monkeypatch):
                  "--quit-after", "4", "--screenshot", str(png)]) == 0
     t.join(5)
     assert png.stat().st_size > 1000
+
+
+def test_console(monkeypatch, capsys, cdir):
+    """The console opens with a protocol chosen and validated, draws, and closes by itself (--exit-after)."""
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    monkeypatch.setenv("NEUROREFLEX_CONTROL_DIR", str(cdir))
+    assert main(["console", "--protocol", str(ROOT / "protocols" / "tbr_demo.yaml"), "--operator", "ana",
+                 "--participant", "p01", "--exit-after", "1.5", "--size", "800x600"]) == 0
+    frames = capsys.readouterr().out.strip().splitlines()[-1].split()
+    assert frames[0] == "frames" and int(frames[1]) > 0
 
 
 class _Session:
