@@ -332,7 +332,13 @@ def test_page_follows_the_sessions_qc_outlet(app, qtbot):
     page = FmriLivePage(stream_base=base, poll_ms=60_000)
     qtbot.addWidget(page)
     assert isinstance(page.panel, LslOperatorPanel)
-    qtbot.waitUntil(outlet.have_consumers, timeout=30_000)
+    # resolving by name on a loopback crowded with other test sessions' streams took > 30 s once in CI (2 CPUs,
+    # two workers); the wait says what was visible if it ever runs out
+    try:
+        qtbot.waitUntil(outlet.have_consumers, timeout=90_000)
+    except Exception:
+        seen = sorted(i.name() for i in pylsl.resolve_streams(2.0))
+        raise AssertionError(f"the panel never connected to {base}-fmri-qc; {len(seen)} streams visible: {seen[:20]}")
     t0 = pylsl.local_clock()
     for i in range(4):
         outlet.push_sample([i + 1, 0.1 * i, 0, 0, 0, 0, 0, 0.2, 30.0, float("nan")], t0 + 2.0 * i)
