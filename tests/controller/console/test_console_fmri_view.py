@@ -338,7 +338,8 @@ def test_page_follows_the_sessions_qc_outlet(app, qtbot):
         qtbot.waitUntil(outlet.have_consumers, timeout=90_000)
     except Exception:
         seen = sorted(i.name() for i in pylsl.resolve_streams(2.0))
-        raise AssertionError(f"the panel never connected to {base}-fmri-qc; {len(seen)} streams visible: {seen[:20]}")
+        raise AssertionError(f"the panel never connected to {base}-fmri-qc; {len(seen)} streams visible: "
+                             f"{seen[:20]}") from None
     t0 = pylsl.local_clock()
     for i in range(4):
         outlet.push_sample([i + 1, 0.1 * i, 0, 0, 0, 0, 0, 0.2, 30.0, float("nan")], t0 + 2.0 * i)
