@@ -244,3 +244,11 @@ def test_every_topic_has_a_schema():
     assert schemas[tp.STATUS]["properties"]["status"]["enum"] == ["online", "offline", "ended"]
     assert tp.parse_topic("neuroreflex/lab/s1/state") == tp.TopicName("lab", "s1", "state")
     assert tp.parse_topic("other/lab/s1/state") is None
+
+
+def test_schema_command_prints_the_telemetry_schemas(capsys):
+    from controller.cli import main
+
+    assert main(["schema", "--telemetry"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == set(tp.PAYLOADS) and printed["identity"]["x-topic"] == "<prefix>/<site>/<session>/identity"
