@@ -29,6 +29,7 @@ from controller.safety import dose as dosing
 from controller.safety import quantities as q
 from controller.safety import site_schema as schema
 from controller.safety.train_table import TrainTable
+from controller.telemetry.config import TelemetryConfig, TelemetryDecl, compile_telemetry, telemetry_problems
 from drivers import registry
 from drivers.stimulator import Stimulator
 
@@ -101,6 +102,7 @@ class Site:
     max_end_to_end_latency_s: float | None = None  # detecting sample -> command (None: no such bound)
     input_stall_s: float = 1.0
     description: str = ""
+    telemetry: TelemetryConfig | None = None  # None: no telemetry section, no broker
     path: str = ""
     sha256: str = ""
 
@@ -149,7 +151,7 @@ def _compile(text: str, filename: str) -> Site:
         decl = schema.SiteDecl.model_validate(source.data)
     except ValidationError as exc:
         issues += [_issue(err, source) for err in exc.errors(include_url=False)]
-    checker = _Semantics(source)
+    checker = _Semantics(source, Path(filename).parent)
     if decl is None:
         checker.partial(source.data)  # cross-field rules of the parts whose shape is right
         raise SiteError(issues + checker.issues)
@@ -240,8 +242,9 @@ def _issue(err: ErrorDetails, source: Source) -> Issue:
 class _Semantics:
     """Rules that need more than one field, each error pinned to the key it is about."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, base_dir: Path) -> None:
         self.source = source
+        self.base_dir = base_dir  # telemetry's files are relative to the site file
         self.issues: list[Issue] = []
 
     def _add(self, loc: Loc, message: str, *, key: bool = True) -> None:
@@ -260,7 +263,15 @@ class _Semantics:
             max_end_to_end_latency_s=decl.max_end_to_end_latency,
             input_stall_s=decl.input_stall,
             devices=MappingProxyType(devices),
+            telemetry=self._telemetry(decl),
         )
+
+    def _telemetry(self, decl: schema.SiteDecl) -> TelemetryConfig | None:
+        if decl.telemetry is None:
+            return None
+        for loc, message in telemetry_problems(decl.telemetry):
+            self._add(("telemetry", *loc), message)
+        return compile_telemetry(decl.telemetry, site_name=decl.site, base_dir=self.base_dir)
 
     def partial(self, data: Any) -> None:
         """The rules that can still be checked when the file's shape is wrong somewhere:
@@ -269,6 +280,12 @@ class _Semantics:
             return
         if isinstance(data.get("timezone"), str):
             self._timezone(data["timezone"])
+        try:
+            section = TelemetryDecl.model_validate(data["telemetry"]) if isinstance(data.get("telemetry"), dict) else None
+        except ValidationError:
+            section = None
+        for loc, message in telemetry_problems(section) if section is not None else ():
+            self._add(("telemetry", *loc), message)
         raw = data.get("devices")
         if not isinstance(raw, dict):
             return

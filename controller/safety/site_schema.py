@@ -22,6 +22,7 @@ from controller.lang import units
 from controller.lang.fields import Duration, Frequency, Name, fail
 from controller.safety import quantities as q
 from controller.safety.train_table import RELATIVE_TO
+from controller.telemetry.config import TelemetryDecl
 from drivers.registry import DRIVERS as _REGISTRY
 
 # The `driver:` names a site may use: those of the driver registry, in its order.
@@ -296,6 +297,9 @@ class SiteDecl(Decl):
     )
     input_stall: Duration = Field("1 s", validate_default=True, description="An input silent this long inhibits stimulation.")
     devices: dict[Name, DeviceDecl] = Field(min_length=1, description="Stimulators by name; protocols refer to them by that name.")
+    telemetry: TelemetryDecl | None = Field(
+        None, description="Optional: publish every session's state and events to an MQTT broker; without it, no broker is needed."
+    )
 
 
 def json_schema() -> dict[str, Any]:
