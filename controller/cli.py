@@ -201,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     console_cli.add_arguments(p)
     p.set_defaults(func=console_cli.main)
 
+    from controller.telemetry import monitor as monitor_cli  # argparse only: aiomqtt is imported when it runs
+
+    p = sub.add_parser("monitor", help="every session on an MQTT broker, live; --send SESSION CMD: a remote command")
+    monitor_cli.add_arguments(p)
+    p.set_defaults(func=monitor_cli.main)
+
     from controller.operator.control_cli import add_control_commands
 
     add_control_commands(sub)  # estop, status, arm, disarm: talk to running sessions
