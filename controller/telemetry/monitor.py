@@ -269,7 +269,7 @@ def _explain(exc: BaseException) -> str:
     return f"cannot connect to the broker: {text}"
 
 
-def _client(cfg: TelemetryConfig, purpose: str) -> Any:
+def client_for(cfg: TelemetryConfig, purpose: str) -> Any:
     """An aiomqtt client (MQTT v5) that also keeps each PUBACK's reason code (aiomqtt drops it): a
     publish the ACL refuses is answered "not authorized", and a sender must be able to say so."""
     import os
@@ -330,7 +330,7 @@ async def watch(cfg: TelemetryConfig, *, once: float | None = None, out: IO[str]
 
     while True:
         try:
-            async with _client(cfg, "monitor") as client:
+            async with client_for(cfg, "monitor") as client:
                 wait = 0.5
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
@@ -367,7 +367,7 @@ async def send(cfg: TelemetryConfig, session: str, cmd: str, *, reason: str | No
     args: dict[str, Any] = {k: v for k, v in (("reason", reason), ("text", text)) if v}
     request = Request(uuid.uuid4().hex[:12], cmd, args, by)
     try:
-        async with _client(cfg, "send") as client:
+        async with client_for(cfg, "send") as client:
             if site is None or "/" in session:
                 site, session = await _find_site(client, cfg, session)
             await client.subscribe(ack_topic(cfg, session, site), qos=1)
