@@ -59,6 +59,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
+    if args.telemetry:
+        from controller.telemetry.topics import json_schemas  # pydantic only: no MQTT client needed
+
+        print(json.dumps(json_schemas(), indent=2))
+        return 0
     from controller.protocol import json_schema
 
     print(json.dumps(json_schema(), indent=2))
@@ -159,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("schema", help="print the protocol JSON Schema (for editor completion)")
+    p.add_argument("--telemetry", action="store_true",
+                   help="print instead the JSON Schema of each telemetry topic's payload (keyed by topic kind)")
     p.set_defaults(func=_cmd_schema)
 
     p = sub.add_parser("sim", help="simulators: `neuroreflex sim eeg --help`", add_help=False)

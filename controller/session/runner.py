@@ -121,6 +121,8 @@ def run_session(opts: RunOptions) -> SessionResult:
             modality.close()  # nothing may outlive a session that did not start
         raise
     identity = _identity(protocol, opts, site, session_id)
+    if site is not None and site.telemetry is not None:
+        _check_telemetry(site.telemetry, modalities)
     try:
         folder = SessionFolder.create(opts.session_root, Path(opts.protocol_path), opts.site_config, identity=identity)
     except BaseException:  # e.g. a full disk or a folder without write permission
@@ -131,6 +133,12 @@ def run_session(opts: RunOptions) -> SessionResult:
     bus = EventBus()
     journal = Journal(folder.journal_path)
     journal.start(bus)
+    telemetry = None
+    if site is not None and site.telemetry is not None:
+        from controller.telemetry.publisher import TelemetryPublisher  # aiomqtt: only for a site that asks
+
+        telemetry = TelemetryPublisher(site.telemetry, bus, {**identity, "started": time.time(),
+                                                             "devices": list(protocol.devices)}).start()
     bus.publish(Event(ev.SESSION_OPEN, now(), None, {**identity, "folder": folder.path.name}))
     recorder: XdfRecorder | None = None
     display: TextDisplay | None = None
@@ -236,9 +244,30 @@ def run_session(opts: RunOptions) -> SessionResult:
         if failure is not None:
             bus.publish(rec.Fault("session", failure).event(now()))
         result = _shutdown(folder, bus, journal, recorder, modalities, display, output, engine, status, opts,
-                           {"failure": failure} if failure else {})
+                           {"failure": failure} if failure else {}, telemetry)
         result.failure = failure
     return result
+
+
+def _check_telemetry(cfg, modalities: list[Modality]) -> None:
+    """A site that asks for telemetry gets it or a clear error before the session folder exists: the
+    client installed, the password file or variable and the TLS files there. (The broker itself may be
+    away: that changes nothing but the telemetry.)"""
+    import importlib.util
+
+    from controller.telemetry.connection import TelemetryConnectionError, client_options
+
+    if importlib.util.find_spec("aiomqtt") is None:
+        for modality in modalities:
+            modality.close()
+        raise SessionError("the site config has a telemetry: section but aiomqtt is not installed: "
+                           "pip install 'neuroreflex[mqtt]'")
+    try:
+        client_options(cfg, client_id="check")
+    except TelemetryConnectionError as exc:
+        for modality in modalities:
+            modality.close()
+        raise SessionError(str(exc)) from exc
 
 
 def _modalities(protocol: Protocol, opts: RunOptions, streams: str) -> list[Modality]:
@@ -347,7 +376,8 @@ def _check_sources(sources) -> None:
             raise SessionError(f"input {source.input_name!r} failed: {source.error}")
 
 
-def _shutdown(folder, bus, journal, recorder, modalities, display, output, engine, status, opts, extra=None):
+def _shutdown(folder, bus, journal, recorder, modalities, display, output, engine, status, opts, extra=None,
+              telemetry=None):
     sources = [src for m in modalities for src in m.sources]
     for source in sources:
         source.stop()
@@ -367,6 +397,8 @@ def _shutdown(folder, bus, journal, recorder, modalities, display, output, engin
         except Exception as exc:  # the journal still says what happened
             bus.publish(rec.Fault("recorder", str(exc)).event(now()))
     bus.publish(rec.SessionEnd(status, summary).event(now()))
+    if telemetry is not None:  # the end goes out (status: ended) and its report reaches the journal
+        telemetry.stop()
     if display is not None:
         display.stop()
         if opts.progress is not None:
