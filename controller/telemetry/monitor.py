@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ KINDS_SHOWN = ("status", "identity", "state", "feedback", "devices", "interlocks
 REDRAW_S = 0.5  # a terminal is redrawn at most this often
 PIPE_TABLE_S = 10.0  # without a terminal, the table is printed this often (when something changed)
 ALERTS_KEPT = 8  # alert lines kept under a redrawn table
+NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT v5 PUBACK: accepted, but nobody subscribes to the topic
 
 
 # ----------------------------------------------------------------------------- the table
@@ -93,7 +95,8 @@ class Board:
             row = self.rows[(site, session)] = Row(site, session)
         row.seen = time.time()
         self.changed = True
-        return getattr(self, f"_{kind}")(row, data, retained)
+        reader: Callable[[Row, Any, bool], list[str]] = getattr(self, f"_{kind}")
+        return reader(row, data, retained)
 
     # one reader per kind; each tolerates fields it does not know and missing ones
     def _status(self, row: Row, data: Any, retained: bool) -> list[str]:
@@ -299,6 +302,8 @@ async def watch(cfg: TelemetryConfig, *, once: float | None = None, out: IO[str]
     import aiomqtt
     from aiomqtt.exceptions import MqttConnectError
 
+    from controller.telemetry.topics import all_sessions
+
     out = out or sys.stdout
     board = Board(cfg.topic_prefix)
     tty = out.isatty() and once is None
@@ -316,7 +321,7 @@ async def watch(cfg: TelemetryConfig, *, once: float | None = None, out: IO[str]
 
     async def follow(client: Any) -> None:
         last_draw = 0.0
-        await client.subscribe(f"{cfg.topic_prefix}/+/+/+", qos=1)
+        await client.subscribe(all_sessions(cfg.topic_prefix), qos=1)
         async for message in client.messages:
             for line in board.update(str(message.topic), bytes(message.payload or b""), bool(message.retain)):
                 alerts.append(line)
@@ -376,6 +381,9 @@ async def send(cfg: TelemetryConfig, session: str, cmd: str, *, reason: str | No
             if client.puback is not None and client.puback.is_failure:
                 raise _Failed(f"the broker refused the command on {topic}: {client.puback} "
                               f"(account {cfg.username!r} may not command; the ACL decides)")
+            if client.puback is not None and client.puback.value == NO_MATCHING_SUBSCRIBERS:
+                raise _Failed(f"no session listens for commands on {topic} (is {site}/{session} running, "
+                              "with telemetry?)")
             out.write(f"sent {cmd} to {site}/{session} (request {request.id}); waiting for its acknowledgement\n")
             out.flush()
             try:

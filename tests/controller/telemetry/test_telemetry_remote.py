@@ -38,7 +38,7 @@ from controller import cli
 from controller.operator.acts import OperatorActs
 from controller.session import runner
 from controller.telemetry.config import TelemetryConfig
-from controller.telemetry.monitor import client_for
+from controller.telemetry.monitor import Board, client_for
 from controller.telemetry.remote import RemoteCommands
 
 pytestmark = [pytest.mark.skipif(MISSING is not None, reason=MISSING or ""), pytest.mark.lsl, pytest.mark.slow]
@@ -85,6 +85,11 @@ devices:
       pulse_width_max: 500 us
       pulses_per_session_max: 2000
       pulses_per_day_max: 10000
+telemetry:                # the session's publisher (controller/telemetry/publisher.py), as the site's account
+  broker: {broker}
+  tls: {{ca: {ca}}}
+  username: lab-a
+  password_file: {password_file}
 """
 
 
@@ -118,6 +123,15 @@ def accounts(tmp_path_factory):
     acc = Accounts(tmp_path_factory.mktemp("mosquitto"))
     yield acc
     acc.broker.stop()
+
+
+def columns(line: str) -> dict[str, str]:
+    """A row of the monitor's table, by column (fixed widths, one space apart)."""
+    out, at = {}, 0
+    for name, width in zip(Board.COLUMNS, Board.WIDTHS, strict=True):
+        out[name] = line[at:at + width].strip()
+        at += width + 1
+    return out
 
 
 def run_cli(capsys, args: list[str]) -> tuple[int, str, str]:
@@ -194,9 +208,10 @@ def test_the_monitor_shows_the_sessions_of_every_site_and_alerts(accounts, capsy
     code, out, err = run_cli(capsys, [*accounts.monitor_args("monitor"), "--once", "3"])
     thread.join()
     assert code == 0, err
-    row = next(line for line in out.splitlines() if session in line and not line.startswith("ALERT"))
-    for shown in ("lab-a", "offline", "remote-tavns", "running", "stim", "eeg connected", "tavns: no reply"):
-        assert shown in row, (shown, row)
+    row = columns(next(line for line in out.splitlines() if session in line and not line.startswith("ALERT")))
+    assert row == {"SITE": "lab-a", "SESSION": session, "STATUS": "offline", "PROTOCOL": "remote-tavns",
+                   "STATE": "running", "BLOCK": "stim", "FEEDBACK": "", "SIGNAL": "eeg connected", "ARMED": "tavns",
+                   "INTERLOCKS": "-", "LAST FAULT": "tavns: no reply"}
     assert f"lab-a/{session} fault: tavns: no reply" in out
     assert f"lab-a/{session} offline" in out
 
@@ -237,8 +252,9 @@ class Remote:
                 seen.append(self)
 
         monkeypatch.setattr(runner, "OperatorActs", SeenActs)
-        protocol, site = write_files(tmp_path, PROTOCOL.format(stream=source.name, pulses=pulses),
-                                     SITE.format(port=box.port))
+        site_text = SITE.format(port=box.port, broker=accounts.broker.url, ca=accounts.broker.certs["ca"],
+                                password_file=accounts.files["lab-a"])
+        protocol, site = write_files(tmp_path, PROTOCOL.format(stream=source.name, pulses=pulses), site_text)
         self.live = start_session(monkeypatch, tmp_path / "sessions", protocol, site)
         self.live.wait_running()
         self.acts = seen[0]
@@ -258,7 +274,8 @@ def session(monkeypatch, tmp_path, accounts, control_dir, box, source, request):
 
 
 def send(capsys, accounts: Accounts, user: str, session: str, *args: str) -> tuple[int, str, str]:
-    return run_cli(capsys, [*accounts.monitor_args(user), "--send", f"lab-a/{session}", *args, "--timeout", "10"])
+    """``neuroreflex monitor --send`` (SESSION alone: the sender finds its site from the retained status)."""
+    return run_cli(capsys, [*accounts.monitor_args(user), "--send", session, *args, "--timeout", "10"])
 
 
 def ack_of(out: str) -> dict:
@@ -290,6 +307,12 @@ def test_commands_from_a_monitor_are_refused_by_the_broker_and_an_operators_are_
     # nothing of the monitor's attempt reached the session: one request in all, the operator's
     assert session.remote.handled == 1 and session.remote.refused == 0
     assert [e["data"]["act"] for e in session.operator_acts()] == ["pause"]
+
+    # the monitor's table shows it, from the session's own telemetry
+    code, out, err = run_cli(capsys, [*accounts.monitor_args("monitor"), "--once", "2"])
+    row = columns(next(line for line in out.splitlines() if session.session in line))
+    assert (row["SITE"], row["STATUS"], row["PROTOCOL"], row["STATE"]) == ("lab-a", "online", "remote-tavns", "paused")
+    assert row["ARMED"] == "tavns" and row["SIGNAL"] == "eeg connected"
 
     code, out, err = send(capsys, accounts, "alice", session.session, "resume")
     assert code == 0, err
