@@ -268,7 +268,7 @@ class RemoteCommands:
         wait = RECONNECT_S[0]
         while True:
             try:
-                options = client_options(self.cfg, client_id=f"nr-{self.cfg.site}-{self.session_id}-cmd")
+                options = client_options(self.cfg, client_id=f"neuroreflex-{self.cfg.site}-{self.session_id}-cmd")
                 async with aiomqtt.Client(**options, protocol=aiomqtt.ProtocolVersion.V5) as client:
                     codes = await client.subscribe(self.topic, qos=1)
                     if any(getattr(c, "is_failure", False) for c in codes or []):
