@@ -107,9 +107,14 @@ class Operator:
         return client
 
     async def _read(self, client) -> None:
-        async for message in client.messages:
-            rid = json.loads(bytes(message.payload)).get("id")
-            self.acks[rid] = time.monotonic()
+        import aiomqtt
+
+        try:
+            async for message in client.messages:
+                rid = json.loads(bytes(message.payload)).get("id")
+                self.acks[rid] = time.monotonic()
+        except aiomqtt.MqttError:
+            pass  # the broker stopped at the end of the run
 
     def estop(self) -> tuple[float, str]:
         """Publish an E-STOP; (monotonic time just before the publish, request id)."""

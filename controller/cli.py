@@ -230,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         from controller.operator.estop_cli import main as estop_main
 
         return estop_main(argv[1:], prog="neuroreflex estop")
+    if argv[:1] == ["monitor"]:  # no LSL, no protocol machinery: a remote E-STOP leaves without them
+        from controller.telemetry.monitor import run as monitor_run
+
+        return monitor_run(argv[1:])
     args = build_parser().parse_args(argv)
     if getattr(args, "control", False):  # estop & co.: nothing slow (LSL, numpy) before the E-STOP leaves
         return args.func(args)

@@ -210,6 +210,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="with --send: wait this long for the ack")
 
 
+def run(argv: list[str]) -> int:
+    """``neuroreflex monitor ARGS`` without the rest of the command line's parser (nor its imports)."""
+    parser = argparse.ArgumentParser(prog="neuroreflex monitor", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    try:
+        return main(parser.parse_args(argv))
+    except KeyboardInterrupt:
+        return 130
+
+
 def config_from_args(args: argparse.Namespace) -> TelemetryConfig:
     """The connection the command line asks for; ValueError saying what is missing or wrong."""
     from dataclasses import replace
@@ -280,6 +290,7 @@ def client_for(cfg: TelemetryConfig, purpose: str) -> Any:
     import aiomqtt
 
     from controller.telemetry.connection import TelemetryConnectionError, client_options
+    from controller.telemetry.remote import NO_DELAY
 
     class Client(aiomqtt.Client):
         puback: Any = None
@@ -289,9 +300,10 @@ def client_for(cfg: TelemetryConfig, purpose: str) -> Any:
             super()._on_publish(client, userdata, mid, reason_code, properties)
 
     try:
-        options = client_options(cfg, client_id=f"nr-{purpose}-{os.getpid()}-{time.monotonic_ns() % 10**6}")
+        options = client_options(cfg, client_id=f"neuroreflex-{purpose}-{os.getpid()}-{time.monotonic_ns() % 10**6}")
     except TelemetryConnectionError as exc:
         raise _Failed(str(exc)) from None
+    options.setdefault("socket_options", NO_DELAY)
     return Client(**options, protocol=aiomqtt.ProtocolVersion.V5, timeout=10)
 
 
