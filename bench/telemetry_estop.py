@@ -4,7 +4,7 @@ A real session (``tavns``: simulated 64-channel EEG, a virtual trigger box proce
 this process with its MQTT command subscriber (controller/telemetry/remote.py) connected as the
 site's session account to a real mosquitto with TLS, passwords and the example ACL
 (config/mosquitto/acl; the broker from tests/mosquitto_broker.py, certificates and passwords made
-now). The time each E-STOP takes is read where it matters: the device's own log of the disarm
+now, ``set_tcp_nodelay true`` as config/mosquitto/mosquitto.conf has it; ``--nagle``: without). The time each E-STOP takes is read where it matters: the device's own log of the disarm
 (the trigger box's "low" byte, stamped on this host's monotonic clock, the LSL clock). Interleaved,
 N times each, so every path sees the same load:
 
@@ -128,6 +128,8 @@ class Operator:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=20, help="E-STOPs per path")
+    ap.add_argument("--nagle", action="store_true",
+                    help="the broker without set_tcp_nodelay (mosquitto's default): the ack waits for a delayed ACK")
     args = ap.parse_args()
     if MISSING:
         sys.exit(MISSING)
@@ -136,7 +138,10 @@ def main() -> None:
     os.environ[cc.ENV_DIR] = str(ctl)
     env = {**os.environ}
     passwords = {u: secrets.token_urlsafe(16) for u in USERS}
-    broker = Broker.secured(work / "broker", passwords, (ROOT / "config" / "mosquitto" / "acl").read_text()).start()
+    broker = Broker.secured(work / "broker", passwords, (ROOT / "config" / "mosquitto" / "acl").read_text())
+    if not args.nagle:  # as config/mosquitto/mosquitto.conf
+        broker.config.write_text("set_tcp_nodelay true\n" + broker.config.read_text())
+    broker.start()
     for user, pw in passwords.items():
         (work / f"{user}.pw").write_text(pw + "\n")
 
@@ -174,8 +179,8 @@ def main() -> None:
         rows: dict[str, list[float]] = {}
         cc.request("estop", {"reason": "bench warm-up", "origin": "bench"}, timeout=5.0)  # no pulse from here on:
         time.sleep(1.0)  # every later "low" in the log is an E-STOP's disarm, not a pulse's end
-        print(f"session {acts.session_id} (tavns, virtual trigger box, armed); broker {broker.url} (TLS, ACL); "
-              f"n={args.n} per path, interleaved")
+        print(f"session {acts.session_id} (tavns, virtual trigger box, armed); broker {broker.url} (TLS, ACL, "
+              f"{'Nagle' if args.nagle else 'set_tcp_nodelay'}); n={args.n} per path, interleaved")
         for _ in range(args.n):
             t0, rid = operator.estop()
             t = _disarmed_after(logs, t0)
@@ -206,7 +211,7 @@ def main() -> None:
                     rows.setdefault(f"{name}: spawn -> device disarmed", []).append(t - t0)
                 time.sleep(0.2)
         for label, xs in rows.items():
-            print(f"  {label:<58} {_stats(xs)}")
+            print(f"  {label:<66} {_stats(xs)}")
     finally:
         if remote is not None:
             remote.close()

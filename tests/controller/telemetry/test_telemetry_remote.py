@@ -149,6 +149,7 @@ def test_the_example_broker_config_is_tls_only_with_passwords_and_the_acl():
     lines = [line.split("#")[0].strip() for line in conf.splitlines()]
     lines = [line for line in lines if line]
     assert "allow_anonymous false" in lines
+    assert "set_tcp_nodelay true" in lines  # an E-STOP's acknowledgement does not wait 40 ms for a delayed ACK
     assert [line for line in lines if line.startswith("listener")] == ["listener 8883"]  # no plain listener
     for key in ("password_file", "acl_file", "cafile", "certfile", "keyfile"):
         assert any(line.startswith(key + " ") for line in lines), key
