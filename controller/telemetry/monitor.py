@@ -335,13 +335,15 @@ async def watch(cfg: TelemetryConfig, *, once: float | None = None, out: IO[str]
         last_draw = 0.0
         await client.subscribe(all_sessions(cfg.topic_prefix), qos=1)
         async for message in client.messages:
-            for line in board.update(str(message.topic), bytes(message.payload or b""), bool(message.retain)):
+            lines = board.update(str(message.topic), bytes(message.payload or b""), bool(message.retain))
+            for line in lines:
                 alerts.append(line)
                 if not tty:
                     out.write(line + "\n")
                     out.flush()
             period = REDRAW_S if tty else PIPE_TABLE_S
-            if once is None and board.changed and time.monotonic() - last_draw > period:
+            urgent = tty and bool(lines)  # an alert is on the screen at once, whatever the redraw rate
+            if once is None and board.changed and (urgent or time.monotonic() - last_draw > period):
                 draw()
                 last_draw = time.monotonic()
 
