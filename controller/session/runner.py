@@ -396,9 +396,9 @@ def _shutdown(folder, bus, journal, recorder, modalities, display, output, engin
             recorder.stop()
         except Exception as exc:  # the journal still says what happened
             bus.publish(rec.Fault("recorder", str(exc)).event(now()))
+    if telemetry is not None:  # the end goes out (state ended, status ended); its account is in the summary
+        summary["telemetry"] = telemetry.stop(status)
     bus.publish(rec.SessionEnd(status, summary).event(now()))
-    if telemetry is not None:  # the end goes out (status: ended) and its report reaches the journal
-        telemetry.stop()
     if display is not None:
         display.stop()
         if opts.progress is not None:

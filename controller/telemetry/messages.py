@@ -222,12 +222,12 @@ class SessionTelemetry:
         self._features[str(d.get("name"))] = d.get("value")
         self._features_meta = {"t": e.t, "t_source": e.t_source, "block_index": d.get("block_index")}
         self._feature_limit.pending = True
-        return []
+        return self.due() if self._feature_limit.interval == 0.0 else []  # `all`: every update, as it comes
 
     def _feedback_event(self, e: Event) -> list[Message]:
         self._feedback = {"t": e.t, "t_source": e.t_source, **e.data}
         self._feedback_limit.pending = True
-        return []
+        return self.due() if self._feedback_limit.interval == 0.0 else []
 
     def _input(self, e: Event) -> list[Message]:
         d = e.data

@@ -25,7 +25,7 @@ import aiomqtt
 from controller import event_records as rec
 from controller import events as ev
 from controller.clock import now
-from controller.events import EventBus, Subscription
+from controller.events import Event, EventBus, Subscription
 from controller.telemetry import topics as tp
 from controller.telemetry.config import TelemetryConfig
 from controller.telemetry.connection import TelemetryConnectionError, client_options
@@ -36,7 +36,8 @@ BACKOFF_MAX_S = 10.0
 PUMP_INTERVAL_S = 0.01  # how often the bus queue is drained: telemetry latency, not the loop's
 REPORT_EVERY_S = 10.0  # a journal report at most this often, when something changed
 FLUSH_AT_STOP_S = 2.0  # what is still queued at the end gets this long to go out
-PUBLISH_TIMEOUT_S = 5.0
+PUBLISH_TIMEOUT_S = 2.0  # a QoS 1 message unacknowledged this long: the connection is taken as lost
+CONNECT_TIMEOUT_S = 5.0
 KEEPALIVE_S = 5  # a broker that stopped answering is noticed within ~1.5 x this
 
 
@@ -101,9 +102,15 @@ class TelemetryPublisher:
         self._thread.start()
         return self
 
-    def stop(self, timeout_s: float = FLUSH_AT_STOP_S + 3.0) -> dict[str, Any]:
+    def stop(self, status: str | None = None, timeout_s: float = FLUSH_AT_STOP_S + 3.0) -> dict[str, Any]:
         """Send what is queued (within ``FLUSH_AT_STOP_S``), ``status: ended`` when connected, disconnect,
-        and join the thread within ``timeout_s``. Returns :meth:`stats`; journals a last report."""
+        and join the thread within ``timeout_s``. Returns :meth:`stats`; journals a last report.
+
+        ``status`` (completed / stopped / error): the session's end as the state topic will say it, for a
+        session that stops telemetry before it journals its own end (so ``session_end`` stays the journal's
+        last line and can carry these stats)."""
+        if status is not None and self._sub is not None:
+            self._sub.offer(Event(ev.SESSION_END, now(), None, {"status": status}))  # in order, after the rest
         self._stopping.set()
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None:
@@ -196,7 +203,7 @@ class TelemetryPublisher:
                                                                "site": self.cfg.site}), qos=1, retain=True)
             try:
                 options = client_options(self.cfg, client_id=self.client_id, will=will)
-                async with aiomqtt.Client(**options, keepalive=KEEPALIVE_S, timeout=PUBLISH_TIMEOUT_S) as client:
+                async with aiomqtt.Client(**options, keepalive=KEEPALIVE_S, timeout=CONNECT_TIMEOUT_S) as client:
                     self._connected = True
                     self._connects += 1
                     self._last_error = None
