@@ -253,6 +253,14 @@ class Remote:
                 seen.append(self)
 
         monkeypatch.setattr(runner, "OperatorActs", SeenActs)
+        started: list[RemoteCommands] = []
+        start = RemoteCommands.start
+
+        def seen_start(remote: RemoteCommands) -> RemoteCommands:
+            started.append(remote)
+            return start(remote)
+
+        monkeypatch.setattr(RemoteCommands, "start", seen_start)
         site_text = SITE.format(port=box.port, broker=accounts.broker.url, ca=accounts.broker.certs["ca"],
                                 password_file=accounts.files["lab-a"])
         protocol, site = write_files(tmp_path, PROTOCOL.format(stream=source.name, pulses=pulses), site_text)
@@ -261,7 +269,8 @@ class Remote:
         wait_for(lambda: self.live.engine.snapshot()["state"] == "running", 30, "the engine to run")
         self.acts = seen[0]
         self.session = self.acts.session_id
-        self.remote = RemoteCommands(accounts.config("lab-a"), self.session, self.acts).start()
+        # the session's own subscriber when the runner starts one for a site with telemetry; until it does, ours
+        self.remote = started[0] if started else RemoteCommands(accounts.config("lab-a"), self.session, self.acts).start()
         assert self.remote.ready.wait(15), "the command subscriber did not connect"
 
     def operator_acts(self) -> list[dict]:
