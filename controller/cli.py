@@ -208,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     console_cli.add_arguments(p)
     p.set_defaults(func=console_cli.main)
 
+    from controller.telemetry import monitor as monitor_cli  # argparse only: aiomqtt is imported when it runs
+
+    p = sub.add_parser("monitor", help="every session on an MQTT broker, live; --send SESSION CMD: a remote command")
+    monitor_cli.add_arguments(p)
+    p.set_defaults(func=monitor_cli.main)
+
     from controller.operator.control_cli import add_control_commands
 
     add_control_commands(sub)  # estop, status, arm, disarm: talk to running sessions
@@ -224,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         from controller.operator.estop_cli import main as estop_main
 
         return estop_main(argv[1:], prog="neuroreflex estop")
+    if argv[:1] == ["monitor"]:  # no LSL, no protocol machinery: a remote E-STOP leaves without them
+        from controller.telemetry.monitor import run as monitor_run
+
+        return monitor_run(argv[1:])
     args = build_parser().parse_args(argv)
     if getattr(args, "control", False):  # estop & co.: nothing slow (LSL, numpy) before the E-STOP leaves
         return args.func(args)
