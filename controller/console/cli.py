@@ -84,8 +84,14 @@ def main(args: argparse.Namespace) -> int:
             model = page.signal_model if page is not None else None
             print(f"frames {window.frames} signal_samples {model.samples_in if model is not None else 0} "
                   f"channels {len(model.labels) if model is not None else 0}", flush=True)
+            # one quit only: closing the last window would post a second one, and a quit left pending in the
+            # queue ends the next event loop this process runs (a caller's, e.g. a test's) at once
+            app.setQuitOnLastWindowClosed(False)
             window.close()
             app.quit()
 
         QtCore.QTimer.singleShot(int(args.exit_after * 1000), report_and_quit)
-    return int(app.exec())
+    try:
+        return int(app.exec())
+    finally:
+        app.setQuitOnLastWindowClosed(True)
