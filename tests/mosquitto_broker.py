@@ -92,7 +92,8 @@ class Broker:
         folder.mkdir(parents=True, exist_ok=True)
         port = free_port()
         config = folder / "mosquitto.conf"
-        config.write_text(f"{AS_USER}listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        config.write_text(f"{AS_USER}listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                          "set_tcp_nodelay true\n")
         return cls(folder, port, config)
 
     @classmethod
@@ -105,7 +106,7 @@ class Broker:
         acl_file = folder / "acl"
         acl_file.write_text(acl)
         port = free_port()
-        lines = ["per_listener_settings false", "allow_anonymous false", f"password_file {passwords}",
+        lines = ["per_listener_settings false", "set_tcp_nodelay true", "allow_anonymous false", f"password_file {passwords}",
                  f"acl_file {acl_file}", "persistence false",
                  f"listener {port} 127.0.0.1", f"cafile {certs['ca']}", f"certfile {certs['server_cert']}",
                  f"keyfile {certs['server_key']}", "tls_version tlsv1.2"]

@@ -151,8 +151,15 @@ def run_session(opts: RunOptions) -> SessionResult:
     failure: str | None = None
     acts = OperatorActs(None, bus, session_id, protocol.name, None, opts.operator)
     guard = contextlib.ExitStack()  # E-STOP on signals from the moment a device is open
+    remote = None
     try:
         guard.enter_context(_signals_estop(acts))
+        if site is not None and site.telemetry is not None:  # remote commands (E-STOP too) from the broker's
+            from controller.telemetry.remote import RemoteCommands  # operators, on their own connection
+
+            remote = RemoteCommands(site.telemetry, session_id, acts,
+                                    on_error=lambda text: bus.publish(rec.Fault("telemetry commands",
+                                                                                text).event(now()))).start()
         if protocol.devices:
             from controller.session.stimulation import open_stimulation
 
@@ -236,6 +243,8 @@ def run_session(opts: RunOptions) -> SessionResult:
             keyboard.stop()
         if listener is not None:
             listener.close()
+        if remote is not None:
+            remote.close()
         if stim is not None:  # disarm before anything else stops
             try:
                 stim.close()

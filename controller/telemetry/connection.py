@@ -13,6 +13,7 @@ which of them connects.
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 from pathlib import Path
 from typing import Any
@@ -74,10 +75,16 @@ def tls_context(cfg: TelemetryConfig) -> ssl.SSLContext | None:
     return context
 
 
+# Small packets (an E-STOP, its acknowledgement) go out at once: without it Nagle's algorithm held an ack back
+# ~40 ms waiting for a delayed TCP ACK (bench/telemetry_estop.py --nagle shows it)
+NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+
+
 def client_options(cfg: TelemetryConfig, *, client_id: str, will: Any = None) -> dict[str, Any]:
     """Keyword arguments for ``aiomqtt.Client``: hostname, port, identifier, username, password,
-    tls_context, will (an ``aiomqtt.Will`` or None). Raises :class:`TelemetryConnectionError`."""
+    tls_context, will (an ``aiomqtt.Will`` or None), TCP_NODELAY. Raises :class:`TelemetryConnectionError`."""
     return {
+        "socket_options": NO_DELAY,
         "hostname": cfg.broker.host,
         "port": cfg.broker.port,
         "identifier": client_id,

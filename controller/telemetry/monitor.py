@@ -290,7 +290,6 @@ def client_for(cfg: TelemetryConfig, purpose: str) -> Any:
     import aiomqtt
 
     from controller.telemetry.connection import TelemetryConnectionError, client_options
-    from controller.telemetry.remote import NO_DELAY
 
     class Client(aiomqtt.Client):
         puback: Any = None
@@ -303,7 +302,6 @@ def client_for(cfg: TelemetryConfig, purpose: str) -> Any:
         options = client_options(cfg, client_id=f"neuroreflex-{purpose}-{os.getpid()}-{time.monotonic_ns() % 10**6}")
     except TelemetryConnectionError as exc:
         raise _Failed(str(exc)) from None
-    options.setdefault("socket_options", NO_DELAY)
     return Client(**options, protocol=aiomqtt.ProtocolVersion.V5, timeout=10)
 
 

@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -58,9 +57,6 @@ REFUSED_BY_DESIGN = {
 NEEDS_ENGINE = ("pause", "resume", "stop")
 MAX_PAYLOAD = 16 * 1024  # a request is a few hundred bytes; anything bigger is not one of ours
 RECONNECT_S = (0.5, 10.0)  # first and longest wait between connection attempts
-# Small packets out at once: without it the acknowledgement that follows the command's PUBACK waits for
-# the broker's delayed TCP ACK (Nagle's algorithm; 40 ms on Linux, measured by bench/telemetry_estop.py).
-NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 
 # ----------------------------------------------------------------------------- topics
@@ -273,7 +269,6 @@ class RemoteCommands:
         while True:
             try:
                 options = client_options(self.cfg, client_id=f"neuroreflex-{self.cfg.site}-{self.session_id}-cmd")
-                options.setdefault("socket_options", NO_DELAY)
                 async with aiomqtt.Client(**options, protocol=aiomqtt.ProtocolVersion.V5) as client:
                     codes = await client.subscribe(self.topic, qos=1)
                     if any(getattr(c, "is_failure", False) for c in codes or []):
