@@ -22,8 +22,8 @@ from controller.session.args import DEFAULT_SITE, SessionArgs
 ROOT = Path(__file__).resolve().parents[2]
 
 
-COVERED = {"validate", "schema", "sim", "run", "demo", "report", "display", "console", "estop", "status", "arm",
-           "disarm"}
+COVERED = {"validate", "schema", "sim", "run", "demo", "report", "display", "console", "monitor", "estop", "status",
+           "arm", "disarm"}
 
 
 
@@ -172,6 +172,27 @@ def test_console(monkeypatch, capsys, cdir):
                  "--participant", "p01", "--exit-after", "1.5", "--size", "800x600"]) == 0
     frames = capsys.readouterr().out.strip().splitlines()[-1].split()
     assert frames[0] == "frames" and int(frames[1]) > 0
+
+
+def test_monitor(tmp_path, capsys):
+    """The monitor lists a session from its retained messages on a real broker (`--once`: the table, then exit)."""
+    import subprocess
+
+    from mosquitto_broker import MISSING, Broker
+
+    if MISSING:
+        pytest.skip(MISSING)
+    broker = Broker.plain(tmp_path / "broker").start()
+    try:
+        for kind, payload in (("status", "online"), ("identity", json.dumps({"session": "s1", "site": "lab",
+                                                                             "protocol": "tbr-demo", "started": 0}))):
+            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-r", "-q", "1",
+                            "-t", f"neuroreflex/lab/s1/{kind}", "-m", payload], check=True)
+        assert main(["monitor", "--broker", broker.url, "--once", "1.5"]) == 0
+    finally:
+        broker.stop()
+    out = capsys.readouterr().out
+    assert "s1" in out and "tbr-demo" in out and "lab" in out
 
 
 class _Session:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import ssl
 from pathlib import Path
 
@@ -125,7 +126,8 @@ def test_plain_options_and_no_secret_read_when_none_is_configured():
     cfg = TelemetryConfig.for_broker("mqtt://127.0.0.1:1884", site="s")
     opts = client_options(cfg, client_id="neuroreflex-s-x", will="WILL")
     assert opts == {"hostname": "127.0.0.1", "port": 1884, "identifier": "neuroreflex-s-x", "username": None,
-                    "password": None, "tls_context": None, "will": "WILL"}
+                    "password": None, "tls_context": None, "will": "WILL",
+                    "socket_options": ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)}  # small packets at once
 
 
 def test_password_from_file_at_connect_time(tmp_path):
