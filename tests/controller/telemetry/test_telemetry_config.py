@@ -254,3 +254,20 @@ def test_schema_command_prints_the_telemetry_schemas(capsys):
     assert main(["schema", "--telemetry"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert set(printed) == set(tp.PAYLOADS) and printed["identity"]["x-topic"] == "<prefix>/<site>/<session>/identity"
+
+
+def test_each_fmri_volume_goes_out_with_its_motion_roi_means_and_timing():
+    clock = FakeClock()
+    tel = SessionTelemetry({"session_id": "s1"}, "lab", features_hz=2.0, feedback_hz=None, mono=clock, wall=clock)
+    volumes = [rec.VolumeQC(i, i - 2, "happy", 1, motion=(0.1 * i, 0, 0, 0, 0, 0.01), fd_mm=0.05 * i,
+                            rois={"amygdala_l": rec.RoiValues(100.0 + i, 0.5 * i)},
+                            timing_ms={"pipeline": 8.5, "delivery": None}, input="fmri").event(10.0 + 2 * i)
+               for i in range(3, 6)]
+    sent = [m for m in decoded(tel.on_events(volumes)) if m[0] == tp.FMRI_QC]
+    assert [p["index"] for _, p, _, _ in sent] == [3, 4, 5]  # every volume, none rate-limited
+    kind, payload, qos, retain = sent[-1]
+    assert qos == 1 and not retain
+    assert payload["fd_mm"] == 0.25 and payload["motion"][0] == 0.5 and payload["block"] == "happy"
+    assert payload["rois"] == {"amygdala_l": {"raw": 105.0, "detrended": 2.5}}
+    assert payload["timing_ms"] == {"pipeline": 8.5, "delivery": None}
+    tp.FmriQcPayload.model_validate(payload)  # the published schema holds
