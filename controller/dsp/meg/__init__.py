@@ -1,0 +1,1 @@
+"""MEG, online: Neuromag sensor layout (gradiometer pairs, magnetometers), signal-space projection."""

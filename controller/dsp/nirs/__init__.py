@@ -1,0 +1,1 @@
+"""Continuous-wave fNIRS, online: optical density, Beer-Lambert, short-separation regression, signal quality."""
