@@ -19,6 +19,7 @@ import numpy as np
 from controller.dsp.design import bandpass_sos, conditioning_sos
 from controller.dsp.features import ChannelSource, FeatureValue
 from controller.dsp.filters import Conditioner, StreamingSOS
+from controller.dsp.front_end import FrontEnd
 from controller.dsp.labels import resolve_channels
 from controller.dsp.reference import reference_columns
 from controller.dsp.ring import RingBuffer
@@ -26,6 +27,7 @@ from controller.dsp.schedule import WindowSchedule, feature_window
 from controller.dsp.slope import lowpass_sos
 from controller.lang.compiled import Band, FeatureSpec, InputSpec
 
+from .blocks import BlockClock
 from .kind import FilterKey, Lowpass
 from .registry import kind
 
@@ -70,9 +72,12 @@ class FeaturePipeline:
         *,
         channel_types: Sequence[str] | None = None,
         scale: np.ndarray | None = None,
+        front_end: FrontEnd | None = None,
     ) -> None:
         """``channel_types``: each stream channel's type (for ``{average: all EEG}``); ``scale``: each
-        stream channel's factor to SI (controller.inputs.channel_units), applied before anything else."""
+        stream channel's factor to SI (controller.inputs.channel_units), applied before anything else;
+        ``front_end``: turns the (scaled) stream columns into the channels features read (fNIRS:
+        haemoglobin per pair; MEG: projected sensors); features then name its labels."""
         if not (math.isfinite(fs) and fs > 0):
             raise ValueError(f"input {input_spec.name!r}: sampling rate must be a positive number, got {fs}")
         self.fs = float(fs)
@@ -81,9 +86,16 @@ class FeaturePipeline:
         self.stream_labels = tuple(labels)
         self._n_stream = len(labels)
         where = f"input {input_spec.name!r}"
+        self.blocks = BlockClock()  # the session points it at its timeline (kinds relative to a block read it)
+        self._front = front_end
+        self._scale = None if scale is None or front_end is None else np.asarray(scale, dtype=np.float64)
+        if front_end is not None:  # features name the front end's channels; the stream's are its business
+            labels = list(front_end.labels)
+            channel_types = front_end.types
+            scale = None
 
         allowed = None
-        if input_spec.channels:
+        if input_spec.channels and front_end is None:
             allowed = set(resolve_channels(input_spec.channels, labels, where=f"stream of {where}").tolist())
 
         # Which stream columns each feature averages over; the union is what gets conditioned.
@@ -92,9 +104,9 @@ class FeaturePipeline:
         for spec in features:
             if spec.input != input_spec.name:
                 raise ValueError(f"feature {spec.name!r} reads input {spec.input!r}, not {input_spec.name!r}")
-            if not spec.channels:
+            if not spec.channels and not labels:
                 raise ValueError(f"feature {spec.name!r} names no channels")
-            cols = resolve_channels(spec.channels, labels, where=f"stream of {where} (feature {spec.name!r})")
+            cols = resolve_channels(spec.channels or labels, labels, where=f"stream of {where} (feature {spec.name!r})")
             if allowed is not None:
                 for label, col in zip(spec.channels, cols.tolist()):
                     if col not in allowed:
@@ -111,9 +123,9 @@ class FeaturePipeline:
         self.channels = tuple(labels[c] for c in needed)  # stream labels, in conditioned-row order
 
         ref = reference_columns(input_spec, labels, channel_types)
-        if ref is not None and ref.size == self._n_stream and np.array_equal(ref, np.arange(self._n_stream)):
+        if ref is not None and ref.size == len(labels) and np.array_equal(ref, np.arange(len(labels))):
             ref = "average"  # every column: a plain row mean, no gather
-        self._conditioner = Conditioner(self._n_stream, needed, ref, conditioning_sos(self.fs, input_spec), scale)
+        self._conditioner = Conditioner(len(labels), needed, ref, conditioning_sos(self.fs, input_spec), scale)
 
         self._specs = tuple(features)
         self._features = self._build_features(features, feature_cols)
@@ -163,6 +175,9 @@ class FeaturePipeline:
         scheduled = []
         for k, spec, rows, (window, every), bands in zip(kinds, specs, feature_rows, windows, needs):
             evaluate = k.evaluator(spec, [source(b, rows) for b in bands], fs, window, every)
+            bind = getattr(evaluate, "bind_blocks", None)
+            if bind is not None:  # relative to a block of the timeline (e.g. the change from the last rest)
+                bind(self.blocks)
             scheduled.append(_Scheduled(spec.name, WindowSchedule(window, every), evaluate))
         return scheduled
 
@@ -179,6 +194,8 @@ class FeaturePipeline:
 
     def reset(self) -> None:
         """Start over as if no sample had been seen (after a stream reconnect)."""
+        if self._front is not None:
+            self._front.reset()
         self._conditioner.reset()
         if self._cond_ring is not None:
             self._cond_ring.reset()
@@ -224,6 +241,8 @@ class FeaturePipeline:
         if len(timestamps) != n:
             raise ValueError(f"input {self.input.name!r}: {n} samples but {len(timestamps)} timestamps")
 
+        if self._front is not None:
+            x = self._front.process(x if self._scale is None else x * self._scale)
         conditioned = self._conditioner.process(x)
         outputs = [stage.process(conditioned) for stage in self._stages]
         start = self._count

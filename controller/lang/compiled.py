@@ -56,6 +56,32 @@ class InputSpec:
     resolve_timeout_s: float = 10.0
     rate_hz: float | None = None  # expected nominal rate as written in the protocol (checked against the stream)
     unit: str | None = None  # the unit of channels whose stream description gives none (e.g. "uV")
+    fnirs: NirsSpec | None = None  # a continuous-wave fNIRS stream: intensities/OD -> haemoglobin per pair
+    ssp: SspSpec | None = None  # MEG: signal-space projection applied before everything else
+
+
+@dataclass(frozen=True)
+class NirsSpec:
+    """How an fNIRS input turns light into haemoglobin (controller.dsp.nirs.front_end)."""
+
+    ppf: float = 6.0  # partial pathlength factor of the modified Beer-Lambert law
+    reference_s: float = 10.0  # OD's reference intensity: the mean over the first seconds of the stream
+    short_regression: bool = True  # regress each long channel on its nearest short channel (RLS)
+    short_max_m: float = 0.015  # source-detector distance below which a channel is a short channel
+    short_memory_s: float = 60.0  # the regression's forgetting time
+    lowpass_hz: float | None = 0.5  # causal low-pass of HbO/HbR (cardiac and faster removed)
+    highpass_hz: float | None = None  # causal high-pass of HbO/HbR (slow drift)
+    sci_window_s: float = 5.0  # scalp coupling index window (cardiac band correlation)
+    jump_od: float = 0.1  # an OD change this large within 0.5 s is a motion artifact
+    jump_hold_s: float = 2.0  # how long after the last jump a channel stays flagged
+
+
+@dataclass(frozen=True)
+class SspSpec:
+    """MEG signal-space projectors: those the stream describes, and/or those of a -proj.fif file."""
+
+    from_stream: bool = True
+    file: str | None = None  # absolute, or resolved against the protocol file's folder
 
 
 @dataclass(frozen=True)

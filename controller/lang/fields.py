@@ -146,9 +146,13 @@ ChannelList = Annotated[
 
 
 
+# What a level (a threshold, a feedback range, a constant in a condition) may be written in.
+LEVEL_FAMILIES = (units.VOLTAGE, units.PERCENT, units.CONCENTRATION)
+
+
 def number_or_amplitude(value: Any) -> units.Quantity:
     try:
-        return units.parse_quantity(value, (units.VOLTAGE, units.PERCENT), allow_bare=True)
+        return units.parse_quantity(value, LEVEL_FAMILIES, allow_bare=True)
     except units.UnitError as exc:
         fail(str(exc))
 
@@ -158,6 +162,8 @@ NUMBER_OR_AMPLITUDE_SCHEMA = {
         {"type": "number"},
         quantity_schema(units.VOLTAGE, ["150 uV"], "An amplitude with its unit: V, mV or uV."),
         quantity_schema(units.PERCENT, ["175 %"], "A percentage (line_length, area: of the feature's trend)."),
+        quantity_schema(units.CONCENTRATION, ["0.5 umol/L"], "A concentration change (fNIRS haemoglobin): mol/L, "
+                        "mmol/L, umol/L, nmol/L (or mM, uM, nM)."),
     ]
 }
 

@@ -19,8 +19,9 @@ VOLTAGE = "voltage"
 CURRENT = "current"
 PERCENT = "percent"
 LENGTH = "length"  # ROI radii, smoothing kernels (fMRI)
+CONCENTRATION = "concentration"  # haemoglobin changes (fNIRS), in mol/L
 
-FAMILIES = (DURATION, FREQUENCY, VOLTAGE, CURRENT, PERCENT, LENGTH)
+FAMILIES = (DURATION, FREQUENCY, VOLTAGE, CURRENT, PERCENT, LENGTH, CONCENTRATION)
 
 # unit symbol -> (family, factor to SI). Both micro signs (U+00B5, U+03BC) and "u" are accepted.
 UNITS: dict[str, tuple[str, float]] = {
@@ -47,6 +48,15 @@ UNITS: dict[str, tuple[str, float]] = {
     "m": (LENGTH, 1.0),
     "cm": (LENGTH, 1e-2),
     "mm": (LENGTH, 1e-3),
+    "mol/L": (CONCENTRATION, 1.0),
+    "mmol/L": (CONCENTRATION, 1e-3),
+    "umol/L": (CONCENTRATION, 1e-6),
+    "\u00b5mol/L": (CONCENTRATION, 1e-6),
+    "nmol/L": (CONCENTRATION, 1e-9),
+    "mM": (CONCENTRATION, 1e-3),
+    "uM": (CONCENTRATION, 1e-6),
+    "\u00b5M": (CONCENTRATION, 1e-6),
+    "nM": (CONCENTRATION, 1e-9),
 }
 
 # How each family is described in messages: (noun phrase, examples).
@@ -57,6 +67,7 @@ _DESCRIBE: dict[str, tuple[str, str]] = {
     CURRENT: ("a current", "'1.5 mA' or '500 uA'"),
     PERCENT: ("a percentage", "'50 %'"),
     LENGTH: ("a length", "'7 mm' or '1 cm'"),
+    CONCENTRATION: ("a concentration", "'0.5 umol/L' or '0.5 uM'"),
 }
 
 _QUANTITY = re.compile(
@@ -169,6 +180,7 @@ _LADDERS: dict[str, tuple[tuple[str, float], ...]] = {
     CURRENT: (("A", 1.0), ("mA", 1e-3), ("uA", 1e-6)),
     PERCENT: (("%", 1.0),),
     LENGTH: (("m", 1.0), ("cm", 1e-2), ("mm", 1e-3)),
+    CONCENTRATION: (("mol/L", 1.0), ("mmol/L", 1e-3), ("umol/L", 1e-6), ("nmol/L", 1e-9)),
 }
 
 

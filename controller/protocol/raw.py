@@ -58,6 +58,7 @@ from controller.protocol.fmri_raw import (  # the fMRI declarations join the uni
     RunList,
     VolumeInputDecl,
 )
+from controller.protocol.nirs_raw import FnirsDecl, SspDecl
 
 PROTOCOL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 _PROTOCOL_NAME = re.compile(PROTOCOL_NAME_PATTERN)
@@ -211,7 +212,9 @@ class InputDecl(Decl):
     """A signal input: one LSL stream and how it is conditioned before features."""
 
     stream: StreamDecl = Field(description="Which LSL stream to resolve, e.g. {type: EEG}.")
-    channels: ChannelList = Field(description="Channel labels to take from the stream, e.g. [Cz, Fp1, Fp2].")
+    channels: ChannelList | None = Field(
+        None, description="Channel labels to take from the stream, e.g. [Cz, Fp1, Fp2]; for fNIRS the source-detector "
+                          "pairs, e.g. [S1_D1, S2_D1]. Omit to allow every channel of the stream (e.g. a 306-channel MEG).")
     reference: Reference | None = Field(
         None, description="Re-reference: 'average' (of the channels listed here), a list of channels to average, e.g. "
                           "[A1, A2], or {average: all EEG} (every EEG channel of the stream). Omit to keep the recorded reference."
@@ -233,6 +236,13 @@ class InputDecl(Decl):
     rate: Frequency | None = Field(
         None, description="The stream's expected sampling rate, e.g. 500 Hz: bands are checked against its Nyquist frequency when loading."
     )
+    fnirs: FnirsDecl | None = Field(
+        None, description="A continuous-wave fNIRS stream: light intensities (or optical density) per source-detector pair "
+                          "and wavelength become HbO/HbR per pair (modified Beer-Lambert law), with short-separation "
+                          "regression and motion detection. {} takes the defaults.")
+    ssp: SspDecl | None = Field(
+        None, description="MEG: signal-space projection before everything else: {stream: true} applies the stream's "
+                          "projectors, {file: empty_room-proj.fif} those of a file.")
 
 
 

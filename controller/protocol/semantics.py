@@ -21,11 +21,13 @@ from controller.features.kind import CheckContext
 from controller.lang import compiled as c
 from controller.lang import units
 from controller.lang.errors import Issue
+from controller.lang.fields import LEVEL_FAMILIES
 from controller.lang.source import KEY, Loc, Source
 from controller.protocol import raw
 from controller.protocol.condition import CompareSite, OperandSite, ParsedCondition, parse_condition, reward_direction
 from controller.protocol.document import unknown
 from controller.protocol.fmri_semantics import FmriChecks, is_volume_input
+from controller.protocol.nirs_semantics import check_nirs_feature, check_nirs_input, nirs_spec
 from controller.protocol.stim_semantics import StimChecks
 
 MAX_BLOCKS = 10_000
@@ -211,7 +213,9 @@ class Semantics:
         for name, inp in self.inputs.items():
             if is_volume_input(inp):
                 continue
-            if inp.reference == "average" and len(inp.channels) < 2:
+            if inp.fnirs is not None:
+                check_nirs_input(name, inp, self.error)
+            if inp.reference == "average" and len(inp.channels or ()) < 2:
                 self.error(("inputs", name, "reference"),
                            f"reference: the average of the input's only channel ({', '.join(inp.channels)}) is the "
                            "channel itself, so nothing would be left; list more channels, use {average: all EEG} "
@@ -238,7 +242,8 @@ class Semantics:
             if p.input not in self.raw_inputs and self.known["inputs"]:
                 self.error(base + ("input",), f"input: {unknown('input', p.input, self.raw_inputs)}")
             inp = self.inputs.get(p.input)
-            if inp is not None and "channels" in type(p).model_fields and p.channels is not None:
+            check_nirs_feature(kind, inp, p.input, base + ("input",), self.error)
+            if inp is not None and inp.fnirs is None and inp.channels and "channels" in type(p).model_fields and p.channels is not None:
                 for i, ch in enumerate(p.channels):  # (kinds that name their channels otherwise check them)
                     if ch not in inp.channels:
                         self.error(
@@ -271,7 +276,7 @@ class Semantics:
     def _check_at_rate(self, base: Loc, name: str, feat: raw.FeatureDecl, inp: raw.InputDecl) -> None:
         """What would stop the kind from running at the input's stated rate (the runner applies
         the same test to the real stream)."""
-        spec = feature_registry.kind(feat.kind).compile(name, feat.params, tuple(inp.channels))
+        spec = feature_registry.kind(feat.kind).compile(name, feat.params, tuple(inp.channels or ()))
         if spec.band is not None and spec.band.hi_hz >= inp.rate / 2:
             return  # reported as a band over Nyquist
         for field, message in feature_registry.rate_problems(spec, inp.rate):
@@ -351,7 +356,7 @@ class Semantics:
     def check_compare(self, loc: Loc, site: CompareSite) -> None:
         sides = (site.left, site.right)
         for s in sides:
-            if isinstance(s.operand, c.Constant) and s.family not in (None, units.VOLTAGE, units.PERCENT):
+            if isinstance(s.operand, c.Constant) and s.family not in (None, *LEVEL_FAMILIES):
                 self.error_in(loc, s.offset, f"expected a plain number or an amplitude like '150 uV', got {s.text!r}")
                 return
         features = [s for s in sides if isinstance(s.operand, c.FeatureRef)]
@@ -374,10 +379,14 @@ class Semantics:
             elif fam_f == units.PERCENT:
                 msg = (f"{desc_f} is a percentage of its trend: write the number with %, e.g. '175 %' "
                        f"(75 % above the usual level), got {other.text!r}")
+            elif fam_f == units.CONCENTRATION:
+                msg = (f"{desc_f} is a haemoglobin concentration change: write the number with its unit, "
+                       f"e.g. '0.5 umol/L', got {other.text!r}")
             else:
                 msg = f"{desc_f} is a plain number: compare it with a plain number, got {other.text!r}"
         else:
-            what = {units.VOLTAGE: "an amplitude (V, mV, uV)", units.PERCENT: "a percentage (%)"}.get(fam_f, "a plain number")  # type: ignore[arg-type]
+            what = {units.VOLTAGE: "an amplitude (V, mV, uV)", units.PERCENT: "a percentage (%)",
+                    units.CONCENTRATION: "a concentration (mol/L, umol/L)"}.get(fam_f, "a plain number")  # type: ignore[arg-type]
             msg = f"{desc_f} is {what}, which cannot be compared with {desc_o}"
         self.error_in(loc, other.offset, msg)
 
@@ -463,6 +472,9 @@ class Semantics:
                     msg = f"range: {fb.value} is an amplitude: give the limits with a unit, e.g. [50 uV, 10 uV], got {q}"
                 elif family == units.PERCENT:
                     msg = f"range: {fb.value} ({feat.kind}) is a percentage: give the limits with %, e.g. [100 %, 300 %], got {q}"
+                elif family == units.CONCENTRATION:
+                    msg = (f"range: {fb.value} ({feat.kind}) is a concentration change: give the limits with a unit, "
+                           f"e.g. [0 umol/L, 1 umol/L], got {q}")
                 else:
                     msg = f"range: {fb.value} ({feat.kind}) is a plain number: give plain numbers, got {q}"
                 self.error(("feedback", "range", k), msg)
@@ -475,7 +487,7 @@ class Semantics:
             name: c.InputSpec(
                 name=name,
                 stream=c.StreamSelector(inp.stream.name, inp.stream.type, inp.stream.source_id),
-                channels=tuple(inp.channels),
+                channels=tuple(inp.channels or ()),
                 reference=inp.reference,
                 highpass_hz=inp.highpass,
                 notch_hz=inp.notch,
@@ -484,6 +496,8 @@ class Semantics:
                 resolve_timeout_s=inp.resolve_timeout,
                 rate_hz=inp.rate,
                 unit=inp.unit,
+                fnirs=nirs_spec(inp.fnirs),
+                ssp=None if inp.ssp is None else c.SspSpec(inp.ssp.stream, inp.ssp.file),
             )
             for name, inp in decl.inputs.items()
             if not is_volume_input(inp)
