@@ -140,6 +140,12 @@ class FeatureKind:
         specific to the kind (sample counts and bands against Nyquist are checked for all)."""
         return []
 
+    def stream_problems(self, spec: FeatureSpec, labels: Sequence[str], types: Sequence[str]) -> list[tuple[str, str]]:
+        """(protocol key, message) for each reason the found stream cannot serve ``spec`` beyond rate and
+        labels: e.g. a channel whose type (from the stream's description; () when it gives none) is not
+        the kind the feature reads."""
+        return []
+
     # ------------------------------------------------------------------ online
 
     def check_spec(self, spec: FeatureSpec, fs: float) -> None:

@@ -19,7 +19,7 @@ from .kind import FeatureKind
 from .registration import KINDS, AnyKind, register
 from .volume_kind import VolumeFeatureKind
 
-__all__ = ["AnyKind", "find", "kind", "kinds", "names", "rate_problems", "register", "volume_kind", "volume_kinds"]
+__all__ = ["AnyKind", "FeatureKind", "find", "kind", "kinds", "names", "rate_problems", "register", "volume_kind", "volume_kinds"]
 
 def kinds() -> tuple[AnyKind, ...]:
     """Every registered kind, in the order the language lists them."""

@@ -111,6 +111,10 @@ def check_stream(protocol: Protocol, input_name: str, stream: StreamFacts, *, un
     for feat in protocol.features.values():
         if feat.input == input_name:
             _check_feature(feat, fs, labels, [ch for ch, _ in wanted], problem)
+            fkind = feature_registry.find(feat.kind)
+            if isinstance(fkind, feature_registry.FeatureKind):
+                for key, message in fkind.stream_problems(feat, labels, stream.types or ()):
+                    problem(StreamProblem(("features", feat.name, feat.kind, key), f"feature {feat.name!r}: {message}"))
     if units and not missing:
         found, unit_problems = input_units(stream.units, labels, sorted(set(used)), spec.unit, stream.name)
         loc = base + ("unit",) if spec.unit else base + ("stream",)
