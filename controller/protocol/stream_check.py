@@ -36,6 +36,12 @@ class StreamFacts:
     types: tuple[str, ...] | None = ()  # per channel; () when the stream gives none, None: not known here
     units: tuple[str, ...] = ()  # per channel, as written ('' where none)
     speed: float = 1.0  # signal seconds per LSL second (a recording replayed at x4: 4)
+    # fNIRS (desc/channels/channel/{measure,wavelength} and desc/montage/optodes): per channel, as written
+    measures: tuple[str, ...] = ()
+    wavelengths: tuple[str, ...] = ()
+    optodes: tuple[tuple[str, float, float, float], ...] = ()  # (label, x, y, z in metres)
+    # MEG (desc/projectors/projector): (name, active, channel labels, vector)
+    projectors: tuple[tuple[str, bool, tuple[str, ...], tuple[float, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,10 @@ def check_stream(protocol: Protocol, input_name: str, stream: StreamFacts, *, un
     if spec.rate_hz is not None and abs(fs - spec.rate_hz) > RATE_TOLERANCE * spec.rate_hz:
         problem(StreamProblem(base + ("rate",), f"{pre}: the protocol expects {_hz(spec.rate_hz)} but the stream "
                               f"runs at {_hz(fs)}"))
-    wanted: list[tuple[str, Loc]] = [(ch, base + ("channels", i)) for i, ch in enumerate(spec.channels)]
+    wanted: list[tuple[str, Loc]] = [] if spec.fnirs is not None else [
+        (ch, base + ("channels", i)) for i, ch in enumerate(spec.channels)]
+    if spec.fnirs is not None:
+        _nirs_pairs_present(spec, labels, base, pre, problem)
     if isinstance(spec.reference, tuple):
         wanted += [(ch, base + ("reference", i)) for i, ch in enumerate(spec.reference) if ch not in spec.channels]
     missing: list[tuple[str, Loc]] = []
@@ -111,6 +120,11 @@ def check_stream(protocol: Protocol, input_name: str, stream: StreamFacts, *, un
     for feat in protocol.features.values():
         if feat.input == input_name:
             _check_feature(feat, fs, labels, [ch for ch, _ in wanted], problem)
+            if not spec.channels and spec.fnirs is None:  # every stream channel allowed: the features' own are used
+                try:
+                    used += resolve_channels(feat.channels, labels).tolist()
+                except ValueError as exc:
+                    problem(StreamProblem(("features", feat.name, feat.kind), f"feature {feat.name!r}: {exc}"))
             fkind = feature_registry.find(feat.kind)
             if isinstance(fkind, feature_registry.FeatureKind):
                 for key, message in fkind.stream_problems(feat, labels, stream.types or ()):
@@ -121,6 +135,33 @@ def check_stream(protocol: Protocol, input_name: str, stream: StreamFacts, *, un
         out.problems += [StreamProblem(loc, f"{pre}: {m}") for m in unit_problems]
         out.units = found
     return out
+
+
+def _nirs_pairs_present(spec, labels: Sequence[str], base: Loc, pre: str, problem) -> None:
+    """Each pair the input lists has both wavelengths in the stream (the rest of the layout, optode
+    positions included, is checked when the front end is built from the stream's description)."""
+    from controller.dsp.nirs.pair_labels import split_nirs_label
+
+    waves: dict[str, set[float]] = {}
+    for label in labels:
+        parsed = split_nirs_label(label)
+        if parsed is not None and parsed[1] is not None:
+            waves.setdefault(parsed[0], set()).add(parsed[1])
+    if not waves:
+        problem(StreamProblem(base + ("stream",), f"{pre}: the stream has no fNIRS channels labelled like S1_D1 760 "
+                              f"(source, detector, wavelength in nm); its channels: {', '.join(labels[:12]) or 'none'}"
+                              + (" ..." if len(labels) > 12 else "")))
+        return
+    for i, ch in enumerate(spec.channels):
+        parsed = split_nirs_label(ch)
+        if parsed is None:
+            continue
+        pair, wave = parsed
+        have = waves.get(pair, set())
+        if len(have) < 2 or (wave is not None and wave not in have):
+            got = f"only {', '.join(f'{w:g} nm' for w in sorted(have))}" if have else "no channel"
+            problem(StreamProblem(base + ("channels", i), f"{pre}: pair {pair} has {got} in the stream; two "
+                                  f"wavelengths are needed; its pairs: {', '.join(sorted(waves))}"))
 
 
 def _type_reference(ref: AverageOfType, stream: StreamFacts, base: Loc, pre: str, problem) -> list[int]:

@@ -114,8 +114,44 @@ def replay_speed(info: pylsl.StreamInfo) -> float:
     return speed
 
 
+def optode_positions(info: pylsl.StreamInfo) -> tuple[tuple[str, float, float, float], ...]:
+    """fNIRS optodes from desc/montage/optodes/{sources,detectors}: (label, x, y, z in metres; written in mm)."""
+    out: list[tuple[str, float, float, float]] = []
+    optodes = info.desc().child("montage").child("optodes")
+    for group, item in (("sources", "source"), ("detectors", "detector")):
+        node = optodes.child(group).child(item)
+        while not node.empty():
+            loc = node.child("location")
+            try:
+                xyz = [float(loc.child_value(axis)) / 1000.0 for axis in ("X", "Y", "Z")]
+            except ValueError:
+                xyz = [math.nan] * 3
+            out.append((node.child_value("label"), xyz[0], xyz[1], xyz[2]))
+            node = node.next_sibling()
+    return tuple(out)
+
+
+def stream_projectors(info: pylsl.StreamInfo) -> tuple[tuple[str, bool, tuple[str, ...], tuple[float, ...]], ...]:
+    """MEG signal-space projectors from desc/projectors/projector: (name, active, channels, vector)."""
+    out = []
+    node = info.desc().child("projectors").child("projector")
+    while not node.empty():
+        channels = tuple(c.strip() for c in node.child_value("channels").split(",") if c.strip())
+        vector = tuple(float(v) for v in node.child_value("data").split())
+        if len(vector) != len(channels):
+            raise ValueError(f"stream {info.name()!r}: projector {node.child_value('name')!r} has {len(vector)} "
+                             f"values for {len(channels)} channels")
+        out.append((node.child_value("name"), node.child_value("active").strip() in ("1", "true", "True"),
+                    channels, vector))
+        node = node.next_sibling()
+    return tuple(out)
+
+
 def stream_facts(info: pylsl.StreamInfo) -> StreamFacts:
-    """Rate, labels, channel types, units and replay speed of a stream, from its full description."""
+    """Rate, labels, channel types, units and replay speed of a stream, from its full description (and
+    what fNIRS and MEG streams describe besides: wavelengths, optodes, projectors)."""
     return StreamFacts(info.name(), info.nominal_srate(), tuple(channel_labels(info)),
                        tuple(channel_field(info, "type") or ()), tuple(channel_field(info, "unit") or ()),
-                       replay_speed(info))
+                       replay_speed(info), measures=tuple(channel_field(info, "measure") or ()),
+                       wavelengths=tuple(channel_field(info, "wavelength") or ()),
+                       optodes=optode_positions(info), projectors=stream_projectors(info))

@@ -199,7 +199,7 @@ def test_unknown_kind_lists_the_new_kinds() -> None:
     (issue,) = info.value.issues
     assert issue.message == (
         "unknown feature kind 'half_wave' in features.hw (did you mean 'halfwave'?); valid feature kinds: band_power, "
-        "band_ratio, relative_power, peak_to_peak, line_length, area, halfwave, slope, phase, alpha_asymmetry, haemoglobin, optode_quality, roi_psc, roi_mean, "
+        "sensor_power, band_ratio, relative_power, peak_to_peak, line_length, area, halfwave, slope, phase, alpha_asymmetry, haemoglobin, optode_quality, roi_psc, roi_mean, "
         "roi_correlation"
     )
 
