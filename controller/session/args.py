@@ -154,7 +154,9 @@ def add_simulator_arguments(p: argparse.ArgumentParser, title: str) -> None:
     """The simulated participant (or a replayed recording) that stands in for the amplifier."""
     g = p.add_argument_group(title)
     g.add_argument("--channels", type=int, default=64)
-    g.add_argument("--rate", type=float, default=500.0, metavar="HZ")
+    g.add_argument("--rate", type=float, default=None, metavar="HZ",
+                   help="the simulated stream's rate (default: the protocol input's rate:, else EEG 500 Hz, "
+                        "fNIRS 10 Hz, MEG 1000 Hz)")
     g.add_argument("--chunk", type=int, default=None, metavar="SAMPLES",
                    help="samples per push (default 10; 1 for protocols that stimulate: a low-latency amplifier)")
     g.add_argument("--seed", type=int, default=0)

@@ -24,14 +24,15 @@ from controller.inputs.lsl.reader import InputReader, OpenedInlet
 from controller.inputs.lsl.resolve import StreamNotFound
 from controller.inputs.source import Chunk
 from controller.lang.compiled import InputSpec, Protocol, StreamSelector
-from controller.protocol.stream_check import StreamFacts, located
+from controller.protocol.stream_check import StreamFacts, StreamProblem, located
 from controller.safety.faults import FaultKind, source
 from controller.safety.input_faults import InputFaults
 from controller.session.child_processes import child_env, end_process
 from controller.session.errors import SessionError
+from controller.session.front_ends import describe_front_end, front_end_for
 from controller.session.input_line import InputLine
 from controller.session.modality import Modality
-from controller.session.sim_commands import SimOptions, participant_command
+from controller.session.sim_commands import SimOptions, participant_command, signal_modality
 
 
 class SignalInputs(Modality):
@@ -62,8 +63,11 @@ class SignalInputs(Modality):
             if self.sim is not None:
                 if self.sim.chunk is None:
                     self.sim = replace(self.sim, chunk=1 if protocol.devices else 10)
-                self.sim_name = f"{self.streams}-sim-eeg"
-                cmd = participant_command(self.sim, self.sim_name, f"{self.streams}-markers")
+                first = next(iter(protocol.inputs.values()))
+                modality = signal_modality(first)
+                self.sim_name = f"{self.streams}-sim-{modality}"
+                cmd = participant_command(self.sim, self.sim_name, f"{self.streams}-markers", first,
+                                          rewarded_blocks(protocol))
                 self.sim_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                                  env=child_env())
                 protocol = inputs_from_simulator(protocol, self.sim_name)
@@ -93,9 +97,16 @@ class SignalInputs(Modality):
                 raise located(self.protocol_path, checked.problems, facts.name)
             features = [f for f in protocol.features.values() if f.input == name]
             units = checked.units
+            try:
+                front_end = front_end_for(spec, facts, self.protocol_path.parent)
+            except ValueError as exc:  # the stream's layout cannot serve the input (a wavelength or position missing)
+                raise located(self.protocol_path, [StreamProblem(("inputs", name, "stream"), f"input {name!r}: {exc}")],
+                              facts.name) from exc
             self.pipelines[name] = FeaturePipeline(facts.rate, facts.labels, spec, features,
                                                    channel_types=facts.types,
-                                                   scale=None if units is None else units.scale)
+                                                   scale=None if units is None else units.scale, front_end=front_end)
+            if front_end is not None:
+                self.say(f"input {name}: {describe_front_end(front_end)}")
             if facts.speed != 1.0:
                 self.say(f"input {name}: a recording replayed at x{facts.speed:g}: the timeline and the rules "
                          "run on its signal time")
@@ -108,6 +119,8 @@ class SignalInputs(Modality):
     # ------------------------------------------------------------ the session
     def connect(self, protocol: Protocol, folder: Path, bus: EventBus, engine: Any, session_id: str,
                 governor: Any) -> None:
+        for pipeline in self.pipelines.values():  # kinds relative to a block (fNIRS change from rest) read it
+            pipeline.blocks.follow(block_now(engine))
         for name, (opened, facts, checked, spec) in self.opened.items():
             line = signal_line(name, self.pipelines[name], engine, bus, governor, spec.max_gap_s)
             reader = InputReader(name, opened, line, stall_timeout_s=spec.stall_timeout_s, max_gap_s=spec.max_gap_s)
@@ -154,6 +167,24 @@ class SignalInputs(Modality):
             for opened, _, _, _ in self.opened.values():
                 opened.close()
         end_process(self.sim_proc)
+
+
+def rewarded_blocks(protocol: Protocol) -> tuple[str, ...]:
+    """The block labels the protocol's rules reward in (where a simulated fNIRS participant engages)."""
+    out: list[str] = []
+    for rule in protocol.rules:
+        for label in getattr(rule, "during", ()) or ():
+            if label not in out:
+                out.append(label)
+    return tuple(out)
+
+
+def block_now(engine: Any) -> Callable[[], tuple[int, str] | None]:
+    """The engine's current block as (index, label); read from the input's thread (one attribute read)."""
+    def now() -> tuple[int, str] | None:
+        block = engine.timeline.current
+        return None if block is None else (block.index, block.label)
+    return now
 
 
 def inputs_from_simulator(protocol: Protocol, sim_name: str) -> Protocol:

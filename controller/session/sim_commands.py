@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.features import registry as feature_registry
-from controller.lang.compiled import Protocol, VolumeInputSpec
+from controller.lang.compiled import InputSpec, Protocol, VolumeInputSpec
 from controller.session.export_check import replay_export
 
 
@@ -22,7 +22,7 @@ class SimOptions:
     """The simulated participant of a signal protocol (or a replayed recording)."""
 
     channels: int = 64
-    rate: float = 500.0
+    rate: float | None = None  # None: the protocol input's stated rate, else the modality's usual one
     chunk: int | None = None  # None: 10, or 1 when the protocol stimulates (the latency budget is ms)
     seed: int = 0
     learning_rate: float | None = None
@@ -45,17 +45,37 @@ def _sim(*args: str) -> list[str]:
     return [sys.executable, "-m", "sim", *args]
 
 
-def participant_command(opts: SimOptions, name: str, marker_stream: str) -> list[str]:
-    """``sim eeg``: the simulated participant (or the replay of a recording) streaming as ``name``, rewarded
-    by the session's marker stream."""
-    cmd = _sim("eeg", "--name", name, "--marker-stream", marker_stream)
+USUAL_RATE = {"eeg": 500.0, "fnirs": 10.0, "meg": 1000.0}
+
+
+def signal_modality(spec: InputSpec) -> str:
+    """Which simulator stands in for a signal input: 'fnirs' (an fnirs: input), 'meg' (a stream of type MEG,
+    or one with projectors) or 'eeg'."""
+    if spec.fnirs is not None:
+        return "fnirs"
+    if (spec.stream.type or "").casefold() == "meg" or spec.ssp is not None:
+        return "meg"
+    return "eeg"
+
+
+def participant_command(opts: SimOptions, name: str, marker_stream: str, spec: InputSpec | None = None,
+                        active: tuple[str, ...] = ()) -> list[str]:
+    """``sim eeg`` / ``sim fnirs`` / ``sim meg`` (as the first input is): the simulated participant (or the
+    replay of a recording) streaming as ``name``, rewarded by the session's marker stream; ``active``: the
+    blocks its fNIRS responses answer (the ones the protocol rewards)."""
+    modality = "eeg" if spec is None else signal_modality(spec)
+    cmd = _sim(modality, "--name", name, "--marker-stream", marker_stream)
     if opts.replay:
         cmd += ["--replay", str(opts.replay), "--chunk", str(opts.chunk or 10)]
-    else:
-        cmd += ["--channels", str(opts.channels), "--rate", f"{opts.rate:g}", "--chunk", str(opts.chunk),
-                "--seed", str(opts.seed)]
-        if opts.learning_rate is not None:
-            cmd += ["--learning-rate", f"{opts.learning_rate:g}"]
+        return cmd + list(opts.extra_args)
+    rate = opts.rate or (spec.rate_hz if spec is not None else None) or USUAL_RATE[modality]
+    cmd += ["--rate", f"{rate:g}", "--chunk", str(opts.chunk), "--seed", str(opts.seed)]
+    if modality == "eeg":
+        cmd += ["--channels", str(opts.channels)]
+    if modality == "fnirs" and active:
+        cmd += ["--active", ",".join(active)]
+    if opts.learning_rate is not None:
+        cmd += ["--learning-rate", f"{opts.learning_rate:g}"]
     return cmd + list(opts.extra_args)
 
 
