@@ -22,6 +22,7 @@ from controller.report import (
     figures,
     fmri,
     fmri_figures,
+    haemodynamics,
     html,
     metrics,
     phase_error,
@@ -159,6 +160,7 @@ def build_report(session_dir: Path | str) -> Path:
     stim, extra = closed_loop(data, recording, protocol, protocol_error, session_dir)
     summary.update(extra)
     fm, summary["fmri"] = fmri_part(data, protocol)
+    summary["haemodynamics"] = _guarded("fNIRS", haemodynamics.summary, protocol, data)
     out = session_dir / REPORT_DIR
     out.mkdir(exist_ok=True)
 
@@ -196,6 +198,12 @@ def build_report(session_dir: Path | str) -> Path:
     if summary["phase_error"] is not None and "error" not in summary["phase_error"]:
         made["phase_error"] = (stim_figures.phase_polar_figure(data, summary["phase_error"]),
                                f"Polar histogram of phase error (15° bins); {phase_error.DEFINITION}.")
+    if summary["haemodynamics"] is not None and "error" not in summary["haemodynamics"]:
+        made["haemodynamics"] = (_guarded("fNIRS figure", haemodynamics.figure, protocol, data),
+                                 "fNIRS: HbO (red) and HbR (blue) per region as fed back, blocks shaded; right: "
+                                 f"block average; {haemodynamics.DEFINITION}.")
+        if isinstance(made["haemodynamics"][0], dict):
+            made.pop("haemodynamics")
     if fm is not None and "error" not in summary["fmri"]:
         fmri_made = _guarded("fMRI figures", fmri_figures.make, data, fm, summary["fmri"])
         if "error" in fmri_made:
