@@ -83,7 +83,10 @@ class ScalpCoupling:
         ab = self._filter.process_(np.array(od.reshape(2 * p, n), dtype=np.float64))  # a copy: filtered in place
         a, b = ab[:p], ab[p:]
         series = np.concatenate([self._hist, np.concatenate([a, b, a * b, a * a, b * b], axis=0)], axis=1)
-        sums = sliding_window_view(series, self._w, axis=1).sum(axis=2)  # (5p, n): window ending at each sample
+        if n == 1:  # the one window: a plain row sum (the same contiguous summation as a view's)
+            sums = series.sum(axis=1)[:, None]
+        else:
+            sums = sliding_window_view(series, self._w, axis=1).sum(axis=2)  # (5p, n): window ending at each sample
         self._hist[:] = series[:, n:]
         count = np.minimum(self._seen + np.arange(1, n + 1), self._w).astype(np.float64)
         self._seen = min(self._seen + n, self._w)
@@ -92,7 +95,7 @@ class ScalpCoupling:
         den = (count * saa - sa * sa) * (count * sbb - sb * sb)
         ok = (den > 0) & (count >= 2)
         r = np.where(ok, cov / np.sqrt(np.where(ok, den, 1.0)), 0.0)
-        out: np.ndarray = np.clip(r, -1.0, 1.0)
+        out: np.ndarray = np.minimum(np.maximum(r, -1.0), 1.0)  # rounding can step past +-1
         return out
 
 
