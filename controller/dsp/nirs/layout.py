@@ -116,7 +116,7 @@ class NirsLayout:
         Columns are indices into ``info['chs']``; the optodes' positions are where MNE keeps them
         (``loc[3:6]`` source, ``loc[6:9]`` detector); other channels are ``unused_columns``.
         """
-        from mne import pick_types  # noqa: PLC0415  # MNE only for offline tools, never on import
+        from mne import pick_types  # type: ignore[import-untyped]  # noqa: PLC0415  # MNE (no stubs) only for offline tools, never on import
 
         picks = set(pick_types(info, fnirs=["fnirs_cw_amplitude", "fnirs_od"], exclude=[]).tolist())
         if not picks:

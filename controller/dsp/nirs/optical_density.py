@@ -83,7 +83,7 @@ class OpticalDensity:
             ref = self._ref[:, None]
         else:
             ref = self._learn(v)
-        od = -np.log(v / ref)
+        od: np.ndarray = -np.log(v / ref)
         od[~np.isfinite(od)] = 0.0  # channels without a usable sample yet
         return od
 
