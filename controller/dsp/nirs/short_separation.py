@@ -46,7 +46,7 @@ def forgetting_factor(memory_s: float, fs: float) -> float:
 class ShortRegression:
     """Rows ``y`` ``(m, n)`` each regressed on its own regressor row ``x`` ``(m, n)``, state kept."""
 
-    __slots__ = ("_m", "_lam", "_a", "_sums", "_zi", "_beta")
+    __slots__ = ("_m", "_lam", "_a", "_sums", "_zi")
 
     def __init__(self, n_rows: int, fs: float, memory_s: float = 60.0) -> None:
         self._m = int(n_rows)
@@ -55,7 +55,6 @@ class ShortRegression:
         # Stacked sums, rows [x (m), y (m), xy (m), xx (m), weight (1)], newest value of each.
         self._sums = np.zeros(4 * self._m + 1)
         self._zi = np.zeros((4 * self._m + 1, 1))  # lfilter's state: lam * the newest sums
-        self._beta = np.zeros(self._m)
 
     @property
     def forgetting(self) -> float:
@@ -64,12 +63,11 @@ class ShortRegression:
     @property
     def beta(self) -> np.ndarray:
         """Beta per row as it will be used at the next sample (from every sample so far)."""
-        return self._beta.copy()
+        return self._betas(self._sums[:, None])[:, 0]
 
     def reset(self) -> None:
         self._sums.fill(0.0)
         self._zi.fill(0.0)
-        self._beta.fill(0.0)
 
     def process(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Residuals ``y - beta * x`` ``(m, n)``, beta a priori (from the samples before each one)."""
@@ -86,7 +84,6 @@ class ShortRegression:
         prior = np.concatenate([self._sums[:, None], sums[:, :-1]], axis=1)  # sums up to t-1, per t
         self._sums[:] = sums[:, -1]
         beta = self._betas(prior)
-        self._beta[:] = self._betas(self._sums[:, None])[:, 0]
         out: np.ndarray = y - beta * x
         return out
 
