@@ -16,7 +16,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal  # type: ignore[import-untyped]  # scipy: no type stubs installed
 
 from controller.dsp.nirs.extinction import absorption_coefficients
-from controller.dsp.nirs.front_end import haemoglobin_lowpass_sos
+from controller.dsp.nirs.front_end import haemoglobin_highpass_sos, haemoglobin_lowpass_sos
 from controller.dsp.nirs.layout import NirsLayout
 from controller.dsp.nirs.quality import cardiac_sos
 
@@ -132,6 +132,7 @@ def haemoglobin_offline(
     short_regression: bool = True,
     short_memory_s: float = 60.0,
     lowpass_hz: float | None = 0.5,
+    highpass_hz: float | None = None,
     sci_window_s: float = 5.0,
     jump_od: float = 0.1,
     jump_lag_s: float = 0.5,
@@ -164,6 +165,11 @@ def haemoglobin_offline(
             xr = np.concatenate([hbo[:, partners], hbr[:, partners]], axis=1)
             res, _ = rls_offline(y, xr, fs, short_memory_s)
             hbo[:, pairs], hbr[:, pairs] = res[:, : len(pairs)], res[:, len(pairs):]
+    if highpass_hz is not None:
+        sos = haemoglobin_highpass_sos(fs, highpass_hz)
+        longs_ = [i for i, pr in enumerate(layout.pairs) if not pr.short]
+        hbo[:, longs_] = signal.sosfilt(sos, hbo[:, longs_], axis=0)
+        hbr[:, longs_] = signal.sosfilt(sos, hbr[:, longs_], axis=0)
     labels: list[str] = []
     types: list[str] = []
     columns: list[np.ndarray] = []

@@ -11,8 +11,9 @@ Per chunk, all causal and vectorised over pairs and samples:
    It runs after the low-pass so beta is fitted in the band the output keeps (the cardiac
    coupling between scalp and cortex need not equal the slow systemic one).
 
-No high-pass here: drift is removed by the pipeline's ``highpass:`` of the input, which applies
-to what this front end puts out, as for any other modality.
+6. an optional causal Butterworth high-pass (``highpass_hz``, e.g. 0.01 Hz) of the long pairs'
+   HbO/HbR against slow drift. It is here, not in the input's generic ``highpass:``, because that
+   would also filter the sci and motion channels, which are levels, not signals.
 
 Outputs, in this order:
 - per LONG pair in layout order: ``'S1_D1 hbo'``, ``'S1_D1 hbr'`` (types 'hbo', 'hbr');
@@ -41,6 +42,15 @@ from .quality import DEFAULT_JUMP_LAG_S, DEFAULT_JUMP_OD, MotionJumps, ScalpCoup
 from .short_separation import ShortRegression
 
 LOWPASS_ORDER = 4  # Butterworth order of the HbO/HbR low-pass
+HIGHPASS_ORDER = 2  # Butterworth order of the drift high-pass (gentle: blocks last tens of seconds)
+
+
+def haemoglobin_highpass_sos(fs: float, cutoff_hz: float) -> np.ndarray:
+    """Causal Butterworth high-pass of HbO/HbR (drift)."""
+    if not 0.0 < cutoff_hz < fs / 2:
+        raise ValueError(f"fNIRS high-pass {cutoff_hz} Hz must lie in (0, {fs / 2}) Hz at fs={fs} Hz")
+    sos: np.ndarray = signal.butter(HIGHPASS_ORDER, cutoff_hz, btype="highpass", fs=fs, output="sos")
+    return sos
 
 
 def haemoglobin_lowpass_sos(fs: float, cutoff_hz: float) -> np.ndarray:
@@ -66,6 +76,7 @@ class NirsFrontEnd:
         short_regression: bool = True,
         short_memory_s: float = 60.0,
         lowpass_hz: float | None = 0.5,
+        highpass_hz: float | None = None,
         sci_window_s: float = 5.0,
         jump_od: float = DEFAULT_JUMP_OD,
         jump_lag_s: float = DEFAULT_JUMP_LAG_S,
@@ -99,6 +110,9 @@ class NirsFrontEnd:
 
         is_short = np.array([pair.short for pair in layout.pairs])
         self._long = np.flatnonzero(~is_short)
+        self._long_rows = np.concatenate([self._long, self._long + p])
+        self._highpass = (None if highpass_hz is None or not self._long.size else
+                          StreamingSOS(haemoglobin_highpass_sos(self.fs, highpass_hz), 2 * self._long.size))
         self._short = np.flatnonzero(is_short)
         partner = layout.nearest_short_indices()
         regressed = [i for i in self._long.tolist() if partner[i] >= 0] if short_regression else []
@@ -157,6 +171,18 @@ class NirsFrontEnd:
             self._lowpass.reset()
         if self._regression is not None:
             self._regression.reset()
+        if self._highpass is not None:
+            self._highpass.reset()
+
+    def describe(self) -> str:
+        """One line for the operator: the layout and what is corrected."""
+        lay = self.layout
+        nl, ns = self._long.size, self._short.size
+        text = (f"fNIRS {nl} long + {ns} short pairs at {'/'.join(f'{w:g}' for w in lay.wavelengths)} nm -> "
+                f"HbO/HbR, sci, motion per long pair")
+        if self._unregressed:
+            text += f"; without short-channel regression: {', '.join(self._unregressed)}"
+        return text
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """``x`` ``(n, n_stream_columns)`` -> ``(n, len(labels))``."""
@@ -174,6 +200,8 @@ class NirsFrontEnd:
         short_hb = hb[np.concatenate([self._short, self._short + p])] if self._short.size else None
         if self._regression is not None:
             hb[self._reg_y] = self._regression.process(hb[self._reg_y], hb[self._reg_x])
+        if self._highpass is not None:
+            hb[self._long_rows] = self._highpass.process_(np.ascontiguousarray(hb[self._long_rows]))
 
         nl, ns = self._long.size, self._short.size
         out = np.empty((n, len(self._labels)))

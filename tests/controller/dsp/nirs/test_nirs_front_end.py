@@ -174,3 +174,22 @@ def test_bad_inputs_are_refused() -> None:
     no_dist = NirsLayout.from_labels(["S1_D1 760", "S1_D1 850"])
     with pytest.raises(ValueError, match="distance"):
         NirsFrontEnd(no_dist, FS)
+
+
+def test_drift_highpass_on_long_pairs_only_online_equals_offline() -> None:
+    """The drift high-pass filters the long pairs' HbO/HbR, never sci/motion (levels) nor the short pairs."""
+    lay, _ = _montage()
+    rng = np.random.default_rng(9)
+    n = int(200 * FS)
+    t = np.arange(n) / FS
+    x = _synthetic(lay, n, rng, 3e-7 * ((t // 15) % 2 == 1))
+    on = NirsFrontEnd(lay, FS, highpass_hz=0.01)
+    off = NirsFrontEnd(lay, FS)
+    with_hp, without = _stream(on, x, 8), _stream(off, x, 8)
+    np.testing.assert_array_equal(with_hp[:, 10:], without[:, 10:])  # sci, motion, short pairs untouched
+    assert not np.allclose(with_hp[:, :10], without[:, :10])
+    _, _, ref = haemoglobin_offline(x, lay, FS, highpass_hz=0.01)
+    _close_per_column(with_hp, ref, 1e-9)
+    # a constant offset added to every intensity's OD decays away: the high-pass's DC gain is zero
+    late = with_hp[-int(20 * FS):, :10]
+    assert np.all(np.abs(late.mean(axis=0)) < 5 * late.std(axis=0) + 1e-12)
