@@ -157,3 +157,19 @@ def test_front_end_partial_coverage_spelling_and_chunks():
         SspFrontEnd(labels, types, np.eye(4))
     with pytest.raises(ValueError, match="leave no signal"):
         projector_matrix([Projector("a", False, ("a",), np.array([1.0]))], ["a"])
+
+
+def test_kinds_projected_separately():
+    """An EEG reference and a MEG projector in one operator: volts never leak into teslas, NaN in a stim stays there."""
+    labels = ["EEG 001", "EEG 002", "EEG 003", "MEG 0111", "MEG 0121", "MEG 0131", "STI 014"]
+    types = ["eeg"] * 3 + ["mag"] * 3 + ["stim"]
+    eeg = Projector("Average EEG reference", False, tuple(labels[:3]), np.full(3, 1 / np.sqrt(3)))
+    meg = Projector("ECG", False, tuple(labels[3:6]), np.array([0.3, -0.5, 0.8]))
+    both = SspFrontEnd.from_projectors(labels, types, [eeg, meg])
+    alone = SspFrontEnd.from_projectors(labels[3:6], types[3:6], [meg])
+    rng = np.random.default_rng(3)
+    x = np.hstack([rng.standard_normal((50, 3)) * 1e-5, rng.standard_normal((50, 3)) * 1e-13, np.full((50, 1), np.nan)])
+    out = both.process(x)
+    np.testing.assert_allclose(out[:, 3:6], alone.process(x[:, 3:6]), rtol=0, atol=1e-28)
+    np.testing.assert_allclose(out[:, :3], x[:, :3] - x[:, :3].mean(axis=1, keepdims=True), rtol=0, atol=1e-20)
+    assert np.isnan(out[:, 6]).all() and np.isfinite(out[:, :6]).all()
