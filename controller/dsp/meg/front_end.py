@@ -7,7 +7,7 @@ copied, so a stream with EEG and MEG pays only for the part projected.
 
 An SSP operator removes a few directions (``P = I - U U^T``, ``U`` with a handful of columns), so it is
 applied as ``x - (x U) U^T``: 2 x 306 x r multiply-adds per sample instead of 306 x 306 (a (5, 306)
-chunk with three vectors: ~13 us instead of ~80 here). A matrix that is not an orthogonal projector
+chunk with three vectors: 12-21 us instead of ~80 on a 2-core development VM). A matrix that is not an orthogonal projector
 (symmetric, eigenvalues 0 and 1) is applied as given, densely.
 
 Channels of different kinds are projected separately: the operator is split into the groups of columns
