@@ -5,6 +5,7 @@
   timestamps, ``--speed``, ``--start`` and its annotations (sim/replay_stream.py);
   ``--respiration`` adds a belt stream ``<name>-resp`` and its true phase ``<name>-resp-phase``.
 - ``sim resp``: the respiration belt alone (sim/respiration.py).
+- ``sim meg``: simulated MEG on a real Neuromag layout, posterior alpha that rewards raise (sim/meg/cli.py).
 - ``sim device KIND``: a virtual stimulator process (sim/devices/process.py: READY line,
   ``--log`` journal, stdin fault control).
 - ``sim fmri``: fMRI volumes (sim/fmri/cli.py): the simulator, or ``--replay FILE`` a 4D NIfTI.
@@ -21,6 +22,7 @@ import threading
 
 from sim.argtypes import channels, hz_pair, non_negative_float, positive_float, positive_int, seizure
 from sim.entry import quiet_liblsl, stop_on_signals
+from sim.meg.cli import add_meg_parser, run_meg
 from sim.names import DEFAULT_MARKER_STREAM, DEFAULT_NAME, DEFAULT_REPLAY_NAME, DEFAULT_RESP_NAME
 
 
@@ -79,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     resp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     resp.add_argument("--duration", type=positive_float, default=None, help="stop after this many seconds")
     resp.add_argument("--quiet", action="store_true", help="no startup message")
+    add_meg_parser(sub)
     _add_device_parser(sub)
     sub.add_parser("fmri", add_help=False,
                    help="fMRI volumes over LSL and/or into a folder: the simulator, or --replay FILE.nii.gz "
@@ -275,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                 _run_eeg(args, stop)
             elif args.command == "resp":
                 _run_resp(args, stop)
+            elif args.command == "meg":
+                run_meg(args, stop)
             elif args.command == "device":
                 _run_device(args, stop)
     except KeyboardInterrupt:

@@ -9,4 +9,5 @@ DEFAULT_NAME = "neuroreflex-sim-eeg"  # simulated EEG; its participant state is 
 # (a session's outlets are neuroreflex-<session id>-*; a session started with --sim names its own)
 DEFAULT_MARKER_STREAM = "neuroreflex-*-markers"
 DEFAULT_REPLAY_NAME = "neuroreflex-replay"  # a replayed recording; its annotations are "<name>-annotations"
+DEFAULT_MEG_NAME = "neuroreflex-sim-meg"  # `sim meg`; its true alpha amplitude is "<name>-state"
 DEFAULT_RESP_NAME = "neuroreflex-sim-resp"  # standalone `sim resp`; its true phase is "<name>-phase"
