@@ -10,3 +10,5 @@ DEFAULT_NAME = "neuroreflex-sim-eeg"  # simulated EEG; its participant state is 
 DEFAULT_MARKER_STREAM = "neuroreflex-*-markers"
 DEFAULT_REPLAY_NAME = "neuroreflex-replay"  # a replayed recording; its annotations are "<name>-annotations"
 DEFAULT_RESP_NAME = "neuroreflex-sim-resp"  # standalone `sim resp`; its true phase is "<name>-phase"
+DEFAULT_FNIRS_NAME = "neuroreflex-sim-fnirs"  # `sim fnirs`; its true neural HbO is "<name>-state"
+DEFAULT_FNIRS_REPLAY_NAME = "neuroreflex-replay-fnirs"  # `sim fnirs --replay`; annotations "<name>-annotations"
