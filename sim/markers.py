@@ -77,6 +77,8 @@ class MarkerListener:
                 inlet = pylsl.StreamInlet(info, recover=False, processing_flags=flags)
                 try:
                     inlet.open_stream(timeout=2.0)
+                    if flags:  # measure the clock offset now: the first pull would wait for it (~0.5 s)
+                        inlet.time_correction(timeout=2.0)
                 except (LslTimeoutError, LostError):
                     inlet.close_stream()
                     continue
