@@ -36,10 +36,11 @@ def read_raw_fnirs(path: str | Path):  # -> mne.io.BaseRaw
     raise ValueError(f"{path}: expected a .snirf file or a NIRx folder")
 
 
-def _positions(chs: list[dict], index: slice) -> tuple[float, float, float]:
-    xyz = np.asarray(chs[0]["loc"][index], dtype=float) * 1000.0
+def _position_mm(ch: dict, index: slice) -> tuple[float, float, float]:
+    """An optode's position from a channel's ``loc`` (metres) in mm."""
+    xyz = np.asarray(ch["loc"][index], dtype=float) * 1000.0
     if not np.all(np.isfinite(xyz)):
-        raise ValueError(f"channel {chs[0]['ch_name']}: no optode position in the file")
+        raise ValueError(f"channel {ch['ch_name']}: no optode position in the file")
     return (float(xyz[0]), float(xyz[1]), float(xyz[2]))
 
 
@@ -63,8 +64,8 @@ def load_fnirs(path: str | Path) -> tuple[Recording, NirsLayout]:
         source, detector, _ = parse_label(ch["ch_name"])
         wavelength = float(ch["loc"][9])
         columns.append(NirsColumn(source, detector, wavelength, measure))
-        sources.setdefault(source, _positions([ch], slice(3, 6)))
-        detectors.setdefault(detector, _positions([ch], slice(6, 9)))
+        sources.setdefault(source, _position_mm(ch, slice(3, 6)))
+        detectors.setdefault(detector, _position_mm(ch, slice(6, 9)))
     layout = NirsLayout(tuple(columns), dict(sorted(sources.items(), key=lambda kv: int(kv[0][1:]))),
                         dict(sorted(detectors.items(), key=lambda kv: int(kv[0][1:]))))
     data = raw.get_data(picks=picks).T

@@ -160,7 +160,7 @@ def test_mnes_beer_lambert_recovers_the_true_neural_concentrations():
         ch["loc"][9] = wl
     hb = mne.preprocessing.nirs.beer_lambert_law(mne.io.RawArray(od.T, info, verbose="error"), ppf=6.0)
     truth = gen.neural_hbo
-    for i, pair in enumerate(m.pairs):
+    for pair in m.pairs:
         hbo, hbr = hb.get_data(picks=[f"{pair.name} hbo", f"{pair.name} hbr"])
         want = 0.0 if pair.short else 1.0
         np.testing.assert_allclose(hbo, want * truth, rtol=0, atol=1e-14)

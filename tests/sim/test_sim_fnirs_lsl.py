@@ -1,6 +1,7 @@
 """The fNIRS simulator over real LSL on loopback: its description, its stamps, blocks and rewards from markers."""
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -154,15 +155,29 @@ def test_reward_markers_raise_the_gain():
     assert stats.rewards == 3 and stats.markers == 4 and stats.blocks == 1 and stats.gain == pytest.approx(expected)
 
 
-def test_cli_streams_for_its_duration_and_rejects_simulator_options_with_replay():
+def test_a_run_stops_after_its_duration_in_whole_chunks():
+    streamer = FnirsStreamer(FnirsGenerator(rate=RATE, seed=1), FnirsParticipant(), unique("sim-fnirs"), chunk=3)
+    stats = streamer.run(duration=0.5)
+    streamer.close()
+    assert stats.samples == 12 and stats.seconds == pytest.approx(0.6)  # ceil(10 / 3) chunks of 3
+    assert stats.rewards == 0 and stats.blocks == 0 and stats.gain == 0.4
+
+
+def test_cli_streams_until_sigterm_and_rejects_simulator_options_with_replay():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     name = unique("cli-fnirs")
-    done = subprocess.run([sys.executable, "-m", "sim", "fnirs", "--name", name, "--duration", "0.5",
-                           "--marker-stream", "", "--motion-every", "2"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert f"streaming fNIRS '{name}' (60 columns: 22 long + 8 short pairs" in done.stdout
-    assert "stopped after 0.5 s (5 samples)" in done.stdout
+    proc = subprocess.Popen([sys.executable, "-m", "sim", "fnirs", "--name", name, "--marker-stream", "",
+                             "--motion-every", "2"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        info = resolve_one(name, timeout=20.0)
+        assert info.type() == NIRS_TYPE and info.nominal_srate() == 10.0 and info.channel_count() == 60
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert f"streaming fNIRS '{name}' (60 columns: 22 long + 8 short pairs x 760/850 nm @ 10 Hz" in out
+    assert "neuroreflex sim: stopped after" in out
     bad = subprocess.run([sys.executable, "-m", "sim", "fnirs", "--replay", "x.snirf", "--motion-every", "3"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--motion-every: options of the simulator" in bad.stderr
