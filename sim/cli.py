@@ -9,6 +9,7 @@
 - ``sim device KIND``: a virtual stimulator process (sim/devices/process.py: READY line,
   ``--log`` journal, stdin fault control).
 - ``sim fmri``: fMRI volumes (sim/fmri/cli.py): the simulator, or ``--replay FILE`` a 4D NIfTI.
+- ``sim fnirs``: continuous-wave fNIRS (sim/fnirs/cli.py): the simulator, or ``--replay FILE`` SNIRF/NIRx.
 
 Each streams until the duration elapses (or the recording ends, with ``--once``), Ctrl-C or
 SIGTERM, and exits 0 on a clean stop.
@@ -86,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("fmri", add_help=False,
                    help="fMRI volumes over LSL and/or into a folder: the simulator, or --replay FILE.nii.gz "
                         "(`sim fmri --help`; handled by sim/fmri/cli.py)")
+    sub.add_parser("fnirs", add_help=False,
+                   help="continuous-wave fNIRS over LSL: the simulator, or --replay FILE.snirf / a NIRx folder "
+                        "(`sim fnirs --help`; handled by sim/fnirs/cli.py)")
     return parser
 
 
@@ -269,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         from sim.fmri.cli import main as fmri_main
 
         return fmri_main(argv[1:])
+    if argv[:1] == ["fnirs"]:  # likewise
+        from sim.fnirs.cli import main as fnirs_main
+
+        return fnirs_main(argv[1:])
     args = build_parser().parse_args(argv)
     quiet_liblsl()
     stop = threading.Event()

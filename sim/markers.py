@@ -26,7 +26,9 @@ def is_reward(text: str) -> bool:
 
 class MarkerListener:
     """Background LSL inlet on the marker stream called ``name`` (or the only one matching it, when
-    it holds a ``*``: ``neuroreflex-*-markers``); calls ``on_reward(count)``."""
+    it holds a ``*``: ``neuroreflex-*-markers``); calls ``on_reward(count)``, and with ``on_marker``
+    also ``on_marker(text, timestamp)`` for every marker (timestamps clock-synchronised to this
+    machine's LSL clock: the fNIRS participant starts a block at the marker's time)."""
 
     def __init__(
         self,
@@ -35,10 +37,12 @@ class MarkerListener:
         stream_type: str = MARKER_TYPE,
         resolve_timeout: float = 0.5,
         pull_timeout: float = 0.2,
+        on_marker: Callable[[str, float], None] | None = None,
     ) -> None:
         self.name = name
         self.stream_type = stream_type
         self._on_reward = on_reward
+        self._on_marker = on_marker
         self._resolve_timeout = resolve_timeout
         self._pull_timeout = pull_timeout
         self._stop = threading.Event()
@@ -69,16 +73,22 @@ class MarkerListener:
             infos = pylsl.resolve_byprop("name", self.name, minimum=1, timeout=self._resolve_timeout)
         for info in infos:
             if info.type() == self.stream_type and info.channel_format() == pylsl.cf_string:
-                inlet = pylsl.StreamInlet(info, recover=False)
+                flags = pylsl.proc_clocksync if self._on_marker is not None else 0
+                inlet = pylsl.StreamInlet(info, recover=False, processing_flags=flags)
                 try:
                     inlet.open_stream(timeout=2.0)
+                    if flags:  # measure the clock offset now: the first pull would wait for it (~0.5 s)
+                        inlet.time_correction(timeout=2.0)
                 except (LslTimeoutError, LostError):
                     inlet.close_stream()
                     continue
                 return inlet
         return None
 
-    def _handle(self, chunk: list[list[str]]) -> None:
+    def _handle(self, chunk: list[list[str]], stamps: list[float] | None = None) -> None:
+        if self._on_marker is not None and stamps is not None:
+            for sample, t in zip(chunk, stamps, strict=True):
+                self._on_marker(str(sample[0]) if sample else "", float(t))
         n_rewards = sum(1 for sample in chunk if sample and is_reward(str(sample[0])))
         self.markers += len(chunk)
         if n_rewards:
@@ -95,14 +105,14 @@ class MarkerListener:
                 self.connections += 1
                 self.connected.set()
             try:
-                chunk, _ = inlet.pull_chunk(timeout=self._pull_timeout)
+                chunk, stamps = inlet.pull_chunk(timeout=self._pull_timeout)
             except LostError:
                 self.connected.clear()
                 inlet.close_stream()
                 inlet = None
                 continue
             if chunk:
-                self._handle(chunk)
+                self._handle(chunk, stamps)
         if inlet is not None:
             inlet.close_stream()
         self.connected.clear()

@@ -98,7 +98,8 @@ class ReplayStreamer:
         return self.lsl_time(onset_sample - self.start + pass_index * self.n_pass)
 
     # ---------------------------------------------------------------- outlets
-    def _info(self) -> pylsl.StreamInfo:
+    def _stream_info(self) -> pylsl.StreamInfo:
+        """The stream's type and channel description (another modality's replay overrides this)."""
         rec = self.recording
         info = pylsl.StreamInfo(self.name, "EEG", len(rec.labels), rec.rate, pylsl.cf_float32, self.source_id)
         desc = info.desc()
@@ -109,6 +110,12 @@ class ReplayStreamer:
             ch.append_child_value("label", label)
             ch.append_child_value("unit", unit)
             ch.append_child_value("type", ctype)
+        return info
+
+    def _info(self) -> pylsl.StreamInfo:
+        rec = self.recording
+        info = self._stream_info()
+        desc = info.desc()
         notes = desc.append_child("recording")
         notes.append_child_value("file", rec.source)
         notes.append_child_value("samples", str(rec.n_samples))
