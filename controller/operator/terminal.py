@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from controller import events as ev
 from controller.events import EventBus
+from controller.lang.units import CONCENTRATION, VOLTAGE, format_quantity
 
 _ANNOUNCE = {ev.BLOCK_START, ev.THRESHOLD, ev.STATE, ev.INPUT, ev.FAULT, ev.VOLUME}
 FD_WARN_MM = 0.5  # framewise displacement worth a line of its own (the usual censoring threshold)
@@ -34,8 +35,12 @@ def volume_text(qc: dict[str, Any]) -> str:
 
 
 def status_line(snap: dict[str, Any], feature: str | None, threshold: str | None,
-                volume: dict[str, Any] | None = None) -> str:
-    """One line: block, time left, the newest volume (fMRI), feature vs threshold, reward rate, state."""
+                volume: dict[str, Any] | None = None, family: str | None = None) -> str:
+    """One line: block, time left, the newest volume (fMRI), feature vs threshold, reward rate, state;
+    ``family``: the feature's unit family, to show 0.25 umol/L rather than 2.5e-07."""
+    def shown(v: float) -> str:
+        return format_quantity(v, family) if family in (VOLTAGE, CONCENTRATION) else f"{v:.3g}"
+
     parts = []
     if snap["block"] is not None:
         parts.append(f"[{snap['block']} {snap['block_index'] + 1}/{snap['n_blocks']}] "
@@ -44,10 +49,10 @@ def status_line(snap: dict[str, Any], feature: str | None, threshold: str | None
         parts.append(volume_text(volume))
     if feature:
         value = snap["features"].get(feature)
-        text = f"{feature} {value:.3g}" if value is not None else f"{feature} --"
+        text = f"{feature} {shown(value)}" if value is not None else f"{feature} --"
         th = snap["thresholds"].get(threshold) if threshold else None
         if th is not None:
-            text += f" (goal {th:.3g})"
+            text += f" (goal {shown(th)})"
         parts.append(text)
     stim = snap.get("stim")
     if stim is not None:  # a stimulation protocol: what matters is whether it can stimulate now
@@ -95,12 +100,14 @@ class TextDisplay(threading.Thread):
         threshold: str | None,
         stream: TextIO = sys.stdout,
         period_s: float = 1.0,
+        family: str | None = None,
     ) -> None:
         super().__init__(name="display:text", daemon=True)
         self._sub = bus.subscribe(_ANNOUNCE, maxsize=1000)
         self._bus = bus
         self._snapshot = snapshot
         self._feature, self._threshold = feature, threshold
+        self._family = family
         self._out = stream
         self._tty = hasattr(stream, "isatty") and stream.isatty()
         self._period = period_s if self._tty else max(period_s, 5.0)
@@ -124,7 +131,7 @@ class TextDisplay(threading.Thread):
             if e.kind == ev.VOLUME:
                 self._volume = e.data
         lines = [t for t in (describe_event(e) for e in events) if t]
-        line = status_line(self._snapshot(), self._feature, self._threshold, self._volume)
+        line = status_line(self._snapshot(), self._feature, self._threshold, self._volume, self._family)
         if self._tty:
             for text in lines:
                 self._out.write("\r\x1b[K" + text + "\n")

@@ -94,8 +94,9 @@ class FnirsDecl(Decl):
     lowpass: OptionalFrequency = Field(
         "0.5 Hz", validate_default=True, description="Causal low-pass of HbO/HbR, e.g. 0.5 Hz; false for none.")
     highpass: OptionalFrequency = Field(
-        None, description="Causal high-pass of HbO/HbR against slow drift, e.g. 0.01 Hz (keep it below 1 / (2 x the "
-                          "longest block)); omit or false for none.")
+        None, description="Causal high-pass of HbO/HbR against slow drift, e.g. 0.005 Hz; keep it well below "
+                          "1 / (2 x the block cycle) or it removes the response. Omit (the default) when the feedback is "
+                          "a change from the preceding rest, which removes drift already.")
     quality: NirsQualityDecl = Field(default_factory=NirsQualityDecl, description="Contact and motion detection.")
 
 

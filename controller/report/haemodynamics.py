@@ -135,7 +135,11 @@ def figure(protocol: Protocol | None, data: SessionData) -> Figure | None:
         trace_ax.set_xlim(0, max(data.t_end - data.t0, 1e-9))
         avg_ax.axhline(0, color="0.5", lw=0.6)
         avg_ax.set_title(f"block average ({', '.join(labels)})", loc="left", fontsize=9)
-        avg_ax.legend(fontsize=7, loc="upper left", frameon=False)
+        if avg_ax.get_legend_handles_labels()[0]:
+            avg_ax.legend(fontsize=7, loc="upper left", frameon=False)
+        else:
+            avg_ax.text(0.5, 0.5, "no complete block yet", ha="center", va="center", transform=avg_ax.transAxes,
+                        fontsize=8, color="0.4")
     axes[-1, 0].set_xlabel("time since session start (s)")
     axes[-1, 1].set_xlabel("time from block onset (s)")
     fig.suptitle(f"{data.protocol}: haemoglobin per region", fontsize=11)

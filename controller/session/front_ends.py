@@ -44,21 +44,30 @@ def nirs_front_end(spec: InputSpec, facts: StreamFacts) -> FrontEnd:
 
 
 def ssp_front_end(spec: InputSpec, facts: StreamFacts, protocol_dir: Path) -> FrontEnd | None:
+    """Signal-space projection with the stream's projectors and/or a file's; None when there are none."""
     from controller.dsp.meg.front_end import SspFrontEnd
-    from controller.dsp.meg.ssp import projector_matrix, projectors_from_file
+    from controller.dsp.meg.ssp import Projector, projector_coverage, projectors_from_file
 
     ssp = spec.ssp
     assert ssp is not None
-    vectors: list[tuple[tuple[str, ...], np.ndarray]] = []
+    projectors: list[Projector] = []
     if ssp.from_stream:
-        vectors += [(channels, np.asarray(vector)) for _, _, channels, vector in facts.projectors]
+        projectors += [Projector(name, active, channels, np.asarray(vector, dtype=np.float64))
+                       for name, active, channels, vector in facts.projectors]
     if ssp.file:
         path = Path(ssp.file) if Path(ssp.file).is_absolute() else protocol_dir / ssp.file
-        vectors += projectors_from_file(path)
-    if not vectors:
-        return None  # nothing to project: the stream carries no projectors and no file was given
+        if not path.exists():
+            raise ValueError(f"ssp: file {str(path)!r} does not exist")
+        projectors += projectors_from_file(path)
     labels = list(facts.labels)
-    return SspFrontEnd(labels, list(facts.types or ()), projector_matrix(vectors, labels))
+    if not projectors:
+        return None  # nothing to project: the stream carries no projectors and no file was given
+    coverage = projector_coverage(projectors, labels)
+    low = [p.name for p, c in zip(projectors, coverage) if c < 0.9]
+    if low:  # a projector fitted to channels the stream does not have would project the wrong subspace
+        raise ValueError(f"the stream has fewer than 90 % of the channels (by weight) of projector(s) "
+                         f"{', '.join(repr(n) for n in low)}; record the projectors on this system's channels")
+    return SspFrontEnd.from_projectors(labels, list(facts.types or ("",) * len(labels)), projectors)
 
 
 def describe_front_end(front: FrontEnd) -> str:

@@ -207,7 +207,8 @@ def run_session(opts: RunOptions) -> SessionResult:
                      "participant": opts.participant, "operator": opts.operator}
         if opts.progress is not None:
             fb = protocol.feedback.value if protocol.feedback else None
-            display = TextDisplay(bus, engine.snapshot, fb, _main_threshold(protocol, fb), stream=opts.progress)
+            display = TextDisplay(bus, engine.snapshot, fb, _main_threshold(protocol, fb), stream=opts.progress,
+                                  family=_unit_family(protocol, fb))
             display.start()
         if all(m.starts_timeline for m in modalities):
             engine.start()
@@ -492,6 +493,15 @@ def _threshold_features(protocol: Protocol) -> dict[str, str]:
 
 def _main_threshold_kind(t) -> str:
     return "adaptive" if t.adapt else ("percentile" if t.percentile else "fixed")
+
+
+def _unit_family(protocol: Protocol, feature: str | None) -> str | None:
+    """The unit family of the feature the status line shows (None: a plain number)."""
+    from controller.features.registry import find
+
+    spec = protocol.features.get(feature) if feature else None
+    found = find(spec.kind) if spec is not None else None
+    return getattr(found, "unit", None)
 
 
 def _main_threshold(protocol: Protocol, feature: str | None) -> str | None:
