@@ -59,6 +59,15 @@ class ChannelSource:
         view = self.ring.latest(n)
         return view if self.rows is None else view.take(self.rows, axis=0)
 
+    def edges(self, window: int, new: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``new`` samples that left a ``window`` when ``new`` samples entered it, and those that entered
+        (rows gathered only for those columns)."""
+        view = self.ring.latest(window + new)
+        leaving, entering = view[:, :new], view[:, window:]
+        if self.rows is None:
+            return leaving, entering
+        return leaving.take(self.rows, axis=0), entering.take(self.rows, axis=0)
+
 
 class WelchFeature:
     """band_power / band_ratio / relative_power by Welch's PSD of the conditioned window."""
@@ -76,20 +85,52 @@ class WelchFeature:
 
 
 class IirPowerFeature:
-    """The same kinds by the mean square of causally band-passed signals over the window."""
+    """The same kinds by the mean square of causally band-passed signals over the window.
 
-    __slots__ = ("_sources", "_window")
+    The window's sum of squares is kept up to date rather than recomputed: each evaluation adds the
+    samples that entered since the last one and takes away those that left, so its cost follows the
+    hop, not the window (a 1 s window at 5 kHz over a hundred MEG sensors, evaluated every 50 ms, reads
+    a tenth of what a full pass would). It is recomputed whole every ``REFRESH`` evaluations, after a
+    reset of the ring, or when the ring does not reach back far enough, so rounding cannot accumulate.
+    """
+
+    __slots__ = ("_sources", "_window", "_sums", "_seen", "_since_full")
+
+    REFRESH = 64
 
     def __init__(self, sources: list[ChannelSource], window: int) -> None:
         self._sources = sources  # one band-passed source per band, the ratio's numerator first
         self._window = window
+        self._sums = [0.0] * len(sources)
+        self._seen = [-1] * len(sources)  # ring count at the last evaluation; -1: none yet
+        self._since_full = [0] * len(sources)
+
+    def reset(self) -> None:
+        self._seen = [-1] * len(self._sources)
+
+    def _sum(self, i: int, source: ChannelSource) -> float:
+        ring, window = source.ring, self._window
+        count, seen = ring.count, self._seen[i]
+        new = count - seen
+        if (seen < 0 or new < 0 or new + window > min(count, ring.capacity)
+                or self._since_full[i] >= self.REFRESH):
+            w = source.window(window)
+            # Equal-length rows: the mean over channels of per-channel mean squares is the grand mean.
+            total = float(np.einsum("ij,ij->", w, w))
+            self._since_full[i] = 0
+        else:
+            leaving, entering = source.edges(window, new)
+            total = self._sums[i] + float(np.einsum("ij,ij->", entering, entering)
+                                          - np.einsum("ij,ij->", leaving, leaving))
+            self._since_full[i] += 1
+        self._sums[i], self._seen[i] = total, count
+        return total
 
     def __call__(self) -> float:
         powers = []
-        for source in self._sources:
-            w = source.window(self._window)
-            # Equal-length rows: the mean over channels of per-channel mean squares is the grand mean.
-            powers.append(np.einsum("ij,ij->", w, w) / w.size)
+        for i, source in enumerate(self._sources):
+            n_rows = source.ring.n_channels if source.rows is None else source.rows.size
+            powers.append(self._sum(i, source) / (n_rows * self._window))
         return combine_powers(powers)
 
 

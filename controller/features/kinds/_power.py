@@ -107,6 +107,10 @@ class PowerKind(FeatureKind):
     def reads(self, spec: FeatureSpec) -> tuple[FilterKey, ...]:
         return (None,) if spec.method == "welch" else self.power_bands(spec)
 
+    def ring_capacity(self, spec: FeatureSpec, window: int, every: int) -> int:
+        # iir keeps the window's sum of squares up to date: it reads the samples leaving it too
+        return window if spec.method == "welch" else window + every
+
     def evaluator(self, spec: FeatureSpec, sources: Sequence[ChannelSource], fs: float,
                   window: int, every: int) -> Evaluator:
         if spec.method == "welch":

@@ -76,6 +76,11 @@ class _Scaled:
     def __call__(self) -> float:
         return float(self._inner()) * self._factor
 
+    def reset(self) -> None:
+        reset = getattr(self._inner, "reset", None)
+        if reset is not None:
+            reset()
+
 
 @register
 class SensorPower(PowerKind):
