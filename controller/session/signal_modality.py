@@ -61,10 +61,10 @@ class SignalInputs(Modality):
     def prepare(self, protocol: Protocol) -> Protocol:
         try:
             if self.sim is not None:
-                if self.sim.chunk is None:
-                    self.sim = replace(self.sim, chunk=1 if protocol.devices else 10)
                 first = next(iter(protocol.inputs.values()))
                 modality = signal_modality(first)
+                if self.sim.chunk is None:  # a stimulating loop's amplifier and an fNIRS device send every sample
+                    self.sim = replace(self.sim, chunk=1 if protocol.devices or modality == "fnirs" else 10)
                 self.sim_name = f"{self.streams}-sim-{modality}"
                 cmd = participant_command(self.sim, self.sim_name, f"{self.streams}-markers", first,
                                           rewarded_blocks(protocol))
