@@ -140,6 +140,7 @@ def latency(minutes: float, fs: float, chunk: int, labels: list[str], types: lis
         next_memory = time.monotonic()
         buf = np.empty((int(fs), len(labels)), dtype=np.float32)
         warm = time.monotonic() + 3.0  # the first seconds: imports, first windows
+        cpu0 = wall0 = None
         while time.monotonic() < end:
             # as the session's reader pulls (controller/inputs/lsl/reader.py)
             _, stamps = inlet.pull_chunk(timeout=0.1, max_samples=buf.shape[0], dest_obj=buf, min_samples=1,
@@ -151,6 +152,8 @@ def latency(minutes: float, fs: float, chunk: int, labels: list[str], types: lis
             out = pylsl.local_clock()
             if time.monotonic() < warm:
                 continue
+            if cpu0 is None:
+                cpu0, wall0 = time.thread_time(), time.monotonic()
             if n_hop < hop.size:
                 hop[n_hop], sizes[n_hop] = (pulled - stamps[-1]) * 1e3, len(stamps)
                 n_hop += 1
@@ -161,6 +164,8 @@ def latency(minutes: float, fs: float, chunk: int, labels: list[str], types: lis
             if time.monotonic() >= next_memory:
                 memory.append((time.monotonic(), rss_mb()))
                 next_memory += 10.0
+        cpu = time.thread_time() - cpu0 if cpu0 is not None else float("nan")
+        wall = time.monotonic() - wall0 if wall0 is not None else float("nan")
     finally:
         sim.terminate()
         sim.wait(10)
@@ -171,6 +176,8 @@ def latency(minutes: float, fs: float, chunk: int, labels: list[str], types: lis
     print("  " + _stats("sample -> feature out", lp))
     print(f"  difference (pipeline): median {np.median(lp) - np.median(h):+.2f} ms, "
           f"p99 {np.percentile(lp, 99) - np.percentile(h, 99):+.2f} ms, max {lp.max() - h.max():+.2f} ms")
+    print(f"  the loop's thread used {cpu:.1f} CPU-s in {wall:.1f} s of streaming: {100 * cpu / wall:.1f} % of a core, "
+          f"{wall / cpu:.1f}x headroom over real time (pull, pipeline, bookkeeping)")
     m = np.asarray(memory)
     if m.size:
         t, mb = m[:, 0] - m[0, 0], m[:, 1]

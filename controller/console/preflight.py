@@ -31,6 +31,7 @@ import pylsl
 
 from controller.console.quality import AMBER, GREEN, RED, channel_quality, impedance_quality, worst
 from controller.dsp.labels import resolve_channels
+from controller.inputs.front_ends import describe_front_end, front_end_for
 from controller.inputs.lsl.reader import OpenedInlet, open_inlet
 from controller.inputs.lsl.resolve import (
     StreamDescription,
@@ -119,7 +120,8 @@ def run_preflight(protocol: Protocol | str | Path, *, site: Site | str | Path | 
         visible = visible_streams(OTHER_STREAMS_WAIT_S)
         used: list[StreamDescription] = []
         for name, spec in proto.inputs.items():
-            found, rate_bytes = _input_checks(name, spec, proto, seconds, resolve_timeout_s)
+            found, rate_bytes = _input_checks(name, spec, proto, seconds, resolve_timeout_s,
+                                              Path(protocol).parent if isinstance(protocol, (str, Path)) else None)
             checks += found.checks
             if found.stream is not None:
                 used.append(found.stream)
@@ -179,7 +181,7 @@ class _InputResult:
 
 
 def _input_checks(name: str, spec: InputSpec, protocol: Protocol, seconds: float,
-                  timeout_s: float | None) -> tuple[_InputResult, float]:
+                  timeout_s: float | None, protocol_dir: Path | None = None) -> tuple[_InputResult, float]:
     """The checks of one signal input, and the bytes per second its stream adds to the XDF."""
     timeout = timeout_s if timeout_s is not None else spec.resolve_timeout_s
     out = _InputResult([])
@@ -204,6 +206,9 @@ def _input_checks(name: str, spec: InputSpec, protocol: Protocol, seconds: float
                                 f"input {name}: stream {desc.name!r} ({desc.channel_count} ch, "
                                 f"{_rate_text(desc.nominal_srate)}, host {desc.hostname})", str(desc)))
         out.checks += _stream_fit_checks(name, spec, facts, checked)
+        front = front_end_check(name, spec, facts, protocol_dir)
+        if front is not None:
+            out.checks.append(front)
         if facts.rate > 0:
             data, stamps = pull_seconds(opened, seconds, facts.rate * facts.speed)
             out.checks.append(measured_rate_check(name, facts, stamps, seconds))
@@ -213,6 +218,20 @@ def _input_checks(name: str, spec: InputSpec, protocol: Protocol, seconds: float
         opened.close()
     value_bytes = VALUE_BYTES.get(info.channel_format(), 8)
     return out, facts.rate * facts.speed * (desc.channel_count * value_bytes + TIMESTAMP_BYTES)
+
+
+def front_end_check(name: str, spec: InputSpec, facts: StreamFacts, protocol_dir: Path | None) -> Check | None:
+    """fNIRS and MEG: can the stream's description build the input's front end (optode positions, both
+    wavelengths per pair, projectors on this system's channels)? None for an input that has none."""
+    if spec.fnirs is None and spec.ssp is None:
+        return None
+    try:
+        front = front_end_for(spec, facts, protocol_dir or Path.cwd())
+    except (ValueError, OSError) as exc:
+        return Check(f"front end {name}", RED, f"input {name}: {exc}")
+    if front is None:
+        return Check(f"front end {name}", GREEN, f"input {name}: no projectors in the stream or a file: none applied")
+    return Check(f"front end {name}", GREEN, f"input {name}: {describe_front_end(front)}")
 
 
 def _rate_text(rate: float) -> str:

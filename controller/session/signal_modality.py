@@ -19,6 +19,7 @@ from controller import event_records as rec
 from controller.clock import now
 from controller.events import EventBus
 from controller.features import FeaturePipeline
+from controller.inputs.front_ends import describe_front_end, front_end_for
 from controller.inputs.lsl.live_check import open_and_check
 from controller.inputs.lsl.reader import InputReader, OpenedInlet
 from controller.inputs.lsl.resolve import StreamNotFound
@@ -29,7 +30,6 @@ from controller.safety.faults import FaultKind, source
 from controller.safety.input_faults import InputFaults
 from controller.session.child_processes import child_env, end_process
 from controller.session.errors import SessionError
-from controller.session.front_ends import describe_front_end, front_end_for
 from controller.session.input_line import InputLine
 from controller.session.modality import Modality
 from controller.session.sim_commands import SimOptions, participant_command, signal_modality
