@@ -31,7 +31,7 @@ def nirs_front_end(spec: InputSpec, facts: StreamFacts) -> FrontEnd:
     if not facts.optodes:
         raise ValueError("the stream's description gives no optode positions (desc/montage/optodes/sources and "
                          "detectors, each with location X, Y, Z in mm): Beer-Lambert needs each pair's distance")
-    positions = {label: np.array([x, y, z]) for label, x, y, z in facts.optodes}
+    positions = {label: (x, y, z) for label, x, y, z in facts.optodes}
     measures = {m.strip().casefold() for m in facts.measures if m.strip()}
     if len(measures) > 1:
         raise ValueError(f"the stream mixes measures {sorted(measures)}; one stream sends intensity or od")

@@ -36,7 +36,7 @@ def selection(name: str) -> tuple[str, ...]:
     """The Neuromag channel names of one of MNE's Vectorview selections ('Left-occipital'), in its order."""
     if name not in SELECTIONS:
         raise ValueError(f"unknown sensor selection {name!r}; the Vectorview selections are {', '.join(SELECTIONS)}")
-    import mne  # (read only when a protocol names a selection: importing mne takes a while)
+    import mne  # type: ignore[import-untyped]  # no type information; read only when a protocol names a selection
 
     return tuple(str(n) for n in mne.read_vectorview_selection(name, verbose=False))
 
