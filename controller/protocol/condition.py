@@ -46,7 +46,7 @@ _TOKEN = re.compile(
     r"""
     (?P<space>\s+)
   | (?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)
-  | (?P<word>[A-Za-z_\u00b5\u03bc][A-Za-z0-9_]*|%)
+  | (?P<word>[A-Za-z_\u00b5\u03bc][A-Za-z0-9_]*(?:/[A-Za-z]+)?|%)  # (a unit may hold a slash: umol/L)
   | (?P<op><=|>=|<|>)
   | (?P<bad_op>==|!=|=>|=<|=|&&|\|\||!|&|\|)
   | (?P<lparen>\()

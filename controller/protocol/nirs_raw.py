@@ -88,7 +88,11 @@ class FnirsDecl(Decl):
     reference: Duration = Field(
         "10 s", validate_default=True,
         description="Optical density is relative to each channel's mean intensity over the first seconds of the stream.")
-    short_channels: Annotated[ShortChannelsDecl | None, BeforeValidator(_short_channels)] = Field(
+    short_channels: Annotated[ShortChannelsDecl | None, BeforeValidator(_short_channels), WithJsonSchema(
+        {"anyOf": [{"type": "object", "additionalProperties": False,
+                    "properties": {"max_distance": _quantity_schema(units.LENGTH, ["15 mm"], "A distance: mm, cm or m."),
+                                   "memory": _quantity_schema(units.DURATION, ["60 s"], "A duration.")}},
+                   {"type": "boolean"}]})] = Field(
         default_factory=ShortChannelsDecl,
         description="Short-separation regression ({max_distance: 15 mm, memory: 60 s}); false turns it off.")
     lowpass: OptionalFrequency = Field(

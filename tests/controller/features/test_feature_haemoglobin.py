@@ -116,3 +116,38 @@ def test_a_stream_without_a_pairs_second_wavelength_is_an_error_at_the_pair(reco
     problems = check_stream(protocol, "nirs", facts, units=False).problems
     assert [p.loc for p in problems] == [("inputs", "nirs", "channels", 1)]
     assert "pair S1_D2 has only 690 nm in the stream" in problems[0].message
+
+
+def test_concentrations_in_conditions_thresholds_and_feedback() -> None:
+    """'0.1 umol/L' is a concentration wherever a level is written; a plain number or volts for a
+    haemoglobin feature is an error at its place."""
+    from controller.lang.compiled import Compare, Constant
+
+    text = PROTOCOL.replace("feedback: {value: change",
+                            "rules:\n  - {during: task, when: change > 0.1 umol/L and hbo > 50 nM, do: {feedback: reward}}\n"
+                            "feedback: {value: change")
+    protocol = loads_protocol(text, "nirs.yaml")
+    (rule,) = protocol.rules
+    constants = []
+
+    def walk(node) -> None:
+        if isinstance(node, Compare):
+            constants.extend(o.value for o in (node.left, node.right) if isinstance(o, Constant))
+        for child in getattr(node, "items", ()) or getattr(node, "operands", ()) or ():
+            walk(child)
+        for attr in ("left", "right", "inner", "operand"):
+            sub = getattr(node, attr, None)
+            if sub is not None and not isinstance(sub, Constant) and hasattr(sub, "__dataclass_fields__"):
+                walk(sub)
+
+    walk(rule.when)
+    assert sorted(constants) == pytest.approx([5e-8, 1e-7])
+    assert (protocol.feedback.low, protocol.feedback.high) == pytest.approx((0.0, 1e-6))
+    bad = PROTOCOL.replace("rules:", "").replace("feedback: {value: change",
+                                                 "rules:\n  - {during: task, when: change > 0.1, do: {feedback: reward}}\n"
+                                                 "feedback: {value: change")
+    from controller.protocol import ProtocolError
+
+    with pytest.raises(ProtocolError) as info:
+        loads_protocol(bad, "nirs.yaml")
+    assert "haemoglobin concentration change: write the number with its unit, e.g. '0.5 umol/L'" in str(info.value)
