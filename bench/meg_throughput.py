@@ -145,7 +145,7 @@ def latency(minutes: float, fs: float, chunk: int, labels: list[str], types: lis
         # figures go into arrays allocated (and touched) up front, so the bench's own bookkeeping does not grow
         # the resident memory it measures
         pulls = int(minutes * 60.0 * fs / chunk * 1.5) + 1000
-        hop, sizes = np.full(pulls, np.nan), np.zeros(pulls, dtype=np.int64)
+        hop, sizes = np.full(pulls, np.nan), np.full(pulls, 0, dtype=np.int64)
         loop = np.full(int(minutes * 60.0 * 20 * 10 * 1.5) + 1000, np.nan)
         n_hop = n_loop = 0
         memory: list[tuple[float, float]] = []
