@@ -41,7 +41,6 @@ feedback: {{value: change, range: [0 umol/L, 1 umol/L]}}
 def recording():
     if not SNIRF.exists():
         pytest.skip(f"real recording {SNIRF} is absent (shared/data not mounted)")
-    pytest.importorskip("h5py", reason="MNE reads SNIRF with h5py")
     import mne
 
     raw = mne.io.read_raw_snirf(str(SNIRF), preload=True, verbose="error")

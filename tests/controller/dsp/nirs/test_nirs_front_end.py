@@ -35,7 +35,6 @@ def _close_per_column(a: np.ndarray, b: np.ndarray, rel: float) -> None:
 def recording():  # -> (layout, fs, (n, 18) intensities)
     if not SNIRF.exists():
         pytest.skip(f"real recording {SNIRF} is absent (shared/data not mounted)")
-    pytest.importorskip("h5py", reason="MNE reads SNIRF with h5py")
     mne = pytest.importorskip("mne")
     raw = mne.io.read_raw_snirf(str(SNIRF), preload=True, verbose="error")
     return NirsLayout.from_mne(raw.info), raw.info["sfreq"], raw.get_data().T

@@ -23,7 +23,6 @@ SNIRF = SHARED / "fnirs" / "snirf_samples_neuro_run01.snirf"
 def recording():  # -> (raw, MNE's haemoglobin Raw)
     if not SNIRF.exists():
         pytest.skip(f"real recording {SNIRF} is absent (shared/data not mounted)")
-    pytest.importorskip("h5py", reason="MNE reads SNIRF with h5py")
     mne = pytest.importorskip("mne")
     raw = mne.io.read_raw_snirf(str(SNIRF), preload=True, verbose="error")
     hb = mne.preprocessing.nirs.beer_lambert_law(mne.preprocessing.nirs.optical_density(raw))
