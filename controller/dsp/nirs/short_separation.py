@@ -10,7 +10,7 @@ The fit has an intercept: beta is the exponentially weighted covariance of short
 the weighted variance of short (means removed), so an offset between the two does not bias it.
 The output is ``y - beta * x``, not ``y - alpha - beta * x``: subtracting the intercept too
 would remove each channel's running mean, a high-pass with a ``memory_s`` time constant hidden
-inside the regression; drift is the pipeline's high-pass's business.
+inside the regression; drift is left to the front end's optional high-pass, or to a change from rest.
 
 Beta at sample t is the A PRIORI estimate, from samples <= t-1 (the convention of adaptive noise
 cancellers: the output is the innovation). The current long sample then never takes part in
