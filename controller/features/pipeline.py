@@ -88,7 +88,9 @@ class FeaturePipeline:
         where = f"input {input_spec.name!r}"
         self.blocks = BlockClock()  # the session points it at its timeline (kinds relative to a block read it)
         self._front = front_end
-        self._scale = None if scale is None or front_end is None else np.asarray(scale, dtype=np.float64)
+        # the stream columns' factor to SI, applied before the front end (none when every factor is 1)
+        self._scale = (None if scale is None or front_end is None or np.all(np.asarray(scale) == 1.0)
+                       else np.asarray(scale, dtype=np.float64))
         if front_end is not None:  # features name the front end's channels; the stream's are its business
             labels = list(front_end.labels)
             channel_types = front_end.types

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from controller.dsp.meg.sensors import canonical_label, read_selection
+
+__all__ = ["GRAD", "MAG", "MegLayout", "canonical_label"]
+
 GRAD = "grad"
 MAG = "mag"
-
-
-def canonical_label(label: str) -> str:
-    """'MEG 0113', 'MEG0113' and 'meg 0113' -> 'MEG0113' (how two spellings of one channel compare)."""
-    return "".join(label.split()).upper()
 
 
 def _sensor_kind(label: str, type_: str, unit: str) -> str | None:
@@ -48,9 +47,7 @@ def _sensor_kind(label: str, type_: str, unit: str) -> str | None:
 @functools.cache
 def _vectorview_selection(name: str) -> frozenset[str]:
     """MNE's Vectorview selection ``name`` (as MNE matches it: a substring of the selection's name), canonical labels."""
-    import mne  # type: ignore[import-untyped]  # no type information; imported only when a selection is asked for
-
-    return frozenset(canonical_label(s) for s in mne.read_vectorview_selection(name, verbose=False))
+    return frozenset(canonical_label(s) for s in read_selection(name))
 
 
 @dataclass(frozen=True, eq=False)

@@ -17,6 +17,11 @@ SELECTIONS = ("Vertex", "Left-temporal", "Right-temporal", "Left-parietal", "Rig
 _NEUROMAG = re.compile(r"^MEG\s*(\d{3})([123])$", re.IGNORECASE)
 
 
+def canonical_label(label: str) -> str:
+    """'MEG 0113', 'MEG0113' and 'meg 0113' -> 'MEG0113' (how two spellings of one channel compare)."""
+    return "".join(label.split()).upper()
+
+
 def sensor_kind(label: str) -> str | None:
     """'mag' or 'grad' for a Neuromag sensor name ('MEG 1641' / 'MEG1642'), None for anything else."""
     m = _NEUROMAG.match(label.strip())
@@ -32,13 +37,19 @@ def position_of(label: str) -> str | None:
 
 
 @cache
+def read_selection(name: str) -> tuple[str, ...]:
+    """MNE's Vectorview selection(s) matching ``name`` (as MNE matches: a substring of a selection's name), in
+    its order; the one place the selection file is read."""
+    import mne  # type: ignore[import-untyped]  # no type information; read only when a protocol names a selection
+
+    return tuple(str(n) for n in mne.read_vectorview_selection(name, verbose=False))
+
+
 def selection(name: str) -> tuple[str, ...]:
     """The Neuromag channel names of one of MNE's Vectorview selections ('Left-occipital'), in its order."""
     if name not in SELECTIONS:
         raise ValueError(f"unknown sensor selection {name!r}; the Vectorview selections are {', '.join(SELECTIONS)}")
-    import mne  # type: ignore[import-untyped]  # no type information; read only when a protocol names a selection
-
-    return tuple(str(n) for n in mne.read_vectorview_selection(name, verbose=False))
+    return read_selection(name)
 
 
 def sensors_of(names: tuple[str, ...], kind: str) -> tuple[str, ...]:

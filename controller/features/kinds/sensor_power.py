@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from controller.dsp.features import ChannelSource
-from controller.dsp.meg.sensors import SELECTIONS, grad_pairs, selection, sensor_kind, sensors_of
+from controller.dsp.meg.sensors import SELECTIONS, canonical_label, grad_pairs, selection, sensor_kind, sensors_of
 from controller.lang.compiled import Band, FeatureSpec
 from controller.lang.fields import FreqBand, fail
 
@@ -131,12 +131,12 @@ class SensorPower(PowerKind):
         """Each sensor of the stream's declared type (the stream's description overrules the names)."""
         if not types:
             return []
-        by_label = {lab.replace(" ", "").casefold(): t.strip().casefold() for lab, t in zip(labels, types)}
+        by_label = {canonical_label(lab): t.strip().casefold() for lab, t in zip(labels, types)}
         want = spec.params.sensors
-        wrong = [c for c in spec.channels if by_label.get(c.replace(" ", "").casefold(), want) != want]
+        wrong = [c for c in spec.channels if by_label.get(canonical_label(c), want) != want]
         if not wrong:
             return []
-        kinds = sorted({by_label[c.replace(' ', '').casefold()] for c in wrong})
+        kinds = sorted({by_label[canonical_label(c)] for c in wrong})
         return [("sensors", f"sensors: {want} reads {_NOUN[want]}s, but the stream says {len(wrong)} of its channels "
                             f"are {', '.join(kinds)} (e.g. {wrong[0]!r}); their units differ (T vs T/m): "
                             "one feature per sensor type")]
